@@ -1,0 +1,7 @@
+//! x
+pub mod classify;
+pub mod deadline;
+pub mod error;
+pub mod grpc;
+#[cfg(feature = "timeout")]
+pub mod timeout;

@@ -1,0 +1,29 @@
+use crate::error::{ConfigError, check};
+use std::time::Duration;
+
+/// Settings of [`TimeoutLayer`](super::TimeoutLayer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeoutConfig {
+    /// How long a request may take. Default: 15 s (Envoy's route default).
+    pub timeout: Duration,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl TimeoutConfig {
+    /// A configuration with the given timeout.
+    pub fn after(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+
+    /// Checks the values, naming the field that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check::positive_duration("timeout.timeout", self.timeout)
+    }
+}

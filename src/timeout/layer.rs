@@ -1,0 +1,84 @@
+use super::{ResponseFuture, TimeoutConfig};
+use crate::deadline::Deadline;
+use crate::error::{BoxError, ConfigError};
+use http::Request;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+/// Applies a timeout to each request, merged with any inherited deadline.
+/// See the [module docs](super).
+#[derive(Clone, Copy, Debug)]
+pub struct TimeoutLayer {
+    timeout: Duration,
+}
+
+impl TimeoutLayer {
+    /// Creates the layer, after checking `config`.
+    pub fn new(config: TimeoutConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            timeout: config.timeout,
+        })
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timeout {
+            inner,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// The service made by [`TimeoutLayer`].
+#[derive(Clone, Debug)]
+pub struct Timeout<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S> Timeout<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for Timeout<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let own = Deadline::at(Instant::now() + self.timeout);
+        let (deadline, inherited) = match Deadline::for_request(&request) {
+            Some(outer) if outer < own => (outer, true),
+            _ => (own, false),
+        };
+        let future = deadline.sync_scope(|| self.inner.call(request));
+        ResponseFuture::new(future, deadline, inherited, self.timeout)
+    }
+}
