@@ -23,7 +23,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// config.budget.ratio = 1.5;
 /// let err = RetryLayer::new(config).unwrap_err();
 /// assert_eq!(err.field(), "retry.budget.ratio");
-/// assert_eq!(err.to_string(), "retry.budget.ratio: must be between 0 and 1000");
+/// assert_eq!(err.to_string(), "retry.budget.ratio: must be between 0 and 1");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {

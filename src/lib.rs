@@ -5,3 +5,5 @@ pub mod error;
 pub mod grpc;
 #[cfg(feature = "timeout")]
 pub mod timeout;
+#[cfg(feature = "retry")]
+pub mod retry;

@@ -1,0 +1,183 @@
+use crate::error::{ConfigError, check};
+use std::time::Duration;
+
+/// Settings of [`RetryLayer`](super::RetryLayer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included; 1 turns retries off.
+    /// Default: 3. Range: 1 to 10.
+    pub max_attempts: u32,
+    /// Delay between attempts.
+    pub backoff: BackoffConfig,
+    /// How many retries the request volume pays for.
+    pub budget: BudgetConfig,
+    /// Largest request body kept for replay. Default: 64 KiB.
+    pub max_replay_bytes: usize,
+    /// A retry is not started with less than this left before the
+    /// request's deadline. Default: 10 ms.
+    pub min_attempt_time: Duration,
+    /// Treat every request as idempotent (for a route whose requests are,
+    /// whatever their method). Default: false.
+    pub assume_idempotent: bool,
+    /// Hedge idempotent requests instead of retrying them sequentially.
+    /// Default: none.
+    pub hedge: Option<HedgeConfig>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: BackoffConfig::default(),
+            budget: BudgetConfig::default(),
+            max_replay_bytes: 64 * 1024,
+            min_attempt_time: Duration::from_millis(10),
+            assume_idempotent: false,
+            hedge: None,
+        }
+    }
+}
+
+/// Exponential backoff between attempts: the n-th retry waits
+/// `min(base * 2^(n-1), max)` plus a random extra of up to `jitter` times
+/// that.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BackoffConfig {
+    /// First delay. Default: 25 ms.
+    pub base: Duration,
+    /// Longest delay. Default: 1 s.
+    pub max: Duration,
+    /// Random extra, as a fraction of the delay. Default: 1.0. Range: 0 to 100.
+    pub jitter: f64,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(25),
+            max: Duration::from_secs(1),
+            jitter: 1.0,
+        }
+    }
+}
+
+/// A retry budget: retries may add `ratio` of the requests seen over the
+/// last `window`, plus `min_per_second` retries per second regardless.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BudgetConfig {
+    /// Retries allowed per request. Default: 0.2. Range: 0 to 1.
+    pub ratio: f64,
+    /// Retries allowed per second whatever the volume. Default: 10.
+    pub min_per_second: u32,
+    /// How far back requests count. Default: 10 s. Range: 1 to 60 s.
+    pub window: Duration,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            ratio: 0.2,
+            min_per_second: 10,
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Hedging: start another attempt when none has answered after `delay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HedgeConfig {
+    /// Wait before each further attempt. Zero sends all attempts at once.
+    pub delay: Duration,
+    /// Attempts in all, the first included. Default: 2. Range: 2 to 10.
+    pub max_attempts: u32,
+}
+
+impl HedgeConfig {
+    /// Hedging with one extra attempt after `delay`.
+    pub fn after(delay: Duration) -> Self {
+        Self {
+            delay,
+            max_attempts: 2,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Checks the values, naming the field that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_fields().map_err(|e| e.within("retry"))
+    }
+
+    fn validate_fields(&self) -> Result<(), ConfigError> {
+        if !(1..=10).contains(&self.max_attempts) {
+            return Err(ConfigError::new("max_attempts", "must be between 1 and 10"));
+        }
+        let b = &self.backoff;
+        check::positive_duration("backoff.base", b.base)?;
+        if b.max < b.base {
+            return Err(ConfigError::new(
+                "backoff.max",
+                "must not be less than backoff.base",
+            ));
+        }
+        check::between("backoff.jitter", b.jitter, 0.0, 100.0)?;
+        let budget = &self.budget;
+        check::between("budget.ratio", budget.ratio, 0.0, 1.0)?;
+        if budget.min_per_second > 1_000_000 {
+            return Err(ConfigError::new(
+                "budget.min_per_second",
+                "must be at most 1000000",
+            ));
+        }
+        if budget.window < Duration::from_secs(1) || budget.window > Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                "budget.window",
+                "must be between 1 s and 60 s",
+            ));
+        }
+        if let Some(hedge) = &self.hedge {
+            if !(2..=10).contains(&hedge.max_attempts) {
+                return Err(ConfigError::new(
+                    "hedge.max_attempts",
+                    "must be between 2 and 10",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(config: RetryConfig) -> Option<String> {
+        config.validate().err().map(|e| e.field().to_owned())
+    }
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        assert_eq!(RetryConfig::default().validate(), Ok(()));
+        let mut c = RetryConfig::default();
+        c.max_attempts = 0;
+        assert_eq!(field_of(c).as_deref(), Some("retry.max_attempts"));
+        let mut c = RetryConfig::default();
+        c.backoff.max = Duration::from_millis(1);
+        assert_eq!(field_of(c).as_deref(), Some("retry.backoff.max"));
+        let mut c = RetryConfig::default();
+        c.backoff.jitter = f64::NAN;
+        assert_eq!(field_of(c).as_deref(), Some("retry.backoff.jitter"));
+        let mut c = RetryConfig::default();
+        c.budget.ratio = -0.1;
+        assert_eq!(field_of(c).as_deref(), Some("retry.budget.ratio"));
+        let mut c = RetryConfig::default();
+        c.budget.window = Duration::from_secs(61);
+        assert_eq!(field_of(c).as_deref(), Some("retry.budget.window"));
+        let mut c = RetryConfig::default();
+        c.hedge = Some(HedgeConfig {
+            delay: Duration::from_millis(5),
+            max_attempts: 1,
+        });
+        assert_eq!(field_of(c).as_deref(), Some("retry.hedge.max_attempts"));
+    }
+}

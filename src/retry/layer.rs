@@ -1,0 +1,164 @@
+use super::body::ReplayBody;
+use super::config::RetryConfig;
+use super::run::{Shared, run};
+use super::stats::{Counters, RetryStats};
+use crate::classify::{Classify, StatusClassifier};
+use crate::error::{BoxError, ConfigError};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::retry::backoff::ExponentialBackoffMaker;
+use tower::retry::budget::TpsBudget;
+use tower::util::rng::HasherRng;
+use tower::{Layer, Service};
+
+/// Retries failed requests. See the [module docs](super).
+///
+/// Every service made by one layer (and by its clones) shares one budget
+/// and one set of [`RetryStats`].
+pub struct RetryLayer<C = StatusClassifier> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> Clone for RetryLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for RetryLayer<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryLayer")
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+impl RetryLayer {
+    /// Creates the layer with the default [`StatusClassifier`], after
+    /// checking `config`.
+    pub fn new(config: RetryConfig) -> Result<Self, ConfigError> {
+        Self::with_classifier(config, StatusClassifier::default())
+    }
+}
+
+impl<C: Classify> RetryLayer<C> {
+    /// Creates the layer with a classifier of the application's.
+    pub fn with_classifier(config: RetryConfig, classifier: C) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let budget = TpsBudget::new(
+            config.budget.window,
+            config.budget.min_per_second,
+            config.budget.ratio as f32,
+        );
+        let backoff = ExponentialBackoffMaker::new(
+            config.backoff.base,
+            config.backoff.max,
+            config.backoff.jitter,
+            HasherRng::default(),
+        )
+        .map_err(|e| ConfigError::new("retry.backoff", e.to_string()))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                budget,
+                backoff,
+                classifier,
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// The counters of every service this layer made.
+    pub fn stats(&self) -> RetryStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RetryConfig {
+        &self.shared.config
+    }
+}
+
+impl<S, C> Layer<S> for RetryLayer<C> {
+    type Service = Retry<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service made by [`RetryLayer`]. Its inner service receives
+/// [`ReplayBody`] request bodies.
+pub struct Retry<S, C = StatusClassifier> {
+    inner: S,
+    shared: Arc<Shared<C>>,
+}
+
+impl<S: Clone, C> Clone for Retry<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, C> std::fmt::Debug for Retry<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retry").field("inner", &self.inner).finish()
+    }
+}
+
+impl<S, C> Retry<S, C> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, B, ResB> Service<Request<B>> for Retry<S, C>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    C: Classify,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResB: Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResB>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The ready service goes with the request; a clone stays behind.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        Box::pin(run(self.shared.clone(), ready, request))
+    }
+}
+

@@ -1,0 +1,233 @@
+use super::*;
+use crate::deadline::Deadline;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+
+type Reply = Result<Response<String>, crate::error::BoxError>;
+
+/// A server whose n-th call (from 0) answers with `script(n, body)`.
+fn server(
+    calls: Arc<AtomicUsize>,
+    script: impl Fn(usize) -> Option<Reply> + Clone + Send + Sync + 'static,
+) -> impl tower::Service<
+    Request<ReplayBody<Full<Bytes>>>,
+    Response = Response<String>,
+    Error = crate::error::BoxError,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |req: Request<ReplayBody<Full<Bytes>>>| {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        let script = script.clone();
+        async move {
+            let body = req.into_body().collect().await?.to_bytes();
+            match script(n) {
+                Some(reply) => reply.map(|mut r| {
+                    *r.body_mut() = format!("{}:{}", r.body(), String::from_utf8_lossy(&body));
+                    r
+                }),
+                None => std::future::pending().await,
+            }
+        }
+    })
+}
+
+fn status(code: StatusCode) -> Option<Reply> {
+    let mut response = Response::new(String::from("s"));
+    *response.status_mut() = code;
+    Some(Ok(response))
+}
+
+fn refused() -> Option<Reply> {
+    Some(Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into()))
+}
+
+fn layer(config: RetryConfig) -> RetryLayer {
+    RetryLayer::new(config).unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+fn request(method: Method, body: &'static str) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *request.method_mut() = method;
+    request
+}
+
+fn no_jitter() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            jitter: 0.0,
+            ..BackoffConfig::default()
+        },
+        ..RetryConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_idempotent_requests_until_success_with_backoff() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = layer(no_jitter());
+    let svc = layer.layer(server(calls.clone(), |n| {
+        status(if n < 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK })
+    }));
+    let started = Instant::now();
+    let response = svc.oneshot(request(Method::GET, "")).await.ok();
+    assert_eq!(response.as_ref().map(Response::status), Some(StatusCode::OK));
+    assert_eq!(
+        response.as_ref().and_then(|r| r.extensions().get::<Attempts>()),
+        Some(&Attempts(3))
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // 25 ms, then 50 ms of backoff.
+    assert_eq!(started.elapsed(), Duration::from_millis(75));
+    assert_eq!(layer.stats().retries, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stops_at_max_attempts_and_returns_the_last_failure() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(no_jitter()).layer(server(calls.clone(), |_| status(StatusCode::BAD_GATEWAY)));
+    let response = svc.oneshot(request(Method::GET, "")).await.ok();
+    assert_eq!(response.map(|r| r.status()), Some(StatusCode::BAD_GATEWAY));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_idempotent_requests_are_retried_only_when_never_processed() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(no_jitter()).layer(server(calls.clone(), |_| status(StatusCode::SERVICE_UNAVAILABLE)));
+    let response = svc.oneshot(request(Method::POST, "order")).await.ok();
+    assert_eq!(response.map(|r| r.status()), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a POST that may have been processed");
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(no_jitter()).layer(server(calls.clone(), |n| {
+        if n == 0 { refused() } else { status(StatusCode::OK) }
+    }));
+    let response = svc.oneshot(request(Method::POST, "order")).await.ok();
+    assert_eq!(response.map(|r| r.into_body()), Some(String::from("s:order")));
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "a refused connection proves nothing was processed");
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(no_jitter()).layer(server(calls.clone(), |n| {
+        status(if n == 0 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK })
+    }));
+    let mut post = request(Method::POST, "set");
+    post.extensions_mut().insert(Idempotency::Idempotent);
+    let response = svc.oneshot(post).await.ok();
+    assert_eq!(response.map(|r| r.into_body()), Some(String::from("s:set")));
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "declared idempotent, body replayed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn bodies_over_the_cap_are_sent_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(RetryConfig {
+        max_replay_bytes: 4,
+        ..no_jitter()
+    })
+    .layer(server(calls.clone(), |_| status(StatusCode::SERVICE_UNAVAILABLE)));
+    let response = svc.oneshot(request(Method::PUT, "too large")).await.ok();
+    assert_eq!(response.map(|r| r.into_body()), Some(String::from("s:too large")));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_bounds_retries() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = layer(RetryConfig {
+        max_attempts: 2,
+        budget: BudgetConfig {
+            ratio: 0.5,
+            min_per_second: 0,
+            window: Duration::from_secs(10),
+        },
+        ..no_jitter()
+    });
+    let svc = layer.layer(server(calls.clone(), |_| status(StatusCode::SERVICE_UNAVAILABLE)));
+    for _ in 0..10 {
+        let _ = svc.clone().oneshot(request(Method::GET, "")).await;
+    }
+    let stats = layer.stats();
+    assert_eq!(stats.requests, 10);
+    assert_eq!(stats.retries, 5, "one retry per two requests");
+    assert_eq!(stats.budget_exhausted, 5);
+    assert_eq!(calls.load(Ordering::SeqCst), 15);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_retry_starts_without_the_minimum_time_left() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(RetryConfig {
+        min_attempt_time: Duration::from_millis(10),
+        ..no_jitter()
+    })
+    .layer(server(calls.clone(), |_| status(StatusCode::SERVICE_UNAVAILABLE)));
+    // The first retry would start after 25 ms of backoff, with 5 ms left.
+    let _ = Deadline::after(Duration::from_millis(30))
+        .scope(svc.clone().oneshot(request(Method::GET, "")))
+        .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // With 100 ms, the retries at 25 ms and 75 ms both fit.
+    let _ = Deadline::after(Duration::from_millis(100))
+        .scope(svc.oneshot(request(Method::GET, "")))
+        .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_sends_a_second_attempt_and_cancels_the_loser() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = layer(RetryConfig {
+        hedge: Some(HedgeConfig::after(Duration::from_millis(50))),
+        ..no_jitter()
+    });
+    // The first attempt never answers; the hedge answers at once.
+    let svc = layer.layer(server(calls.clone(), |n| {
+        if n == 0 { None } else { status(StatusCode::OK) }
+    }));
+    let started = Instant::now();
+    let response = svc.oneshot(request(Method::GET, "q")).await.ok();
+    assert_eq!(started.elapsed(), Duration::from_millis(50));
+    assert_eq!(response.map(|r| r.into_body()), Some(String::from("s:q")));
+    assert_eq!(layer.stats().hedges, 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_moves_on_at_once_after_a_retryable_failure() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(RetryConfig {
+        hedge: Some(HedgeConfig {
+            delay: Duration::from_secs(1),
+            max_attempts: 3,
+        }),
+        ..no_jitter()
+    })
+    .layer(server(calls.clone(), |n| {
+        status(if n < 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK })
+    }));
+    let started = Instant::now();
+    let response = svc.oneshot(request(Method::GET, "")).await.ok();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(response.map(|r| r.status()), Some(StatusCode::OK));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_idempotent_requests_are_not_hedged() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(RetryConfig {
+        hedge: Some(HedgeConfig::after(Duration::from_millis(5))),
+        ..no_jitter()
+    })
+    .layer(server(calls.clone(), |_| status(StatusCode::OK)));
+    let _ = svc.oneshot(request(Method::POST, "")).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
