@@ -7,3 +7,5 @@ pub mod grpc;
 pub mod timeout;
 #[cfg(feature = "retry")]
 pub mod retry;
+#[cfg(feature = "breaker")]
+pub mod breaker;

@@ -53,7 +53,7 @@ fn is_never_processed(err: &(dyn Error + 'static)) -> bool {
 }
 
 fn is_local_rejection(err: &(dyn Error + 'static)) -> bool {
-    #[cfg(any())]
+    #[cfg(feature = "breaker")]
     if err.is::<crate::breaker::BreakerOpen>() {
         return true;
     }
