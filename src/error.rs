@@ -69,6 +69,9 @@ impl std::error::Error for ConfigError {}
 
 /// Checks helpers shared by the configuration types.
 pub(crate) mod check {
+    // Each helper is used by some feature-gated layer.
+    #![allow(dead_code)]
+
     use super::ConfigError;
     use std::time::Duration;
 

@@ -140,12 +140,12 @@ pub fn error_response<B: Default>(code: Code, message: &'static str) -> Response
 /// response with `code` when the request is gRPC, otherwise an empty HTTP
 /// response with `status`.
 pub(crate) fn reject<B: Default>(
-    request_headers: &HeaderMap,
+    grpc: bool,
     status: StatusCode,
     code: Code,
     message: &'static str,
 ) -> Response<B> {
-    if is_grpc(request_headers) {
+    if grpc {
         error_response(code, message)
     } else {
         let mut response = Response::new(B::default());

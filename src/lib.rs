@@ -1,11 +1,62 @@
-//! x
+//! Sinew is a proxyless service mesh for Rust: what a sidecar proxy does on
+//! the request path, done in-process as [tower] layers.
+//!
+//! This release ships the resilience layers. Each is a tower [`Layer`]
+//! usable alone with any `Service<http::Request<B>>`, understands HTTP and
+//! gRPC (outcomes are classified by `grpc-status`, in headers or trailers),
+//! validates its configuration with errors that name the field, and is
+//! testable under `tokio::time::pause()`.
+//!
+//! | module | what it does | feature |
+//! |---|---|---|
+//! | [`timeout`] | overall and per-attempt timeouts, merged with inherited deadlines | `timeout` |
+//! | [`deadline`] | deadline propagation (`grpc-timeout`, `sinew-timeout-ms`) and enforcement | always |
+//! | [`retry`] | retries with budget, backoff, body replay, idempotency rules; hedging | `retry` |
+//! | [`breaker`] | circuit breaking: consecutive or rate trips, exact half-open probes | `breaker` |
+//! | [`limit`] | concurrency limit with bounded queue, token bucket, load shedding, adaptive limit | `limit` |
+//! | [`respond`] | refusals as 503/429/504 (or gRPC codes) on servers | always |
+//! | [`classify`] | what counts as a failure, and what may be retried | always |
+//!
+//! A client stack, outermost first:
+//!
+//! ```
+//! use std::time::Duration;
+//! use sinew::breaker::{BreakerConfig, BreakerLayer};
+//! use sinew::deadline::PropagateDeadlineLayer;
+//! use sinew::retry::{RetryConfig, RetryLayer};
+//! use sinew::timeout::{TimeoutConfig, TimeoutLayer};
+//! use tower::ServiceBuilder;
+//!
+//! # fn main() -> Result<(), sinew::error::ConfigError> {
+//! let stack = ServiceBuilder::new()
+//!     .layer(TimeoutLayer::new(TimeoutConfig::after(Duration::from_secs(2)))?) // all attempts
+//!     .layer(RetryLayer::new(RetryConfig::default())?)
+//!     .layer(TimeoutLayer::new(TimeoutConfig::after(Duration::from_millis(500)))?) // each attempt
+//!     .layer(BreakerLayer::new(BreakerConfig::default())?)
+//!     .layer(PropagateDeadlineLayer::new());
+//! # let _ = stack;
+//! # Ok(()) }
+//! ```
+//!
+//! Layers return [`error::BoxError`]; find out what happened by
+//! downcasting to the error types each module documents.
+//!
+//! [tower]: https://docs.rs/tower
+//! [`Layer`]: tower::Layer
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod classify;
 pub mod deadline;
 pub mod error;
 pub mod grpc;
-#[cfg(feature = "timeout")]
-pub mod timeout;
-#[cfg(feature = "retry")]
-pub mod retry;
+pub mod respond;
+
 #[cfg(feature = "breaker")]
 pub mod breaker;
+#[cfg(feature = "limit")]
+pub mod limit;
+#[cfg(feature = "retry")]
+pub mod retry;
+#[cfg(feature = "timeout")]
+pub mod timeout;

@@ -44,10 +44,9 @@ where
         if let Some(ticket) = this.ticket.take() {
             let classifier = &ticket.core().classifier;
             let outcome = match &frame {
-                Some(Ok(frame)) => match frame.trailers_ref() {
-                    Some(trailers) => Some(classifier.classify_trailers(Some(trailers))),
-                    None => None,
-                },
+                Some(Ok(frame)) => frame
+                    .trailers_ref()
+                    .map(|trailers| classifier.classify_trailers(Some(trailers))),
                 // The server saw the request: a body that breaks mid-way
                 // is a failure, whatever the error.
                 Some(Err(_)) => Some(Outcome::Failure { retryable: false }),

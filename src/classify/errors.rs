@@ -57,7 +57,7 @@ fn is_local_rejection(err: &(dyn Error + 'static)) -> bool {
     if err.is::<crate::breaker::BreakerOpen>() {
         return true;
     }
-    #[cfg(any())]
+    #[cfg(feature = "limit")]
     if err.is::<crate::limit::Overloaded>()
         || err.is::<crate::limit::RateLimited>()
         || err.is::<tower::load_shed::error::Overloaded>()

@@ -1,6 +1,6 @@
 use super::{Deadline, header::budget_from_headers};
 use crate::error::ConfigError;
-use crate::grpc::{Code, reject};
+use crate::grpc::{Code, is_grpc, reject};
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -127,75 +127,93 @@ where
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let budget = budget_from_headers(request.headers()).or(self.config.default);
         let Some(mut budget) = budget else {
-            return ResponseFuture::Unbounded {
+            return ResponseFuture::new(Stage::Unbounded {
                 future: self.inner.call(request),
-            };
+            });
         };
         if let Some(max) = self.config.max {
             budget = budget.min(max);
         }
-        let exceeded = reject(
-            request.headers(),
-            StatusCode::GATEWAY_TIMEOUT,
-            Code::DEADLINE_EXCEEDED,
-            "deadline exceeded",
-        );
+        let grpc = is_grpc(request.headers());
         if budget.is_zero() {
-            return ResponseFuture::Refused {
-                response: Some(exceeded),
-            };
+            return ResponseFuture::new(Stage::Refused {
+                response: Some(exceeded(grpc)),
+            });
         }
         let at = Instant::now() + budget;
         let deadline = Deadline::at(at);
         let future = deadline.sync_scope(|| self.inner.call(request));
-        ResponseFuture::Bounded {
+        ResponseFuture::new(Stage::Bounded {
             future: deadline.scope(future),
             sleep: tokio::time::sleep_until(at),
-            exceeded: Some(exceeded),
-        }
+            grpc,
+            fired: false,
+        })
     }
 }
 
 pin_project! {
     /// Response future of [`EnforceDeadline`].
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        stage: Stage<F, B>,
+    }
+}
+
+pin_project! {
     #[project = Projection]
-    pub enum ResponseFuture<F, B> {
-        /// The request carries no deadline.
+    enum Stage<F, B> {
+        // The request carries no deadline.
         Unbounded { #[pin] future: F },
-        /// The handler runs with a deadline.
+        // The handler runs with a deadline.
         Bounded {
             #[pin] future: TaskLocalFuture<Deadline, F>,
             #[pin] sleep: Sleep,
-            exceeded: Option<Response<B>>,
+            grpc: bool,
+            fired: bool,
         },
-        /// The deadline had passed on arrival.
+        // The deadline had passed on arrival.
         Refused { response: Option<Response<B>> },
+    }
+}
+
+fn exceeded<B: Default>(grpc: bool) -> Response<B> {
+    reject(grpc, StatusCode::GATEWAY_TIMEOUT, Code::DEADLINE_EXCEEDED, "deadline exceeded")
+}
+
+impl<F, B> ResponseFuture<F, B> {
+    fn new(stage: Stage<F, B>) -> Self {
+        Self { stage }
     }
 }
 
 impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Default,
 {
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
+        match self.project().stage.project() {
             Projection::Unbounded { future } => future.poll(cx),
             Projection::Bounded {
                 future,
                 sleep,
-                exceeded,
+                grpc,
+                fired,
             } => {
-                if let Poll::Ready(result) = future.poll(cx) {
-                    return Poll::Ready(result);
+                if !*fired {
+                    if let Poll::Ready(result) = future.poll(cx) {
+                        return Poll::Ready(result);
+                    }
                 }
                 ready!(sleep.poll(cx));
-                tracing::debug!("deadline passed while handling the request");
-                match exceeded.take() {
-                    Some(response) => Poll::Ready(Ok(response)),
-                    None => Poll::Pending,
+                if std::mem::replace(fired, true) {
+                    return Poll::Pending;
                 }
+                tracing::debug!("deadline passed while handling the request");
+                Poll::Ready(Ok(exceeded(*grpc)))
             }
             Projection::Refused { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),

@@ -93,7 +93,7 @@ impl<B: Body> ReplayBody<B> {
                 next: 0,
                 trailers_sent: false,
                 yielded: 0,
-                hint: r.hint.clone(),
+                hint: r.hint,
             }),
         };
         Self { inner }

@@ -151,33 +151,36 @@ impl RetryConfig {
 mod tests {
     use super::*;
 
-    fn field_of(config: RetryConfig) -> Option<String> {
+    fn field_of(change: impl FnOnce(&mut RetryConfig)) -> Option<String> {
+        let mut config = RetryConfig::default();
+        change(&mut config);
         config.validate().err().map(|e| e.field().to_owned())
     }
 
     #[test]
     fn defaults_are_valid_and_bad_values_are_named() {
         assert_eq!(RetryConfig::default().validate(), Ok(()));
-        let mut c = RetryConfig::default();
-        c.max_attempts = 0;
-        assert_eq!(field_of(c).as_deref(), Some("retry.max_attempts"));
-        let mut c = RetryConfig::default();
-        c.backoff.max = Duration::from_millis(1);
-        assert_eq!(field_of(c).as_deref(), Some("retry.backoff.max"));
-        let mut c = RetryConfig::default();
-        c.backoff.jitter = f64::NAN;
-        assert_eq!(field_of(c).as_deref(), Some("retry.backoff.jitter"));
-        let mut c = RetryConfig::default();
-        c.budget.ratio = -0.1;
-        assert_eq!(field_of(c).as_deref(), Some("retry.budget.ratio"));
-        let mut c = RetryConfig::default();
-        c.budget.window = Duration::from_secs(61);
-        assert_eq!(field_of(c).as_deref(), Some("retry.budget.window"));
-        let mut c = RetryConfig::default();
-        c.hedge = Some(HedgeConfig {
-            delay: Duration::from_millis(5),
-            max_attempts: 1,
-        });
+        let field = |f: fn(&mut RetryConfig)| field_of(f);
+        assert_eq!(field(|c| c.max_attempts = 0).as_deref(), Some("retry.max_attempts"));
+        assert_eq!(
+            field(|c| c.backoff.max = Duration::from_millis(1)).as_deref(),
+            Some("retry.backoff.max")
+        );
+        assert_eq!(
+            field(|c| c.backoff.jitter = f64::NAN).as_deref(),
+            Some("retry.backoff.jitter")
+        );
+        assert_eq!(field(|c| c.budget.ratio = -0.1).as_deref(), Some("retry.budget.ratio"));
+        assert_eq!(
+            field(|c| c.budget.window = Duration::from_secs(61)).as_deref(),
+            Some("retry.budget.window")
+        );
+        let c = |c: &mut RetryConfig| {
+            c.hedge = Some(HedgeConfig {
+                delay: Duration::from_millis(5),
+                max_attempts: 1,
+            })
+        };
         assert_eq!(field_of(c).as_deref(), Some("retry.hedge.max_attempts"));
     }
 }
