@@ -1,0 +1,118 @@
+use crate::support::{RawCodec, h2_client, serve};
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use sinew::breaker::{BreakerConfig, BreakerLayer, State};
+use sinew::retry::{RetryConfig, RetryLayer};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tonic::{Code, Status};
+use tower::ServiceBuilder;
+
+/// A real tonic gRPC server with one unary method that fails with
+/// `code` for its first `failures` calls, then echoes.
+async fn grpc_server(failures: usize, code: Code, calls: Arc<AtomicUsize>) -> crate::support::Server {
+    serve(tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let calls = calls.clone();
+        async move {
+            let method = tower::service_fn(move |req: tonic::Request<Bytes>| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < failures {
+                        Err(Status::new(code, "not now"))
+                    } else {
+                        Ok(tonic::Response::new(req.into_inner()))
+                    }
+                }
+            });
+            let mut grpc = tonic::server::Grpc::new(RawCodec);
+            Ok::<_, std::convert::Infallible>(grpc.unary(method, req).await)
+        }
+    }))
+    .await
+}
+
+fn path() -> PathAndQuery {
+    PathAndQuery::from_static("/sinew.test.Echo/Call")
+}
+
+#[tokio::test]
+async fn grpc_unavailable_is_retried_through_tonic() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = grpc_server(2, Code::Unavailable, calls.clone()).await;
+    let mut config = RetryConfig {
+        // gRPC requests are POSTs: declare the method idempotent.
+        assume_idempotent: true,
+        ..RetryConfig::default()
+    };
+    config.backoff.base = Duration::from_millis(1);
+    let stack = ServiceBuilder::new()
+        .layer(RetryLayer::new(config).unwrap())
+        .service(h2_client());
+    let origin = server.url("").parse().unwrap();
+    let mut grpc = tonic::client::Grpc::with_origin(stack, origin);
+    grpc.ready().await.unwrap();
+    let reply = grpc
+        .unary(tonic::Request::new(Bytes::from_static(b"ping")), path(), RawCodec)
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner(), Bytes::from_static(b"ping"));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    // A non-retryable code is returned as it is.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = grpc_server(1, Code::InvalidArgument, calls.clone()).await;
+    let stack = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryConfig { assume_idempotent: true, ..RetryConfig::default() }).unwrap())
+        .service(h2_client());
+    let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
+    grpc.ready().await.unwrap();
+    let status = grpc
+        .unary(tonic::Request::new(Bytes::from_static(b"x")), path(), RawCodec)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_breaker_reads_grpc_status_not_the_http_status() {
+    // Every failure is HTTP 200 with grpc-status INTERNAL.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = grpc_server(usize::MAX, Code::Internal, calls.clone()).await;
+    let breaker = BreakerLayer::new(BreakerConfig {
+        consecutive_failures: Some(3),
+        ..BreakerConfig::default()
+    })
+    .unwrap();
+    let stack = ServiceBuilder::new().layer(breaker.clone()).service(h2_client());
+    let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
+    for _ in 0..3 {
+        grpc.ready().await.unwrap();
+        let status = grpc
+            .unary(tonic::Request::new(Bytes::from_static(b"x")), path(), RawCodec)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Internal);
+    }
+    assert_eq!(breaker.state(), State::Open);
+
+    // Successes carry grpc-status 0 in the trailers: they keep a breaker closed.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = grpc_server(0, Code::Ok, calls.clone()).await;
+    let breaker = BreakerLayer::new(BreakerConfig {
+        consecutive_failures: Some(1),
+        ..BreakerConfig::default()
+    })
+    .unwrap();
+    let stack = ServiceBuilder::new().layer(breaker.clone()).service(h2_client());
+    let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
+    for _ in 0..5 {
+        grpc.ready().await.unwrap();
+        grpc.unary(tonic::Request::new(Bytes::from_static(b"ok")), path(), RawCodec)
+            .await
+            .unwrap();
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+}

@@ -1,0 +1,167 @@
+//! Real servers and clients on loopback for the integration tests.
+
+use bytes::{Buf, BufMut, Bytes};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use sinew::error::BoxError;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+/// A running server; dropping it stops accepting and closes connections.
+pub struct Server {
+    pub addr: SocketAddr,
+    _stop: watch::Sender<()>,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Serves `service` (HTTP/1.1 and HTTP/2) on a fresh loopback port.
+pub async fn serve<S, B>(service: S) -> Server
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop, mut stopped) = watch::channel(());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(_) => continue,
+                },
+                _ = stopped.changed() => return,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = stopped.changed() => {}
+                }
+            });
+        }
+    });
+    Server { addr, _stop: stop }
+}
+
+/// A handler made from an async function of the request.
+pub fn handler<F, Fut>(f: F) -> impl tower::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
++ Send
++ 'static
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    tower::service_fn(move |req| {
+        let f = f.clone();
+        async move { Ok(f(req).await) }
+    })
+}
+
+/// A response with a status and a text body.
+pub fn text(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = http::StatusCode::from_u16(status).expect("valid status");
+    response
+}
+
+/// A hyper-util client for any request body.
+pub fn client<B>() -> Client<HttpConnector, B>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2-only client, for gRPC.
+pub fn h2_client<B>() -> Client<HttpConnector, B>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// Reads a whole body as text.
+pub async fn body_text<B>(body: B) -> String
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let bytes = body.collect().await.expect("read body").to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A loopback port with nothing listening on it.
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    listener.local_addr().expect("local addr")
+}
+
+/// A gRPC codec for raw message bytes, so that the tests need no codegen.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Self::Error> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
