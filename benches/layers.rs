@@ -1,1 +1,164 @@
-fn main(){}
+//! Per-request cost of each resilience layer over an inner service that
+//! answers at once, and heap allocations per request.
+//!
+//! `cargo bench --bench layers` prints criterion's figures (group
+//! `layers`) after a table of allocations per request, counted with a
+//! counting global allocator.
+
+// The counting allocator is the one place that needs `unsafe`.
+#![allow(
+    unsafe_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout
+)]
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::Empty;
+use sinew::breaker::{BreakerConfig, BreakerLayer};
+use sinew::deadline::PropagateDeadlineLayer;
+use sinew::limit::{ConcurrencyLimitConfig, ConcurrencyLimitLayer, RateLimitConfig, RateLimitLayer};
+use sinew::retry::{RetryConfig, RetryLayer};
+use sinew::timeout::{TimeoutConfig, TimeoutLayer};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tower::{Layer, Service};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The inner service: answers at once, whatever the request body.
+#[derive(Clone, Copy)]
+struct Immediate;
+
+impl<B> Service<Request<B>> for Immediate {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<B>) -> Self::Future {
+        ready(Ok(Response::new(())))
+    }
+}
+
+/// Sends one request and polls it to completion; every layer answers on
+/// the first poll when the inner service does.
+fn send<S>(svc: &mut S) -> bool
+where
+    S: Service<Request<Empty<Bytes>>>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    if svc.poll_ready(&mut cx).is_pending() {
+        return false;
+    }
+    let mut future = pin!(svc.call(Request::new(Empty::new())));
+    matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
+}
+
+fn timeout() -> TimeoutLayer {
+    TimeoutLayer::new(TimeoutConfig::after(Duration::from_secs(10))).unwrap()
+}
+
+fn retry() -> RetryLayer {
+    RetryLayer::new(RetryConfig::default()).unwrap()
+}
+
+fn breaker() -> BreakerLayer {
+    BreakerLayer::new(BreakerConfig::default()).unwrap()
+}
+
+fn concurrency() -> ConcurrencyLimitLayer {
+    ConcurrencyLimitLayer::new(ConcurrencyLimitConfig::default()).unwrap()
+}
+
+fn rate() -> RateLimitLayer {
+    RateLimitLayer::new(RateLimitConfig {
+        per_second: 1e9,
+        burst: u32::MAX,
+    })
+    .unwrap()
+}
+
+macro_rules! services {
+    ($each:ident) => {{
+        $each!("bare", Immediate);
+        $each!("timeout", timeout().layer(Immediate));
+        $each!("retry", retry().layer(Immediate));
+        $each!("breaker", breaker().layer(Immediate));
+        $each!("concurrency_limit", concurrency().layer(Immediate));
+        $each!("rate_limit", rate().layer(Immediate));
+        $each!("propagate_deadline", PropagateDeadlineLayer::new().layer(Immediate));
+        $each!(
+            "stack",
+            timeout().layer(retry().layer(timeout().layer(
+                breaker().layer(concurrency().layer(rate().layer(Immediate)))
+            )))
+        );
+    }};
+}
+
+fn allocations() {
+    const N: u64 = 10_000;
+    println!("heap allocations per request (layers group):");
+    macro_rules! count {
+        ($name:expr, $svc:expr) => {{
+            let mut svc = $svc;
+            assert!(send(&mut svc));
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            for _ in 0..N {
+                assert!(send(&mut svc));
+            }
+            let per = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64;
+            println!("  {:<20} {per:.2}", $name);
+        }};
+    }
+    services!(count);
+}
+
+fn layers(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _context = runtime.enter();
+    allocations();
+    let mut group = c.benchmark_group("layers");
+    macro_rules! bench {
+        ($name:expr, $svc:expr) => {{
+            let mut svc = $svc;
+            group.bench_function($name, |b| b.iter(|| black_box(send(&mut svc))));
+        }};
+    }
+    services!(bench);
+    group.finish();
+}
+
+criterion_group!(benches, layers);
+criterion_main!(benches);

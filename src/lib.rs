@@ -44,6 +44,7 @@
 //! [tower]: https://docs.rs/tower
 //! [`Layer`]: tower::Layer
 
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod classify;

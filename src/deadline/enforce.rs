@@ -1,4 +1,4 @@
-use super::{Deadline, header::budget_from_headers};
+use super::{Deadline, Scoped, header::budget_from_headers};
 use crate::error::ConfigError;
 use crate::grpc::{Code, is_grpc, reject};
 use http::{Request, Response, StatusCode};
@@ -7,7 +7,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
@@ -167,7 +166,7 @@ pin_project! {
         Unbounded { #[pin] future: F },
         // The handler runs with a deadline.
         Bounded {
-            #[pin] future: TaskLocalFuture<Deadline, F>,
+            #[pin] future: Scoped<F>,
             #[pin] sleep: Sleep,
             grpc: bool,
             fired: bool,

@@ -37,20 +37,18 @@ mod enforce;
 mod error;
 mod header;
 mod propagate;
+mod scope;
 
 pub use enforce::{EnforceDeadline, EnforceDeadlineConfig, EnforceDeadlineLayer};
 pub use error::DeadlineExceeded;
 pub use header::{GRPC_TIMEOUT, SINEW_TIMEOUT_MS, encode_grpc_timeout, parse_grpc_timeout};
 pub use propagate::{PropagateDeadline, PropagateDeadlineLayer};
 
+pub use scope::Scoped;
+
 use std::future::Future;
 use std::time::Duration;
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
-
-tokio::task_local! {
-    static CURRENT: Deadline;
-}
 
 /// An instant after which a request's result is no longer wanted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -83,8 +81,11 @@ impl Deadline {
     }
 
     /// The deadline of the enclosing scope, if any.
+    ///
+    /// Like a task-local, it is set only while a scoped future is polled:
+    /// a task spawned from inside the scope does not inherit it.
     pub fn current() -> Option<Deadline> {
-        CURRENT.try_with(|d| *d).ok()
+        scope::current()
     }
 
     /// The deadline that binds `request`: the earlier of a [`Deadline`] in
@@ -97,13 +98,13 @@ impl Deadline {
     }
 
     /// Runs `future` with this deadline as [`Deadline::current`].
-    pub fn scope<F: Future>(self, future: F) -> TaskLocalFuture<Deadline, F> {
-        CURRENT.scope(self, future)
+    pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
+        Scoped::new(future, self)
     }
 
     /// Runs `f` with this deadline as [`Deadline::current`].
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self, f)
+        scope::sync_scope(self, f)
     }
 }
 

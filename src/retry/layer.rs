@@ -1,18 +1,18 @@
 use super::body::ReplayBody;
+use super::budget::RetryBudget;
 use super::config::RetryConfig;
-use super::run::{Shared, run};
+use super::future::ResponseFuture;
+use super::idempotency::is_idempotent;
+use super::run::{Replay, Shared, attempt_request, hedge_or_retry};
 use super::stats::{Counters, RetryStats};
 use crate::classify::{Classify, StatusClassifier};
 use crate::error::{BoxError, ConfigError};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::retry::backoff::ExponentialBackoffMaker;
-use tower::retry::budget::TpsBudget;
 use tower::util::rng::HasherRng;
 use tower::{Layer, Service};
 
@@ -52,10 +52,10 @@ impl<C: Classify> RetryLayer<C> {
     /// Creates the layer with a classifier of the application's.
     pub fn with_classifier(config: RetryConfig, classifier: C) -> Result<Self, ConfigError> {
         config.validate()?;
-        let budget = TpsBudget::new(
-            config.budget.window,
+        let budget = RetryBudget::new(
+            config.budget.ratio,
             config.budget.min_per_second,
-            config.budget.ratio as f32,
+            config.budget.window,
         );
         let backoff = ExponentialBackoffMaker::new(
             config.backoff.base,
@@ -148,17 +148,40 @@ where
 {
     type Response = Response<ResB>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResB>, BoxError>> + Send>>;
+    type Future = ResponseFuture<S, C, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let shared = &self.shared;
+        let (parts, body) = request.into_parts();
+        let body = ReplayBody::new(body, shared.config.max_replay_bytes);
+        let idempotent = is_idempotent(&parts, shared.config.assume_idempotent);
+        shared.budget.deposit();
+        Counters::bump(&shared.counters.requests);
         // The ready service goes with the request; a clone stays behind.
         let clone = self.inner.clone();
-        let ready = std::mem::replace(&mut self.inner, clone);
-        Box::pin(run(self.shared.clone(), ready, request))
+        let mut service = std::mem::replace(&mut self.inner, clone);
+        let hedge = shared.config.hedge.filter(|_| idempotent);
+        let first = match hedge {
+            Some(_) => None,
+            None => Some(service.call(attempt_request(&parts, &body))),
+        };
+        let replay = Replay {
+            shared: shared.clone(),
+            service,
+            parts,
+            body,
+            idempotent,
+        };
+        match (first, hedge) {
+            (Some(future), _) => ResponseFuture::first(future, replay),
+            (None, Some(hedge)) => ResponseFuture::boxed(Box::pin(hedge_or_retry(replay, hedge))),
+            (None, None) => ResponseFuture::boxed(Box::pin(async {
+                Err("retry: no attempt was made".into())
+            })),
+        }
     }
 }
-

@@ -8,7 +8,7 @@
 //! - **Attempts**: at most [`RetryConfig::max_attempts`] in all.
 //! - **Budget**: retries may add at most [`BudgetConfig::ratio`] of the
 //!   request volume, plus [`BudgetConfig::min_per_second`], over a sliding
-//!   window (Finagle's and Linkerd's retry budget, via tower's `TpsBudget`).
+//!   window (Finagle's and Linkerd's retry budget, kept lock-free).
 //!   A budget keeps retries from multiplying load on a struggling service.
 //! - **Backoff**: exponential with jitter between attempts (tower's
 //!   `ExponentialBackoff`).
@@ -48,7 +48,9 @@
 //! ```
 
 mod body;
+mod budget;
 mod config;
+mod future;
 mod hedge;
 mod idempotency;
 mod layer;
@@ -57,6 +59,7 @@ mod stats;
 
 pub use body::ReplayBody;
 pub use config::{BackoffConfig, BudgetConfig, HedgeConfig, RetryConfig};
+pub use future::ResponseFuture;
 pub use idempotency::Idempotency;
 pub use layer::{Retry, RetryLayer};
 pub use stats::{Attempts, RetryStats};

@@ -1,7 +1,7 @@
 use super::body::ReplayBody;
-use super::config::RetryConfig;
+use super::budget::RetryBudget;
+use super::config::{HedgeConfig, RetryConfig};
 use super::hedge::hedged;
-use super::idempotency::is_idempotent;
 use super::stats::{Attempts, Counters};
 use crate::classify::{Classify, Outcome};
 use crate::deadline::{Deadline, earliest};
@@ -12,13 +12,12 @@ use http_body::Body;
 use std::sync::Arc;
 use tokio::time::Instant;
 use tower::retry::backoff::{Backoff, ExponentialBackoffMaker, MakeBackoff};
-use tower::retry::budget::{Budget, TpsBudget};
 use tower::util::rng::HasherRng;
 use tower::{Service, ServiceExt};
 
 pub(super) struct Shared<C> {
     pub(super) config: RetryConfig,
-    pub(super) budget: TpsBudget,
+    pub(super) budget: RetryBudget,
     pub(super) backoff: ExponentialBackoffMaker<HasherRng>,
     pub(super) classifier: C,
     pub(super) counters: Counters,
@@ -81,10 +80,30 @@ pub(super) fn mark_attempts<B>(
     result
 }
 
-pub(super) async fn run<S, C, B, ResB>(
-    shared: Arc<Shared<C>>,
-    mut service: S,
-    request: Request<B>,
+/// What a request needs to be sent again.
+pub(super) struct Replay<S, C, B> {
+    pub(super) shared: Arc<Shared<C>>,
+    pub(super) service: S,
+    pub(super) parts: Parts,
+    pub(super) body: ReplayBody<B>,
+    pub(super) idempotent: bool,
+}
+
+impl<S, C: Classify, B: Body> Replay<S, C, B> {
+    /// Whether the first attempt's result ends the request.
+    pub(super) fn is_final<T>(&self, result: &Result<Response<T>, BoxError>) -> bool {
+        let outcome = self.shared.classify(result);
+        !may_retry(outcome, self.idempotent)
+            || self.shared.config.max_attempts <= 1
+            || !self.body.is_replayable()
+    }
+}
+
+/// Hedges a request when its body can be held whole; otherwise sends it
+/// with sequential retries.
+pub(super) async fn hedge_or_retry<S, C, B, ResB>(
+    replay: Replay<S, C, B>,
+    hedge: HedgeConfig,
 ) -> Result<Response<ResB>, BoxError>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone,
@@ -93,33 +112,62 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let (parts, body) = request.into_parts();
-    let body = ReplayBody::new(body, shared.config.max_replay_bytes);
-    let idempotent = is_idempotent(&parts, shared.config.assume_idempotent);
-    let deadline = earliest(parts.extensions.get::<Deadline>().copied(), Deadline::current());
-    shared.budget.deposit();
-    Counters::bump(&shared.counters.requests);
-
-    if let Some(hedge) = shared.config.hedge {
-        if idempotent && body.buffer_all().await.map_err(Into::into)? {
-            return hedged(&shared, service, &parts, &body, hedge, deadline).await;
-        }
+    let deadline = earliest(
+        replay.parts.extensions.get::<Deadline>().copied(),
+        Deadline::current(),
+    );
+    if replay.body.buffer_all().await.map_err(Into::into)? {
+        let Replay {
+            shared,
+            service,
+            parts,
+            body,
+            ..
+        } = replay;
+        return hedged(&shared, service, &parts, &body, hedge, deadline).await;
     }
+    let mut replay = replay;
+    let request = attempt_request(&replay.parts, &replay.body);
+    let first = call(&mut replay.service, request).await;
+    retry_after(replay, first).await
+}
 
+async fn call<S, B, ResB>(service: &mut S, request: Request<B>) -> Result<Response<ResB>, BoxError>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+{
+    let ready: Result<&mut S, BoxError> = service.ready().await.map_err(Into::into);
+    match ready {
+        Ok(ready) => ready.call(request).await.map_err(Into::into),
+        Err(e) => Err(e),
+    }
+}
+
+/// Goes on after a first attempt that failed: backs off, checks the
+/// attempt count, the deadline and the budget, and sends again.
+pub(super) async fn retry_after<S, C, B, ResB>(
+    replay: Replay<S, C, B>,
+    first: Result<Response<ResB>, BoxError>,
+) -> Result<Response<ResB>, BoxError>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    C: Classify,
+    B: Body,
+{
+    let Replay {
+        shared,
+        mut service,
+        parts,
+        body,
+        idempotent,
+    } = replay;
+    let deadline = earliest(parts.extensions.get::<Deadline>().copied(), Deadline::current());
     let mut backoff = shared.backoff.clone().make_backoff();
+    let mut result = first;
     let mut attempt = 1;
-    let mut first = true;
     loop {
-        let request = attempt_request(&parts, &body);
-        let result = if std::mem::take(&mut first) {
-            service.call(request).await.map_err(Into::into)
-        } else {
-            let ready: Result<&mut S, BoxError> = service.ready().await.map_err(Into::into);
-            match ready {
-                Ok(ready) => ready.call(request).await.map_err(Into::into),
-                Err(e) => Err(e),
-            }
-        };
         let outcome = shared.classify(&result);
         if !may_retry(outcome, idempotent)
             || attempt >= shared.config.max_attempts
@@ -141,5 +189,6 @@ where
         delay.await;
         attempt += 1;
         Counters::bump(&shared.counters.retries);
+        result = call(&mut service, attempt_request(&parts, &body)).await;
     }
 }

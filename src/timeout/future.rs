@@ -1,21 +1,23 @@
 use super::Elapsed;
-use crate::deadline::{Deadline, DeadlineExceeded};
+use crate::deadline::{Deadline, DeadlineExceeded, Scoped};
 use crate::error::BoxError;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Sleep;
 
 pin_project! {
     /// Response future of [`Timeout`](super::Timeout).
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: TaskLocalFuture<Deadline, F>,
+        inner: Scoped<F>,
+        // Armed only when the inner future is not ready at once, so that a
+        // request answered on its first poll never touches the timer.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
+        deadline: Deadline,
         inherited: bool,
         timeout: Duration,
     }
@@ -25,7 +27,8 @@ impl<F: Future> ResponseFuture<F> {
     pub(super) fn new(inner: F, deadline: Deadline, inherited: bool, timeout: Duration) -> Self {
         Self {
             inner: deadline.scope(inner),
-            sleep: tokio::time::sleep_until(deadline.instant()),
+            sleep: None,
+            deadline,
             inherited,
             timeout,
         }
@@ -40,11 +43,17 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map_err(Into::into));
         }
-        ready!(this.sleep.poll(cx));
+        if this.sleep.is_none() {
+            this.sleep
+                .set(Some(tokio::time::sleep_until(this.deadline.instant())));
+        }
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            ready!(sleep.poll(cx));
+        }
         Poll::Ready(Err(if *this.inherited {
             DeadlineExceeded::new().into()
         } else {
