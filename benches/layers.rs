@@ -3,7 +3,9 @@
 //!
 //! `cargo bench --bench layers` prints criterion's figures (group
 //! `layers`) after a table of allocations per request, counted with a
-//! counting global allocator.
+//! counting global allocator. `scripts/instructions.sh` gives the same
+//! comparison in instructions per request, which do not vary with the
+//! machine's load.
 
 // The counting allocator is the one place that needs `unsafe`.
 #![allow(
@@ -15,7 +17,7 @@
 )]
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http::{Request, Response};
 use http_body_util::Empty;
 use sinew::breaker::{BreakerConfig, BreakerLayer};
@@ -160,5 +162,37 @@ fn layers(c: &mut Criterion) {
     group.finish();
 }
 
+/// `SINEW_BENCH_LOOP=<id>:<n>` sends `n` requests through one service and
+/// exits, for instruction counts that do not depend on the machine's
+/// noise: `valgrind --tool=callgrind` at two values of `n`, subtracted.
+fn run_loop(spec: &str) {
+    let (which, n) = spec.split_once(':').expect("SINEW_BENCH_LOOP=<id>:<n>");
+    let n: u64 = n.parse().expect("a request count");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _context = runtime.enter();
+    macro_rules! run {
+        ($name:expr, $svc:expr) => {{
+            if which == $name {
+                let mut svc = $svc;
+                for _ in 0..n {
+                    assert!(black_box(send(&mut svc)));
+                }
+            }
+        }};
+    }
+    services!(run);
+}
+
 criterion_group!(benches, layers);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("SINEW_BENCH_LOOP") {
+        run_loop(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -48,6 +48,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod classify;
+mod clock;
 pub mod deadline;
 pub mod error;
 pub mod grpc;

@@ -123,7 +123,7 @@ impl<C> Core<C> {
     fn now_ms(&self) -> u64 {
         // Not `as_millis()`: its u128 division costs more than the rest of
         // the hot path.
-        let elapsed = self.base.elapsed();
+        let elapsed = crate::clock::now().saturating_duration_since(self.base);
         elapsed.as_secs() * 1000 + u64::from(elapsed.subsec_millis())
     }
 

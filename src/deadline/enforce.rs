@@ -141,7 +141,9 @@ where
         }
         let at = Instant::now() + budget;
         let deadline = Deadline::at(at);
-        let future = deadline.sync_scope(|| self.inner.call(request));
+        let scope = super::scope::enter(deadline);
+        let future = self.inner.call(request);
+        drop(scope);
         ResponseFuture::new(Stage::Bounded {
             future: deadline.scope(future),
             sleep: tokio::time::sleep_until(at),

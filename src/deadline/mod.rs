@@ -37,7 +37,7 @@ mod enforce;
 mod error;
 mod header;
 mod propagate;
-mod scope;
+pub(crate) mod scope;
 
 pub use enforce::{EnforceDeadline, EnforceDeadlineConfig, EnforceDeadlineLayer};
 pub use error::DeadlineExceeded;

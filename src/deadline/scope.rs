@@ -5,6 +5,9 @@
 //! writes, with no `RefCell` borrow or lazy initialisation. Every timeout
 //! layer enters a scope twice per request (in `call` and in each poll), so
 //! the difference is most of the layer's cost (see docs/adr/0003).
+//!
+//! A scope is also a [cached clock region](crate::clock): the layers
+//! inside share one clock reading per `call` and per poll.
 
 use super::Deadline;
 use pin_project_lite::pin_project;
@@ -17,21 +20,38 @@ thread_local! {
     static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
 }
 
+#[inline]
 pub(super) fn current() -> Option<Deadline> {
     CURRENT.with(Cell::get)
 }
 
-/// Puts the previous deadline back, even if the scoped code panics.
-struct Restore(Option<Deadline>);
+/// A deadline scope (and cached clock region), left when dropped, even if
+/// the code inside panics.
+#[must_use]
+pub(crate) struct Entered {
+    previous: Option<Deadline>,
+    _clock: crate::clock::Region,
+}
 
-impl Drop for Restore {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.0));
+/// Makes `deadline` current until the returned guard is dropped.
+#[inline]
+pub(crate) fn enter(deadline: Deadline) -> Entered {
+    Entered {
+        previous: CURRENT.with(|c| c.replace(Some(deadline))),
+        _clock: crate::clock::enter(),
     }
 }
 
+impl Drop for Entered {
+    #[inline]
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.previous));
+    }
+}
+
+#[inline]
 pub(super) fn sync_scope<R>(deadline: Deadline, f: impl FnOnce() -> R) -> R {
-    let _restore = Restore(CURRENT.with(|c| c.replace(Some(deadline))));
+    let _entered = enter(deadline);
     f()
 }
 
@@ -56,8 +76,10 @@ impl<F> Scoped<F> {
 impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        sync_scope(*this.deadline, || this.future.poll(cx))
+        let _entered = enter(*this.deadline);
+        this.future.poll(cx)
     }
 }

@@ -179,7 +179,7 @@ where
         ResponseFuture {
             state: Stage::Queued {
                 acquire: Box::pin(self.shared.slots.clone().acquire_owned()),
-                waiting: Some((ready, request, slot)),
+                waiting: Some(Box::new((ready, request, slot))),
             },
         }
     }
@@ -197,7 +197,9 @@ pin_project! {
     #[project = Projection]
     enum Stage<S: Service<Req>, Req> {
         // Waiting for a slot, with the ready service and the request.
-        Queued { acquire: Acquire, waiting: Option<(S, Req, QueueSlot)> },
+        // Boxed: the queue is the slow path, and keeping the service and
+        // the request inline would make every response future larger.
+        Queued { acquire: Acquire, waiting: Option<Box<(S, Req, QueueSlot)>> },
         // Holding a slot.
         Running { #[pin] future: S::Future, permit: Option<OwnedSemaphorePermit> },
         // The queue was full.
@@ -228,9 +230,10 @@ where
                 Projection::Queued { acquire, waiting } => {
                     let permit = ready!(acquire.as_mut().poll(cx))
                         .map_err(|_closed| BoxError::from(Overloaded::new("concurrency")))?;
-                    let Some((mut service, request, _slot)) = waiting.take() else {
+                    let Some(waiting) = waiting.take() else {
                         return Poll::Ready(Err("concurrency limit future polled after completion".into()));
                     };
+                    let (mut service, request, _slot) = *waiting;
                     let future = service.call(request);
                     state.set(Stage::Running {
                         future,

@@ -66,7 +66,9 @@ struct Bucket {
 
 impl Bucket {
     fn try_take(&self) -> Result<(), Duration> {
-        let now = self.base.elapsed().as_nanos() as u64;
+        let now = crate::clock::now()
+            .saturating_duration_since(self.base)
+            .as_nanos() as u64;
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
             let start = tat.max(now);

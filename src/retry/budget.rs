@@ -54,7 +54,7 @@ impl RetryBudget {
     }
 
     fn epoch(&self) -> u64 {
-        let elapsed = self.base.elapsed();
+        let elapsed = crate::clock::now().saturating_duration_since(self.base);
         (elapsed.as_secs() * 1000 + u64::from(elapsed.subsec_millis())) / self.bucket_ms + 1
     }
 

@@ -4,7 +4,6 @@ use crate::error::{BoxError, ConfigError};
 use http::Request;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::Instant;
 use tower::{Layer, Service};
 
 /// Applies a timeout to each request, merged with any inherited deadline.
@@ -73,12 +72,15 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let own = Deadline::at(Instant::now() + self.timeout);
+        let clock = crate::clock::enter();
+        let own = Deadline::at(crate::clock::now() + self.timeout);
         let (deadline, inherited) = match Deadline::for_request(&request) {
             Some(outer) if outer < own => (outer, true),
             _ => (own, false),
         };
-        let future = deadline.sync_scope(|| self.inner.call(request));
+        let scope = crate::deadline::scope::enter(deadline);
+        let future = self.inner.call(request);
+        drop((scope, clock));
         ResponseFuture::new(future, deadline, inherited, self.timeout)
     }
 }
