@@ -22,7 +22,9 @@ use http::{Request, Response};
 use http_body_util::Empty;
 use sinew::breaker::{BreakerConfig, BreakerLayer};
 use sinew::deadline::PropagateDeadlineLayer;
-use sinew::limit::{ConcurrencyLimitConfig, ConcurrencyLimitLayer, RateLimitConfig, RateLimitLayer};
+use sinew::limit::{
+    ConcurrencyLimitConfig, ConcurrencyLimitLayer, RateLimitConfig, RateLimitLayer,
+};
 use sinew::retry::{RetryConfig, RetryLayer};
 use sinew::timeout::{TimeoutConfig, TimeoutLayer};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -116,12 +118,15 @@ macro_rules! services {
         $each!("breaker", breaker().layer(Immediate));
         $each!("concurrency_limit", concurrency().layer(Immediate));
         $each!("rate_limit", rate().layer(Immediate));
-        $each!("propagate_deadline", PropagateDeadlineLayer::new().layer(Immediate));
+        $each!(
+            "propagate_deadline",
+            PropagateDeadlineLayer::new().layer(Immediate)
+        );
         $each!(
             "stack",
-            timeout().layer(retry().layer(timeout().layer(
-                breaker().layer(concurrency().layer(rate().layer(Immediate)))
-            )))
+            timeout().layer(retry().layer(
+                timeout().layer(breaker().layer(concurrency().layer(rate().layer(Immediate))))
+            ))
         );
     }};
 }

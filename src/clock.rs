@@ -85,6 +85,10 @@ mod tests {
         assert_eq!(b, c);
         assert_eq!(a - outside, Duration::from_millis(5));
         tokio::time::advance(Duration::from_millis(5)).await;
-        assert_eq!(now() - a, Duration::from_millis(5), "no stale reading outside");
+        assert_eq!(
+            now() - a,
+            Duration::from_millis(5),
+            "no stale reading outside"
+        );
     }
 }

@@ -85,7 +85,11 @@ impl Code {
             }
             n = n * 10 + u16::from(b - b'0');
         }
-        Some(if n <= 16 { Code(n as u8) } else { Code::UNKNOWN })
+        Some(if n <= 16 {
+            Code(n as u8)
+        } else {
+            Code::UNKNOWN
+        })
     }
 
     /// The numeric value of the code.

@@ -62,3 +62,8 @@ pub mod limit;
 pub mod retry;
 #[cfg(feature = "timeout")]
 pub mod timeout;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

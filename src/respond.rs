@@ -159,7 +159,10 @@ fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
     error.is::<DeadlineExceeded>().then_some(Refusal::Deadline)
 }
 
-fn answer<B: Default>(error: &(dyn std::error::Error + 'static), grpc: bool) -> Option<Response<B>> {
+fn answer<B: Default>(
+    error: &(dyn std::error::Error + 'static),
+    grpc: bool,
+) -> Option<Response<B>> {
     Some(match refusal(error)? {
         #[cfg(any(feature = "limit", feature = "breaker"))]
         Refusal::Unavailable => reject(

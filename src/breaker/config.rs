@@ -122,11 +122,13 @@ mod tests {
             .as_deref(),
             Some("breaker.failure_rate.threshold: must be above 0 and at most 1")
         );
-        assert!(bad(BreakerConfig {
-            consecutive_failures: None,
-            failure_rate: None,
-            ..BreakerConfig::default()
-        })
-        .is_some_and(|m| m.starts_with("breaker.consecutive_failures")));
+        assert!(
+            bad(BreakerConfig {
+                consecutive_failures: None,
+                failure_rate: None,
+                ..BreakerConfig::default()
+            })
+            .is_some_and(|m| m.starts_with("breaker.consecutive_failures"))
+        );
     }
 }

@@ -186,7 +186,12 @@ pub(super) fn admit<C>(core: &Arc<Core<C>>) -> Option<Ticket<C>> {
                 if word.left() == 0 {
                     return None;
                 }
-                let next = Word::new(State::HalfOpen, word.generation(), word.left() - 1, word.ok());
+                let next = Word::new(
+                    State::HalfOpen,
+                    word.generation(),
+                    word.left() - 1,
+                    word.ok(),
+                );
                 if !core.swap(word, next) {
                     continue;
                 }
@@ -234,7 +239,12 @@ impl<C> Ticket<C> {
             } else if word.ok() + 1 >= u64::from(core.config.half_open_probes) {
                 core.close(word)
             } else {
-                let next = Word::new(State::HalfOpen, word.generation(), word.left(), word.ok() + 1);
+                let next = Word::new(
+                    State::HalfOpen,
+                    word.generation(),
+                    word.left(),
+                    word.ok() + 1,
+                );
                 core.swap(word, next)
             };
             if done {
@@ -258,11 +268,15 @@ impl<C> Ticket<C> {
             return;
         }
         let in_a_row = core.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
-        let by_count = core.config.consecutive_failures.is_some_and(|n| in_a_row >= n);
+        let by_count = core
+            .config
+            .consecutive_failures
+            .is_some_and(|n| in_a_row >= n);
         let by_rate = match (&core.window, &core.config.failure_rate) {
             (Some(window), Some(rate)) => {
                 let (total, failed) = window.totals(now);
-                total >= u64::from(rate.min_requests) && failed as f64 >= rate.threshold * total as f64
+                total >= u64::from(rate.min_requests)
+                    && failed as f64 >= rate.threshold * total as f64
             }
             _ => false,
         };
@@ -283,7 +297,12 @@ impl<C> Drop for Ticket<C> {
             if word.state() != State::HalfOpen || word.generation() != self.generation {
                 return;
             }
-            let next = Word::new(State::HalfOpen, word.generation(), word.left() + 1, word.ok());
+            let next = Word::new(
+                State::HalfOpen,
+                word.generation(),
+                word.left() + 1,
+                word.ok(),
+            );
             if core.swap(word, next) {
                 return;
             }

@@ -2,8 +2,8 @@ use super::*;
 use crate::error::BoxError;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
 use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +27,8 @@ fn by_count(n: u32) -> BreakerConfig {
 fn server(
     failing: Arc<AtomicBool>,
     calls: Arc<AtomicUsize>,
-) -> impl Service<Request<()>, Response = Response<String>, Error = BoxError, Future = impl Send> + Clone {
+) -> impl Service<Request<()>, Response = Response<String>, Error = BoxError, Future = impl Send> + Clone
+{
     tower::service_fn(move |_req: Request<()>| {
         calls.fetch_add(1, Ordering::SeqCst);
         let fail = failing.load(Ordering::SeqCst);
@@ -43,9 +44,17 @@ fn server(
 
 async fn status<S>(svc: &mut S) -> Result<StatusCode, BoxError>
 where
-    S: Service<Request<()>, Response = Response<BreakerBody<String, crate::classify::StatusClassifier>>, Error = BoxError>,
+    S: Service<
+            Request<()>,
+            Response = Response<BreakerBody<String, crate::classify::StatusClassifier>>,
+            Error = BoxError,
+        >,
 {
-    svc.ready().await?.call(Request::new(())).await.map(|r| r.status())
+    svc.ready()
+        .await?
+        .call(Request::new(()))
+        .await
+        .map(|r| r.status())
 }
 
 fn is_open(result: &Result<StatusCode, BoxError>) -> bool {
@@ -57,18 +66,27 @@ async fn trips_fails_fast_and_recovers_through_a_probe() {
     let transitions = Arc::new(Mutex::new(Vec::new()));
     let seen = transitions.clone();
     let layer = layer(by_count(3)).on_transition(move |t| {
-        seen.lock().unwrap_or_else(|p| p.into_inner()).push((t.from, t.to));
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((t.from, t.to));
     });
     let failing = Arc::new(AtomicBool::new(true));
     let calls = Arc::new(AtomicUsize::new(0));
     let mut svc = layer.layer(server(failing.clone(), calls.clone()));
 
     for _ in 0..3 {
-        assert_eq!(status(&mut svc).await.ok(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+        assert_eq!(
+            status(&mut svc).await.ok(),
+            Some(StatusCode::INTERNAL_SERVER_ERROR)
+        );
     }
     assert_eq!(layer.state(), State::Open);
     assert!(is_open(&status(&mut svc).await));
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "an open breaker sends nothing");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "an open breaker sends nothing"
+    );
 
     // Still open just before open_for has passed.
     tokio::time::advance(Duration::from_millis(999)).await;
@@ -76,7 +94,10 @@ async fn trips_fails_fast_and_recovers_through_a_probe() {
 
     // The probe fails: open again, for another open_for.
     tokio::time::advance(Duration::from_millis(1)).await;
-    assert_eq!(status(&mut svc).await.ok(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(
+        status(&mut svc).await.ok(),
+        Some(StatusCode::INTERNAL_SERVER_ERROR)
+    );
     assert_eq!(layer.state(), State::Open);
 
     // The server heals; the next probe closes the breaker.
@@ -90,7 +111,13 @@ async fn trips_fails_fast_and_recovers_through_a_probe() {
     let transitions = transitions.lock().map(|t| t.clone()).unwrap_or_default();
     assert_eq!(
         transitions,
-        vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Open), (Open, HalfOpen), (HalfOpen, Closed)]
+        vec![
+            (Closed, Open),
+            (Open, HalfOpen),
+            (HalfOpen, Open),
+            (Open, HalfOpen),
+            (HalfOpen, Closed)
+        ]
     );
 }
 
@@ -196,7 +223,11 @@ async fn failure_rate_needs_the_minimum_volume() {
     for _ in 0..5 {
         let _ = status(&mut svc).await;
     }
-    assert_eq!(layer.state(), State::Closed, "the window was reset on closing");
+    assert_eq!(
+        layer.state(),
+        State::Closed,
+        "the window was reset on closing"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -217,7 +248,11 @@ async fn grpc_failures_in_trailers_count() {
     }));
     for _ in 0..2 {
         let response = svc.clone().oneshot(Request::new(())).await;
-        assert_eq!(layer.state(), State::Closed, "not classified before the trailers");
+        assert_eq!(
+            layer.state(),
+            State::Closed,
+            "not classified before the trailers"
+        );
         if let Ok(response) = response {
             let _ = response.into_body().collect().await;
         }

@@ -160,7 +160,10 @@ mod tests {
     fn http_statuses() {
         let c = StatusClassifier::default();
         let h = HeaderMap::new();
-        assert_eq!(c.classify_response(StatusCode::OK, &h), Some(Outcome::Success));
+        assert_eq!(
+            c.classify_response(StatusCode::OK, &h),
+            Some(Outcome::Success)
+        );
         assert_eq!(
             c.classify_response(StatusCode::NOT_FOUND, &h),
             Some(Outcome::Success)
@@ -203,6 +206,9 @@ mod tests {
             c.classify_trailers(Some(&grpc_headers(Some("0")))),
             Outcome::Success
         );
-        assert_eq!(c.classify_trailers(None), Outcome::Failure { retryable: true });
+        assert_eq!(
+            c.classify_trailers(None),
+            Outcome::Failure { retryable: true }
+        );
     }
 }

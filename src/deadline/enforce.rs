@@ -25,7 +25,10 @@ impl EnforceDeadlineConfig {
     /// Checks the values, naming the field that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::new("deadline.max", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "deadline.max",
+                "must be greater than zero",
+            ));
         }
         if self.default.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new(
@@ -179,7 +182,12 @@ pin_project! {
 }
 
 fn exceeded<B: Default>(grpc: bool) -> Response<B> {
-    reject(grpc, StatusCode::GATEWAY_TIMEOUT, Code::DEADLINE_EXCEEDED, "deadline exceeded")
+    reject(
+        grpc,
+        StatusCode::GATEWAY_TIMEOUT,
+        Code::DEADLINE_EXCEEDED,
+        "deadline exceeded",
+    )
 }
 
 impl<F, B> ResponseFuture<F, B> {
@@ -244,7 +252,10 @@ mod tests {
                 let seen = seen2.clone();
                 async move {
                     let remaining = Deadline::current().map(|d| d.remaining());
-                    seen.store(remaining.map_or(0, |d| d.as_millis() as usize), Ordering::SeqCst);
+                    seen.store(
+                        remaining.map_or(0, |d| d.as_millis() as usize),
+                        Ordering::SeqCst,
+                    );
                     std::future::pending::<()>().await;
                     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
                 }
@@ -259,7 +270,10 @@ mod tests {
         let response = svc.oneshot(request).await.unwrap_or_default();
         assert_eq!(started.elapsed(), Duration::from_millis(300));
         assert_eq!(seen.load(Ordering::SeqCst), 300);
-        assert_eq!(Code::from_headers(response.headers()), Some(Code::DEADLINE_EXCEEDED));
+        assert_eq!(
+            Code::from_headers(response.headers()),
+            Some(Code::DEADLINE_EXCEEDED)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -277,7 +291,11 @@ mod tests {
             .header("sinew-timeout-ms", "5000")
             .body(())
             .unwrap_or_default();
-        let response = layer(config).layer(slow).oneshot(request).await.unwrap_or_default();
+        let response = layer(config)
+            .layer(slow)
+            .oneshot(request)
+            .await
+            .unwrap_or_default();
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(started.elapsed(), Duration::from_millis(100));
 

@@ -120,11 +120,17 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert_eq!(budget_from_headers(&headers), None);
         headers.insert(SINEW_TIMEOUT_MS, HeaderValue::from_static("1200"));
-        assert_eq!(budget_from_headers(&headers), Some(Duration::from_millis(1200)));
+        assert_eq!(
+            budget_from_headers(&headers),
+            Some(Duration::from_millis(1200))
+        );
         headers.insert(GRPC_TIMEOUT, HeaderValue::from_static("5S"));
         assert_eq!(budget_from_headers(&headers), Some(Duration::from_secs(5)));
         headers.insert(GRPC_TIMEOUT, HeaderValue::from_static("bogus"));
-        assert_eq!(budget_from_headers(&headers), Some(Duration::from_millis(1200)));
+        assert_eq!(
+            budget_from_headers(&headers),
+            Some(Duration::from_millis(1200))
+        );
         headers.insert(SINEW_TIMEOUT_MS, HeaderValue::from_static("-1"));
         assert_eq!(budget_from_headers(&headers), None);
     }

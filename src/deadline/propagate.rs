@@ -4,8 +4,8 @@ use super::{
 };
 use crate::error::BoxError;
 use crate::grpc::is_grpc;
-use futures_util::future::{self, Either, MapErr, Ready};
 use futures_util::TryFutureExt;
+use futures_util::future::{self, Either, MapErr, Ready};
 use http::Request;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
@@ -143,11 +143,18 @@ mod tests {
             .header("content-type", "application/grpc")
             .body(())
             .unwrap_or_default();
-        let headers = deadline.scope(svc.clone().oneshot(grpc)).await.unwrap_or_default();
+        let headers = deadline
+            .scope(svc.clone().oneshot(grpc))
+            .await
+            .unwrap_or_default();
         assert_eq!(headers[GRPC_TIMEOUT], "750000u");
         assert!(!headers.contains_key(SINEW_TIMEOUT_MS));
 
-        let plain = svc.clone().oneshot(Request::new(())).await.unwrap_or_default();
+        let plain = svc
+            .clone()
+            .oneshot(Request::new(()))
+            .await
+            .unwrap_or_default();
         assert!(plain.is_empty(), "no deadline, no header");
     }
 

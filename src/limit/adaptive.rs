@@ -51,13 +51,17 @@ impl Default for AdaptiveLimitConfig {
 impl AdaptiveLimitConfig {
     /// Checks the values, naming the field that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_fields().map_err(|e| e.within("adaptive_limit"))
+        self.validate_fields()
+            .map_err(|e| e.within("adaptive_limit"))
     }
 
     fn validate_fields(&self) -> Result<(), ConfigError> {
         check::at_least("min_limit", self.min_limit, 1)?;
         if self.max_limit < self.min_limit {
-            return Err(ConfigError::new("max_limit", "must not be less than min_limit"));
+            return Err(ConfigError::new(
+                "max_limit",
+                "must not be less than min_limit",
+            ));
         }
         if !(self.min_limit..=self.max_limit).contains(&self.initial_limit) {
             return Err(ConfigError::new(
@@ -176,14 +180,21 @@ impl Shared {
         };
         if self
             .window_end
-            .compare_exchange(end, now + self.window_nanos, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(
+                end,
+                now + self.window_nanos,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             return;
         }
         let sum = Duration::from_nanos(self.sum_nanos.swap(0, Ordering::Relaxed));
         let count = self.count.swap(0, Ordering::Relaxed);
-        let peak = self.peak.swap(self.inflight.load(Ordering::Relaxed), Ordering::Relaxed);
+        let peak = self
+            .peak
+            .swap(self.inflight.load(Ordering::Relaxed), Ordering::Relaxed);
         let limit = self.limit.load(Ordering::Relaxed);
         let next = gradient.update(Instant::now(), limit, sum, count, peak);
         if next != limit {
@@ -305,7 +316,9 @@ mod tests {
 
     /// A server that serves `capacity` requests at a time, 10 ms each,
     /// and queues the rest (so latency grows with the excess).
-    fn server(capacity: usize) -> impl Service<(), Response = (), Error = BoxError, Future = impl Send> + Clone {
+    fn server(
+        capacity: usize,
+    ) -> impl Service<(), Response = (), Error = BoxError, Future = impl Send> + Clone {
         let slots = Arc::new(Semaphore::new(capacity));
         tower::service_fn(move |()| {
             let slots = slots.clone();
@@ -352,7 +365,10 @@ mod tests {
             settled.iter().copied().min().unwrap_or_default(),
             settled.iter().copied().max().unwrap_or_default(),
         );
-        assert!(lo >= 10 && hi <= 16, "limit settled within [{lo}, {hi}]: {limits:?}");
+        assert!(
+            lo >= 10 && hi <= 16,
+            "limit settled within [{lo}, {hi}]: {limits:?}"
+        );
     }
 
     #[test]

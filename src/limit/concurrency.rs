@@ -231,7 +231,9 @@ where
                     let permit = ready!(acquire.as_mut().poll(cx))
                         .map_err(|_closed| BoxError::from(Overloaded::new("concurrency")))?;
                     let Some(waiting) = waiting.take() else {
-                        return Poll::Ready(Err("concurrency limit future polled after completion".into()));
+                        return Poll::Ready(Err(
+                            "concurrency limit future polled after completion".into(),
+                        ));
                     };
                     let (mut service, request, _slot) = *waiting;
                     let future = service.call(request);
@@ -270,9 +272,17 @@ mod tests {
         let started = tokio::time::Instant::now();
         let results = futures_util::future::join_all(calls).await;
         // Two run, one waits its turn, the fourth is refused at once.
-        let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+        let ok: Vec<_> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
         assert_eq!(ok, vec![0, 1, 2]);
-        assert!(results[3].as_ref().err().is_some_and(|e| e.is::<Overloaded>()));
+        assert!(
+            results[3]
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.is::<Overloaded>())
+        );
         assert_eq!(started.elapsed(), Duration::from_millis(20));
         assert_eq!(layer.available(), 2);
         assert_eq!(layer.queued(), 0);

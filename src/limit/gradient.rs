@@ -34,9 +34,16 @@ pub(super) struct Params {
 pub(super) enum Phase {
     /// Measuring the minimum latency at `min_limit`; the limit to go back
     /// to, and the samples so far.
-    Measuring { resume: usize, sum: Duration, count: u64 },
+    Measuring {
+        resume: usize,
+        sum: Duration,
+        count: u64,
+    },
     /// Adjusting the limit by the gradient, until `remeasure_at`.
-    Adjusting { min_rtt: Duration, remeasure_at: Instant },
+    Adjusting {
+        min_rtt: Duration,
+        remeasure_at: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -153,7 +160,11 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(g.initial(), 2);
         assert_eq!(g.update(now, 2, ms(50), 5, 2), 2, "still measuring");
-        assert_eq!(g.update(now, 2, ms(50), 5, 2), 20, "measured 10 ms, back to 20");
+        assert_eq!(
+            g.update(now, 2, ms(50), 5, 2),
+            20,
+            "measured 10 ms, back to 20"
+        );
         // At the minimum latency, the limit grows.
         assert_eq!(g.update(now, 20, ms(100), 10, 20), 26);
         // At twice the minimum, it shrinks.

@@ -140,8 +140,7 @@ impl<S> RateLimit<S> {
 }
 
 /// Response future of [`RateLimit`].
-pub type ResponseFuture<F, T, E> =
-    Either<Ready<Result<T, BoxError>>, MapErr<F, fn(E) -> BoxError>>;
+pub type ResponseFuture<F, T, E> = Either<Ready<Result<T, BoxError>>, MapErr<F, fn(E) -> BoxError>>;
 
 impl<S, Req> Service<Req> for RateLimit<S>
 where
@@ -209,12 +208,18 @@ mod tests {
             burst: 1,
         })
         .err();
-        assert_eq!(err.map(|e| e.field().to_owned()).as_deref(), Some("rate_limit.per_second"));
+        assert_eq!(
+            err.map(|e| e.field().to_owned()).as_deref(),
+            Some("rate_limit.per_second")
+        );
         let err = RateLimitLayer::new(RateLimitConfig {
             per_second: 1.0,
             burst: 0,
         })
         .err();
-        assert_eq!(err.map(|e| e.field().to_owned()).as_deref(), Some("rate_limit.burst"));
+        assert_eq!(
+            err.map(|e| e.field().to_owned()).as_deref(),
+            Some("rate_limit.burst")
+        );
     }
 }

@@ -49,7 +49,9 @@ impl<B: Body> ReplayBody<B> {
     /// Wraps `body`, keeping up to `cap` bytes for replay.
     pub fn new(body: B, cap: usize) -> Self {
         if body.is_end_stream() {
-            return Self { inner: Inner::Empty };
+            return Self {
+                inner: Inner::Empty,
+            };
         }
         let hint = body.size_hint();
         let overflowed = hint.lower() > cap as u64;
@@ -132,7 +134,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<B: Body> Tee<B> {
     /// Polls the original body once, keeping what it yields.
-    fn poll_original(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_original(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let frame = match self.body.as_mut().poll_frame(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {
@@ -251,7 +256,9 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn chunks(parts: &[&'static str]) -> impl Body<Data = Bytes, Error = std::convert::Infallible> + use<> {
+    fn chunks(
+        parts: &[&'static str],
+    ) -> impl Body<Data = Bytes, Error = std::convert::Infallible> + use<> {
         let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = parts
             .iter()
             .map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes()))))
@@ -293,7 +300,10 @@ mod tests {
         let body = ReplayBody::new(chunks(&["0123", "4567", "89"]), 6);
         assert_eq!(read(body.replay()).await, b"0123456789");
         assert!(!body.is_replayable());
-        let full = ReplayBody::new(http_body_util::Full::new(Bytes::from_static(b"0123456789")), 6);
+        let full = ReplayBody::new(
+            http_body_util::Full::new(Bytes::from_static(b"0123456789")),
+            6,
+        );
         assert!(!full.is_replayable(), "known too large up front");
     }
 

@@ -61,7 +61,12 @@ impl RetryBudget {
     fn current(&self, epoch: u64) -> &Bucket {
         let bucket = &self.buckets[(epoch % BUCKETS) as usize];
         let seen = bucket.epoch.load(Relaxed);
-        if seen != epoch && bucket.epoch.compare_exchange(seen, epoch, Relaxed, Relaxed).is_ok() {
+        if seen != epoch
+            && bucket
+                .epoch
+                .compare_exchange(seen, epoch, Relaxed, Relaxed)
+                .is_ok()
+        {
             bucket.deposits.store(0, Relaxed);
             bucket.withdrawals.store(0, Relaxed);
         }
@@ -83,7 +88,10 @@ impl RetryBudget {
             .iter()
             .filter(|b| (oldest..=epoch).contains(&b.epoch.load(Relaxed)))
             .fold((0i64, 0i64), |(d, w), b| {
-                (d + b.deposits.load(Relaxed), w + b.withdrawals.load(Relaxed))
+                (
+                    d + b.deposits.load(Relaxed),
+                    w + b.withdrawals.load(Relaxed),
+                )
             });
         let balance = self.reserve + deposits * 1000 - withdrawals * self.cost;
         if balance < self.cost {

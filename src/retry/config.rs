@@ -161,7 +161,10 @@ mod tests {
     fn defaults_are_valid_and_bad_values_are_named() {
         assert_eq!(RetryConfig::default().validate(), Ok(()));
         let field = |f: fn(&mut RetryConfig)| field_of(f);
-        assert_eq!(field(|c| c.max_attempts = 0).as_deref(), Some("retry.max_attempts"));
+        assert_eq!(
+            field(|c| c.max_attempts = 0).as_deref(),
+            Some("retry.max_attempts")
+        );
         assert_eq!(
             field(|c| c.backoff.max = Duration::from_millis(1)).as_deref(),
             Some("retry.backoff.max")
@@ -170,7 +173,10 @@ mod tests {
             field(|c| c.backoff.jitter = f64::NAN).as_deref(),
             Some("retry.backoff.jitter")
         );
-        assert_eq!(field(|c| c.budget.ratio = -0.1).as_deref(), Some("retry.budget.ratio"));
+        assert_eq!(
+            field(|c| c.budget.ratio = -0.1).as_deref(),
+            Some("retry.budget.ratio")
+        );
         assert_eq!(
             field(|c| c.budget.window = Duration::from_secs(61)).as_deref(),
             Some("retry.budget.window")

@@ -179,9 +179,9 @@ where
         match (first, hedge) {
             (Some(future), _) => ResponseFuture::first(future, replay),
             (None, Some(hedge)) => ResponseFuture::boxed(Box::pin(hedge_or_retry(replay, hedge))),
-            (None, None) => ResponseFuture::boxed(Box::pin(async {
-                Err("retry: no attempt was made".into())
-            })),
+            (None, None) => {
+                ResponseFuture::boxed(Box::pin(async { Err("retry: no attempt was made".into()) }))
+            }
         }
     }
 }

@@ -64,7 +64,10 @@ pub(super) fn may_retry(outcome: Outcome, idempotent: bool) -> bool {
     }
 }
 
-pub(super) fn attempt_request<B: Body>(parts: &Parts, body: &ReplayBody<B>) -> Request<ReplayBody<B>> {
+pub(super) fn attempt_request<B: Body>(
+    parts: &Parts,
+    body: &ReplayBody<B>,
+) -> Request<ReplayBody<B>> {
     Request::from_parts(parts.clone(), body.replay())
 }
 
@@ -163,7 +166,10 @@ where
         body,
         idempotent,
     } = replay;
-    let deadline = earliest(parts.extensions.get::<Deadline>().copied(), Deadline::current());
+    let deadline = earliest(
+        parts.extensions.get::<Deadline>().copied(),
+        Deadline::current(),
+    );
     let mut backoff = shared.backoff.clone().make_backoff();
     let mut result = first;
     let mut attempt = 1;

@@ -46,7 +46,10 @@ fn status(code: StatusCode) -> Option<Reply> {
 }
 
 fn refused() -> Option<Reply> {
-    Some(Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into()))
+    Some(Err(std::io::Error::from(
+        std::io::ErrorKind::ConnectionRefused,
+    )
+    .into()))
 }
 
 fn layer(config: RetryConfig) -> RetryLayer {
@@ -74,13 +77,22 @@ async fn retries_idempotent_requests_until_success_with_backoff() {
     let calls = Arc::new(AtomicUsize::new(0));
     let layer = layer(no_jitter());
     let svc = layer.layer(server(calls.clone(), |n| {
-        status(if n < 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK })
+        status(if n < 2 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        })
     }));
     let started = Instant::now();
     let response = svc.oneshot(request(Method::GET, "")).await.ok();
-    assert_eq!(response.as_ref().map(Response::status), Some(StatusCode::OK));
     assert_eq!(
-        response.as_ref().and_then(|r| r.extensions().get::<Attempts>()),
+        response.as_ref().map(Response::status),
+        Some(StatusCode::OK)
+    );
+    assert_eq!(
+        response
+            .as_ref()
+            .and_then(|r| r.extensions().get::<Attempts>()),
         Some(&Attempts(3))
     );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
@@ -101,28 +113,56 @@ async fn stops_at_max_attempts_and_returns_the_last_failure() {
 #[tokio::test(start_paused = true)]
 async fn non_idempotent_requests_are_retried_only_when_never_processed() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let svc = layer(no_jitter()).layer(server(calls.clone(), |_| status(StatusCode::SERVICE_UNAVAILABLE)));
-    let response = svc.oneshot(request(Method::POST, "order")).await.ok();
-    assert_eq!(response.map(|r| r.status()), Some(StatusCode::SERVICE_UNAVAILABLE));
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "a POST that may have been processed");
-
-    let calls = Arc::new(AtomicUsize::new(0));
-    let svc = layer(no_jitter()).layer(server(calls.clone(), |n| {
-        if n == 0 { refused() } else { status(StatusCode::OK) }
+    let svc = layer(no_jitter()).layer(server(calls.clone(), |_| {
+        status(StatusCode::SERVICE_UNAVAILABLE)
     }));
     let response = svc.oneshot(request(Method::POST, "order")).await.ok();
-    assert_eq!(response.map(|r| r.into_body()), Some(String::from("s:order")));
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "a refused connection proves nothing was processed");
+    assert_eq!(
+        response.map(|r| r.status()),
+        Some(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a POST that may have been processed"
+    );
 
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = layer(no_jitter()).layer(server(calls.clone(), |n| {
-        status(if n == 0 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK })
+        if n == 0 {
+            refused()
+        } else {
+            status(StatusCode::OK)
+        }
+    }));
+    let response = svc.oneshot(request(Method::POST, "order")).await.ok();
+    assert_eq!(
+        response.map(|r| r.into_body()),
+        Some(String::from("s:order"))
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "a refused connection proves nothing was processed"
+    );
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(no_jitter()).layer(server(calls.clone(), |n| {
+        status(if n == 0 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        })
     }));
     let mut post = request(Method::POST, "set");
     post.extensions_mut().insert(Idempotency::Idempotent);
     let response = svc.oneshot(post).await.ok();
     assert_eq!(response.map(|r| r.into_body()), Some(String::from("s:set")));
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "declared idempotent, body replayed");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "declared idempotent, body replayed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -132,9 +172,14 @@ async fn bodies_over_the_cap_are_sent_once() {
         max_replay_bytes: 4,
         ..no_jitter()
     })
-    .layer(server(calls.clone(), |_| status(StatusCode::SERVICE_UNAVAILABLE)));
+    .layer(server(calls.clone(), |_| {
+        status(StatusCode::SERVICE_UNAVAILABLE)
+    }));
     let response = svc.oneshot(request(Method::PUT, "too large")).await.ok();
-    assert_eq!(response.map(|r| r.into_body()), Some(String::from("s:too large")));
+    assert_eq!(
+        response.map(|r| r.into_body()),
+        Some(String::from("s:too large"))
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -150,7 +195,9 @@ async fn the_budget_bounds_retries() {
         },
         ..no_jitter()
     });
-    let svc = layer.layer(server(calls.clone(), |_| status(StatusCode::SERVICE_UNAVAILABLE)));
+    let svc = layer.layer(server(calls.clone(), |_| {
+        status(StatusCode::SERVICE_UNAVAILABLE)
+    }));
     for _ in 0..10 {
         let _ = svc.clone().oneshot(request(Method::GET, "")).await;
     }
@@ -168,7 +215,9 @@ async fn no_retry_starts_without_the_minimum_time_left() {
         min_attempt_time: Duration::from_millis(10),
         ..no_jitter()
     })
-    .layer(server(calls.clone(), |_| status(StatusCode::SERVICE_UNAVAILABLE)));
+    .layer(server(calls.clone(), |_| {
+        status(StatusCode::SERVICE_UNAVAILABLE)
+    }));
     // The first retry would start after 25 ms of backoff, with 5 ms left.
     let _ = Deadline::after(Duration::from_millis(30))
         .scope(svc.clone().oneshot(request(Method::GET, "")))
@@ -211,7 +260,11 @@ async fn hedging_moves_on_at_once_after_a_retryable_failure() {
         ..no_jitter()
     })
     .layer(server(calls.clone(), |n| {
-        status(if n < 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK })
+        status(if n < 2 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        })
     }));
     let started = Instant::now();
     let response = svc.oneshot(request(Method::GET, "")).await.ok();

@@ -70,7 +70,9 @@ mod tests {
     use tokio::time::Instant;
     use tower::{Layer, ServiceExt};
 
-    fn slow(delay: Duration) -> impl tower::Service<
+    fn slow(
+        delay: Duration,
+    ) -> impl tower::Service<
         Request<()>,
         Response = Option<Duration>,
         Error = std::convert::Infallible,
@@ -109,7 +111,10 @@ mod tests {
             .err();
         assert_eq!(started.elapsed(), Duration::from_millis(100));
         let elapsed = err.as_ref().and_then(|e| e.downcast_ref::<Elapsed>());
-        assert_eq!(elapsed.map(Elapsed::timeout), Some(Duration::from_millis(100)));
+        assert_eq!(
+            elapsed.map(Elapsed::timeout),
+            Some(Duration::from_millis(100))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,7 +17,11 @@ async fn trips_against_a_failing_server_and_recovers_when_it_heals() {
         let (f, s) = (f.clone(), s.clone());
         async move {
             s.fetch_add(1, Ordering::SeqCst);
-            if f.load(Ordering::SeqCst) { text(500, "broken") } else { text(200, "ok") }
+            if f.load(Ordering::SeqCst) {
+                text(500, "broken")
+            } else {
+                text(200, "ok")
+            }
         }
     }))
     .await;
@@ -44,7 +48,11 @@ async fn trips_against_a_failing_server_and_recovers_when_it_heals() {
         let err = svc.clone().oneshot(get()).await.unwrap_err();
         assert!(err.is::<BreakerOpen>(), "{err}");
     }
-    assert_eq!(seen.load(Ordering::SeqCst), 5, "nothing reached the server while open");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        5,
+        "nothing reached the server while open"
+    );
 
     failing.store(false, Ordering::SeqCst);
     // The breaker's own open period is what this waits for.

@@ -2,7 +2,9 @@ use crate::support::{client, handler, serve, text};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
-use sinew::deadline::{Deadline, EnforceDeadlineConfig, EnforceDeadlineLayer, PropagateDeadlineLayer};
+use sinew::deadline::{
+    Deadline, EnforceDeadlineConfig, EnforceDeadlineLayer, PropagateDeadlineLayer,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::oneshot;
@@ -34,7 +36,11 @@ async fn a_deadline_propagates_across_two_hops_and_is_enforced_at_the_second() {
         let b = b.clone();
         let guard = Cancelled(cancelled_tx.lock().unwrap().take());
         async move {
-            let header = req.headers()["sinew-timeout-ms"].to_str().unwrap().parse().unwrap();
+            let header = req.headers()["sinew-timeout-ms"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             b.store(header, Ordering::SeqCst);
             let _guard = guard;
             std::future::pending::<()>().await;
@@ -70,11 +76,19 @@ async fn a_deadline_propagates_across_two_hops_and_is_enforced_at_the_second() {
         .unwrap();
     let response = client().request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
-    cancelled_rx.await.expect("C's handler was cancelled at its deadline");
+    cancelled_rx
+        .await
+        .expect("C's handler was cancelled at its deadline");
 
-    let (at_b, at_c) = (budget_at_b.load(Ordering::SeqCst), budget_at_c.load(Ordering::SeqCst));
+    let (at_b, at_c) = (
+        budget_at_b.load(Ordering::SeqCst),
+        budget_at_c.load(Ordering::SeqCst),
+    );
     assert!(at_b > 0 && at_b <= 300, "B saw {at_b} ms");
-    assert!(at_c > 0 && at_c <= at_b, "C saw {at_c} ms after B's {at_b} ms");
+    assert!(
+        at_c > 0 && at_c <= at_b,
+        "C saw {at_c} ms after B's {at_b} ms"
+    );
 }
 
 #[tokio::test]

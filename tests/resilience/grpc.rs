@@ -11,24 +11,30 @@ use tower::ServiceBuilder;
 
 /// A real tonic gRPC server with one unary method that fails with
 /// `code` for its first `failures` calls, then echoes.
-async fn grpc_server(failures: usize, code: Code, calls: Arc<AtomicUsize>) -> crate::support::Server {
-    serve(tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let calls = calls.clone();
-        async move {
-            let method = tower::service_fn(move |req: tonic::Request<Bytes>| {
-                let n = calls.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    if n < failures {
-                        Err(Status::new(code, "not now"))
-                    } else {
-                        Ok(tonic::Response::new(req.into_inner()))
+async fn grpc_server(
+    failures: usize,
+    code: Code,
+    calls: Arc<AtomicUsize>,
+) -> crate::support::Server {
+    serve(tower::service_fn(
+        move |req: http::Request<hyper::body::Incoming>| {
+            let calls = calls.clone();
+            async move {
+                let method = tower::service_fn(move |req: tonic::Request<Bytes>| {
+                    let n = calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if n < failures {
+                            Err(Status::new(code, "not now"))
+                        } else {
+                            Ok(tonic::Response::new(req.into_inner()))
+                        }
                     }
-                }
-            });
-            let mut grpc = tonic::server::Grpc::new(RawCodec);
-            Ok::<_, std::convert::Infallible>(grpc.unary(method, req).await)
-        }
-    }))
+                });
+                let mut grpc = tonic::server::Grpc::new(RawCodec);
+                Ok::<_, std::convert::Infallible>(grpc.unary(method, req).await)
+            }
+        },
+    ))
     .await
 }
 
@@ -53,7 +59,11 @@ async fn grpc_unavailable_is_retried_through_tonic() {
     let mut grpc = tonic::client::Grpc::with_origin(stack, origin);
     grpc.ready().await.unwrap();
     let reply = grpc
-        .unary(tonic::Request::new(Bytes::from_static(b"ping")), path(), RawCodec)
+        .unary(
+            tonic::Request::new(Bytes::from_static(b"ping")),
+            path(),
+            RawCodec,
+        )
         .await
         .unwrap();
     assert_eq!(reply.into_inner(), Bytes::from_static(b"ping"));
@@ -63,12 +73,22 @@ async fn grpc_unavailable_is_retried_through_tonic() {
     let calls = Arc::new(AtomicUsize::new(0));
     let server = grpc_server(1, Code::InvalidArgument, calls.clone()).await;
     let stack = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryConfig { assume_idempotent: true, ..RetryConfig::default() }).unwrap())
+        .layer(
+            RetryLayer::new(RetryConfig {
+                assume_idempotent: true,
+                ..RetryConfig::default()
+            })
+            .unwrap(),
+        )
         .service(h2_client());
     let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
     grpc.ready().await.unwrap();
     let status = grpc
-        .unary(tonic::Request::new(Bytes::from_static(b"x")), path(), RawCodec)
+        .unary(
+            tonic::Request::new(Bytes::from_static(b"x")),
+            path(),
+            RawCodec,
+        )
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -85,12 +105,18 @@ async fn the_breaker_reads_grpc_status_not_the_http_status() {
         ..BreakerConfig::default()
     })
     .unwrap();
-    let stack = ServiceBuilder::new().layer(breaker.clone()).service(h2_client());
+    let stack = ServiceBuilder::new()
+        .layer(breaker.clone())
+        .service(h2_client());
     let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
     for _ in 0..3 {
         grpc.ready().await.unwrap();
         let status = grpc
-            .unary(tonic::Request::new(Bytes::from_static(b"x")), path(), RawCodec)
+            .unary(
+                tonic::Request::new(Bytes::from_static(b"x")),
+                path(),
+                RawCodec,
+            )
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::Internal);
@@ -105,13 +131,19 @@ async fn the_breaker_reads_grpc_status_not_the_http_status() {
         ..BreakerConfig::default()
     })
     .unwrap();
-    let stack = ServiceBuilder::new().layer(breaker.clone()).service(h2_client());
+    let stack = ServiceBuilder::new()
+        .layer(breaker.clone())
+        .service(h2_client());
     let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
     for _ in 0..5 {
         grpc.ready().await.unwrap();
-        grpc.unary(tonic::Request::new(Bytes::from_static(b"ok")), path(), RawCodec)
-            .await
-            .unwrap();
+        grpc.unary(
+            tonic::Request::new(Bytes::from_static(b"ok")),
+            path(),
+            RawCodec,
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(breaker.state(), State::Closed);
     assert_eq!(calls.load(Ordering::SeqCst), 5);

@@ -55,7 +55,9 @@ async fn a_full_server_refuses_at_once_with_503() {
     )
     .await;
 
-    let running: Vec<_> = (0..2).map(|_| tokio::spawn(get_status(server.url("/")))).collect();
+    let running: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(get_status(server.url("/"))))
+        .collect();
     while arrived.load(Ordering::SeqCst) < 2 {
         tokio::task::yield_now().await;
     }
@@ -64,7 +66,10 @@ async fn a_full_server_refuses_at_once_with_503() {
         tokio::task::yield_now().await;
     }
     // Two in flight, one queued: the next is refused without waiting.
-    assert_eq!(get_status(server.url("/")).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get_status(server.url("/")).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     release.add_permits(3);
     for task in running {
         assert_eq!(task.await.unwrap(), StatusCode::OK);
@@ -78,13 +83,21 @@ async fn a_rate_limited_server_answers_429_with_retry_after() {
     let server = serve(
         ServiceBuilder::new()
             .layer(ErrorResponseLayer::new())
-            .layer(RateLimitLayer::new(RateLimitConfig { per_second: 0.5, burst: 3 }).unwrap())
+            .layer(
+                RateLimitLayer::new(RateLimitConfig {
+                    per_second: 0.5,
+                    burst: 3,
+                })
+                .unwrap(),
+            )
             .service(handler(|_req| async { text(200, "ok") })),
     )
     .await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        let request = Request::get(server.url("/")).body(Empty::<Bytes>::new()).unwrap();
+        let request = Request::get(server.url("/"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
         let response = client().request(request).await.unwrap();
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             assert_eq!(response.headers()["retry-after"], "2");
@@ -112,7 +125,10 @@ async fn load_shedding_refuses_when_the_service_is_not_ready() {
     while arrived.load(Ordering::SeqCst) < 1 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(get_status(server.url("/")).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get_status(server.url("/")).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     release.add_permits(1);
     assert_eq!(first.await.unwrap(), StatusCode::OK);
 }

@@ -25,7 +25,12 @@ async fn flaky(failures: usize, seen: Arc<AtomicUsize>) -> crate::support::Serve
         let seen = seen.clone();
         async move {
             let n = seen.fetch_add(1, Ordering::SeqCst);
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             if n < failures {
                 text(503, "unavailable")
             } else {
@@ -43,7 +48,9 @@ async fn retries_a_server_that_fails_its_first_requests() {
     let layer = RetryLayer::new(fast_retries()).unwrap();
     let svc = layer.layer(client::<ReplayBody<Full<Bytes>>>());
 
-    let request = Request::get(server.url("/")).body(Full::new(Bytes::new())).unwrap();
+    let request = Request::get(server.url("/"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let response = svc.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(3)));
@@ -73,7 +80,9 @@ async fn replays_the_body_of_a_declared_idempotent_post() {
     // it is not retried.
     let seen2 = Arc::new(AtomicUsize::new(0));
     let server = flaky(1, seen2.clone()).await;
-    let request = Request::post(server.url("/order")).body(Full::new(payload)).unwrap();
+    let request = Request::post(server.url("/order"))
+        .body(Full::new(payload))
+        .unwrap();
     let response = svc.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(seen2.load(Ordering::SeqCst), 1);
@@ -91,7 +100,11 @@ async fn retries_a_post_whose_connection_was_refused() {
     let http = client::<ReplayBody<Full<Bytes>>>();
     let counted = attempts.clone();
     let routed = tower::service_fn(move |mut req: Request<ReplayBody<Full<Bytes>>>| {
-        let target = if counted.fetch_add(1, Ordering::SeqCst) == 0 { dead } else { live };
+        let target = if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            dead
+        } else {
+            live
+        };
         *req.uri_mut() = Uri::try_from(format!("http://{target}/pay")).unwrap();
         http.request(req)
     });
@@ -102,5 +115,9 @@ async fn retries_a_post_whose_connection_was_refused() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(body_text(response.into_body()).await, "once");
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
-    assert_eq!(seen.load(Ordering::SeqCst), 1, "the server saw the POST once");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "the server saw the POST once"
+    );
 }

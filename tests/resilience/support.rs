@@ -37,7 +37,9 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let (stop, mut stopped) = watch::channel(());
     tokio::spawn(async move {
@@ -65,7 +67,9 @@ where
 }
 
 /// A handler made from an async function of the request.
-pub fn handler<F, Fut>(f: F) -> impl tower::Service<
+pub fn handler<F, Fut>(
+    f: F,
+) -> impl tower::Service<
     Request<Incoming>,
     Response = Response<Full<Bytes>>,
     Error = Infallible,
@@ -124,7 +128,9 @@ where
 
 /// A loopback port with nothing listening on it.
 pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     listener.local_addr().expect("local addr")
 }
 
