@@ -122,11 +122,13 @@ macro_rules! services {
             "propagate_deadline",
             PropagateDeadlineLayer::new().layer(Immediate)
         );
+        // The five layers together, one of each, in the order a client
+        // stacks them.
         $each!(
             "stack",
-            timeout().layer(retry().layer(
-                timeout().layer(breaker().layer(concurrency().layer(rate().layer(Immediate))))
-            ))
+            timeout().layer(
+                retry().layer(breaker().layer(concurrency().layer(rate().layer(Immediate))))
+            )
         );
     }};
 }

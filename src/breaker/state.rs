@@ -264,7 +264,11 @@ impl<C> Ticket<C> {
             window.record(now, failure);
         }
         if !failure {
-            core.consecutive.store(0, Ordering::Relaxed);
+            // Read first: most successes follow successes, and a store
+            // would pull the line into every core's cache for nothing.
+            if core.consecutive.load(Ordering::Relaxed) != 0 {
+                core.consecutive.store(0, Ordering::Relaxed);
+            }
             return;
         }
         let in_a_row = core.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
