@@ -15,3 +15,4 @@ mod grpc;
 mod limit;
 mod retry;
 mod support;
+mod timeout;

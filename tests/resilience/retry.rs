@@ -121,3 +121,51 @@ async fn retries_a_post_whose_connection_was_refused() {
         "the server saw the POST once"
     );
 }
+
+#[tokio::test]
+async fn hedging_answers_from_the_second_attempt_and_cancels_the_first() {
+    use sinew::retry::HedgeConfig;
+
+    // The first request hangs until the client gives up on it.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (cancelled_tx, cancelled_rx) = tokio::sync::oneshot::channel::<()>();
+    let cancelled_tx = Arc::new(std::sync::Mutex::new(Some(cancelled_tx)));
+    let s = seen.clone();
+    let server = serve(handler(move |_req| {
+        let n = s.fetch_add(1, Ordering::SeqCst);
+        let notify = cancelled_tx.clone();
+        async move {
+            if n == 0 {
+                struct OnDrop(Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>);
+                impl Drop for OnDrop {
+                    fn drop(&mut self) {
+                        if let Some(tx) = self.0.lock().unwrap().take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+                let _guard = OnDrop(notify);
+                std::future::pending::<()>().await;
+            }
+            text(200, format!("attempt {n}"))
+        }
+    }))
+    .await;
+    let layer = RetryLayer::new(RetryConfig {
+        hedge: Some(HedgeConfig::after(Duration::from_millis(30))),
+        ..RetryConfig::default()
+    })
+    .unwrap();
+    // HTTP/2, so that cancelling the first attempt resets its stream and
+    // the server sees the cancellation.
+    let svc = layer.layer(crate::support::h2_client::<ReplayBody<Full<Bytes>>>());
+    let request = Request::get(server.url("/"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = svc.oneshot(request).await.unwrap();
+    assert_eq!(body_text(response.into_body()).await, "attempt 1");
+    assert_eq!(layer.stats().hedges, 1);
+    cancelled_rx
+        .await
+        .expect("the losing attempt was cancelled on the server");
+}
