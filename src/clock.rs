@@ -31,6 +31,14 @@ pub(crate) fn now() -> Instant {
     })
 }
 
+/// Whole milliseconds from `base` to [`now`]. Not `as_millis()`: its u128
+/// division costs more than the rest of a layer's hot path.
+#[inline]
+pub(crate) fn millis_since(base: Instant) -> u64 {
+    let elapsed = now().saturating_duration_since(base);
+    elapsed.as_secs() * 1000 + u64::from(elapsed.subsec_millis())
+}
+
 /// A cached region, left when dropped (even on panic).
 #[must_use]
 pub(crate) struct Region {

@@ -47,12 +47,35 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// tower's accessors for a middleware's `inner` service of type `S`.
+macro_rules! inner_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Unwraps the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+pub(crate) use inner_accessors;
+
 pub mod classify;
 mod clock;
 pub mod deadline;
 pub mod error;
 pub mod grpc;
 pub mod respond;
+#[cfg(any(feature = "breaker", feature = "retry"))]
+mod window;
 
 #[cfg(feature = "breaker")]
 pub mod breaker;

@@ -65,15 +65,7 @@ pub struct ErrorResponse<S> {
 }
 
 impl<S> ErrorResponse<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_accessors!();
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for ErrorResponse<S>

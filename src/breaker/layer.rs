@@ -104,20 +104,7 @@ impl<S, C> Breaker<S, C> {
         self.core.state()
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_accessors!();
 }
 
 impl<S, C, ReqB, ResB> Service<Request<ReqB>> for Breaker<S, C>

@@ -40,7 +40,6 @@ mod error;
 mod future;
 mod layer;
 mod state;
-mod window;
 
 pub use body::BreakerBody;
 pub use config::{BreakerConfig, FailureRateConfig};

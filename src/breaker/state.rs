@@ -8,8 +8,8 @@
 //! or re-open the breaker.
 
 use super::config::BreakerConfig;
-use super::window::Window;
 use crate::classify::Outcome;
+use crate::window::SlidingWindow;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::time::Instant;
@@ -75,7 +75,7 @@ pub(super) struct Core<C> {
     word: AtomicU64,
     opened_at_ms: AtomicU64,
     consecutive: AtomicU32,
-    window: Option<Window>,
+    window: Option<SlidingWindow>,
     config: BreakerConfig,
     open_for_ms: u64,
     base: Instant,
@@ -98,9 +98,7 @@ impl<C> Core<C> {
             word: AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0),
             opened_at_ms: AtomicU64::new(0),
             consecutive: AtomicU32::new(0),
-            window: config
-                .failure_rate
-                .map(|r| Window::new(r.window.as_millis() as u64)),
+            window: config.failure_rate.map(|r| SlidingWindow::new(r.window)),
             open_for_ms: config.open_for.as_millis().max(1) as u64,
             config,
             base: Instant::now(),
@@ -121,10 +119,7 @@ impl<C> Core<C> {
     }
 
     fn now_ms(&self) -> u64 {
-        // Not `as_millis()`: its u128 division costs more than the rest of
-        // the hot path.
-        let elapsed = crate::clock::now().saturating_duration_since(self.base);
-        elapsed.as_secs() * 1000 + u64::from(elapsed.subsec_millis())
+        crate::clock::millis_since(self.base)
     }
 
     fn swap(&self, from: Word, to: Word) -> bool {
@@ -259,9 +254,8 @@ impl<C> Ticket<C> {
         if word.state() != State::Closed || word.generation() != self.generation {
             return;
         }
-        let now = core.now_ms();
         if let Some(window) = &core.window {
-            window.record(now, failure);
+            window.add(usize::from(failure));
         }
         if !failure {
             // Read first: most successes follow successes, and a store
@@ -278,8 +272,9 @@ impl<C> Ticket<C> {
             .is_some_and(|n| in_a_row >= n);
         let by_rate = match (&core.window, &core.config.failure_rate) {
             (Some(window), Some(rate)) => {
-                let (total, failed) = window.totals(now);
-                total >= u64::from(rate.min_requests)
+                let [succeeded, failed] = window.totals();
+                let total = succeeded + failed;
+                total >= i64::from(rate.min_requests)
                     && failed as f64 >= rate.threshold * total as f64
             }
             _ => false,

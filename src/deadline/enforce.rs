@@ -97,20 +97,7 @@ pub struct EnforceDeadline<S> {
 }
 
 impl<S> EnforceDeadline<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_accessors!();
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for EnforceDeadline<S>

@@ -236,20 +236,7 @@ pub struct AdaptiveLimit<S> {
 }
 
 impl<S> AdaptiveLimit<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_accessors!();
 }
 
 impl<S, Req> Service<Req> for AdaptiveLimit<S>

@@ -3,29 +3,20 @@
 //!
 //! Every request deposits one unit; a retry withdraws `1 / ratio` units,
 //! and `min_per_second × window` retries are allowed on top. Deposits and
-//! withdrawals expire after the window, kept in ten buckets whose stale
-//! contents the first writer of a new period clears. tower's `TpsBudget`
+//! withdrawals expire after the window, kept in the crate's lock-free
+//! sliding window. tower's `TpsBudget`
 //! takes a mutex on every deposit; this one takes none, which is most of
 //! the retry layer's cost on the success path (see docs/adr/0002).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use crate::window::SlidingWindow;
 use std::time::Duration;
-use tokio::time::Instant;
 
-const BUCKETS: u64 = 10;
-
-#[derive(Debug, Default)]
-struct Bucket {
-    epoch: AtomicU64,
-    deposits: AtomicI64,
-    withdrawals: AtomicI64,
-}
+const DEPOSITS: usize = 0;
+const WITHDRAWALS: usize = 1;
 
 #[derive(Debug)]
 pub(super) struct RetryBudget {
-    base: Instant,
-    bucket_ms: u64,
-    buckets: [Bucket; BUCKETS as usize],
+    window: SlidingWindow,
     /// Units one retry costs, in thousandths of a deposit.
     cost: i64,
     /// Retries always allowed per window, in thousandths of a deposit.
@@ -35,7 +26,6 @@ pub(super) struct RetryBudget {
 impl RetryBudget {
     /// `ratio` in [0, 1]; `window` from 1 to 60 s (checked by the config).
     pub(super) fn new(ratio: f64, min_per_second: u32, window: Duration) -> Self {
-        let window_ms = window.as_millis().max(1) as u64;
         let cost = if ratio > 0.0 {
             (1000.0 / ratio).min(i64::MAX as f64 / 4.0) as i64
         } else {
@@ -45,59 +35,29 @@ impl RetryBudget {
             .saturating_mul(window.as_secs() as i64)
             .saturating_mul(cost);
         Self {
-            base: Instant::now(),
-            bucket_ms: (window_ms / BUCKETS).max(1),
-            buckets: Default::default(),
+            window: SlidingWindow::new(window),
             cost,
             reserve,
         }
     }
 
-    fn epoch(&self) -> u64 {
-        let elapsed = crate::clock::now().saturating_duration_since(self.base);
-        (elapsed.as_secs() * 1000 + u64::from(elapsed.subsec_millis())) / self.bucket_ms + 1
-    }
-
-    fn current(&self, epoch: u64) -> &Bucket {
-        let bucket = &self.buckets[(epoch % BUCKETS) as usize];
-        let seen = bucket.epoch.load(Relaxed);
-        if seen != epoch
-            && bucket
-                .epoch
-                .compare_exchange(seen, epoch, Relaxed, Relaxed)
-                .is_ok()
-        {
-            bucket.deposits.store(0, Relaxed);
-            bucket.withdrawals.store(0, Relaxed);
-        }
-        bucket
-    }
-
     /// Records one request.
     pub(super) fn deposit(&self) {
-        self.current(self.epoch()).deposits.fetch_add(1, Relaxed);
+        self.window.add(DEPOSITS);
     }
 
     /// Takes one retry, if the budget has it. Concurrent withdrawals can
     /// overdraw by the number of racing callers; the next ones see it.
     pub(super) fn withdraw(&self) -> bool {
-        let epoch = self.epoch();
-        let oldest = epoch.saturating_sub(BUCKETS - 1).max(1);
-        let (deposits, withdrawals) = self
-            .buckets
-            .iter()
-            .filter(|b| (oldest..=epoch).contains(&b.epoch.load(Relaxed)))
-            .fold((0i64, 0i64), |(d, w), b| {
-                (
-                    d + b.deposits.load(Relaxed),
-                    w + b.withdrawals.load(Relaxed),
-                )
-            });
-        let balance = self.reserve + deposits * 1000 - withdrawals * self.cost;
+        let [deposits, withdrawals] = self.window.totals();
+        let balance = self
+            .reserve
+            .saturating_add(deposits.saturating_mul(1000))
+            .saturating_sub(withdrawals.saturating_mul(self.cost));
         if balance < self.cost {
             return false;
         }
-        self.current(epoch).withdrawals.fetch_add(1, Relaxed);
+        self.window.add(WITHDRAWALS);
         true
     }
 }

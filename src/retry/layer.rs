@@ -120,20 +120,7 @@ impl<S: std::fmt::Debug, C> std::fmt::Debug for Retry<S, C> {
 }
 
 impl<S, C> Retry<S, C> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_accessors!();
 }
 
 impl<S, C, B, ResB> Service<Request<B>> for Retry<S, C>
