@@ -19,6 +19,15 @@ thread_local! {
 
 /// The current instant, read once per cached region.
 #[inline]
+#[cfg_attr(
+    not(any(
+        feature = "timeout",
+        feature = "retry",
+        feature = "breaker",
+        feature = "limit"
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn now() -> Instant {
     CACHE.with(|cache| match cache.get() {
         Some(Some(now)) => now,
@@ -34,6 +43,7 @@ pub(crate) fn now() -> Instant {
 /// Whole milliseconds from `base` to [`now`]. Not `as_millis()`: its u128
 /// division costs more than the rest of a layer's hot path.
 #[inline]
+#[cfg_attr(not(any(feature = "retry", feature = "breaker")), allow(dead_code))]
 pub(crate) fn millis_since(base: Instant) -> u64 {
     let elapsed = now().saturating_duration_since(base);
     elapsed.as_secs() * 1000 + u64::from(elapsed.subsec_millis())

@@ -74,6 +74,7 @@ impl SlidingWindow {
     }
 
     /// Forgets everything counted so far.
+    #[cfg_attr(not(feature = "breaker"), allow(dead_code))]
     pub(crate) fn reset(&self) {
         for bucket in &self.buckets {
             bucket.epoch.store(0, Relaxed);

@@ -42,6 +42,23 @@ fn path() -> PathAndQuery {
     PathAndQuery::from_static("/sinew.test.Echo/Call")
 }
 
+/// One unary call of the test method.
+async fn call<T>(grpc: &mut tonic::client::Grpc<T>, message: &'static [u8]) -> Result<Bytes, Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<sinew::error::BoxError>,
+    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<sinew::error::BoxError>,
+{
+    grpc.ready()
+        .await
+        .map_err(|e| Status::from_error(e.into()))?;
+    let request = tonic::Request::new(Bytes::from_static(message));
+    grpc.unary(request, path(), RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 #[tokio::test]
 async fn grpc_unavailable_is_retried_through_tonic() {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -57,16 +74,8 @@ async fn grpc_unavailable_is_retried_through_tonic() {
         .service(h2_client());
     let origin = server.url("").parse().unwrap();
     let mut grpc = tonic::client::Grpc::with_origin(stack, origin);
-    grpc.ready().await.unwrap();
-    let reply = grpc
-        .unary(
-            tonic::Request::new(Bytes::from_static(b"ping")),
-            path(),
-            RawCodec,
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply.into_inner(), Bytes::from_static(b"ping"));
+    let reply = call(&mut grpc, b"ping").await.unwrap();
+    assert_eq!(reply, Bytes::from_static(b"ping"));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 
     // A non-retryable code is returned as it is.
@@ -82,15 +91,7 @@ async fn grpc_unavailable_is_retried_through_tonic() {
         )
         .service(h2_client());
     let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
-    grpc.ready().await.unwrap();
-    let status = grpc
-        .unary(
-            tonic::Request::new(Bytes::from_static(b"x")),
-            path(),
-            RawCodec,
-        )
-        .await
-        .unwrap_err();
+    let status = call(&mut grpc, b"x").await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -110,15 +111,7 @@ async fn the_breaker_reads_grpc_status_not_the_http_status() {
         .service(h2_client());
     let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
     for _ in 0..3 {
-        grpc.ready().await.unwrap();
-        let status = grpc
-            .unary(
-                tonic::Request::new(Bytes::from_static(b"x")),
-                path(),
-                RawCodec,
-            )
-            .await
-            .unwrap_err();
+        let status = call(&mut grpc, b"x").await.unwrap_err();
         assert_eq!(status.code(), Code::Internal);
     }
     assert_eq!(breaker.state(), State::Open);
@@ -136,14 +129,7 @@ async fn the_breaker_reads_grpc_status_not_the_http_status() {
         .service(h2_client());
     let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
     for _ in 0..5 {
-        grpc.ready().await.unwrap();
-        grpc.unary(
-            tonic::Request::new(Bytes::from_static(b"ok")),
-            path(),
-            RawCodec,
-        )
-        .await
-        .unwrap();
+        call(&mut grpc, b"ok").await.unwrap();
     }
     assert_eq!(breaker.state(), State::Closed);
     assert_eq!(calls.load(Ordering::SeqCst), 5);
