@@ -78,10 +78,12 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         ResponseFuture {
             grpc: is_grpc(request.headers()),
@@ -107,6 +109,7 @@ where
 {
     type Output = Result<Response<B>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let error = match ready!(this.future.poll(cx)) {

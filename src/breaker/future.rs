@@ -42,6 +42,7 @@ where
 {
     type Output = Result<Response<BreakerBody<B, C>>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(future) = this.future.as_pin_mut() else {

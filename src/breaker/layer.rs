@@ -117,10 +117,12 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         match admit(&self.core) {
             Some(ticket) => ResponseFuture::admitted(self.inner.call(request), ticket),

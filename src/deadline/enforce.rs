@@ -109,10 +109,12 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResB>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let budget = budget_from_headers(request.headers()).or(self.config.default);
         let Some(mut budget) = budget else {
@@ -190,6 +192,7 @@ where
 {
     type Output = Result<Response<B>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().stage.project() {
             Projection::Unbounded { future } => future.poll(cx),

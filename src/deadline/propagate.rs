@@ -79,10 +79,12 @@ where
     type Error = BoxError;
     type Future = Either<Ready<Result<S::Response, BoxError>>, ErrInto<S::Future, S::Error>>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if let Some(deadline) = Deadline::for_request(&request) {
             let remaining = deadline.remaining();

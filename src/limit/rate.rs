@@ -138,10 +138,12 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, S::Response, S::Error>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         match self.bucket.try_take() {
             Ok(()) => Either::Right(self.inner.call(request).map_err(Into::into as fn(_) -> _)),

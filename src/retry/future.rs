@@ -68,6 +68,7 @@ where
 {
     type Output = Result<Response<ResB>, BoxError>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let mut stage = self.as_mut().project().stage;

@@ -137,10 +137,12 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S, C, B>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let shared = &self.shared;
         let (parts, body) = request.into_parts();
