@@ -153,23 +153,19 @@ where
         // The ready service goes with the request; a clone stays behind.
         let clone = self.inner.clone();
         let mut service = std::mem::replace(&mut self.inner, clone);
-        let hedge = shared.config.hedge.filter(|_| idempotent);
-        let first = match hedge {
-            Some(_) => None,
-            None => Some(service.call(attempt_request(&parts, &body))),
-        };
-        let replay = Replay {
-            shared: shared.clone(),
-            service,
-            parts,
-            body,
-            idempotent,
-        };
-        match (first, hedge) {
-            (Some(future), _) => ResponseFuture::first(future, replay),
-            (None, Some(hedge)) => ResponseFuture::boxed(Box::pin(hedge_or_retry(replay, hedge))),
-            (None, None) => {
-                ResponseFuture::boxed(Box::pin(async { Err("retry: no attempt was made".into()) }))
+        let shared = shared.clone();
+        match shared.config.hedge.filter(|_| idempotent) {
+            // The hedging path sends every attempt itself.
+            Some(hedge) => {
+                let replay = Replay::new(shared, service, parts, body, idempotent);
+                ResponseFuture::boxed(Box::pin(hedge_or_retry(replay, hedge)))
+            }
+            None => {
+                let future = service.call(attempt_request(&parts, &body));
+                ResponseFuture::first(
+                    future,
+                    Replay::new(shared, service, parts, body, idempotent),
+                )
             }
         }
     }

@@ -92,6 +92,24 @@ pub(super) struct Replay<S, C, B> {
     pub(super) idempotent: bool,
 }
 
+impl<S, C, B> Replay<S, C, B> {
+    pub(super) fn new(
+        shared: Arc<Shared<C>>,
+        service: S,
+        parts: Parts,
+        body: ReplayBody<B>,
+        idempotent: bool,
+    ) -> Self {
+        Self {
+            shared,
+            service,
+            parts,
+            body,
+            idempotent,
+        }
+    }
+}
+
 impl<S, C: Classify, B: Body> Replay<S, C, B> {
     /// Whether the first attempt's result ends the request.
     pub(super) fn is_final<T>(&self, result: &Result<Response<T>, BoxError>) -> bool {
