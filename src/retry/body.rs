@@ -47,6 +47,7 @@ struct Tee<B> {
 
 impl<B: Body> ReplayBody<B> {
     /// Wraps `body`, keeping up to `cap` bytes for replay.
+    #[inline]
     pub fn new(body: B, cap: usize) -> Self {
         if body.is_end_stream() {
             return Self {
@@ -87,6 +88,7 @@ impl<B: Body> ReplayBody<B> {
     ///
     /// Only one copy should be streaming the original at a time: hedging
     /// uses [`ReplayBody::buffer_all`] first, so that every copy replays.
+    #[inline]
     pub(super) fn replay(&self) -> Self {
         let inner = match &self.inner {
             Inner::Empty => Inner::Empty,

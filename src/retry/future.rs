@@ -41,6 +41,7 @@ impl<S, C, B> ResponseFuture<S, C, B>
 where
     S: Service<Request<ReplayBody<B>>>,
 {
+    #[inline]
     pub(super) fn first(future: S::Future, replay: Replay<S, C, B>) -> Self {
         Self {
             stage: Stage::First {
@@ -50,6 +51,7 @@ where
         }
     }
 
+    #[inline]
     pub(super) fn boxed(future: BoxFuture<Result<S::Response, BoxError>>) -> Self {
         Self {
             stage: Stage::Again { future },

@@ -21,6 +21,7 @@ pub enum Idempotency {
 /// RFC 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT and DELETE are
 /// idempotent. A request extension wins over the method, and the route
 /// setting wins over the method when no extension says otherwise.
+#[inline]
 pub(super) fn is_idempotent(parts: &Parts, assume_idempotent: bool) -> bool {
     match parts.extensions.get::<Idempotency>() {
         Some(Idempotency::Idempotent) => true,

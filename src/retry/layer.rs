@@ -149,24 +149,18 @@ where
         let body = ReplayBody::new(body, shared.config.max_replay_bytes);
         let idempotent = is_idempotent(&parts, shared.config.assume_idempotent);
         shared.budget.deposit();
-        Counters::bump(&shared.counters.requests);
         // The ready service goes with the request; a clone stays behind.
         let clone = self.inner.clone();
         let mut service = std::mem::replace(&mut self.inner, clone);
-        let shared = shared.clone();
-        match shared.config.hedge.filter(|_| idempotent) {
-            // The hedging path sends every attempt itself.
-            Some(hedge) => {
-                let replay = Replay::new(shared, service, parts, body, idempotent);
-                ResponseFuture::boxed(Box::pin(hedge_or_retry(replay, hedge)))
-            }
-            None => {
-                let future = service.call(attempt_request(&parts, &body));
-                ResponseFuture::first(
-                    future,
-                    Replay::new(shared, service, parts, body, idempotent),
-                )
-            }
+        let hedge = shared.config.hedge.filter(|_| idempotent);
+        // The hedging path sends every attempt itself.
+        let first = hedge
+            .is_none()
+            .then(|| service.call(attempt_request(&parts, &body)));
+        let replay = Replay::new(shared.clone(), service, parts, body, idempotent);
+        match first {
+            Some(future) => ResponseFuture::first(future, replay),
+            None => ResponseFuture::boxed(Box::pin(hedge_or_retry(replay, hedge))),
         }
     }
 }

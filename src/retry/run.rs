@@ -64,6 +64,7 @@ pub(super) fn may_retry(outcome: Outcome, idempotent: bool) -> bool {
     }
 }
 
+#[inline]
 pub(super) fn attempt_request<B: Body>(
     parts: &Parts,
     body: &ReplayBody<B>,
@@ -93,6 +94,7 @@ pub(super) struct Replay<S, C, B> {
 }
 
 impl<S, C, B> Replay<S, C, B> {
+    #[inline]
     pub(super) fn new(
         shared: Arc<Shared<C>>,
         service: S,
@@ -112,6 +114,7 @@ impl<S, C, B> Replay<S, C, B> {
 
 impl<S, C: Classify, B: Body> Replay<S, C, B> {
     /// Whether the first attempt's result ends the request.
+    #[inline]
     pub(super) fn is_final<T>(&self, result: &Result<Response<T>, BoxError>) -> bool {
         let outcome = self.shared.classify(result);
         !may_retry(outcome, self.idempotent)
@@ -120,11 +123,11 @@ impl<S, C: Classify, B: Body> Replay<S, C, B> {
     }
 }
 
-/// Hedges a request when its body can be held whole; otherwise sends it
-/// with sequential retries.
+/// Hedges a request when hedging is on and its body can be held whole;
+/// otherwise sends it with sequential retries.
 pub(super) async fn hedge_or_retry<S, C, B, ResB>(
     replay: Replay<S, C, B>,
-    hedge: HedgeConfig,
+    hedge: Option<HedgeConfig>,
 ) -> Result<Response<ResB>, BoxError>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone,
@@ -137,7 +140,11 @@ where
         replay.parts.extensions.get::<Deadline>().copied(),
         Deadline::current(),
     );
-    if replay.body.buffer_all().await.map_err(Into::into)? {
+    let hedge = match hedge {
+        Some(hedge) if replay.body.buffer_all().await.map_err(Into::into)? => Some(hedge),
+        _ => None,
+    };
+    if let Some(hedge) = hedge {
         let Replay {
             shared,
             service,

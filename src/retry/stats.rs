@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Attempts(pub u32);
 
 /// Counters of one [`RetryLayer`](super::RetryLayer), shared by every
-/// service it made.
+/// service it made. Only the retry path counts: a request that succeeds at
+/// once touches no counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetryStats {
-    /// Requests seen.
-    pub requests: u64,
     /// Retries sent (attempts after the first, hedges excluded).
     pub retries: u64,
     /// Hedged attempts sent.
@@ -21,7 +20,6 @@ pub struct RetryStats {
 
 #[derive(Debug, Default)]
 pub(super) struct Counters {
-    pub(super) requests: AtomicU64,
     pub(super) retries: AtomicU64,
     pub(super) hedges: AtomicU64,
     pub(super) budget_exhausted: AtomicU64,
@@ -34,7 +32,6 @@ impl Counters {
 
     pub(super) fn snapshot(&self) -> RetryStats {
         RetryStats {
-            requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             hedges: self.hedges.load(Ordering::Relaxed),
             budget_exhausted: self.budget_exhausted.load(Ordering::Relaxed),
