@@ -43,6 +43,11 @@ impl SlidingWindow {
 
     /// Adds one to counter `which` (0 or 1) in the current bucket.
     pub(crate) fn add(&self, which: usize) {
+        self.add_n(which, 1);
+    }
+
+    /// Adds `n` to counter `which` (0 or 1) in the current bucket.
+    pub(crate) fn add_n(&self, which: usize, n: i64) {
         let epoch = self.epoch();
         let bucket = &self.buckets[(epoch % BUCKETS) as usize];
         let seen = bucket.epoch.load(Relaxed);
@@ -55,7 +60,7 @@ impl SlidingWindow {
             bucket.counts[0].store(0, Relaxed);
             bucket.counts[1].store(0, Relaxed);
         }
-        bucket.counts[which & 1].fetch_add(1, Relaxed);
+        bucket.counts[which & 1].fetch_add(n, Relaxed);
     }
 
     /// Both counters summed over the window.
