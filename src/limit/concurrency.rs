@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 use tower::{Layer, Service};
 
 /// Settings of [`ConcurrencyLimitLayer`].
@@ -32,10 +32,10 @@ impl ConcurrencyLimitConfig {
     /// Checks the values, naming the field that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check::at_least("concurrency_limit.max_concurrent", self.max_concurrent, 1)?;
-        if self.max_concurrent > Semaphore::MAX_PERMITS {
+        if self.max_concurrent > usize::MAX / 2 {
             return Err(ConfigError::new(
                 "concurrency_limit.max_concurrent",
-                format!("must be at most {}", Semaphore::MAX_PERMITS),
+                format!("must be at most {}", usize::MAX / 2),
             ));
         }
         Ok(())
@@ -66,11 +66,64 @@ pub struct ConcurrencyLimitLayer {
     shared: Arc<Shared>,
 }
 
+/// The slots are a plain atomic count, so that taking and releasing one is
+/// a single atomic operation; tokio's semaphore locks its waiter list on
+/// every release. Waiters park on a `Notify`, and arrivals queue behind
+/// them rather than barging in while anyone waits.
 #[derive(Debug)]
 struct Shared {
-    slots: Arc<Semaphore>,
+    max_concurrent: usize,
+    inflight: AtomicUsize,
     queued: AtomicUsize,
     max_queue: usize,
+    released: Notify,
+}
+
+impl Shared {
+    fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let mut inflight = self.inflight.load(Ordering::Relaxed);
+        loop {
+            if inflight >= self.max_concurrent {
+                return None;
+            }
+            match self.inflight.compare_exchange_weak(
+                inflight,
+                inflight + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Permit(self.clone())),
+                Err(seen) => inflight = seen,
+            }
+        }
+    }
+
+    async fn acquire(self: Arc<Self>) -> Permit {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before trying, so that a release in between is not missed.
+            released.as_mut().enable();
+            if let Some(permit) = self.try_acquire() {
+                return permit;
+            }
+            released.await;
+        }
+    }
+}
+
+/// One slot, given back when dropped.
+#[derive(Debug)]
+struct Permit(Arc<Shared>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let shared = &self.0;
+        shared.inflight.fetch_sub(1, Ordering::Release);
+        if shared.queued.load(Ordering::Acquire) > 0 {
+            shared.released.notify_one();
+        }
+    }
 }
 
 impl ConcurrencyLimitLayer {
@@ -79,16 +132,20 @@ impl ConcurrencyLimitLayer {
         config.validate()?;
         Ok(Self {
             shared: Arc::new(Shared {
-                slots: Arc::new(Semaphore::new(config.max_concurrent)),
+                max_concurrent: config.max_concurrent,
+                inflight: AtomicUsize::new(0),
                 queued: AtomicUsize::new(0),
                 max_queue: config.max_queue,
+                released: Notify::new(),
             }),
         })
     }
 
     /// Free slots right now.
     pub fn available(&self) -> usize {
-        self.shared.slots.available_permits()
+        self.shared
+            .max_concurrent
+            .saturating_sub(self.shared.inflight.load(Ordering::Relaxed))
     }
 
     /// Requests waiting for a slot right now.
@@ -129,7 +186,7 @@ impl Drop for QueueSlot {
     }
 }
 
-type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+type Acquire = Pin<Box<dyn Future<Output = Permit> + Send>>;
 
 impl<S, Req> Service<Req> for ConcurrencyLimit<S>
 where
@@ -147,7 +204,8 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        if let Ok(permit) = self.shared.slots.clone().try_acquire_owned() {
+        let nobody_waits = self.shared.queued.load(Ordering::Relaxed) == 0;
+        if let Some(permit) = nobody_waits.then(|| self.shared.try_acquire()).flatten() {
             return ResponseFuture {
                 state: Stage::Running {
                     future: self.inner.call(request),
@@ -167,7 +225,7 @@ where
         let ready = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
             state: Stage::Queued {
-                acquire: Box::pin(self.shared.slots.clone().acquire_owned()),
+                acquire: Box::pin(self.shared.clone().acquire()),
                 waiting: Some(Box::new((ready, request, slot))),
             },
         }
@@ -190,7 +248,7 @@ pin_project! {
         // the request inline would make every response future larger.
         Queued { acquire: Acquire, waiting: Option<Box<(S, Req, QueueSlot)>> },
         // Holding a slot.
-        Running { #[pin] future: S::Future, permit: Option<OwnedSemaphorePermit> },
+        Running { #[pin] future: S::Future, permit: Option<Permit> },
         // The queue was full.
         Refused { slot: Option<QueueSlot> },
     }
@@ -218,8 +276,7 @@ where
                     return Poll::Ready(Err(Overloaded::new("concurrency").into()));
                 }
                 Projection::Queued { acquire, waiting } => {
-                    let permit = ready!(acquire.as_mut().poll(cx))
-                        .map_err(|_closed| BoxError::from(Overloaded::new("concurrency")))?;
+                    let permit = ready!(acquire.as_mut().poll(cx));
                     let Some(waiting) = waiting.take() else {
                         return Poll::Ready(Err(
                             "concurrency limit future polled after completion".into(),
@@ -290,6 +347,33 @@ mod tests {
         assert_eq!(layer.available(), 0);
         drop(first);
         assert_eq!(svc.oneshot(2).await.ok(), Some(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_queued_request_gets_a_slot_and_the_bound_holds() {
+        let layer = ConcurrencyLimitLayer::new(ConcurrencyLimitConfig {
+            max_concurrent: 3,
+            max_queue: 100,
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (i, p) = (inflight.clone(), peak.clone());
+        let svc = layer.layer(tower::service_fn(move |n: u32| {
+            let (i, p) = (i.clone(), p.clone());
+            async move {
+                let now = i.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(u64::from(n % 7) + 1)).await;
+                i.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, BoxError>(n)
+            }
+        }));
+        let calls: Vec<_> = (0..60).map(|n| svc.clone().oneshot(n)).collect();
+        let results = futures_util::future::join_all(calls).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+        assert_eq!((layer.available(), layer.queued()), (3, 0));
     }
 
     #[test]
