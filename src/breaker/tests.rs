@@ -259,3 +259,42 @@ async fn grpc_failures_in_trailers_count() {
     }
     assert_eq!(layer.state(), State::Open);
 }
+
+/// Counts only 503 as a failure: a 500 is the caller's bad luck, not the
+/// server's ill health.
+#[derive(Clone)]
+struct OnlyUnavailable;
+
+impl crate::classify::Classify for OnlyUnavailable {
+    fn classify_response(
+        &self,
+        status: StatusCode,
+        _: &HeaderMap,
+    ) -> Option<crate::classify::Outcome> {
+        Some(if status == StatusCode::SERVICE_UNAVAILABLE {
+            crate::classify::Outcome::Failure { retryable: true }
+        } else {
+            crate::classify::Outcome::Success
+        })
+    }
+
+    fn classify_trailers(&self, _: Option<&HeaderMap>) -> crate::classify::Outcome {
+        crate::classify::Outcome::Success
+    }
+
+    fn classify_error(&self, _: &(dyn std::error::Error + 'static)) -> crate::classify::Outcome {
+        crate::classify::Outcome::Failure { retryable: false }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_counts_as_a_failure_is_pluggable() {
+    let layer = BreakerLayer::with_classifier(by_count(2), OnlyUnavailable)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let failing = Arc::new(AtomicBool::new(true));
+    let svc = layer.layer(server(failing, Arc::new(AtomicUsize::new(0))));
+    for _ in 0..5 {
+        let _ = svc.clone().oneshot(Request::new(())).await;
+    }
+    assert_eq!(layer.state(), State::Closed, "500s do not count here");
+}

@@ -283,3 +283,58 @@ async fn non_idempotent_requests_are_not_hedged() {
     let _ = svc.oneshot(request(Method::POST, "")).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// An application's classifier: 429 is worth retrying, after backoff.
+#[derive(Clone)]
+struct RetryTooManyRequests;
+
+impl crate::classify::Classify for RetryTooManyRequests {
+    fn classify_response(
+        &self,
+        status: StatusCode,
+        headers: &http::HeaderMap,
+    ) -> Option<crate::classify::Outcome> {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Some(crate::classify::Outcome::Failure { retryable: true });
+        }
+        crate::classify::StatusClassifier::default().classify_response(status, headers)
+    }
+
+    fn classify_trailers(&self, trailers: Option<&http::HeaderMap>) -> crate::classify::Outcome {
+        crate::classify::StatusClassifier::default().classify_trailers(trailers)
+    }
+
+    fn classify_error(
+        &self,
+        error: &(dyn std::error::Error + 'static),
+    ) -> crate::classify::Outcome {
+        crate::classify::StatusClassifier::default().classify_error(error)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_application_decides_what_is_retryable() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let script = |n| {
+        status(if n == 0 {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::OK
+        })
+    };
+    let default = layer(no_jitter()).layer(server(calls.clone(), script));
+    let response = default.oneshot(request(Method::GET, "")).await.ok();
+    assert_eq!(
+        response.map(|r| r.status()),
+        Some(StatusCode::TOO_MANY_REQUESTS)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let custom = RetryLayer::with_classifier(no_jitter(), RetryTooManyRequests)
+        .unwrap_or_else(|e| unreachable!("{e}"))
+        .layer(server(calls.clone(), script));
+    let response = custom.oneshot(request(Method::GET, "")).await.ok();
+    assert_eq!(response.map(|r| r.status()), Some(StatusCode::OK));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
