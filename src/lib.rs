@@ -70,6 +70,8 @@ pub(crate) use inner_accessors;
 
 pub mod classify;
 mod clock;
+#[cfg(feature = "config")]
+pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod grpc;

@@ -6,6 +6,11 @@ use std::time::Duration;
 /// The breaker trips when either condition holds (a condition set to
 /// `None` is off; at least one must be on).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct BreakerConfig {
     /// Trip after this many failures in a row. Default: 5.
     pub consecutive_failures: Option<u32>,
@@ -14,6 +19,7 @@ pub struct BreakerConfig {
     pub failure_rate: Option<FailureRateConfig>,
     /// How long the breaker stays open before letting probes through.
     /// Default: 5 s.
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub open_for: Duration,
     /// Probes let through while half-open; that many successes close the
     /// breaker, one failure opens it again. Default: 1.
@@ -22,11 +28,17 @@ pub struct BreakerConfig {
 
 /// A failure-rate trip condition.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct FailureRateConfig {
     /// Failure ratio at or above which the breaker trips. Default: 0.5.
     /// Range: above 0, up to 1.
     pub threshold: f64,
     /// Length of the sliding window. Default: 10 s. Range: 100 ms to 1 h.
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub window: Duration,
     /// Requests the window must hold before the rate counts. Default: 20.
     pub min_requests: u32,

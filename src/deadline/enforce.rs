@@ -12,12 +12,19 @@ use tower::{Layer, Service};
 
 /// Settings of [`EnforceDeadlineLayer`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct EnforceDeadlineConfig {
     /// The longest budget accepted from a caller; longer ones are cut to
     /// it. Default: none (the caller's budget is trusted).
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub max: Option<Duration>,
     /// The budget given to requests that carry none. Default: none (such
     /// requests run without a deadline).
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub default: Option<Duration>,
 }
 

@@ -13,6 +13,11 @@ use tower::{Layer, Service};
 
 /// Settings of [`AdaptiveLimitLayer`].
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct AdaptiveLimitConfig {
     /// The limit used once the first minimum latency is measured.
     /// Default: 20.
@@ -23,12 +28,14 @@ pub struct AdaptiveLimitConfig {
     /// The highest limit. Default: 1000.
     pub max_limit: usize,
     /// How often the limit is recomputed. Default: 100 ms.
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub sample_window: Duration,
     /// Latency above the minimum tolerated before the limit shrinks, as a
     /// fraction of the minimum. Default: 0.1. Range: 0 to 1.
     pub buffer: f64,
     /// How often the minimum latency is measured again. Default: 60 s
     /// (±15% jitter).
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub min_rtt_interval: Duration,
     /// Samples taken to measure the minimum latency. Default: 50.
     pub min_rtt_samples: u32,

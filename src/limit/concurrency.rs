@@ -11,6 +11,11 @@ use tower::{Layer, Service};
 
 /// Settings of [`ConcurrencyLimitLayer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct ConcurrencyLimitConfig {
     /// Requests in flight at once. Default: 1024.
     pub max_concurrent: usize,

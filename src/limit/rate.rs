@@ -11,6 +11,11 @@ use tower::{Layer, Service};
 
 /// Settings of [`RateLimitLayer`].
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct RateLimitConfig {
     /// Tokens added per second. Default: 100.
     pub per_second: f64,

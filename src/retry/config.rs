@@ -3,6 +3,11 @@ use std::time::Duration;
 
 /// Settings of [`RetryLayer`](super::RetryLayer).
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct RetryConfig {
     /// Attempts in all, the first included; 1 turns retries off.
     /// Default: 3. Range: 1 to 10.
@@ -15,6 +20,7 @@ pub struct RetryConfig {
     pub max_replay_bytes: usize,
     /// A retry is not started with less than this left before the
     /// request's deadline. Default: 10 ms.
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub min_attempt_time: Duration,
     /// Treat every request as idempotent (for a route whose requests are,
     /// whatever their method). Default: false.
@@ -42,10 +48,17 @@ impl Default for RetryConfig {
 /// `min(base * 2^(n-1), max)` plus a random extra of up to `jitter` times
 /// that.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct BackoffConfig {
     /// First delay. Default: 25 ms.
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub base: Duration,
     /// Longest delay. Default: 1 s.
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub max: Duration,
     /// Random extra, as a fraction of the delay. Default: 1.0. Range: 0 to 100.
     pub jitter: f64,
@@ -64,12 +77,18 @@ impl Default for BackoffConfig {
 /// A retry budget: retries may add `ratio` of the requests seen over the
 /// last `window`, plus `min_per_second` retries per second regardless.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct BudgetConfig {
     /// Retries allowed per request. Default: 0.2. Range: 0 to 1.
     pub ratio: f64,
     /// Retries allowed per second whatever the volume. Default: 10.
     pub min_per_second: u32,
     /// How far back requests count. Default: 10 s. Range: 1 to 60 s.
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub window: Duration,
 }
 
@@ -85,14 +104,29 @@ impl Default for BudgetConfig {
 
 /// Hedging: start another attempt when none has answered after `delay`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct HedgeConfig {
     /// Wait before each further attempt. Zero sends all attempts at once.
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub delay: Duration,
     /// Attempts in all, the first included. Default: 2. Range: 2 to 10.
+    #[cfg_attr(
+        feature = "config",
+        serde(default = "HedgeConfig::default_max_attempts")
+    )]
     pub max_attempts: u32,
 }
 
 impl HedgeConfig {
+    #[cfg(feature = "config")]
+    fn default_max_attempts() -> u32 {
+        2
+    }
+
     /// Hedging with one extra attempt after `delay`.
     pub fn after(delay: Duration) -> Self {
         Self {

@@ -3,8 +3,14 @@ use std::time::Duration;
 
 /// Settings of [`TimeoutLayer`](super::TimeoutLayer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct TimeoutConfig {
     /// How long a request may take. Default: 15 s (Envoy's route default).
+    #[cfg_attr(feature = "config", serde(with = "humantime_serde"))]
     pub timeout: Duration,
 }
 

@@ -1,0 +1,80 @@
+use super::MeshConfig;
+use crate::error::ConfigError;
+
+impl MeshConfig {
+    /// Reads a YAML document. A syntax or type error names the path of the
+    /// field where it occurred.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map_err(path_error)
+    }
+
+    /// Reads a JSON document. A syntax or type error names the path of the
+    /// field where it occurred.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut deserializer).map_err(path_error)
+    }
+
+    /// Writes the configuration as YAML.
+    pub fn to_yaml(&self) -> Result<String, ConfigError> {
+        serde_yaml_ng::to_string(self).map_err(|e| ConfigError::new("config", e.to_string()))
+    }
+}
+
+fn path_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) -> ConfigError {
+    let path = error.path().to_string();
+    let path = if path == "." {
+        String::from("config")
+    } else {
+        path
+    };
+    // Some deserializers put the path in their own message too.
+    let message = error.inner().to_string();
+    let message = message
+        .strip_prefix(&format!("{path}: "))
+        .map(str::to_owned)
+        .unwrap_or(message);
+    ConfigError::new(path, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let yaml =
+            "services:\n  reviews:\n    routes:\n      - split: [{ cluster: a, weight: lots }]\n";
+        let err = MeshConfig::from_yaml(yaml).err();
+        assert_eq!(
+            err.as_ref().map(ConfigError::field),
+            Some("services.reviews.routes[0].split[0].weight")
+        );
+        let json = r#"{"clusters": {"a": {"lb": {"policy": "fastest"}}}}"#;
+        let err = MeshConfig::from_json(json).err();
+        assert_eq!(
+            err.as_ref().map(ConfigError::field),
+            Some("clusters.a.lb.policy")
+        );
+        let err = MeshConfig::from_yaml("servces: {}").err();
+        assert!(err.is_some_and(|e| e.message().contains("unknown field `servces`")));
+    }
+
+    #[test]
+    fn yaml_and_json_read_the_same_model() {
+        let yaml = "clusters:\n  a:\n    protocol: http2\n    endpoints:\n      - address: 127.0.0.1:80\n        locality: { region: eu, zone: eu-1 }\n";
+        let json = r#"{"clusters":{"a":{"protocol":"http2","endpoints":[{"address":"127.0.0.1:80","locality":{"region":"eu","zone":"eu-1"}}]}}}"#;
+        let (a, b) = (
+            MeshConfig::from_yaml(yaml).ok(),
+            MeshConfig::from_json(json).ok(),
+        );
+        assert!(a.is_some());
+        assert_eq!(a, b);
+        let round_trip = a
+            .as_ref()
+            .and_then(|c| c.to_yaml().ok())
+            .and_then(|text| MeshConfig::from_yaml(&text).ok());
+        assert_eq!(round_trip, b);
+    }
+}

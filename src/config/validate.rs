@@ -1,0 +1,317 @@
+//! Validation of each part of a [`MeshConfig`](super::MeshConfig), with the
+//! path of every field it rejects.
+
+use super::snapshot::{Cluster, Endpoint, PathMatcher, Route, ValueMatcher};
+use super::{ClusterConfig, HeaderMatch, LbPolicy, PathMatch, RouteConfig};
+use crate::error::ConfigError;
+use http::{HeaderName, Method};
+use regex::Regex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The path of a field, built as validation descends.
+#[derive(Clone, Debug)]
+pub(super) struct Fields(String);
+
+impl Fields {
+    pub(super) fn root(name: &str) -> Self {
+        Self(name.to_owned())
+    }
+
+    pub(super) fn field(&self, name: &str) -> Self {
+        Self(format!("{}.{name}", self.0))
+    }
+
+    pub(super) fn key(&self, key: &str) -> Self {
+        self.field(key)
+    }
+
+    pub(super) fn index(&self, i: usize) -> Self {
+        Self(format!("{}[{i}]", self.0))
+    }
+
+    pub(super) fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.0.clone(), message)
+    }
+
+    /// Service and cluster names: 1 to 253 characters of `[A-Za-z0-9._-]`.
+    pub(super) fn check_name(&self, name: &str) -> Result<(), ConfigError> {
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(())
+        } else {
+            Err(self.error("names are 1 to 253 characters of letters, digits, '.', '_' and '-'"))
+        }
+    }
+}
+
+const MAX_WEIGHT: u32 = 1_000_000;
+
+fn regex(at: &Fields, pattern: &str) -> Result<Regex, ConfigError> {
+    // Anchored: a route's regex matches the whole path or value.
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| at.error(format!("invalid regex: {e}")))
+}
+
+fn header_name(at: &Fields, name: &str) -> Result<HeaderName, ConfigError> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| at.error(format!("`{name}` is not a valid header name")))
+}
+
+pub(super) fn checked_route(
+    at: &Fields,
+    route: &RouteConfig,
+    clusters: &HashMap<String, Arc<Cluster>>,
+) -> Result<Route, ConfigError> {
+    let m = &route.matcher;
+    let matcher = at.field("match");
+    let method = match &m.method {
+        Some(method) => Some(Method::from_bytes(method.as_bytes()).map_err(|_| {
+            matcher
+                .field("method")
+                .error(format!("`{method}` is not a method"))
+        })?),
+        None => None,
+    };
+    let path = match &m.path {
+        None => None,
+        Some(path) => Some(checked_path(&matcher.field("path"), path)?),
+    };
+    let headers = m
+        .headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| checked_header(&matcher.field("headers").index(i), h))
+        .collect::<Result<_, _>>()?;
+
+    if route.split.is_empty() {
+        return Err(at.field("split").error("must name at least one cluster"));
+    }
+    let mut split = Vec::with_capacity(route.split.len());
+    let mut total = 0u64;
+    for (i, share) in route.split.iter().enumerate() {
+        let at = at.field("split").index(i);
+        if !clusters.contains_key(&share.cluster) {
+            return Err(at
+                .field("cluster")
+                .error(format!("unknown cluster `{}`", share.cluster)));
+        }
+        if share.weight > MAX_WEIGHT {
+            return Err(at
+                .field("weight")
+                .error(format!("must be at most {MAX_WEIGHT}")));
+        }
+        total += u64::from(share.weight);
+        split.push((Arc::from(share.cluster.as_str()), total));
+    }
+    if total == 0 {
+        return Err(at
+            .field("split")
+            .error("weights must add up to more than 0"));
+    }
+    if route.timeout.is_some_and(|t| t.is_zero()) {
+        return Err(at.field("timeout").error("must be greater than zero"));
+    }
+    if let Some(retry) = &route.retry {
+        retry.validate().map_err(|e| within(e, at))?;
+    }
+    Ok(Route {
+        path,
+        method,
+        headers,
+        split,
+        timeout: route.timeout,
+        retry: route.retry.clone(),
+    })
+}
+
+fn checked_path(at: &Fields, path: &PathMatch) -> Result<PathMatcher, ConfigError> {
+    match (&path.exact, &path.prefix, &path.regex) {
+        (Some(p), None, None) | (None, Some(p), None) if !p.starts_with('/') => {
+            Err(at.error("must start with '/'"))
+        }
+        (Some(p), None, None) => Ok(PathMatcher::Exact(p.clone())),
+        (None, Some(p), None) => Ok(PathMatcher::Prefix(p.clone())),
+        (None, None, Some(r)) => Ok(PathMatcher::Regex(regex(&at.field("regex"), r)?)),
+        _ => Err(at.error("set exactly one of exact, prefix and regex")),
+    }
+}
+
+fn within(error: ConfigError, at: &Fields) -> ConfigError {
+    error.within(&at.0)
+}
+
+fn checked_header(at: &Fields, h: &HeaderMatch) -> Result<(HeaderName, ValueMatcher), ConfigError> {
+    let name = header_name(&at.field("name"), &h.name)?;
+    let set = [
+        h.exact.is_some(),
+        h.prefix.is_some(),
+        h.regex.is_some(),
+        h.present.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        return Err(at.error("set exactly one of exact, prefix, regex and present"));
+    }
+    let matcher = match (&h.exact, &h.prefix, &h.regex, h.present) {
+        (Some(v), ..) => ValueMatcher::Exact(v.clone()),
+        (_, Some(v), ..) => ValueMatcher::Prefix(v.clone()),
+        (_, _, Some(r), _) => ValueMatcher::Regex(regex(&at.field("regex"), r)?),
+        (.., present) => ValueMatcher::Present(present.unwrap_or(true)),
+    };
+    Ok((name, matcher))
+}
+
+pub(super) fn checked_cluster(
+    at: &Fields,
+    name: &str,
+    cluster: &ClusterConfig,
+) -> Result<Cluster, ConfigError> {
+    at.check_name(name)?;
+    match &cluster.lb {
+        LbPolicy::RingHash {
+            header,
+            min_ring_size,
+        } => {
+            check_hash_header(&at.field("lb"), header.as_deref())?;
+            if !(1..=8_388_608).contains(min_ring_size) {
+                return Err(at
+                    .field("lb.min_ring_size")
+                    .error("must be between 1 and 8388608"));
+            }
+        }
+        LbPolicy::Maglev { header } => check_hash_header(&at.field("lb"), header.as_deref())?,
+        _ => {}
+    }
+    let locality = &cluster.locality_lb;
+    for (field, value) in [
+        (
+            "failover_threshold_percent",
+            locality.failover_threshold_percent,
+        ),
+        ("panic_threshold_percent", locality.panic_threshold_percent),
+    ] {
+        if value > 100 {
+            return Err(at
+                .field("locality_lb")
+                .field(field)
+                .error("must be at most 100"));
+        }
+    }
+    let t = &cluster.thresholds;
+    for (field, value) in [
+        ("max_requests", t.max_requests),
+        ("max_pending", t.max_pending),
+        ("max_retries", t.max_retries),
+    ] {
+        if value == 0 {
+            return Err(at
+                .field("thresholds")
+                .field(field)
+                .error("must be at least 1"));
+        }
+    }
+    if let Some(od) = &cluster.outlier_detection {
+        check_outlier(&at.field("outlier_detection"), od)?;
+    }
+    if let Some(identity) = &cluster.identity {
+        if !identity.starts_with("spiffe://") || identity.len() <= "spiffe://".len() {
+            return Err(at
+                .field("identity")
+                .error("must be a SPIFFE ID (spiffe://trust-domain/path)"));
+        }
+    }
+    let mut endpoints = Vec::with_capacity(cluster.endpoints.len());
+    let mut seen = HashMap::with_capacity(cluster.endpoints.len());
+    for (i, e) in cluster.endpoints.iter().enumerate() {
+        let at = at.field("endpoints").index(i);
+        let address: SocketAddr = e.address.parse().map_err(|_| {
+            at.field("address")
+                .error(format!("`{}` is not an ip:port", e.address))
+        })?;
+        if let Some(first) = seen.insert(address, i) {
+            return Err(at
+                .field("address")
+                .error(format!("duplicate of endpoints[{first}]")));
+        }
+        if !(1..=MAX_WEIGHT).contains(&e.weight) {
+            return Err(at
+                .field("weight")
+                .error(format!("must be between 1 and {MAX_WEIGHT}")));
+        }
+        endpoints.push(Endpoint {
+            address,
+            weight: e.weight,
+            locality: e.locality.clone(),
+            priority: e.priority,
+            health: e.health,
+            metadata: e.metadata.clone(),
+        });
+    }
+    Ok(Cluster {
+        name: name.to_owned(),
+        config: cluster.clone(),
+        endpoints,
+    })
+}
+
+fn check_hash_header(at: &Fields, header: Option<&str>) -> Result<(), ConfigError> {
+    match header {
+        Some(name) => header_name(&at.field("header"), name).map(drop),
+        None => Ok(()),
+    }
+}
+
+fn check_outlier(at: &Fields, od: &super::OutlierDetectionConfig) -> Result<(), ConfigError> {
+    for (field, value) in [
+        ("consecutive_5xx", od.consecutive_5xx),
+        (
+            "consecutive_gateway_failure",
+            od.consecutive_gateway_failure,
+        ),
+        (
+            "consecutive_local_origin_failure",
+            od.consecutive_local_origin_failure,
+        ),
+    ] {
+        if value == Some(0) {
+            return Err(at.field(field).error("must be at least 1 (or left out)"));
+        }
+    }
+    for (field, value) in [
+        ("interval", od.interval),
+        ("base_ejection_time", od.base_ejection_time),
+    ] {
+        if value.is_zero() {
+            return Err(at.field(field).error("must be greater than zero"));
+        }
+    }
+    if od.max_ejection_time < od.base_ejection_time {
+        return Err(at
+            .field("max_ejection_time")
+            .error("must not be less than base_ejection_time"));
+    }
+    if od.max_ejection_percent > 100 {
+        return Err(at
+            .field("max_ejection_percent")
+            .error("must be at most 100"));
+    }
+    if let Some(sr) = &od.success_rate {
+        if !(sr.stdev_factor > 0.0 && sr.stdev_factor.is_finite()) {
+            return Err(at
+                .field("success_rate.stdev_factor")
+                .error("must be a positive number"));
+        }
+    }
+    if let Some(fp) = &od.failure_percentage {
+        if fp.threshold > 100 {
+            return Err(at
+                .field("failure_percentage.threshold")
+                .error("must be at most 100"));
+        }
+    }
+    Ok(())
+}
