@@ -1,0 +1,78 @@
+//! Maglev consistent hashing (Eisenbud et al., NSDI 2016).
+//!
+//! Each endpoint has a permutation of the table's slots, from two hashes of
+//! its address; endpoints take turns claiming their next free slot, the
+//! number of turns in proportion to their weight. A lookup is one index.
+
+use super::PickerEndpoint;
+use super::hash::hash_endpoint;
+
+/// Envoy's default table size; larger tables are used for more endpoints,
+/// so that each gets many slots.
+const MIN_TABLE: u64 = 65_537;
+
+#[derive(Debug)]
+pub(super) struct Maglev {
+    table: Vec<u32>,
+}
+
+fn is_prime(n: u64) -> bool {
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+}
+
+fn table_size(endpoints: usize) -> u64 {
+    let mut size = MIN_TABLE.max(endpoints as u64 * 13);
+    while !is_prime(size) {
+        size += 1;
+    }
+    size
+}
+
+impl Maglev {
+    pub(super) fn new(endpoints: &[PickerEndpoint]) -> Self {
+        let m = table_size(endpoints.len());
+        let max_weight = endpoints.iter().map(|e| e.weight.max(1)).max().unwrap_or(1);
+        let perms: Vec<(u64, u64)> = endpoints
+            .iter()
+            .map(|e| {
+                let offset = hash_endpoint(&e.address, 0) % m;
+                let skip = hash_endpoint(&e.address, 1) % (m - 1) + 1;
+                (offset, skip)
+            })
+            .collect();
+        let mut next = vec![0u64; endpoints.len()];
+        let mut credit = vec![0u64; endpoints.len()];
+        let mut table = vec![u32::MAX; m as usize];
+        let mut filled = 0;
+        'fill: loop {
+            for (i, e) in endpoints.iter().enumerate() {
+                // Weighted turns: an endpoint claims a slot each time its
+                // credit reaches the largest weight.
+                credit[i] += u64::from(e.weight.max(1));
+                if credit[i] < u64::from(max_weight) {
+                    continue;
+                }
+                credit[i] -= u64::from(max_weight);
+                let (offset, skip) = perms[i];
+                loop {
+                    let slot = ((offset + next[i] * skip) % m) as usize;
+                    next[i] += 1;
+                    if table[slot] == u32::MAX {
+                        table[slot] = i as u32;
+                        filled += 1;
+                        break;
+                    }
+                }
+                if filled == m {
+                    break 'fill;
+                }
+            }
+        }
+        Self { table }
+    }
+
+    #[inline]
+    pub(super) fn pick(&self, hash: u64) -> usize {
+        self.table[(hash % self.table.len() as u64) as usize] as usize
+    }
+}
