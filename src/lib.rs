@@ -77,6 +77,8 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod grpc;
+#[cfg(feature = "config")]
+pub mod mesh;
 pub mod respond;
 #[cfg(any(feature = "breaker", feature = "retry"))]
 mod window;

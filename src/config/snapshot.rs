@@ -16,7 +16,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Snapshot {
     version: u64,
-    services: HashMap<String, Service>,
+    services: Vec<Service>,
+    service_index: HashMap<String, usize>,
     clusters: HashMap<String, Arc<Cluster>>,
     config: MeshConfig,
 }
@@ -31,7 +32,8 @@ impl Snapshot {
             let at = Fields::root("clusters").key(name);
             clusters.insert(name.clone(), Arc::new(checked_cluster(&at, name, cluster)?));
         }
-        let mut services = HashMap::with_capacity(config.services.len());
+        let mut services = Vec::with_capacity(config.services.len());
+        let mut service_index = HashMap::with_capacity(config.services.len());
         for (name, service) in &config.services {
             let at = Fields::root("services").key(name);
             at.check_name(name)?;
@@ -44,17 +46,16 @@ impl Snapshot {
                 .enumerate()
                 .map(|(i, route)| checked_route(&at.field("routes").index(i), route, &clusters))
                 .collect::<Result<_, _>>()?;
-            services.insert(
-                name.clone(),
-                Service {
-                    name: name.clone(),
-                    routes,
-                },
-            );
+            service_index.insert(name.clone(), services.len());
+            services.push(Service {
+                name: name.clone(),
+                routes,
+            });
         }
         Ok(Self {
             version,
             services,
+            service_index,
             clusters,
             config,
         })
@@ -67,7 +68,15 @@ impl Snapshot {
 
     /// A service by name.
     pub fn service(&self, name: &str) -> Option<&Service> {
-        self.services.get(name)
+        self.service_index(name).map(|i| &self.services[i])
+    }
+
+    pub(crate) fn service_index(&self, name: &str) -> Option<usize> {
+        self.service_index.get(name).copied()
+    }
+
+    pub(crate) fn services_in_order(&self) -> &[Service] {
+        &self.services
     }
 
     /// A cluster by name.
@@ -173,12 +182,18 @@ impl Route {
     /// The cluster for a roll in `0..total_weight()` (larger rolls wrap):
     /// each cluster gets a share of rolls equal to its weight.
     pub fn pick_cluster(&self, roll: u64) -> &str {
+        self.pick(roll).map_or("", |(name, _)| name)
+    }
+
+    pub(crate) fn cluster_arc(&self, roll: u64) -> Arc<str> {
+        self.pick(roll)
+            .map_or_else(|| Arc::from(""), |(name, _)| name.clone())
+    }
+
+    fn pick(&self, roll: u64) -> Option<&(Arc<str>, u64)> {
         let roll = roll % self.total_weight().max(1);
         let i = self.split.partition_point(|(_, upto)| *upto <= roll);
-        self.split
-            .get(i)
-            .or(self.split.last())
-            .map_or("", |(name, _)| name)
+        self.split.get(i).or(self.split.last())
     }
 
     /// The route's overall timeout.

@@ -1,0 +1,127 @@
+//! The `Mesh`: the current configuration snapshot, where it comes from, and
+//! routing decisions made from it.
+//!
+//! A mesh is built from a source of configuration:
+//!
+//! - [`MeshBuilder::config`]: a [`MeshConfig`] built in code;
+//! - [`MeshBuilder::config_file`]: a YAML or JSON file, watched for changes.
+//!
+//! The current [`Snapshot`] sits behind an `arc_swap`: a request costs one
+//! atomic load to read it, and a new snapshot is swapped in whole, built and
+//! validated off the request path. An invalid configuration never replaces
+//! a valid one: the last good snapshot stays in force and the error, naming
+//! the field, is logged and kept for [`Mesh::config_status`].
+//!
+//! ```
+//! use sinew::config::MeshConfig;
+//! use sinew::mesh::Mesh;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sinew::error::ConfigError> {
+//! let config = MeshConfig::from_yaml(r#"
+//! services:
+//!   reviews:
+//!     routes: [{ split: [{ cluster: reviews-v1 }] }]
+//! clusters:
+//!   reviews-v1:
+//!     endpoints: [{ address: "127.0.0.1:9001" }]
+//! "#)?;
+//! let mesh = Mesh::builder().config(config).build().await?;
+//! let request = http::Request::get("/").body(()).unwrap();
+//! let decision = mesh.route("reviews", &request).unwrap();
+//! assert_eq!(decision.cluster(), "reviews-v1");
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod route;
+mod source;
+mod status;
+
+pub use builder::MeshBuilder;
+pub use route::{RouteDecision, RouteError};
+pub use status::ConfigStatus;
+
+use crate::config::{MeshConfig, Snapshot};
+use arc_swap::ArcSwap;
+use std::sync::{Arc, Mutex};
+
+/// A service mesh client: the current configuration and what it decides.
+/// Cheap to clone; clones share everything.
+#[derive(Clone, Debug)]
+pub struct Mesh {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+    status: Mutex<ConfigStatus>,
+}
+
+impl Mesh {
+    /// Starts building a mesh.
+    pub fn builder() -> MeshBuilder {
+        MeshBuilder::default()
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// Where configuration stands: the version in force and the last
+    /// rejected configuration's error, if any.
+    pub fn config_status(&self) -> ConfigStatus {
+        self.shared
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Replaces the configuration. An invalid one is rejected with the
+    /// error naming its field, and changes nothing in force.
+    pub fn apply(&self, config: MeshConfig) -> Result<u64, crate::error::ConfigError> {
+        self.shared.apply(config)
+    }
+}
+
+impl Shared {
+    fn new(first: Snapshot) -> Self {
+        let status = ConfigStatus::applied(first.version());
+        Self {
+            snapshot: ArcSwap::from_pointee(first),
+            status: Mutex::new(status),
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, ConfigStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Builds and swaps in the next snapshot, or records why not.
+    pub(crate) fn apply(&self, config: MeshConfig) -> Result<u64, crate::error::ConfigError> {
+        let version = self.snapshot.load().version() + 1;
+        match Snapshot::build(config, version) {
+            Ok(snapshot) => {
+                self.snapshot.store(Arc::new(snapshot));
+                *self.status() = ConfigStatus::applied(version);
+                tracing::info!(version, "configuration applied");
+                Ok(version)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "configuration rejected; the last good one stays in force");
+                self.status().record_rejection(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    fn reject(&self, error: crate::error::ConfigError) {
+        tracing::warn!(%error, "configuration rejected; the last good one stays in force");
+        self.status().record_rejection(error);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,104 @@
+use super::Mesh;
+use crate::config::{Route, Snapshot};
+use http::Request;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a request could not be routed. Callers answer it with 503 (gRPC
+/// `UNAVAILABLE`) and the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// The mesh has no service by that name.
+    UnknownService(String),
+    /// The service has no route that takes the request.
+    NoRoute {
+        /// The service.
+        service: String,
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteError::UnknownService(name) => write!(f, "unknown service `{name}`"),
+            RouteError::NoRoute {
+                service,
+                method,
+                path,
+            } => write!(f, "service `{service}` has no route for {method} {path}"),
+        }
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+/// Where one request goes: its route and the cluster picked by weight.
+#[derive(Clone, Debug)]
+pub struct RouteDecision {
+    snapshot: Arc<Snapshot>,
+    route: usize,
+    service: usize,
+    cluster: Arc<str>,
+}
+
+impl RouteDecision {
+    /// The cluster picked from the route's split.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The route's overall timeout.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.route().timeout()
+    }
+
+    /// The route that took the request.
+    pub fn route(&self) -> &Route {
+        // The indices were found in this same snapshot.
+        let services = self.snapshot.services_in_order();
+        &services[self.service].routes()[self.route]
+    }
+
+    /// The snapshot the decision was made from (requests keep using it
+    /// even if a newer one is swapped in meanwhile).
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+}
+
+impl Mesh {
+    /// Routes a request for `service`: one snapshot load, the first route
+    /// that matches, and a cluster picked by the route's weights.
+    pub fn route<B>(
+        &self,
+        service: &str,
+        request: &Request<B>,
+    ) -> Result<RouteDecision, RouteError> {
+        let snapshot = self.shared.snapshot.load_full();
+        let Some(index) = snapshot.service_index(service) else {
+            return Err(RouteError::UnknownService(service.to_owned()));
+        };
+        let routes = snapshot.services_in_order()[index].routes();
+        let Some(route) = routes.iter().position(|r| r.matches(request)) else {
+            return Err(RouteError::NoRoute {
+                service: service.to_owned(),
+                method: request.method().to_string(),
+                path: request.uri().path().to_owned(),
+            });
+        };
+        let chosen = &routes[route];
+        let roll = fastrand::u64(..chosen.total_weight().max(1));
+        let cluster = chosen.cluster_arc(roll);
+        Ok(RouteDecision {
+            snapshot,
+            route,
+            service: index,
+            cluster,
+        })
+    }
+}
