@@ -1,15 +1,98 @@
 //! Cost of one pick for each load-balancing policy, at 10, 1,000 and
-//! 100,000 endpoints: `cargo bench --bench balance` (criterion group
-//! `balance`, ids `<picker>/<endpoints>`).
+//! 100,000 endpoints, and of building a 100,000-endpoint snapshot:
+//! `cargo bench --bench balance` (criterion group `balance`, ids
+//! `<picker>/<endpoints>` and `build/100000`). It first prints the heap
+//! held per endpoint by a snapshot and a picker, counted with a counting
+//! global allocator.
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+// The counting allocator is the one place that needs `unsafe`.
+#![allow(
+    unsafe_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout
+)]
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sinew::balance::{EndpointLoad, Picker, PickerEndpoint, hash_key};
-use sinew::config::LbPolicy;
+use sinew::config::{ClusterConfig, EndpointConfig, LbPolicy, MeshConfig, Snapshot};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+/// Counts bytes in use.
+struct Counting;
+
+static IN_USE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        IN_USE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        IN_USE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// A mesh with one cluster of `n` endpoints spread over three zones.
+fn mesh_config(n: usize) -> MeshConfig {
+    let endpoints = (0..n)
+        .map(|i| {
+            let mut e: EndpointConfig = serde_json::from_str(&format!(
+                r#"{{"address": "10.{}.{}.{}:8080"}}"#,
+                (i >> 16) & 255,
+                (i >> 8) & 255,
+                i & 255
+            ))
+            .unwrap();
+            e.locality.region = "eu".into();
+            e.locality.zone = format!("eu-{}", i % 3);
+            e
+        })
+        .collect();
+    let mut config = MeshConfig::default();
+    config.clusters.insert(
+        "big".into(),
+        ClusterConfig {
+            endpoints,
+            ..ClusterConfig::default()
+        },
+    );
+    config
+}
+
+/// Heap bytes per endpoint held by a built snapshot and a P2C picker over
+/// it (the configuration as given included; connections are not).
+fn heap_per_endpoint(n: usize) {
+    let before = IN_USE.load(Ordering::Relaxed);
+    let snapshot = Snapshot::build(mesh_config(n), 1).unwrap();
+    let set: Vec<PickerEndpoint> = snapshot
+        .cluster("big")
+        .unwrap()
+        .endpoints()
+        .iter()
+        .map(|e| PickerEndpoint {
+            address: e.address,
+            weight: e.weight,
+            load: Arc::new(EndpointLoad::default()),
+        })
+        .collect();
+    let picker = Picker::build(&LbPolicy::P2cEwma, &set);
+    let held = IN_USE.load(Ordering::Relaxed) - before;
+    println!(
+        "heap per endpoint at {n} endpoints (snapshot + loads + P2C picker): {} bytes",
+        held / n as isize
+    );
+    drop((picker, set, snapshot));
+}
 
 fn endpoints(n: usize) -> Vec<PickerEndpoint> {
     (0..n)
@@ -37,7 +120,15 @@ fn balance(c: &mut Criterion) {
     ];
     // Keys vary from pick to pick, as requests' keys do.
     let keys: Vec<u64> = (0..4096u32).map(|k| hash_key(&k.to_le_bytes())).collect();
+    heap_per_endpoint(100_000);
     let mut group = c.benchmark_group("balance");
+    group.bench_function("build/100000", |b| {
+        b.iter_batched(
+            || mesh_config(100_000),
+            |config| black_box(Snapshot::build(config, 1).unwrap()),
+            criterion::BatchSize::LargeInput,
+        )
+    });
     for n in [10, 1_000, 100_000] {
         let set = endpoints(n);
         for (name, policy) in &policies {

@@ -221,7 +221,9 @@ impl Cluster {
         &self.name
     }
 
-    /// Its policies (and the endpoints as configured).
+    /// Its policies. The endpoints are in [`Cluster::endpoints`] (this
+    /// copy's list is empty); the configuration as given is in
+    /// [`Snapshot::config`].
     pub fn config(&self) -> &ClusterConfig {
         &self.config
     }

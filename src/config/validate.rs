@@ -253,7 +253,11 @@ pub(super) fn checked_cluster(
     }
     Ok(Cluster {
         name: name.to_owned(),
-        config: cluster.clone(),
+        // The endpoints live once, parsed, in `endpoints`.
+        config: ClusterConfig {
+            endpoints: Vec::new(),
+            ..cluster.clone()
+        },
         endpoints,
     })
 }
