@@ -77,7 +77,7 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod grpc;
-#[cfg(feature = "config")]
+#[cfg(feature = "mesh")]
 pub mod mesh;
 pub mod respond;
 #[cfg(any(feature = "breaker", feature = "retry"))]

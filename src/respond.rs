@@ -6,7 +6,7 @@
 //!
 //! | error | HTTP | gRPC |
 //! |---|---|---|
-//! | [`Overloaded`](crate::limit::Overloaded), tower's load-shed `Overloaded`, [`BreakerOpen`](crate::breaker::BreakerOpen) | 503 | `UNAVAILABLE` |
+//! | [`Overloaded`](crate::limit::Overloaded), tower's load-shed `Overloaded`, [`BreakerOpen`](crate::breaker::BreakerOpen), [`RouteError`](crate::mesh::RouteError) | 503 | `UNAVAILABLE` |
 //! | [`RateLimited`](crate::limit::RateLimited) | 429 with `retry-after` | `RESOURCE_EXHAUSTED` |
 //! | [`DeadlineExceeded`], [`Elapsed`](crate::timeout::Elapsed) | 504 | `DEADLINE_EXCEEDED` |
 //!
@@ -124,7 +124,7 @@ where
 }
 
 enum Refusal {
-    #[cfg(any(feature = "limit", feature = "breaker"))]
+    #[cfg(any(feature = "limit", feature = "breaker", feature = "mesh"))]
     Unavailable,
     #[cfg(feature = "limit")]
     RateLimited(std::time::Duration),
@@ -147,6 +147,10 @@ fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
     if error.is::<crate::breaker::BreakerOpen>() {
         return Some(Refusal::Unavailable);
     }
+    #[cfg(feature = "mesh")]
+    if error.is::<crate::mesh::RouteError>() {
+        return Some(Refusal::Unavailable);
+    }
     #[cfg(feature = "timeout")]
     if error.is::<crate::timeout::Elapsed>() {
         return Some(Refusal::Deadline);
@@ -159,7 +163,7 @@ fn answer<B: Default>(
     grpc: bool,
 ) -> Option<Response<B>> {
     Some(match refusal(error)? {
-        #[cfg(any(feature = "limit", feature = "breaker"))]
+        #[cfg(any(feature = "limit", feature = "breaker", feature = "mesh"))]
         Refusal::Unavailable => reject(
             grpc,
             StatusCode::SERVICE_UNAVAILABLE,

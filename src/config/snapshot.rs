@@ -71,10 +71,12 @@ impl Snapshot {
         self.service_index(name).map(|i| &self.services[i])
     }
 
+    #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
     pub(crate) fn service_index(&self, name: &str) -> Option<usize> {
         self.service_index.get(name).copied()
     }
 
+    #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
     pub(crate) fn services_in_order(&self) -> &[Service] {
         &self.services
     }
@@ -185,6 +187,7 @@ impl Route {
         self.pick(roll).map_or("", |(name, _)| name)
     }
 
+    #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
     pub(crate) fn cluster_arc(&self, roll: u64) -> Arc<str> {
         self.pick(roll)
             .map_or_else(|| Arc::from(""), |(name, _)| name.clone())

@@ -33,13 +33,19 @@
 //! ```
 
 mod builder;
+mod client;
 mod route;
+mod runtime;
 mod source;
 mod status;
 
 pub use builder::MeshBuilder;
+pub use client::HttpClient;
 pub use route::{RouteDecision, RouteError};
+pub use runtime::HashKey;
 pub use status::ConfigStatus;
+
+use runtime::Routing;
 
 use crate::config::{MeshConfig, Snapshot};
 use arc_swap::ArcSwap;
@@ -54,7 +60,7 @@ pub struct Mesh {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
-    snapshot: ArcSwap<Snapshot>,
+    routing: ArcSwap<Routing>,
     status: Mutex<ConfigStatus>,
 }
 
@@ -66,7 +72,7 @@ impl Mesh {
 
     /// The snapshot in force.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.shared.snapshot.load_full()
+        self.shared.routing.load().snapshot.clone()
     }
 
     /// Where configuration stands: the version in force and the last
@@ -90,7 +96,7 @@ impl Shared {
     fn new(first: Snapshot) -> Self {
         let status = ConfigStatus::applied(first.version());
         Self {
-            snapshot: ArcSwap::from_pointee(first),
+            routing: ArcSwap::from_pointee(Routing::build(Arc::new(first), None)),
             status: Mutex::new(status),
         }
     }
@@ -101,10 +107,14 @@ impl Shared {
 
     /// Builds and swaps in the next snapshot, or records why not.
     pub(crate) fn apply(&self, config: MeshConfig) -> Result<u64, crate::error::ConfigError> {
-        let version = self.snapshot.load().version() + 1;
+        let previous = self.routing.load_full();
+        let version = previous.snapshot.version() + 1;
         match Snapshot::build(config, version) {
             Ok(snapshot) => {
-                self.snapshot.store(Arc::new(snapshot));
+                // Sources apply one at a time, so `previous` is still the
+                // routing in force: its endpoints' loads carry over.
+                let routing = Routing::build(Arc::new(snapshot), Some(&previous));
+                self.routing.store(Arc::new(routing));
                 *self.status() = ConfigStatus::applied(version);
                 tracing::info!(version, "configuration applied");
                 Ok(version)

@@ -1,4 +1,5 @@
 use super::Mesh;
+use super::runtime::Routing;
 use crate::config::{Route, Snapshot};
 use http::Request;
 use std::fmt;
@@ -11,6 +12,8 @@ use std::time::Duration;
 pub enum RouteError {
     /// The mesh has no service by that name.
     UnknownService(String),
+    /// The route's cluster has no endpoint in service.
+    NoEndpoint(String),
     /// The service has no route that takes the request.
     NoRoute {
         /// The service.
@@ -26,6 +29,9 @@ impl fmt::Display for RouteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RouteError::UnknownService(name) => write!(f, "unknown service `{name}`"),
+            RouteError::NoEndpoint(cluster) => {
+                write!(f, "cluster `{cluster}` has no endpoint in service")
+            }
             RouteError::NoRoute {
                 service,
                 method,
@@ -79,7 +85,16 @@ impl Mesh {
         service: &str,
         request: &Request<B>,
     ) -> Result<RouteDecision, RouteError> {
-        let snapshot = self.shared.snapshot.load_full();
+        self.decide(&self.shared.routing.load(), service, request)
+    }
+
+    pub(super) fn decide<B>(
+        &self,
+        routing: &Routing,
+        service: &str,
+        request: &Request<B>,
+    ) -> Result<RouteDecision, RouteError> {
+        let snapshot = routing.snapshot.clone();
         let Some(index) = snapshot.service_index(service) else {
             return Err(RouteError::UnknownService(service.to_owned()));
         };

@@ -1,0 +1,178 @@
+//! `Mesh` routing real requests to real hyper servers on loopback.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub,
+    dead_code
+)]
+
+#[path = "../resilience/support.rs"]
+mod support;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Empty;
+use sinew::config::MeshConfig;
+use sinew::mesh::{Mesh, RouteError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use support::{Server, body_text, handler, serve, text};
+use tower::ServiceExt;
+
+/// A server that answers with its name and counts what it served.
+async fn named(name: &'static str) -> (Server, Arc<AtomicUsize>) {
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let server = serve(handler(move |_req| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move { text(200, name) }
+    }))
+    .await;
+    (server, served)
+}
+
+async fn send_all(
+    client: sinew::mesh::HttpClient<Empty<Bytes>>,
+    total: usize,
+    concurrency: usize,
+    sent: Arc<AtomicUsize>,
+) -> HashMap<String, usize> {
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, sent) = (client.clone(), sent.clone());
+            tokio::spawn(async move {
+                let mut seen = HashMap::new();
+                while sent.fetch_add(1, Ordering::SeqCst) < total {
+                    let request = Request::get("http://reviews/api")
+                        .body(Empty::new())
+                        .unwrap();
+                    let response = client.clone().oneshot(request).await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    *seen
+                        .entry(body_text(response.into_body()).await)
+                        .or_insert(0) += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut seen = HashMap::new();
+    for task in tasks {
+        for (name, n) in task.await.unwrap() {
+            *seen.entry(name).or_insert(0) += n;
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_split_follows_its_weights_over_10000_requests() {
+    let (a, _) = named("a").await;
+    let (b, _) = named("b").await;
+    let (c, _) = named("c").await;
+    let config = MeshConfig::from_yaml(&format!(
+        r#"
+services:
+  reviews:
+    routes:
+      - split: [{{ cluster: a, weight: 50 }}, {{ cluster: b, weight: 30 }}, {{ cluster: c, weight: 20 }}]
+clusters:
+  a: {{ endpoints: [{{ address: "{}" }}] }}
+  b: {{ endpoints: [{{ address: "{}" }}] }}
+  c: {{ endpoints: [{{ address: "{}" }}], protocol: http2 }}
+"#,
+        a.addr, b.addr, c.addr
+    ))
+    .unwrap();
+    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    let seen = send_all(mesh.http_client("reviews"), 10_000, 16, Arc::default()).await;
+    for (name, weight) in [("a", 0.5), ("b", 0.3), ("c", 0.2)] {
+        let share = seen.get(name).copied().unwrap_or(0) as f64 / 10_000.0;
+        assert!(
+            (share - weight).abs() <= 0.03,
+            "{name}: {share:.3} for a weight of {weight}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_services_fail_with_the_reason() {
+    let mesh = Mesh::builder().build().await.unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("ratings");
+    let err = client
+        .oneshot(Request::get("http://ratings/").body(Empty::new()).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<RouteError>(),
+        Some(&RouteError::UnknownService("ratings".into()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_change_under_load_without_a_failed_request() {
+    let (a, served_a) = named("a").await;
+    let (b, _) = named("b").await;
+    let (c, served_c) = named("c").await;
+    let config = |endpoints: &[std::net::SocketAddr]| {
+        let list: Vec<String> = endpoints
+            .iter()
+            .map(|e| format!("{{ address: \"{e}\" }}"))
+            .collect();
+        MeshConfig::from_yaml(&format!(
+            "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    lb: {{ policy: round_robin }}\n    endpoints: [{}]\n",
+            list.join(", ")
+        ))
+        .unwrap()
+    };
+    let mesh = Mesh::builder()
+        .config(config(&[a.addr, b.addr]))
+        .build()
+        .await
+        .unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(send_all(
+        mesh.http_client("reviews"),
+        3_000,
+        16,
+        sent.clone(),
+    ));
+    while sent.load(Ordering::SeqCst) < 1_000 {
+        tokio::task::yield_now().await;
+    }
+    // Swap a for c while requests are in flight.
+    mesh.apply(config(&[b.addr, c.addr])).unwrap();
+    let a_at_swap = served_a.load(Ordering::SeqCst);
+    let seen = load.await.unwrap();
+    assert_eq!(
+        seen.values().sum::<usize>(),
+        3_000,
+        "every request succeeded"
+    );
+    assert!(
+        served_c.load(Ordering::SeqCst) > 500,
+        "the new endpoint took traffic"
+    );
+    // At most the requests already routed when the swap happened reach a.
+    assert!(served_a.load(Ordering::SeqCst) <= a_at_swap + 16);
+}
+
+#[tokio::test]
+async fn the_readme_example_configuration_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mesh.yaml");
+    let mesh = Mesh::builder().config_file(path).build().await.unwrap();
+    let snapshot = mesh.snapshot();
+    assert_eq!(
+        snapshot.cluster("reviews-v1").map(|c| c.endpoints().len()),
+        Some(2)
+    );
+    let decision = mesh
+        .route("reviews", &Request::get("/api/books/1").body(()).unwrap())
+        .unwrap();
+    assert!(decision.cluster().starts_with("reviews-v"));
+    assert_eq!(decision.timeout(), Some(std::time::Duration::from_secs(2)));
+}
