@@ -34,6 +34,8 @@
 
 mod builder;
 mod client;
+#[cfg(feature = "grpc")]
+mod grpc;
 mod route;
 mod runtime;
 mod source;
@@ -41,6 +43,8 @@ mod status;
 
 pub use builder::MeshBuilder;
 pub use client::HttpClient;
+#[cfg(feature = "grpc")]
+pub use grpc::GrpcChannel;
 pub use route::{RouteDecision, RouteError};
 pub use runtime::HashKey;
 pub use status::ConfigStatus;

@@ -176,3 +176,51 @@ async fn the_readme_example_configuration_is_valid() {
     assert!(decision.cluster().starts_with("reviews-v"));
     assert_eq!(decision.timeout(), Some(std::time::Duration::from_secs(2)));
 }
+
+#[tokio::test]
+async fn tonic_clients_call_through_a_grpc_channel() {
+    use support::RawCodec;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let server = serve(tower::service_fn(
+        move |req: http::Request<hyper::body::Incoming>| {
+            let counter = counter.clone();
+            async move {
+                let method = tower::service_fn(move |req: tonic::Request<Bytes>| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let mut reply = b"hello ".to_vec();
+                        reply.extend_from_slice(&req.into_inner());
+                        Ok::<_, tonic::Status>(tonic::Response::new(Bytes::from(reply)))
+                    }
+                });
+                let mut grpc = tonic::server::Grpc::new(RawCodec);
+                Ok::<_, std::convert::Infallible>(grpc.unary(method, req).await)
+            }
+        },
+    ))
+    .await;
+    let config = MeshConfig::from_yaml(&format!(
+        "services:\n  greeter:\n    routes: [{{ split: [{{ cluster: greeters }}] }}]\nclusters:\n  greeters:\n    protocol: http2\n    endpoints: [{{ address: \"{}\" }}]\n",
+        server.addr
+    ))
+    .unwrap();
+    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    let mut client = tonic::client::Grpc::with_origin(
+        mesh.grpc_channel("greeter"),
+        "http://greeter".parse().unwrap(),
+    );
+    for _ in 0..3 {
+        client.ready().await.unwrap();
+        let reply = client
+            .unary(
+                tonic::Request::new(Bytes::from_static(b"mesh")),
+                http::uri::PathAndQuery::from_static("/sinew.test.Greeter/Hello"),
+                RawCodec,
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.into_inner(), Bytes::from_static(b"hello mesh"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
