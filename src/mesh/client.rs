@@ -1,7 +1,10 @@
 use super::Mesh;
 use super::route::RouteError;
+use super::runtime::ClusterRuntime;
 use crate::config::Protocol;
+use crate::deadline::Deadline;
 use crate::error::BoxError;
+use crate::retry::ReplayBody;
 use crate::timeout::Elapsed;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
@@ -14,22 +17,34 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tower::{Layer, ServiceExt};
 
 /// A tower service that sends HTTP requests to a mesh service: it routes
-/// each request, picks a cluster by weight and an endpoint by the
-/// cluster's policy, and sends it over a pooled connection (HTTP/1.1) or a
-/// multiplexed one (HTTP/2), within the route's timeout. Made by
-/// [`Mesh::http_client`].
+/// each request, picks a cluster by weight, and for each attempt an
+/// endpoint by the cluster's policy, sends it over a pooled connection
+/// (HTTP/1.1) or a multiplexed one (HTTP/2), and applies the route's
+/// timeout and retry (or hedging) policy. Made by [`Mesh::http_client`].
 ///
 /// A request that cannot be routed fails with [`RouteError`] (answered
-/// with 503 by [`ErrorResponseLayer`](crate::respond::ErrorResponseLayer));
-/// a cluster with no endpoint in service fails with
-/// [`RouteError::NoEndpoint`].
+/// with 503 by [`ErrorResponseLayer`](crate::respond::ErrorResponseLayer)).
 pub struct HttpClient<B> {
     mesh: Mesh,
     service: Arc<str>,
-    http1: Client<HttpConnector, B>,
-    http2: Client<HttpConnector, B>,
+    clients: Clients<B>,
+}
+
+struct Clients<B> {
+    http1: Client<HttpConnector, ReplayBody<B>>,
+    http2: Client<HttpConnector, ReplayBody<B>>,
+}
+
+impl<B> Clone for Clients<B> {
+    fn clone(&self) -> Self {
+        Self {
+            http1: self.http1.clone(),
+            http2: self.http2.clone(),
+        }
+    }
 }
 
 impl<B> Clone for HttpClient<B> {
@@ -37,8 +52,7 @@ impl<B> Clone for HttpClient<B> {
         Self {
             mesh: self.mesh.clone(),
             service: self.service.clone(),
-            http1: self.http1.clone(),
-            http2: self.http2.clone(),
+            clients: self.clients.clone(),
         }
     }
 }
@@ -63,61 +77,111 @@ impl Mesh {
         HttpClient {
             mesh: self.clone(),
             service: Arc::from(service),
-            http1: Client::builder(TokioExecutor::new()).build_http(),
-            http2: Client::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build_http(),
+            clients: Clients {
+                http1: Client::builder(TokioExecutor::new()).build_http(),
+                http2: Client::builder(TokioExecutor::new())
+                    .http2_only(true)
+                    .build_http(),
+            },
         }
     }
 }
 
-type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<B> tower::Service<Request<B>> for HttpClient<B>
 where
-    B: Body + Send + Unpin + 'static,
-    B::Data: Send,
+    B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = Response<Incoming>;
     type Error = BoxError;
-    type Future = ResponseFuture;
+    type Future = BoxFuture<Result<Response<Incoming>, BoxError>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         let routing = self.mesh.shared.routing.load_full();
         let decision = match self.mesh.decide(&routing, &self.service, &request) {
             Ok(decision) => decision,
             Err(error) => return Box::pin(std::future::ready(Err(error.into()))),
         };
-        let picked = routing
-            .cluster(decision.cluster())
-            .and_then(|cluster| Some((cluster.pick(&request)?.clone(), cluster.protocol)));
-        let Some((endpoint, protocol)) = picked else {
+        let Some(cluster) = routing.cluster(decision.cluster()).cloned() else {
             let error = RouteError::NoEndpoint(decision.cluster().to_owned());
+            return Box::pin(std::future::ready(Err(error.into())));
+        };
+        let attempts = Attempts {
+            cluster,
+            clients: self.clients.clone(),
+        };
+        let sent: BoxFuture<Result<Response<Incoming>, BoxError>> =
+            match routing.retry_layer(decision.indices()) {
+                Some(retry) => Box::pin(retry.layer(attempts).oneshot(request)),
+                // Without a retry policy nothing is kept for replay.
+                None => Box::pin(attempts.oneshot(request.map(|body| ReplayBody::new(body, 0)))),
+            };
+        match decision.timeout() {
+            None => sent,
+            Some(limit) => {
+                let deadline = Deadline::after(limit);
+                Box::pin(async move {
+                    match tokio::time::timeout_at(deadline.instant(), deadline.scope(sent)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(Elapsed::new(limit).into()),
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Sends one attempt to an endpoint of the cluster, picked anew for each
+/// attempt, so that a retry can go elsewhere.
+struct Attempts<B> {
+    cluster: Arc<ClusterRuntime>,
+    clients: Clients<B>,
+}
+
+impl<B> Clone for Attempts<B> {
+    fn clone(&self) -> Self {
+        Self {
+            cluster: self.cluster.clone(),
+            clients: self.clients.clone(),
+        }
+    }
+}
+
+impl<B> tower::Service<Request<ReplayBody<B>>> for Attempts<B>
+where
+    B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Response<Incoming>, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<ReplayBody<B>>) -> Self::Future {
+        let Some(endpoint) = self.cluster.pick(&request).cloned() else {
+            let error = RouteError::NoEndpoint(self.cluster.name.clone());
             return Box::pin(std::future::ready(Err(error.into())));
         };
         if let Err(error) = aim(request.uri_mut(), endpoint.address) {
             return Box::pin(std::future::ready(Err(error)));
         }
-        let client = match protocol {
-            Protocol::Http1 => &self.http1,
-            Protocol::Http2 => &self.http2,
+        let client = match self.cluster.protocol {
+            Protocol::Http1 => &self.clients.http1,
+            Protocol::Http2 => &self.clients.http2,
         };
         let sent = client.request(request);
-        let timeout = decision.timeout();
         let in_flight = endpoint.load.start();
         Box::pin(async move {
-            let result = match timeout {
-                Some(limit) => match tokio::time::timeout(limit, sent).await {
-                    Ok(result) => result,
-                    Err(_) => return Err(Elapsed::new(limit).into()),
-                },
-                None => sent.await,
-            };
+            let result = sent.await;
             if result.is_ok() {
                 in_flight.finish();
             }

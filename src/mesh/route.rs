@@ -70,6 +70,11 @@ impl RouteDecision {
         &services[self.service].routes()[self.route]
     }
 
+    /// (service, route) indices in the snapshot.
+    pub(super) fn indices(&self) -> (usize, usize) {
+        (self.service, self.route)
+    }
+
     /// The snapshot the decision was made from (requests keep using it
     /// even if a newer one is swapped in meanwhile).
     pub fn snapshot(&self) -> &Arc<Snapshot> {

@@ -4,6 +4,7 @@
 
 use crate::balance::{EndpointLoad, Picker, PickerEndpoint, hash_key};
 use crate::config::{Health, LbPolicy, Protocol, Snapshot};
+use crate::retry::RetryLayer;
 use http::{HeaderName, Request};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,10 +20,14 @@ pub struct HashKey(pub u64);
 pub(super) struct Routing {
     pub(super) snapshot: Arc<Snapshot>,
     clusters: HashMap<String, Arc<ClusterRuntime>>,
+    /// Per service (in snapshot order), per route: its retry layer, whose
+    /// budget the route's requests share.
+    retries: Vec<Vec<Option<RetryLayer>>>,
 }
 
 #[derive(Debug)]
 pub(super) struct ClusterRuntime {
+    pub(super) name: String,
     endpoints: Vec<EndpointRuntime>,
     picker: Picker,
     hash_header: Option<HeaderName>,
@@ -84,6 +89,7 @@ impl Routing {
             clusters.insert(
                 name.clone(),
                 Arc::new(ClusterRuntime {
+                    name: name.clone(),
                     picker: Picker::build(lb, &picker_endpoints),
                     endpoints,
                     hash_header,
@@ -91,11 +97,32 @@ impl Routing {
                 }),
             );
         }
-        Self { snapshot, clusters }
+        let retries = snapshot
+            .services_in_order()
+            .iter()
+            .map(|service| {
+                service
+                    .routes()
+                    .iter()
+                    // Validated with the snapshot: building cannot fail.
+                    .map(|route| route.retry().and_then(|c| RetryLayer::new(c.clone()).ok()))
+                    .collect()
+            })
+            .collect();
+        Self {
+            snapshot,
+            clusters,
+            retries,
+        }
     }
 
     pub(super) fn cluster(&self, name: &str) -> Option<&Arc<ClusterRuntime>> {
         self.clusters.get(name)
+    }
+
+    /// The retry layer of a route, by (service, route) index.
+    pub(super) fn retry_layer(&self, (service, route): (usize, usize)) -> Option<&RetryLayer> {
+        self.retries.get(service)?.get(route)?.as_ref()
     }
 }
 

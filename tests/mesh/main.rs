@@ -224,3 +224,42 @@ async fn tonic_clients_call_through_a_grpc_channel() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn a_route_retry_policy_sends_the_retry_to_another_endpoint() {
+    let broken = serve(handler(|_req| async { text(503, "down") })).await;
+    let (healthy, served) = named("up").await;
+    let config = |retry: &str| {
+        MeshConfig::from_yaml(&format!(
+            "services:\n  reviews:\n    routes:\n      - split: [{{ cluster: pool }}]\n{retry}clusters:\n  pool:\n    lb: {{ policy: round_robin }}\n    endpoints: [{{ address: \"{}\" }}, {{ address: \"{}\" }}]\n",
+            broken.addr, healthy.addr
+        ))
+        .unwrap()
+    };
+    let get = || {
+        Request::get("http://reviews/")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+
+    // Without a retry policy, half the requests meet the broken endpoint.
+    let mesh = Mesh::builder().config(config("")).build().await.unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let mut failed = 0;
+    for _ in 0..20 {
+        if client.clone().oneshot(get()).await.unwrap().status() != StatusCode::OK {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 10);
+
+    // With one, the retry picks the next endpoint and every request succeeds.
+    let retry = "        timeout: 5s\n        retry: { max_attempts: 2, backoff: { base: 1ms, max: 2ms } }\n";
+    mesh.apply(config(retry)).unwrap();
+    let before = served.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        let response = client.clone().oneshot(get()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(served.load(Ordering::SeqCst) - before, 20);
+}
