@@ -1,4 +1,5 @@
 use super::Mesh;
+use super::outlier::Result_ as OutlierResult;
 use super::route::RouteError;
 use super::runtime::ClusterRuntime;
 use crate::config::Protocol;
@@ -180,8 +181,17 @@ where
         };
         let sent = client.request(request);
         let in_flight = endpoint.load.start();
+        let cluster = self.cluster.clone();
         Box::pin(async move {
             let result = sent.await;
+            let outcome = match &result {
+                Ok(response) if response.status().is_server_error() => OutlierResult::ServerError {
+                    gateway: matches!(response.status().as_u16(), 502..=504),
+                },
+                Ok(_) => OutlierResult::Success,
+                Err(_) => OutlierResult::LocalFailure,
+            };
+            cluster.record(endpoint.index, outcome);
             if result.is_ok() {
                 in_flight.finish();
             }

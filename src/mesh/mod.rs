@@ -36,6 +36,7 @@ mod builder;
 mod client;
 #[cfg(feature = "grpc")]
 mod grpc;
+mod outlier;
 mod route;
 mod runtime;
 mod source;

@@ -1,14 +1,18 @@
 //! What requests use besides the snapshot: per cluster, the endpoints in
-//! service with their loads, and a picker. Rebuilt with each snapshot;
-//! loads of endpoints that stay are carried over.
+//! service with their loads and outlier state, and a picker over those not
+//! ejected. Rebuilt with each snapshot; the state of endpoints that stay is
+//! carried over.
 
+use super::outlier::{Detector, EndpointOutlier, Result_ as OutlierResult};
 use crate::balance::{EndpointLoad, Picker, PickerEndpoint, hash_key};
 use crate::config::{Health, LbPolicy, Protocol, Snapshot};
 use crate::retry::RetryLayer;
+use arc_swap::ArcSwap;
 use http::{HeaderName, Request};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A request's key for consistent hashing, for clusters whose `lb` hashes
 /// an application key. Insert it into the request's extensions, made with
@@ -29,15 +33,32 @@ pub(super) struct Routing {
 pub(super) struct ClusterRuntime {
     pub(super) name: String,
     endpoints: Vec<EndpointRuntime>,
-    picker: Picker,
+    /// The endpoints' outlier state, in the same order.
+    outliers: Vec<Arc<EndpointOutlier>>,
+    /// Picks among the endpoints not ejected.
+    picker: ArcSwap<Pick>,
+    detector: Option<Detector>,
+    /// When the next ejection ends (ms on the detector's clock).
+    next_release: AtomicU64,
+    rebuilding: Mutex<()>,
+    lb: LbPolicy,
     hash_header: Option<HeaderName>,
     pub(super) protocol: Protocol,
 }
 
+/// A picker, and which endpoint each of its indices stands for.
+#[derive(Debug)]
+struct Pick {
+    picker: Picker,
+    indices: Vec<usize>,
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct EndpointRuntime {
+    pub(super) index: usize,
     pub(super) address: SocketAddr,
     pub(super) load: Arc<EndpointLoad>,
+    weight: u32,
 }
 
 impl Routing {
@@ -48,8 +69,14 @@ impl Routing {
                 continue;
             };
             let old = previous.and_then(|p| p.clusters.get(name));
-            let loads: HashMap<SocketAddr, &Arc<EndpointLoad>> = old
-                .map(|c| c.endpoints.iter().map(|e| (e.address, &e.load)).collect())
+            let kept: HashMap<SocketAddr, (&Arc<EndpointLoad>, &Arc<EndpointOutlier>)> = old
+                .map(|c| {
+                    c.endpoints
+                        .iter()
+                        .zip(&c.outliers)
+                        .map(|(e, o)| (e.address, (&e.load, o)))
+                        .collect()
+                })
                 .unwrap_or_default();
             let all = cluster.endpoints();
             let healthy = all.iter().filter(|e| e.health == Health::Healthy).count();
@@ -63,20 +90,21 @@ impl Routing {
                 .collect();
             let endpoints: Vec<EndpointRuntime> = in_service
                 .iter()
-                .map(|e| EndpointRuntime {
+                .enumerate()
+                .map(|(index, e)| EndpointRuntime {
+                    index,
                     address: e.address,
-                    load: loads
+                    load: kept
                         .get(&e.address)
-                        .map_or_else(|| Arc::new(EndpointLoad::default()), |l| Arc::clone(l)),
+                        .map_or_else(|| Arc::new(EndpointLoad::default()), |(l, _)| Arc::clone(l)),
+                    weight: e.weight,
                 })
                 .collect();
-            let picker_endpoints: Vec<PickerEndpoint> = in_service
+            let outliers: Vec<Arc<EndpointOutlier>> = in_service
                 .iter()
-                .zip(&endpoints)
-                .map(|(e, r)| PickerEndpoint {
-                    address: e.address,
-                    weight: e.weight,
-                    load: r.load.clone(),
+                .map(|e| {
+                    kept.get(&e.address)
+                        .map_or_else(Arc::default, |(_, o)| Arc::clone(o))
                 })
                 .collect();
             let lb = &cluster.config().lb;
@@ -88,13 +116,19 @@ impl Routing {
             };
             clusters.insert(
                 name.clone(),
-                Arc::new(ClusterRuntime {
-                    name: name.clone(),
-                    picker: Picker::build(lb, &picker_endpoints),
+                Arc::new(ClusterRuntime::new(
+                    name,
                     endpoints,
+                    outliers,
+                    cluster
+                        .config()
+                        .outlier_detection
+                        .clone()
+                        .map(Detector::new),
+                    lb.clone(),
                     hash_header,
-                    protocol: cluster.config().protocol,
-                }),
+                    cluster.config().protocol,
+                )),
             );
         }
         let retries = snapshot
@@ -127,13 +161,98 @@ impl Routing {
 }
 
 impl ClusterRuntime {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: &str,
+        endpoints: Vec<EndpointRuntime>,
+        outliers: Vec<Arc<EndpointOutlier>>,
+        detector: Option<Detector>,
+        lb: LbPolicy,
+        hash_header: Option<HeaderName>,
+        protocol: Protocol,
+    ) -> Self {
+        let cluster = Self {
+            name: name.to_owned(),
+            picker: ArcSwap::from_pointee(Pick {
+                picker: Picker::build(&lb, &[]),
+                indices: Vec::new(),
+            }),
+            endpoints,
+            outliers,
+            detector,
+            next_release: AtomicU64::new(u64::MAX),
+            rebuilding: Mutex::new(()),
+            lb,
+            hash_header,
+            protocol,
+        };
+        cluster.rebuild(cluster.detector.as_ref().map_or(0, Detector::now_ms));
+        cluster
+    }
+
     /// The endpoint for `request`, or `None` when the cluster has none in
     /// service.
     pub(super) fn pick<B>(&self, request: &Request<B>) -> Option<&EndpointRuntime> {
+        if let Some(detector) = &self.detector {
+            let now = detector.now_ms();
+            if now >= self.next_release.load(Ordering::Relaxed)
+                && detector.release(&self.outliers, now)
+            {
+                self.rebuild(now);
+            }
+        }
         let hash = match &self.hash_header {
             Some(name) => request.headers().get(name).map(|v| hash_key(v.as_bytes())),
             None => request.extensions().get::<HashKey>().map(|k| k.0),
         };
-        self.picker.pick(hash).and_then(|i| self.endpoints.get(i))
+        let pick = self.picker.load();
+        let i = pick.picker.pick(hash)?;
+        pick.indices.get(i).and_then(|&i| self.endpoints.get(i))
+    }
+
+    /// Feeds a response's result to outlier detection.
+    pub(super) fn record(&self, endpoint: usize, result: OutlierResult) {
+        let (Some(detector), Some(outlier)) = (&self.detector, self.outliers.get(endpoint)) else {
+            return;
+        };
+        if detector.record(&self.outliers, outlier, result) {
+            self.rebuild(detector.now_ms());
+        }
+    }
+
+    /// Rebuilds the picker over the endpoints not ejected (all of them, if
+    /// every one is), and notes when the next ejection ends.
+    fn rebuild(&self, now: u64) {
+        let Ok(_only_one) = self.rebuilding.try_lock() else {
+            return;
+        };
+        let mut indices: Vec<usize> = (0..self.endpoints.len())
+            .filter(|&i| !self.outliers[i].is_ejected(now))
+            .collect();
+        if indices.is_empty() {
+            indices = (0..self.endpoints.len()).collect();
+        }
+        let chosen: Vec<PickerEndpoint> = indices
+            .iter()
+            .map(|&i| {
+                let e = &self.endpoints[i];
+                PickerEndpoint {
+                    address: e.address,
+                    weight: e.weight,
+                    load: e.load.clone(),
+                }
+            })
+            .collect();
+        let next = self
+            .outliers
+            .iter()
+            .filter_map(|o| o.ejected_until())
+            .min()
+            .unwrap_or(u64::MAX);
+        self.next_release.store(next, Ordering::Relaxed);
+        self.picker.store(Arc::new(Pick {
+            picker: Picker::build(&self.lb, &chosen),
+            indices,
+        }));
     }
 }

@@ -263,3 +263,69 @@ async fn a_route_retry_policy_sends_the_retry_to_another_endpoint() {
     }
     assert_eq!(served.load(Ordering::SeqCst) - before, 20);
 }
+
+#[tokio::test]
+async fn an_outlier_is_ejected_and_returns_after_its_ejection_time() {
+    use std::sync::atomic::AtomicBool;
+    let failing = Arc::new(AtomicBool::new(true));
+    let bad_served = Arc::new(AtomicUsize::new(0));
+    let (f, b) = (failing.clone(), bad_served.clone());
+    let bad = serve(handler(move |_req| {
+        b.fetch_add(1, Ordering::SeqCst);
+        let fail = f.load(Ordering::SeqCst);
+        async move {
+            if fail {
+                text(500, "broken")
+            } else {
+                text(200, "bad")
+            }
+        }
+    }))
+    .await;
+    let (good1, _) = named("good1").await;
+    let (good2, _) = named("good2").await;
+    let config = MeshConfig::from_yaml(&format!(
+        r#"
+services:
+  reviews:
+    routes: [{{ split: [{{ cluster: pool }}] }}]
+clusters:
+  pool:
+    lb: {{ policy: round_robin }}
+    outlier_detection: {{ consecutive_5xx: 3, base_ejection_time: 300ms, max_ejection_percent: 50 }}
+    endpoints: [{{ address: "{}" }}, {{ address: "{}" }}, {{ address: "{}" }}]
+"#,
+        bad.addr, good1.addr, good2.addr
+    ))
+    .unwrap();
+    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let get = || {
+        Request::get("http://reviews/")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    for _ in 0..60 {
+        let _ = client.clone().oneshot(get()).await.unwrap();
+    }
+    assert_eq!(
+        bad_served.load(Ordering::SeqCst),
+        3,
+        "ejected after 3 errors in a row"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    // The ejection time configured above is what this waits for.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut ok = 0;
+    for _ in 0..30 {
+        if client.clone().oneshot(get()).await.unwrap().status() == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 30);
+    assert!(
+        bad_served.load(Ordering::SeqCst) >= 3 + 9,
+        "the endpoint is back in rotation"
+    );
+}

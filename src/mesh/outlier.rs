@@ -1,0 +1,323 @@
+//! Outlier detection, with Envoy's semantics: endpoints that fail are
+//! ejected from load balancing for a time that grows with each ejection,
+//! and never more than `max_ejection_percent` of a cluster at once.
+//!
+//! Results are counted per endpoint with atomics. Consecutive-failure
+//! triggers act at once; success-rate and failure-percentage triggers are
+//! evaluated once per `interval`, by whichever completing request first
+//! finds the interval over (the others never wait).
+
+use crate::config::OutlierDetectionConfig;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+/// What one response said about its endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Result_ {
+    Success,
+    /// An HTTP 5xx; `gateway` for 502, 503 and 504.
+    ServerError {
+        gateway: bool,
+    },
+    /// A failure that originated here: connect error, reset, timeout.
+    LocalFailure,
+}
+
+/// Per-endpoint counters; they outlive snapshots with the endpoint.
+#[derive(Debug, Default)]
+pub(super) struct EndpointOutlier {
+    consecutive_5xx: AtomicU32,
+    consecutive_gateway: AtomicU32,
+    consecutive_local: AtomicU32,
+    /// Milliseconds since the detector's base until which the endpoint is
+    /// ejected; 0 when it is not.
+    ejected_until: AtomicU64,
+    ejections: AtomicU32,
+    interval_successes: AtomicU64,
+    interval_failures: AtomicU64,
+}
+
+impl EndpointOutlier {
+    pub(super) fn is_ejected(&self, now_ms: u64) -> bool {
+        self.ejected_until.load(Relaxed) > now_ms
+    }
+
+    /// When the ejection ends, if ejected.
+    pub(super) fn ejected_until(&self) -> Option<u64> {
+        Some(self.ejected_until.load(Relaxed)).filter(|&t| t != 0)
+    }
+}
+
+/// A cluster's detector.
+#[derive(Debug)]
+pub(super) struct Detector {
+    config: OutlierDetectionConfig,
+    base: Instant,
+    ejected: AtomicUsize,
+    next_evaluation: AtomicU64,
+    evaluating: Mutex<()>,
+}
+
+impl Detector {
+    pub(super) fn new(config: OutlierDetectionConfig) -> Self {
+        let interval = config.interval.as_millis() as u64;
+        Self {
+            config,
+            base: Instant::now(),
+            ejected: AtomicUsize::new(0),
+            next_evaluation: AtomicU64::new(interval),
+            evaluating: Mutex::new(()),
+        }
+    }
+
+    pub(super) fn now_ms(&self) -> u64 {
+        crate::clock::millis_since(self.base)
+    }
+
+    /// Records a result; returns true when it ejected an endpoint (so that
+    /// the picker is rebuilt).
+    pub(super) fn record(
+        &self,
+        all: &[Arc<EndpointOutlier>],
+        endpoint: &EndpointOutlier,
+        result: Result_,
+    ) -> bool {
+        let c = &self.config;
+        let mut eject = false;
+        match result {
+            Result_::Success => {
+                endpoint.interval_successes.fetch_add(1, Relaxed);
+                for counter in [
+                    &endpoint.consecutive_5xx,
+                    &endpoint.consecutive_gateway,
+                    &endpoint.consecutive_local,
+                ] {
+                    if counter.load(Relaxed) != 0 {
+                        counter.store(0, Relaxed);
+                    }
+                }
+            }
+            Result_::ServerError { gateway } => {
+                endpoint.interval_failures.fetch_add(1, Relaxed);
+                let n = endpoint.consecutive_5xx.fetch_add(1, Relaxed) + 1;
+                eject |= c.consecutive_5xx.is_some_and(|t| n >= t);
+                if gateway {
+                    let n = endpoint.consecutive_gateway.fetch_add(1, Relaxed) + 1;
+                    eject |= c.consecutive_gateway_failure.is_some_and(|t| n >= t);
+                } else {
+                    endpoint.consecutive_gateway.store(0, Relaxed);
+                }
+            }
+            Result_::LocalFailure => {
+                endpoint.interval_failures.fetch_add(1, Relaxed);
+                let n = endpoint.consecutive_local.fetch_add(1, Relaxed) + 1;
+                eject |= c.consecutive_local_origin_failure.is_some_and(|t| n >= t);
+            }
+        }
+        let now = self.now_ms();
+        let mut changed = eject && self.eject(all.len(), endpoint, now);
+        if now >= self.next_evaluation.load(Relaxed) {
+            changed |= self.evaluate(all, now);
+        }
+        changed
+    }
+
+    /// Ejects `endpoint` unless the cluster is at its ejection limit.
+    fn eject(&self, total: usize, endpoint: &EndpointOutlier, now: u64) -> bool {
+        if endpoint.is_ejected(now) {
+            return false;
+        }
+        let ejected = self.ejected.load(Relaxed);
+        // Envoy's rule: eject while the ejected share is under the limit.
+        if ejected * 100 >= total * self.config.max_ejection_percent as usize {
+            return false;
+        }
+        self.ejected.fetch_add(1, Relaxed);
+        let n = endpoint.ejections.fetch_add(1, Relaxed) + 1;
+        let base = self.config.base_ejection_time.as_millis() as u64;
+        let max = (self.config.max_ejection_time.as_millis() as u64).max(base);
+        let time = base.saturating_mul(u64::from(n)).min(max);
+        endpoint.ejected_until.store(now + time, Relaxed);
+        for counter in [
+            &endpoint.consecutive_5xx,
+            &endpoint.consecutive_gateway,
+            &endpoint.consecutive_local,
+        ] {
+            counter.store(0, Relaxed);
+        }
+        tracing::info!(ejections = n, ms = time, "outlier ejected");
+        true
+    }
+
+    /// Returns endpoints whose ejection time has passed; true if any did.
+    pub(super) fn release(&self, all: &[Arc<EndpointOutlier>], now: u64) -> bool {
+        let mut released = false;
+        for endpoint in all {
+            let until = endpoint.ejected_until.load(Relaxed);
+            if until != 0
+                && until <= now
+                && endpoint
+                    .ejected_until
+                    .compare_exchange(until, 0, Relaxed, Relaxed)
+                    .is_ok()
+            {
+                self.ejected.fetch_sub(1, Relaxed);
+                released = true;
+            }
+        }
+        released
+    }
+
+    /// The success-rate and failure-percentage checks of one interval.
+    fn evaluate(&self, all: &[Arc<EndpointOutlier>], now: u64) -> bool {
+        let Ok(_only_one) = self.evaluating.try_lock() else {
+            return false;
+        };
+        let interval = self.config.interval.as_millis() as u64;
+        self.next_evaluation.store(now + interval, Relaxed);
+        let stats: Vec<(u64, u64)> = all
+            .iter()
+            .map(|e| {
+                (
+                    e.interval_successes.swap(0, Relaxed),
+                    e.interval_failures.swap(0, Relaxed),
+                )
+            })
+            .collect();
+        let mut changed = false;
+        if let Some(sr) = &self.config.success_rate {
+            let rates: Vec<(usize, f64)> = stats
+                .iter()
+                .enumerate()
+                .filter(|(_, (s, f))| s + f >= u64::from(sr.request_volume))
+                .map(|(i, (s, f))| (i, *s as f64 / (s + f) as f64))
+                .collect();
+            if rates.len() >= sr.minimum_hosts as usize {
+                let mean = rates.iter().map(|(_, r)| r).sum::<f64>() / rates.len() as f64;
+                let variance =
+                    rates.iter().map(|(_, r)| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64;
+                let floor = mean - sr.stdev_factor * variance.sqrt();
+                for (i, rate) in rates {
+                    if rate < floor {
+                        changed |= self.eject(all.len(), &all[i], now);
+                    }
+                }
+            }
+        }
+        if let Some(fp) = &self.config.failure_percentage {
+            let qualified: Vec<(usize, f64)> = stats
+                .iter()
+                .enumerate()
+                .filter(|(_, (s, f))| s + f >= u64::from(fp.request_volume))
+                .map(|(i, (s, f))| (i, *f as f64 * 100.0 / (s + f) as f64))
+                .collect();
+            if qualified.len() >= fp.minimum_hosts as usize {
+                for (i, percent) in qualified {
+                    if percent >= f64::from(fp.threshold) {
+                        changed |= self.eject(all.len(), &all[i], now);
+                    }
+                }
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn detector(max_percent: u32) -> Detector {
+        Detector::new(OutlierDetectionConfig {
+            consecutive_5xx: Some(3),
+            base_ejection_time: Duration::from_secs(10),
+            max_ejection_time: Duration::from_secs(25),
+            max_ejection_percent: max_percent,
+            ..OutlierDetectionConfig::default()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn consecutive_errors_eject_for_a_growing_time() {
+        let d = detector(50);
+        let all: Vec<Arc<EndpointOutlier>> = (0..4).map(|_| Arc::default()).collect();
+        let error = Result_::ServerError { gateway: false };
+        assert!(!d.record(&all, &all[0], error));
+        assert!(
+            !d.record(&all, &all[0], Result_::Success),
+            "a success resets the count"
+        );
+        assert!(!d.record(&all, &all[0], error));
+        assert!(!d.record(&all, &all[0], error));
+        assert!(d.record(&all, &all[0], error), "three in a row");
+        assert!(all[0].is_ejected(d.now_ms()));
+
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(d.release(&all, d.now_ms()));
+        assert!(!all[0].is_ejected(d.now_ms()));
+        for _ in 0..3 {
+            d.record(&all, &all[0], error);
+        }
+        // The second ejection lasts twice as long, the third is capped.
+        tokio::time::advance(Duration::from_secs(19)).await;
+        assert!(all[0].is_ejected(d.now_ms()));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(d.release(&all, d.now_ms()));
+        for _ in 0..3 {
+            d.record(&all, &all[0], error);
+        }
+        tokio::time::advance(Duration::from_secs(25)).await;
+        assert!(d.release(&all, d.now_ms()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_the_ejection_limit() {
+        let d = detector(50);
+        let all: Vec<Arc<EndpointOutlier>> = (0..4).map(|_| Arc::default()).collect();
+        for e in &all {
+            for _ in 0..3 {
+                d.record(&all, e, Result_::LocalFailure);
+                d.record(&all, e, Result_::ServerError { gateway: true });
+            }
+        }
+        let ejected = all.iter().filter(|e| e.is_ejected(d.now_ms())).count();
+        assert_eq!(ejected, 2, "50% of 4");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_percentage_is_evaluated_per_interval() {
+        let d = Detector::new(OutlierDetectionConfig {
+            consecutive_5xx: None,
+            consecutive_local_origin_failure: None,
+            interval: Duration::from_secs(1),
+            max_ejection_percent: 100,
+            failure_percentage: Some(crate::config::FailurePercentageConfig {
+                threshold: 50,
+                minimum_hosts: 3,
+                request_volume: 10,
+            }),
+            ..OutlierDetectionConfig::default()
+        });
+        let all: Vec<Arc<EndpointOutlier>> = (0..3).map(|_| Arc::default()).collect();
+        for i in 0..20 {
+            for (n, e) in all.iter().enumerate() {
+                let fail = n == 2 && i % 3 != 0;
+                let result = if fail {
+                    Result_::ServerError { gateway: false }
+                } else {
+                    Result_::Success
+                };
+                assert!(
+                    !d.record(&all, e, result),
+                    "nothing before the interval ends"
+                );
+            }
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(d.record(&all, &all[0], Result_::Success));
+        assert!(all[2].is_ejected(d.now_ms()));
+        assert!(!all[0].is_ejected(d.now_ms()) && !all[1].is_ejected(d.now_ms()));
+    }
+}
