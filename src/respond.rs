@@ -148,7 +148,7 @@ fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
         return Some(Refusal::Unavailable);
     }
     #[cfg(feature = "mesh")]
-    if error.is::<crate::mesh::RouteError>() {
+    if error.is::<crate::mesh::RouteError>() || error.is::<crate::mesh::ClusterOverloaded>() {
         return Some(Refusal::Unavailable);
     }
     #[cfg(feature = "timeout")]

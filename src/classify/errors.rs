@@ -64,6 +64,10 @@ fn is_local_rejection(err: &(dyn Error + 'static)) -> bool {
     {
         return true;
     }
+    #[cfg(feature = "mesh")]
+    if err.is::<crate::mesh::ClusterOverloaded>() {
+        return true;
+    }
     let _ = err;
     false
 }

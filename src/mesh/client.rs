@@ -168,6 +168,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReplayBody<B>>) -> Self::Future {
+        let permit = match self.cluster.admit() {
+            Ok(permit) => permit,
+            Err(error) => return Box::pin(std::future::ready(Err(error.into()))),
+        };
         let Some(endpoint) = self.cluster.pick(&request).cloned() else {
             let error = RouteError::NoEndpoint(self.cluster.name.clone());
             return Box::pin(std::future::ready(Err(error.into())));
@@ -184,6 +188,7 @@ where
         let cluster = self.cluster.clone();
         Box::pin(async move {
             let result = sent.await;
+            drop(permit);
             let outcome = match &result {
                 Ok(response) if response.status().is_server_error() => OutlierResult::ServerError {
                     gateway: matches!(response.status().as_u16(), 502..=504),

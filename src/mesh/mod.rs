@@ -46,7 +46,7 @@ pub use builder::MeshBuilder;
 pub use client::HttpClient;
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcChannel;
-pub use route::{RouteDecision, RouteError};
+pub use route::{ClusterOverloaded, RouteDecision, RouteError};
 pub use runtime::HashKey;
 pub use status::ConfigStatus;
 

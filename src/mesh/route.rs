@@ -43,6 +43,28 @@ impl fmt::Display for RouteError {
 
 impl std::error::Error for RouteError {}
 
+/// A cluster's `max_requests` threshold was reached: the request was not
+/// sent. (Envoy's circuit-breaker overflow.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterOverloaded {
+    /// The cluster.
+    pub cluster: String,
+    /// Its `max_requests`.
+    pub max_requests: u32,
+}
+
+impl fmt::Display for ClusterOverloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cluster `{}` has {} requests in flight, its max_requests",
+            self.cluster, self.max_requests
+        )
+    }
+}
+
+impl std::error::Error for ClusterOverloaded {}
+
 /// Where one request goes: its route and the cluster picked by weight.
 #[derive(Clone, Debug)]
 pub struct RouteDecision {

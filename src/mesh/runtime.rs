@@ -4,6 +4,7 @@
 //! carried over.
 
 use super::outlier::{Detector, EndpointOutlier, Result_ as OutlierResult};
+use super::route::ClusterOverloaded;
 use crate::balance::{EndpointLoad, Picker, PickerEndpoint, hash_key};
 use crate::config::{Health, LbPolicy, Protocol, Snapshot};
 use crate::retry::RetryLayer;
@@ -11,7 +12,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderName, Request};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A request's key for consistent hashing, for clusters whose `lb` hashes
@@ -44,6 +45,20 @@ pub(super) struct ClusterRuntime {
     lb: LbPolicy,
     hash_header: Option<HeaderName>,
     pub(super) protocol: Protocol,
+    max_requests: u32,
+    /// Requests in flight to the cluster (a new cluster runtime starts at
+    /// zero: the threshold is per snapshot).
+    inflight: Arc<AtomicU32>,
+}
+
+/// A request counted against its cluster's `max_requests`.
+#[derive(Debug)]
+pub(super) struct ClusterPermit(Arc<AtomicU32>);
+
+impl Drop for ClusterPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A picker, and which endpoint each of its indices stands for.
@@ -128,6 +143,7 @@ impl Routing {
                     lb.clone(),
                     hash_header,
                     cluster.config().protocol,
+                    cluster.config().thresholds.max_requests,
                 )),
             );
         }
@@ -170,6 +186,7 @@ impl ClusterRuntime {
         lb: LbPolicy,
         hash_header: Option<HeaderName>,
         protocol: Protocol,
+        max_requests: u32,
     ) -> Self {
         let cluster = Self {
             name: name.to_owned(),
@@ -185,6 +202,8 @@ impl ClusterRuntime {
             lb,
             hash_header,
             protocol,
+            max_requests,
+            inflight: Arc::default(),
         };
         cluster.rebuild(cluster.detector.as_ref().map_or(0, Detector::now_ms));
         cluster
@@ -208,6 +227,19 @@ impl ClusterRuntime {
         let pick = self.picker.load();
         let i = pick.picker.pick(hash)?;
         pick.indices.get(i).and_then(|&i| self.endpoints.get(i))
+    }
+
+    /// Counts a request against `max_requests`, or refuses it.
+    pub(super) fn admit(&self) -> Result<ClusterPermit, ClusterOverloaded> {
+        let before = self.inflight.fetch_add(1, Ordering::Relaxed);
+        let permit = ClusterPermit(self.inflight.clone());
+        if before >= self.max_requests {
+            return Err(ClusterOverloaded {
+                cluster: self.name.clone(),
+                max_requests: self.max_requests,
+            });
+        }
+        Ok(permit)
     }
 
     /// Feeds a response's result to outlier detection.

@@ -329,3 +329,61 @@ clusters:
         "the endpoint is back in rotation"
     );
 }
+
+#[tokio::test]
+async fn a_cluster_over_its_max_requests_fails_fast() {
+    use sinew::mesh::ClusterOverloaded;
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let (a, r) = (arrived.clone(), release.clone());
+    let server = serve(handler(move |_req| {
+        let (a, r) = (a.clone(), r.clone());
+        async move {
+            a.fetch_add(1, Ordering::SeqCst);
+            let _permit = r.acquire().await;
+            text(200, "done")
+        }
+    }))
+    .await;
+    let config = MeshConfig::from_yaml(&format!(
+        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    thresholds: {{ max_requests: 2 }}\n    endpoints: [{{ address: \"{}\" }}]\n",
+        server.addr
+    ))
+    .unwrap();
+    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let get = || {
+        Request::get("http://reviews/")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(client.clone().oneshot(get())))
+        .collect();
+    while arrived.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    let err = client.clone().oneshot(get()).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<ClusterOverloaded>(),
+        Some(&ClusterOverloaded {
+            cluster: "pool".into(),
+            max_requests: 2
+        })
+    );
+    assert_eq!(
+        arrived.load(Ordering::SeqCst),
+        2,
+        "the third was never sent"
+    );
+    release.add_permits(2);
+    for request in held {
+        assert_eq!(request.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    // With the slots free again, requests go through.
+    release.add_permits(1);
+    assert_eq!(
+        client.oneshot(get()).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
