@@ -1,6 +1,6 @@
 use super::source::{read_file, watch};
 use super::{Mesh, Shared};
-use crate::config::{MeshConfig, Snapshot};
+use crate::config::{Locality, MeshConfig, Snapshot};
 use crate::error::ConfigError;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::time::Duration;
 pub struct MeshBuilder {
     source: Source,
     reload_interval: Duration,
+    locality: Option<Locality>,
 }
 
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl Default for MeshBuilder {
         Self {
             source: Source::Config(MeshConfig::default()),
             reload_interval: Duration::from_secs(1),
+            locality: None,
         }
     }
 }
@@ -41,6 +43,17 @@ impl MeshBuilder {
     /// change.
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.source = Source::File(path.into());
+        self
+    }
+
+    /// Where this process runs. Clusters with `prefer_local_zone` send its
+    /// requests to endpoints in the same zone while enough of them are
+    /// available. Default: unknown (no zone preference).
+    pub fn locality(mut self, region: impl Into<String>, zone: impl Into<String>) -> Self {
+        self.locality = Some(Locality {
+            region: region.into(),
+            zone: zone.into(),
+        });
         self
     }
 
@@ -63,14 +76,14 @@ impl MeshBuilder {
         }
         match self.source {
             Source::Config(config) => {
-                let shared = Shared::new(Snapshot::build(config, 1)?);
+                let shared = Shared::new(Snapshot::build(config, 1)?, self.locality);
                 Ok(Mesh {
                     shared: Arc::new(shared),
                 })
             }
             Source::File(path) => {
                 let (config, contents) = read_file(&path)?;
-                let shared = Arc::new(Shared::new(Snapshot::build(config, 1)?));
+                let shared = Arc::new(Shared::new(Snapshot::build(config, 1)?, self.locality));
                 tokio::spawn(watch(
                     Arc::downgrade(&shared),
                     path,

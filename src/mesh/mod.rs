@@ -36,6 +36,7 @@ mod builder;
 mod client;
 #[cfg(feature = "grpc")]
 mod grpc;
+mod locality;
 mod outlier;
 mod route;
 mod runtime;
@@ -52,7 +53,7 @@ pub use status::ConfigStatus;
 
 use runtime::Routing;
 
-use crate::config::{MeshConfig, Snapshot};
+use crate::config::{Locality, MeshConfig, Snapshot};
 use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex};
 
@@ -67,6 +68,8 @@ pub struct Mesh {
 pub(crate) struct Shared {
     routing: ArcSwap<Routing>,
     status: Mutex<ConfigStatus>,
+    /// Where this process runs, for zone-aware balancing.
+    locality: Option<Locality>,
 }
 
 impl Mesh {
@@ -98,11 +101,16 @@ impl Mesh {
 }
 
 impl Shared {
-    fn new(first: Snapshot) -> Self {
+    fn new(first: Snapshot, locality: Option<Locality>) -> Self {
         let status = ConfigStatus::applied(first.version());
         Self {
-            routing: ArcSwap::from_pointee(Routing::build(Arc::new(first), None)),
+            routing: ArcSwap::from_pointee(Routing::build(
+                Arc::new(first),
+                None,
+                locality.as_ref(),
+            )),
             status: Mutex::new(status),
+            locality,
         }
     }
 
@@ -118,7 +126,8 @@ impl Shared {
             Ok(snapshot) => {
                 // Sources apply one at a time, so `previous` is still the
                 // routing in force: its endpoints' loads carry over.
-                let routing = Routing::build(Arc::new(snapshot), Some(&previous));
+                let routing =
+                    Routing::build(Arc::new(snapshot), Some(&previous), self.locality.as_ref());
                 self.routing.store(Arc::new(routing));
                 *self.status() = ConfigStatus::applied(version);
                 tracing::info!(version, "configuration applied");

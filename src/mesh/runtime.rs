@@ -3,10 +3,11 @@
 //! ejected. Rebuilt with each snapshot; the state of endpoints that stay is
 //! carried over.
 
+use super::locality::{Candidate, select};
 use super::outlier::{Detector, EndpointOutlier, Result_ as OutlierResult};
 use super::route::ClusterOverloaded;
 use crate::balance::{EndpointLoad, Picker, PickerEndpoint, hash_key};
-use crate::config::{Health, LbPolicy, Protocol, Snapshot};
+use crate::config::{Health, LbPolicy, Locality, LocalityLbConfig, Protocol, Snapshot};
 use crate::retry::RetryLayer;
 use arc_swap::ArcSwap;
 use http::{HeaderName, Request};
@@ -46,9 +47,17 @@ pub(super) struct ClusterRuntime {
     hash_header: Option<HeaderName>,
     pub(super) protocol: Protocol,
     max_requests: u32,
+    placement: Placement,
     /// Requests in flight to the cluster (a new cluster runtime starts at
     /// zero: the threshold is per snapshot).
     inflight: Arc<AtomicU32>,
+}
+
+/// Where the caller is, and the cluster's locality settings.
+#[derive(Debug)]
+struct Placement {
+    settings: LocalityLbConfig,
+    local: Option<Locality>,
 }
 
 /// A request counted against its cluster's `max_requests`.
@@ -74,10 +83,17 @@ pub(super) struct EndpointRuntime {
     pub(super) address: SocketAddr,
     pub(super) load: Arc<EndpointLoad>,
     weight: u32,
+    healthy: bool,
+    priority: u32,
+    locality: Locality,
 }
 
 impl Routing {
-    pub(super) fn build(snapshot: Arc<Snapshot>, previous: Option<&Routing>) -> Self {
+    pub(super) fn build(
+        snapshot: Arc<Snapshot>,
+        previous: Option<&Routing>,
+        local: Option<&Locality>,
+    ) -> Self {
         let mut clusters = HashMap::new();
         for name in snapshot.config().clusters.keys() {
             let Some(cluster) = snapshot.cluster(name) else {
@@ -93,17 +109,8 @@ impl Routing {
                         .collect()
                 })
                 .unwrap_or_default();
-            let all = cluster.endpoints();
-            let healthy = all.iter().filter(|e| e.health == Health::Healthy).count();
-            // Envoy's panic threshold: with too few healthy endpoints, use
-            // them all rather than overload the few.
-            let panic = healthy * 100
-                < all.len() * cluster.config().locality_lb.panic_threshold_percent as usize;
-            let in_service: Vec<_> = all
-                .iter()
-                .filter(|e| panic || e.health == Health::Healthy)
-                .collect();
-            let endpoints: Vec<EndpointRuntime> = in_service
+            let endpoints: Vec<EndpointRuntime> = cluster
+                .endpoints()
                 .iter()
                 .enumerate()
                 .map(|(index, e)| EndpointRuntime {
@@ -113,9 +120,13 @@ impl Routing {
                         .get(&e.address)
                         .map_or_else(|| Arc::new(EndpointLoad::default()), |(l, _)| Arc::clone(l)),
                     weight: e.weight,
+                    healthy: e.health == Health::Healthy,
+                    priority: e.priority,
+                    locality: e.locality.clone(),
                 })
                 .collect();
-            let outliers: Vec<Arc<EndpointOutlier>> = in_service
+            let outliers: Vec<Arc<EndpointOutlier>> = cluster
+                .endpoints()
                 .iter()
                 .map(|e| {
                     kept.get(&e.address)
@@ -144,6 +155,10 @@ impl Routing {
                     hash_header,
                     cluster.config().protocol,
                     cluster.config().thresholds.max_requests,
+                    Placement {
+                        settings: cluster.config().locality_lb,
+                        local: local.cloned(),
+                    },
                 )),
             );
         }
@@ -187,6 +202,7 @@ impl ClusterRuntime {
         hash_header: Option<HeaderName>,
         protocol: Protocol,
         max_requests: u32,
+        placement: Placement,
     ) -> Self {
         let cluster = Self {
             name: name.to_owned(),
@@ -204,6 +220,7 @@ impl ClusterRuntime {
             protocol,
             max_requests,
             inflight: Arc::default(),
+            placement,
         };
         cluster.rebuild(cluster.detector.as_ref().map_or(0, Detector::now_ms));
         cluster
@@ -252,18 +269,27 @@ impl ClusterRuntime {
         }
     }
 
-    /// Rebuilds the picker over the endpoints not ejected (all of them, if
-    /// every one is), and notes when the next ejection ends.
+    /// Rebuilds the picker over the endpoints that take traffic (see
+    /// [`select`]), and notes when the next ejection ends.
     fn rebuild(&self, now: u64) {
         let Ok(_only_one) = self.rebuilding.try_lock() else {
             return;
         };
-        let mut indices: Vec<usize> = (0..self.endpoints.len())
-            .filter(|&i| !self.outliers[i].is_ejected(now))
+        let candidates: Vec<Candidate<'_>> = self
+            .endpoints
+            .iter()
+            .zip(&self.outliers)
+            .map(|(e, o)| Candidate {
+                priority: e.priority,
+                locality: &e.locality,
+                available: e.healthy && !o.is_ejected(now),
+            })
             .collect();
-        if indices.is_empty() {
-            indices = (0..self.endpoints.len()).collect();
-        }
+        let indices = select(
+            &candidates,
+            &self.placement.settings,
+            self.placement.local.as_ref(),
+        );
         let chosen: Vec<PickerEndpoint> = indices
             .iter()
             .map(|&i| {

@@ -387,3 +387,68 @@ async fn a_cluster_over_its_max_requests_fails_fast() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn locality_failover_happens_and_traffic_comes_back() {
+    let (local, served_local) = named("local").await;
+    let (remote1, _) = named("remote1").await;
+    let (remote2, _) = named("remote2").await;
+    let config = |local_health: &str| {
+        MeshConfig::from_yaml(&format!(
+            r#"
+services:
+  reviews:
+    routes: [{{ split: [{{ cluster: pool }}] }}]
+clusters:
+  pool:
+    endpoints:
+      - {{ address: "{}", locality: {{ region: eu, zone: eu-1a }}, health: {local_health} }}
+      - {{ address: "{}", locality: {{ region: eu, zone: eu-1b }} }}
+      - {{ address: "{}", locality: {{ region: eu, zone: eu-1b }} }}
+"#,
+            local.addr, remote1.addr, remote2.addr
+        ))
+        .unwrap()
+    };
+    let mesh = Mesh::builder()
+        .locality("eu", "eu-1a")
+        .config(config("healthy"))
+        .build()
+        .await
+        .unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let served_by = |n: usize| {
+        let client = client.clone();
+        async move {
+            let mut seen = HashMap::new();
+            for _ in 0..n {
+                let request = Request::get("http://reviews/")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let response = client.clone().oneshot(request).await.unwrap();
+                *seen
+                    .entry(body_text(response.into_body()).await)
+                    .or_insert(0) += 1;
+            }
+            seen
+        }
+    };
+    assert_eq!(
+        served_by(30).await,
+        HashMap::from([("local".to_owned(), 30)])
+    );
+
+    mesh.apply(config("unhealthy")).unwrap();
+    let before = served_local.load(Ordering::SeqCst);
+    let seen = served_by(30).await;
+    assert_eq!(seen.get("local"), None, "failed over: {seen:?}");
+    assert_eq!(seen.values().sum::<usize>(), 30);
+    assert_eq!(served_local.load(Ordering::SeqCst), before);
+
+    mesh.apply(config("healthy")).unwrap();
+    assert_eq!(
+        served_by(30).await,
+        HashMap::from([("local".to_owned(), 30)]),
+        "traffic came back"
+    );
+}

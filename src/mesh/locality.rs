@@ -1,0 +1,142 @@
+//! Which endpoints of a cluster take traffic: priority failover, local
+//! zone preference and the panic threshold, with Envoy's meaning
+//! simplified to whole levels and zones.
+//!
+//! 1. Priority: the first level (0, then 1, ...) whose available share
+//!    (healthy and not ejected) reaches `failover_threshold_percent` takes
+//!    the traffic. If none does, all available endpoints share it, lower
+//!    levels first in the sense that they are all included.
+//! 2. Local zone: within that set, when `prefer_local_zone` is on and the
+//!    caller's zone has an available share at the threshold, only the
+//!    caller's zone takes traffic.
+//! 3. Panic: when fewer than `panic_threshold_percent` of the cluster's
+//!    endpoints are available, health is ignored and every endpoint takes
+//!    traffic, rather than overloading the few.
+
+use crate::config::{Locality, LocalityLbConfig};
+
+/// What selection needs to know of one endpoint.
+#[derive(Clone, Debug)]
+pub(super) struct Candidate<'a> {
+    pub(super) priority: u32,
+    pub(super) locality: &'a Locality,
+    pub(super) available: bool,
+}
+
+fn reaches(available: usize, total: usize, percent: u32) -> bool {
+    total > 0 && available * 100 >= total * percent as usize
+}
+
+/// Indices of the endpoints that take traffic.
+pub(super) fn select(
+    candidates: &[Candidate<'_>],
+    settings: &LocalityLbConfig,
+    local: Option<&Locality>,
+) -> Vec<usize> {
+    let total = candidates.len();
+    let available = candidates.iter().filter(|c| c.available).count();
+    if available == 0 || !reaches(available, total, settings.panic_threshold_percent) {
+        return (0..total).collect();
+    }
+    let mut levels: Vec<u32> = candidates.iter().map(|c| c.priority).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    let level = levels.iter().copied().find(|&p| {
+        let in_level = candidates.iter().filter(|c| c.priority == p);
+        let (n, up) = in_level.fold((0, 0), |(n, up), c| (n + 1, up + usize::from(c.available)));
+        reaches(up, n, settings.failover_threshold_percent)
+    });
+    let chosen: Vec<usize> = (0..total)
+        .filter(|&i| candidates[i].available && level.is_none_or(|p| candidates[i].priority == p))
+        .collect();
+    let Some(local) = local.filter(|_| settings.prefer_local_zone) else {
+        return chosen;
+    };
+    let in_zone = |i: &usize| candidates[*i].locality == local;
+    let zone_total = (0..total)
+        .filter(|i| in_zone(i) && level.is_none_or(|p| candidates[*i].priority == p))
+        .count();
+    let zone: Vec<usize> = chosen.iter().copied().filter(in_zone).collect();
+    if !zone.is_empty() && reaches(zone.len(), zone_total, settings.failover_threshold_percent) {
+        zone
+    } else {
+        chosen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(z: &str) -> Locality {
+        Locality {
+            region: "eu".into(),
+            zone: z.into(),
+        }
+    }
+
+    #[test]
+    fn prefers_the_local_zone_then_fails_over() {
+        let (a, b) = (zone("a"), zone("b"));
+        let settings = LocalityLbConfig::default();
+        let mut c = vec![
+            Candidate {
+                priority: 0,
+                locality: &a,
+                available: true,
+            },
+            Candidate {
+                priority: 0,
+                locality: &b,
+                available: true,
+            },
+            Candidate {
+                priority: 0,
+                locality: &b,
+                available: true,
+            },
+        ];
+        assert_eq!(select(&c, &settings, Some(&a)), vec![0]);
+        assert_eq!(select(&c, &settings, None), vec![0, 1, 2]);
+        c[0].available = false;
+        assert_eq!(
+            select(&c, &settings, Some(&a)),
+            vec![1, 2],
+            "the local zone is down"
+        );
+    }
+
+    #[test]
+    fn priorities_fail_over_below_the_threshold() {
+        let a = zone("a");
+        let settings = LocalityLbConfig::default();
+        let mut c: Vec<Candidate<'_>> = (0..6)
+            .map(|i| Candidate {
+                priority: u32::from(i >= 3),
+                locality: &a,
+                available: true,
+            })
+            .collect();
+        assert_eq!(select(&c, &settings, None), vec![0, 1, 2]);
+        c[0].available = false; // 2 of 3 = 66% < 70%
+        assert_eq!(select(&c, &settings, None), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn panics_when_too_few_are_available() {
+        let a = zone("a");
+        let settings = LocalityLbConfig::default();
+        let c: Vec<Candidate<'_>> = (0..4)
+            .map(|i| Candidate {
+                priority: 0,
+                locality: &a,
+                available: i == 0,
+            })
+            .collect();
+        assert_eq!(
+            select(&c, &settings, None),
+            vec![0, 1, 2, 3],
+            "25% < 50%: use them all"
+        );
+    }
+}
