@@ -452,3 +452,32 @@ clusters:
         "traffic came back"
     );
 }
+
+#[tokio::test]
+async fn ring_hash_on_a_header_is_sticky_through_the_mesh() {
+    let (a, _) = named("a").await;
+    let (b, _) = named("b").await;
+    let (c, _) = named("c").await;
+    let config = MeshConfig::from_yaml(&format!(
+        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    lb: {{ policy: ring_hash, header: x-user }}\n    endpoints: [{{ address: \"{}\" }}, {{ address: \"{}\" }}, {{ address: \"{}\" }}]\n",
+        a.addr, b.addr, c.addr
+    ))
+    .unwrap();
+    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let mut owners = HashMap::new();
+    for user in 0..30 {
+        for _ in 0..5 {
+            let request = Request::get("http://reviews/")
+                .header("x-user", format!("user-{user}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let response = client.clone().oneshot(request).await.unwrap();
+            let served_by = body_text(response.into_body()).await;
+            let owner = owners.entry(user).or_insert_with(|| served_by.clone());
+            assert_eq!(*owner, served_by, "user-{user} moved");
+        }
+    }
+    let distinct: std::collections::HashSet<_> = owners.values().collect();
+    assert_eq!(distinct.len(), 3, "30 users spread over the 3 endpoints");
+}
