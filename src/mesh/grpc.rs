@@ -1,13 +1,27 @@
-use super::{HttpClient, Mesh};
+use super::{ClusterOverloaded, HttpClient, Mesh, RouteError};
+use crate::error::BoxError;
+use futures_util::TryFutureExt;
+use futures_util::future::MapErr;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::task::{Context, Poll};
 
-/// A channel for tonic's generated clients: an [`HttpClient`] whose
-/// requests carry tonic's body. Made by [`Mesh::grpc_channel`].
-pub type GrpcChannel = HttpClient<tonic::body::Body>;
+/// A channel for tonic's generated clients. Made by
+/// [`Mesh::grpc_channel`].
+///
+/// It is the mesh's [`HttpClient`] with tonic's body type, except that a
+/// request the mesh cannot place (unknown service, no route, no endpoint,
+/// a cluster at its `max_requests`) fails with gRPC `UNAVAILABLE` and the
+/// reason, which is what tonic clients report to the application.
+#[derive(Clone, Debug)]
+pub struct GrpcChannel {
+    inner: HttpClient<tonic::body::Body>,
+}
 
 impl Mesh {
     /// A channel to the mesh service `service` for tonic clients
-    /// (`GreeterClient::new(mesh.grpc_channel("greeter"))`). The service's
-    /// clusters should use `protocol: http2`.
+    /// (`GreeterClient::with_origin(mesh.grpc_channel("greeter"), origin)`).
+    /// The service's clusters should use `protocol: http2`.
     ///
     /// ```
     /// # async fn f() -> Result<(), sinew::error::ConfigError> {
@@ -18,6 +32,36 @@ impl Mesh {
     /// # Ok(()) }
     /// ```
     pub fn grpc_channel(&self, service: &str) -> GrpcChannel {
-        self.http_client(service)
+        GrpcChannel {
+            inner: self.http_client(service),
+        }
+    }
+}
+
+fn as_status(error: BoxError) -> BoxError {
+    let unplaced = error.is::<RouteError>() || error.is::<ClusterOverloaded>();
+    if unplaced {
+        Box::new(tonic::Status::unavailable(error.to_string()))
+    } else {
+        error
+    }
+}
+
+impl tower::Service<Request<tonic::body::Body>> for GrpcChannel {
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = MapErr<
+        <HttpClient<tonic::body::Body> as tower::Service<Request<tonic::body::Body>>>::Future,
+        fn(BoxError) -> BoxError,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
+        self.inner
+            .call(request)
+            .map_err(as_status as fn(BoxError) -> BoxError)
     }
 }

@@ -481,3 +481,27 @@ async fn ring_hash_on_a_header_is_sticky_through_the_mesh() {
     let distinct: std::collections::HashSet<_> = owners.values().collect();
     assert_eq!(distinct.len(), 3, "30 users spread over the 3 endpoints");
 }
+
+#[tokio::test]
+async fn a_grpc_call_to_an_unknown_service_is_unavailable_with_the_reason() {
+    let mesh = Mesh::builder().build().await.unwrap();
+    let mut client = tonic::client::Grpc::with_origin(
+        mesh.grpc_channel("nowhere"),
+        "http://nowhere".parse().unwrap(),
+    );
+    client.ready().await.unwrap();
+    let status = client
+        .unary(
+            tonic::Request::new(Bytes::from_static(b"x")),
+            http::uri::PathAndQuery::from_static("/sinew.test.Greeter/Hello"),
+            support::RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("unknown service `nowhere`"),
+        "{}",
+        status.message()
+    );
+}
