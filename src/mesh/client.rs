@@ -5,7 +5,7 @@ use super::runtime::ClusterRuntime;
 use crate::config::Protocol;
 use crate::deadline::Deadline;
 use crate::error::BoxError;
-use crate::retry::ReplayBody;
+use crate::retry::{Attempt, ReplayBody};
 use crate::timeout::Elapsed;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
@@ -168,7 +168,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReplayBody<B>>) -> Self::Future {
-        let permit = match self.cluster.admit() {
+        let retry = request.extensions().get::<Attempt>().is_some();
+        let permit = match self.cluster.admit(retry) {
             Ok(permit) => permit,
             Err(error) => return Box::pin(std::future::ready(Err(error.into()))),
         };

@@ -43,22 +43,24 @@ impl fmt::Display for RouteError {
 
 impl std::error::Error for RouteError {}
 
-/// A cluster's `max_requests` threshold was reached: the request was not
-/// sent. (Envoy's circuit-breaker overflow.)
+/// A cluster threshold was reached: the request (or retry) was not sent.
+/// (Envoy's circuit-breaker overflow.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterOverloaded {
     /// The cluster.
     pub cluster: String,
-    /// Its `max_requests`.
-    pub max_requests: u32,
+    /// The threshold reached: `max_requests` or `max_retries`.
+    pub threshold: &'static str,
+    /// Its value.
+    pub limit: u32,
 }
 
 impl fmt::Display for ClusterOverloaded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "cluster `{}` has {} requests in flight, its max_requests",
-            self.cluster, self.max_requests
+            "cluster `{}` is at its {} ({})",
+            self.cluster, self.threshold, self.limit
         )
     }
 }

@@ -7,7 +7,9 @@ use super::locality::{Candidate, select};
 use super::outlier::{Detector, EndpointOutlier, Result_ as OutlierResult};
 use super::route::ClusterOverloaded;
 use crate::balance::{EndpointLoad, Picker, PickerEndpoint, hash_key};
-use crate::config::{Health, LbPolicy, Locality, LocalityLbConfig, Protocol, Snapshot};
+use crate::config::{
+    Health, LbPolicy, Locality, LocalityLbConfig, Protocol, Snapshot, ThresholdsConfig,
+};
 use crate::retry::RetryLayer;
 use arc_swap::ArcSwap;
 use http::{HeaderName, Request};
@@ -47,6 +49,9 @@ pub(super) struct ClusterRuntime {
     hash_header: Option<HeaderName>,
     pub(super) protocol: Protocol,
     max_requests: u32,
+    max_retries: u32,
+    /// Retries in flight to the cluster.
+    retries_inflight: Arc<AtomicU32>,
     placement: Placement,
     /// Requests in flight to the cluster (a new cluster runtime starts at
     /// zero: the threshold is per snapshot).
@@ -60,14 +65,28 @@ struct Placement {
     local: Option<Locality>,
 }
 
-/// A request counted against its cluster's `max_requests`.
+/// One unit of a cluster threshold, given back when dropped.
 #[derive(Debug)]
-pub(super) struct ClusterPermit(Arc<AtomicU32>);
+struct Slot(Arc<AtomicU32>);
 
-impl Drop for ClusterPermit {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Takes a slot of `counter` if it is under `limit`.
+fn take(counter: &Arc<AtomicU32>, limit: u32) -> Result<Slot, ()> {
+    let before = counter.fetch_add(1, Ordering::Relaxed);
+    let slot = Slot(counter.clone());
+    if before >= limit { Err(()) } else { Ok(slot) }
+}
+
+/// A request counted against its cluster's thresholds.
+#[derive(Debug)]
+pub(super) struct ClusterPermit {
+    _request: Slot,
+    _retry: Option<Slot>,
 }
 
 /// A picker, and which endpoint each of its indices stands for.
@@ -154,7 +173,7 @@ impl Routing {
                     lb.clone(),
                     hash_header,
                     cluster.config().protocol,
-                    cluster.config().thresholds.max_requests,
+                    cluster.config().thresholds,
                     Placement {
                         settings: cluster.config().locality_lb,
                         local: local.cloned(),
@@ -201,7 +220,7 @@ impl ClusterRuntime {
         lb: LbPolicy,
         hash_header: Option<HeaderName>,
         protocol: Protocol,
-        max_requests: u32,
+        thresholds: ThresholdsConfig,
         placement: Placement,
     ) -> Self {
         let cluster = Self {
@@ -218,7 +237,9 @@ impl ClusterRuntime {
             lb,
             hash_header,
             protocol,
-            max_requests,
+            max_requests: thresholds.max_requests,
+            max_retries: thresholds.max_retries,
+            retries_inflight: Arc::default(),
             inflight: Arc::default(),
             placement,
         };
@@ -246,17 +267,31 @@ impl ClusterRuntime {
         pick.indices.get(i).and_then(|&i| self.endpoints.get(i))
     }
 
-    /// Counts a request against `max_requests`, or refuses it.
-    pub(super) fn admit(&self) -> Result<ClusterPermit, ClusterOverloaded> {
-        let before = self.inflight.fetch_add(1, Ordering::Relaxed);
-        let permit = ClusterPermit(self.inflight.clone());
-        if before >= self.max_requests {
-            return Err(ClusterOverloaded {
-                cluster: self.name.clone(),
-                max_requests: self.max_requests,
-            });
+    /// Counts a request against `max_requests` (and a retry against
+    /// `max_retries` too), or refuses it.
+    pub(super) fn admit(&self, retry: bool) -> Result<ClusterPermit, ClusterOverloaded> {
+        let retries = if retry {
+            Some(
+                take(&self.retries_inflight, self.max_retries)
+                    .map_err(|()| self.overloaded("max_retries", self.max_retries))?,
+            )
+        } else {
+            None
+        };
+        let request = take(&self.inflight, self.max_requests)
+            .map_err(|()| self.overloaded("max_requests", self.max_requests))?;
+        Ok(ClusterPermit {
+            _request: request,
+            _retry: retries,
+        })
+    }
+
+    fn overloaded(&self, threshold: &'static str, limit: u32) -> ClusterOverloaded {
+        ClusterOverloaded {
+            cluster: self.name.clone(),
+            threshold,
+            limit,
         }
-        Ok(permit)
     }
 
     /// Feeds a response's result to outlier detection.
@@ -312,5 +347,44 @@ impl ClusterRuntime {
             picker: Picker::build(&self.lb, &chosen),
             indices,
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MeshConfig;
+
+    #[test]
+    fn thresholds_bound_requests_and_retries_separately() {
+        let config = MeshConfig::from_yaml(
+            "clusters:\n  pool:\n    thresholds: { max_requests: 3, max_retries: 1 }\n    endpoints: [{ address: \"127.0.0.1:1\" }]\n",
+        )
+        .and_then(|c| Snapshot::build(c, 1))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let routing = Routing::build(Arc::new(config), None, None);
+        let Some(pool) = routing.cluster("pool") else {
+            unreachable!("the pool cluster exists")
+        };
+        let first = pool.admit(false);
+        let retry = pool.admit(true);
+        assert!(first.is_ok() && retry.is_ok());
+        let second_retry = pool.admit(true).err().map(|e| e.threshold);
+        assert_eq!(second_retry, Some("max_retries"));
+        let third = pool.admit(false);
+        assert!(third.is_ok());
+        assert_eq!(
+            pool.admit(false).err().map(|e| e.threshold),
+            Some("max_requests")
+        );
+        drop(retry);
+        let again = pool.admit(true);
+        assert!(again.is_ok(), "a slot of each is free again");
+        assert_eq!(
+            pool.admit(false).err().map(|e| e.threshold),
+            Some("max_requests")
+        );
+        drop((first, third, again));
+        assert!(pool.admit(true).is_ok());
     }
 }

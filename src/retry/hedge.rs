@@ -1,6 +1,6 @@
 use super::body::ReplayBody;
 use super::config::HedgeConfig;
-use super::run::{Shared, attempt_request, mark_attempts, may_retry};
+use super::run::{Shared, attempt_request, later_attempt, mark_attempts, may_retry};
 use super::stats::Counters;
 use crate::classify::Classify;
 use crate::deadline::Deadline;
@@ -30,12 +30,16 @@ where
     C: Classify,
     B: Body,
 {
-    let send = |svc: &S| {
-        let request = attempt_request(parts, body);
+    let send = |svc: &S, number: u32| {
+        let request = if number == 1 {
+            attempt_request(parts, body)
+        } else {
+            later_attempt(parts, body, number)
+        };
         svc.clone().oneshot(request)
     };
     let mut inflight = FuturesUnordered::new();
-    inflight.push(send(&service));
+    inflight.push(send(&service, 1));
     let mut sent = 1;
     let mut last = None;
     let timer = tokio::time::sleep(hedge.delay);
@@ -53,7 +57,7 @@ where
                 }
                 last = Some(result);
                 if more && shared.time_for_attempt(deadline, Instant::now()) && shared.withdraw() {
-                    inflight.push(send(&service));
+                    inflight.push(send(&service, sent + 1));
                     sent += 1;
                     Counters::bump(&shared.counters.hedges);
                     timer.as_mut().reset(Instant::now() + hedge.delay);
@@ -63,7 +67,7 @@ where
             }
             () = &mut timer, if more => {
                 if shared.time_for_attempt(deadline, Instant::now()) && shared.withdraw() {
-                    inflight.push(send(&service));
+                    inflight.push(send(&service, sent + 1));
                     sent += 1;
                     Counters::bump(&shared.counters.hedges);
                     timer.as_mut().reset(Instant::now() + hedge.delay);

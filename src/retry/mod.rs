@@ -62,7 +62,7 @@ pub use config::{BackoffConfig, BudgetConfig, HedgeConfig, RetryConfig};
 pub use future::ResponseFuture;
 pub use idempotency::Idempotency;
 pub use layer::{Retry, RetryLayer};
-pub use stats::{Attempts, RetryStats};
+pub use stats::{Attempt, Attempts, RetryStats};
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@ use super::body::ReplayBody;
 use super::budget::RetryBudget;
 use super::config::{HedgeConfig, RetryConfig};
 use super::hedge::hedged;
-use super::stats::{Attempts, Counters};
+use super::stats::{Attempt, Attempts, Counters};
 use crate::classify::{Classify, Outcome};
 use crate::deadline::{Deadline, earliest};
 use crate::error::BoxError;
@@ -70,6 +70,18 @@ pub(super) fn attempt_request<B: Body>(
     body: &ReplayBody<B>,
 ) -> Request<ReplayBody<B>> {
     Request::from_parts(parts.clone(), body.replay())
+}
+
+/// A later attempt (a retry or a hedge), marked so that the layers below
+/// can tell it from a first attempt.
+pub(super) fn later_attempt<B: Body>(
+    parts: &Parts,
+    body: &ReplayBody<B>,
+    number: u32,
+) -> Request<ReplayBody<B>> {
+    let mut request = attempt_request(parts, body);
+    request.extensions_mut().insert(Attempt(number));
+    request
 }
 
 pub(super) fn mark_attempts<B>(
@@ -220,6 +232,6 @@ where
         delay.await;
         attempt += 1;
         Counters::bump(&shared.counters.retries);
-        result = call(&mut service, attempt_request(&parts, &body)).await;
+        result = call(&mut service, later_attempt(&parts, &body, attempt)).await;
     }
 }

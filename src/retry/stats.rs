@@ -5,6 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attempts(pub u32);
 
+/// Which attempt a request is: present in the request extensions of
+/// retries and hedges (2 for the first retry), absent on first attempts.
+/// Layers below the retry layer use it, e.g. to enforce a cluster's
+/// `max_retries`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt(pub u32);
+
 /// Counters of one [`RetryLayer`](super::RetryLayer), shared by every
 /// service it made. Only the retry path counts: a request that succeeds at
 /// once touches no counter.

@@ -338,3 +338,24 @@ async fn the_application_decides_what_is_retryable() {
     assert_eq!(response.map(|r| r.status()), Some(StatusCode::OK));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn later_attempts_are_marked_for_the_layers_below() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let svc = layer(no_jitter()).layer(tower::service_fn(
+        move |req: Request<ReplayBody<Full<Bytes>>>| {
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(req.extensions().get::<Attempt>().copied());
+            async {
+                let mut response = Response::new(String::new());
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                Ok::<_, crate::error::BoxError>(response)
+            }
+        },
+    ));
+    let _ = svc.oneshot(request(Method::GET, "")).await;
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen, vec![None, Some(Attempt(2)), Some(Attempt(3))]);
+}

@@ -368,7 +368,8 @@ async fn a_cluster_over_its_max_requests_fails_fast() {
         err.downcast_ref::<ClusterOverloaded>(),
         Some(&ClusterOverloaded {
             cluster: "pool".into(),
-            max_requests: 2
+            threshold: "max_requests",
+            limit: 2
         })
     );
     assert_eq!(
