@@ -1,4 +1,5 @@
 use super::Mesh;
+use super::connect::BackoffConnector;
 use super::outlier::Result_ as OutlierResult;
 use super::route::RouteError;
 use super::runtime::ClusterRuntime;
@@ -34,9 +35,11 @@ pub struct HttpClient<B> {
     clients: Clients<B>,
 }
 
+type Connector = BackoffConnector<HttpConnector>;
+
 struct Clients<B> {
-    http1: Client<HttpConnector, ReplayBody<B>>,
-    http2: Client<HttpConnector, ReplayBody<B>>,
+    http1: Client<Connector, ReplayBody<B>>,
+    http2: Client<Connector, ReplayBody<B>>,
 }
 
 impl<B> Clone for Clients<B> {
@@ -78,11 +81,17 @@ impl Mesh {
         HttpClient {
             mesh: self.clone(),
             service: Arc::from(service),
-            clients: Clients {
-                http1: Client::builder(TokioExecutor::new()).build_http(),
-                http2: Client::builder(TokioExecutor::new())
-                    .http2_only(true)
-                    .build_http(),
+            clients: {
+                // One connector, so both pools share the backoff state.
+                let mut http = HttpConnector::new();
+                http.set_nodelay(true);
+                let connector = BackoffConnector::new(http);
+                Clients {
+                    http1: Client::builder(TokioExecutor::new()).build(connector.clone()),
+                    http2: Client::builder(TokioExecutor::new())
+                        .http2_only(true)
+                        .build(connector),
+                }
             },
         }
     }

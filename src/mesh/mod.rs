@@ -34,6 +34,7 @@
 
 mod builder;
 mod client;
+mod connect;
 #[cfg(feature = "grpc")]
 mod grpc;
 mod locality;
@@ -45,6 +46,7 @@ mod status;
 
 pub use builder::MeshBuilder;
 pub use client::HttpClient;
+pub use connect::ConnectBackoff;
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcChannel;
 pub use route::{ClusterOverloaded, RouteDecision, RouteError};

@@ -506,3 +506,42 @@ async fn a_grpc_call_to_an_unknown_service_is_unavailable_with_the_reason() {
         status.message()
     );
 }
+
+#[tokio::test]
+async fn a_refusing_endpoint_is_not_redialled_at_once() {
+    use sinew::mesh::ConnectBackoff;
+    let closed = support::closed_port().await;
+    let config = MeshConfig::from_yaml(&format!(
+        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    endpoints: [{{ address: \"{closed}\" }}]\n"
+    ))
+    .unwrap();
+    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let get = || {
+        Request::get("http://reviews/")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let backed_off = |err: &sinew::error::BoxError| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());
+        while let Some(e) = source {
+            if e.is::<ConnectBackoff>() {
+                return true;
+            }
+            source = e.source();
+        }
+        false
+    };
+    let first = client.clone().oneshot(get()).await.unwrap_err();
+    assert!(
+        sinew::classify::never_processed(first.as_ref()),
+        "a real connect error: {first}"
+    );
+    assert!(!backed_off(&first));
+    let second = client.clone().oneshot(get()).await.unwrap_err();
+    assert!(
+        backed_off(&second),
+        "the second attempt waited its turn: {second}"
+    );
+    assert!(sinew::classify::never_processed(second.as_ref()));
+}
