@@ -23,6 +23,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use support::{Server, body_text, handler, serve, text};
 use tower::ServiceExt;
 
+/// A mesh built from a YAML configuration.
+async fn mesh_of(yaml: &str) -> Mesh {
+    let config = MeshConfig::from_yaml(yaml).unwrap();
+    Mesh::builder().config(config).build().await.unwrap()
+}
+
 /// A server that answers with its name and counts what it served.
 async fn named(name: &'static str) -> (Server, Arc<AtomicUsize>) {
     let served = Arc::new(AtomicUsize::new(0));
@@ -74,7 +80,7 @@ async fn a_weighted_split_follows_its_weights_over_10000_requests() {
     let (a, _) = named("a").await;
     let (b, _) = named("b").await;
     let (c, _) = named("c").await;
-    let config = MeshConfig::from_yaml(&format!(
+    let mesh = mesh_of(&format!(
         r#"
 services:
   reviews:
@@ -86,9 +92,7 @@ clusters:
   c: {{ endpoints: [{{ address: "{}" }}], protocol: http2 }}
 "#,
         a.addr, b.addr, c.addr
-    ))
-    .unwrap();
-    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    )).await;
     let seen = send_all(mesh.http_client("reviews"), 10_000, 16, Arc::default()).await;
     for (name, weight) in [("a", 0.5), ("b", 0.3), ("c", 0.2)] {
         let share = seen.get(name).copied().unwrap_or(0) as f64 / 10_000.0;
@@ -200,12 +204,10 @@ async fn tonic_clients_call_through_a_grpc_channel() {
         },
     ))
     .await;
-    let config = MeshConfig::from_yaml(&format!(
+    let mesh = mesh_of(&format!(
         "services:\n  greeter:\n    routes: [{{ split: [{{ cluster: greeters }}] }}]\nclusters:\n  greeters:\n    protocol: http2\n    endpoints: [{{ address: \"{}\" }}]\n",
         server.addr
-    ))
-    .unwrap();
-    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    )).await;
     let mut client = tonic::client::Grpc::with_origin(
         mesh.grpc_channel("greeter"),
         "http://greeter".parse().unwrap(),
@@ -284,7 +286,7 @@ async fn an_outlier_is_ejected_and_returns_after_its_ejection_time() {
     .await;
     let (good1, _) = named("good1").await;
     let (good2, _) = named("good2").await;
-    let config = MeshConfig::from_yaml(&format!(
+    let mesh = mesh_of(&format!(
         r#"
 services:
   reviews:
@@ -297,8 +299,7 @@ clusters:
 "#,
         bad.addr, good1.addr, good2.addr
     ))
-    .unwrap();
-    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    .await;
     let client = mesh.http_client::<Empty<Bytes>>("reviews");
     let get = || {
         Request::get("http://reviews/")
@@ -345,12 +346,10 @@ async fn a_cluster_over_its_max_requests_fails_fast() {
         }
     }))
     .await;
-    let config = MeshConfig::from_yaml(&format!(
+    let mesh = mesh_of(&format!(
         "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    thresholds: {{ max_requests: 2 }}\n    endpoints: [{{ address: \"{}\" }}]\n",
         server.addr
-    ))
-    .unwrap();
-    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    )).await;
     let client = mesh.http_client::<Empty<Bytes>>("reviews");
     let get = || {
         Request::get("http://reviews/")
@@ -459,12 +458,10 @@ async fn ring_hash_on_a_header_is_sticky_through_the_mesh() {
     let (a, _) = named("a").await;
     let (b, _) = named("b").await;
     let (c, _) = named("c").await;
-    let config = MeshConfig::from_yaml(&format!(
+    let mesh = mesh_of(&format!(
         "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    lb: {{ policy: ring_hash, header: x-user }}\n    endpoints: [{{ address: \"{}\" }}, {{ address: \"{}\" }}, {{ address: \"{}\" }}]\n",
         a.addr, b.addr, c.addr
-    ))
-    .unwrap();
-    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    )).await;
     let client = mesh.http_client::<Empty<Bytes>>("reviews");
     let mut owners = HashMap::new();
     for user in 0..30 {
@@ -511,11 +508,9 @@ async fn a_grpc_call_to_an_unknown_service_is_unavailable_with_the_reason() {
 async fn a_refusing_endpoint_is_not_redialled_at_once() {
     use sinew::mesh::ConnectBackoff;
     let closed = support::closed_port().await;
-    let config = MeshConfig::from_yaml(&format!(
+    let mesh = mesh_of(&format!(
         "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    endpoints: [{{ address: \"{closed}\" }}]\n"
-    ))
-    .unwrap();
-    let mesh = Mesh::builder().config(config).build().await.unwrap();
+    )).await;
     let client = mesh.http_client::<Empty<Bytes>>("reviews");
     let get = || {
         Request::get("http://reviews/")
