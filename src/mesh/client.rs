@@ -113,7 +113,8 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let routing = self.mesh.shared.routing.load_full();
+        // A guard, not a clone: the routing is only read during `call`.
+        let routing = self.mesh.shared.routing.load();
         let decision = match self.mesh.decide(&routing, &self.service, &request) {
             Ok(decision) => decision,
             Err(error) => return Box::pin(std::future::ready(Err(error.into()))),

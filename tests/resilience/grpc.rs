@@ -96,20 +96,37 @@ async fn grpc_unavailable_is_retried_through_tonic() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
-async fn the_breaker_reads_grpc_status_not_the_http_status() {
-    // Every failure is HTTP 200 with grpc-status INTERNAL.
-    let calls = Arc::new(AtomicUsize::new(0));
-    let server = grpc_server(usize::MAX, Code::Internal, calls.clone()).await;
+type BreakerChannel = sinew::breaker::Breaker<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        tonic::body::Body,
+    >,
+>;
+
+/// A tonic client to `server` through a breaker that trips after
+/// `trip_after` failures in a row.
+fn behind_breaker(
+    trip_after: u32,
+    server: &crate::support::Server,
+) -> (BreakerLayer, tonic::client::Grpc<BreakerChannel>) {
     let breaker = BreakerLayer::new(BreakerConfig {
-        consecutive_failures: Some(3),
+        consecutive_failures: Some(trip_after),
         ..BreakerConfig::default()
     })
     .unwrap();
     let stack = ServiceBuilder::new()
         .layer(breaker.clone())
         .service(h2_client());
-    let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
+    let grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
+    (breaker, grpc)
+}
+
+#[tokio::test]
+async fn the_breaker_reads_grpc_status_not_the_http_status() {
+    // Every failure is HTTP 200 with grpc-status INTERNAL.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = grpc_server(usize::MAX, Code::Internal, calls.clone()).await;
+    let (breaker, mut grpc) = behind_breaker(3, &server);
     for _ in 0..3 {
         let status = call(&mut grpc, b"x").await.unwrap_err();
         assert_eq!(status.code(), Code::Internal);
@@ -119,15 +136,7 @@ async fn the_breaker_reads_grpc_status_not_the_http_status() {
     // Successes carry grpc-status 0 in the trailers: they keep a breaker closed.
     let calls = Arc::new(AtomicUsize::new(0));
     let server = grpc_server(0, Code::Ok, calls.clone()).await;
-    let breaker = BreakerLayer::new(BreakerConfig {
-        consecutive_failures: Some(1),
-        ..BreakerConfig::default()
-    })
-    .unwrap();
-    let stack = ServiceBuilder::new()
-        .layer(breaker.clone())
-        .service(h2_client());
-    let mut grpc = tonic::client::Grpc::with_origin(stack, server.url("").parse().unwrap());
+    let (breaker, mut grpc) = behind_breaker(1, &server);
     for _ in 0..5 {
         call(&mut grpc, b"ok").await.unwrap();
     }
