@@ -1,9 +1,12 @@
 //! Cost of one pick for each load-balancing policy, at 10, 1,000 and
-//! 100,000 endpoints, and of building a 100,000-endpoint snapshot:
-//! `cargo bench --bench balance` (criterion group `balance`, ids
-//! `<picker>/<endpoints>` and `build/100000`). It first prints the heap
-//! held per endpoint by a snapshot and a picker, counted with a counting
-//! global allocator.
+//! 100,000 endpoints; of building a 100,000-endpoint snapshot; and of
+//! applying a one-endpoint change to a 100,000-endpoint cluster through
+//! `Mesh::update_endpoints`: `cargo bench --bench balance` (criterion group
+//! `balance`, ids `<picker>/<endpoints>`, `build/100000`, `update/100000`,
+//! and `update_rebuild/100000` for a change that makes the picker rebuild:
+//! an endpoint turning unhealthy). It first prints the heap held per
+//! endpoint by a snapshot and a picker, counted with a counting global
+//! allocator.
 
 // The counting allocator is the one place that needs `unsafe`.
 #![allow(
@@ -16,7 +19,10 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sinew::balance::{EndpointLoad, Picker, PickerEndpoint, hash_key};
-use sinew::config::{ClusterConfig, EndpointConfig, LbPolicy, MeshConfig, Snapshot};
+use sinew::config::{
+    ClusterConfig, EndpointChanges, EndpointConfig, Health, LbPolicy, MeshConfig, Snapshot,
+};
+use sinew::mesh::Mesh;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -129,6 +135,7 @@ fn balance(c: &mut Criterion) {
             criterion::BatchSize::LargeInput,
         )
     });
+    update(&mut group);
     for n in [10, 1_000, 100_000] {
         let set = endpoints(n);
         for (name, policy) in &policies {
@@ -143,6 +150,39 @@ fn balance(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// One-endpoint changes to a 100,000-endpoint cluster, alternately adding
+/// an endpoint and removing it again.
+fn update(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mesh = runtime
+        .block_on(Mesh::builder().config(mesh_config(100_000)).build())
+        .unwrap();
+    let joining = EndpointConfig::new("10.255.0.1:8080");
+    let mut unhealthy = joining.clone();
+    unhealthy.health = Health::Unhealthy;
+    for (id, upsert) in [("update", joining), ("update_rebuild", unhealthy)] {
+        let add = EndpointChanges {
+            upsert: vec![upsert],
+            remove: vec![],
+        };
+        let remove = EndpointChanges {
+            upsert: vec![],
+            remove: vec!["10.255.0.1:8080".into()],
+        };
+        let mut adding = true;
+        group.bench_function(BenchmarkId::new(id, 100_000), |b| {
+            b.iter(|| {
+                let change = if adding { &add } else { &remove };
+                adding = !adding;
+                black_box(mesh.update_endpoints("big", change).unwrap())
+            })
+        });
+    }
 }
 
 criterion_group!(benches, balance);

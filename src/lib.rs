@@ -74,6 +74,8 @@ pub mod classify;
 mod clock;
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "config")]
+mod cow_list;
 pub mod deadline;
 pub mod error;
 pub mod grpc;

@@ -91,6 +91,13 @@ pub struct InFlight {
 impl InFlight {
     /// Ends the request, feeding its latency to the estimate.
     pub fn finish(self) {
+        self.observe();
+    }
+
+    /// Feeds the latency so far to the estimate (once the response has
+    /// begun, say), keeping the request in flight until the guard is
+    /// dropped (when the response's body ends).
+    pub fn observe(&self) {
         self.load.observe(self.started.elapsed());
     }
 }

@@ -66,6 +66,20 @@ pub struct PickerEndpoint {
     pub load: Arc<EndpointLoad>,
 }
 
+/// One change to the endpoints a picker was built from, for
+/// [`Picker::changed`]. Indices are those of the list before the change;
+/// a removal moves the last endpoint into the gap (as
+/// [`Vec::swap_remove`] does).
+#[derive(Clone, Copy, Debug)]
+pub enum PickerChange<'a> {
+    /// The endpoint at this index is now this one.
+    Replaced(usize, &'a PickerEndpoint),
+    /// This endpoint joins, at the end.
+    Added(&'a PickerEndpoint),
+    /// The endpoint at this index leaves; the last takes its index.
+    Removed(usize),
+}
+
 /// A built picker for one set of endpoints. See the [module docs](self).
 #[derive(Debug)]
 pub struct Picker {
@@ -78,6 +92,11 @@ enum Inner {
     P2c(P2c),
     RoundRobin(RoundRobin),
     Random(Alias),
+    /// Random among `n` endpoints of equal weight: no table.
+    Uniform {
+        n: usize,
+        weight: u32,
+    },
     Ring(Ring),
     Maglev(Maglev),
 }
@@ -94,6 +113,12 @@ impl Picker {
             LbPolicy::P2cEwma => Inner::P2c(P2c::new(endpoints, Cost::PeakEwma)),
             LbPolicy::LeastRequest => Inner::P2c(P2c::new(endpoints, Cost::InFlight)),
             LbPolicy::RoundRobin => Inner::RoundRobin(RoundRobin::new(endpoints)),
+            LbPolicy::Random if endpoints.windows(2).all(|w| w[0].weight == w[1].weight) => {
+                Inner::Uniform {
+                    n: endpoints.len(),
+                    weight: endpoints[0].weight,
+                }
+            }
             LbPolicy::Random => Inner::Random(Alias::new(endpoints)),
             LbPolicy::RingHash { min_ring_size, .. } => {
                 Inner::Ring(Ring::new(endpoints, *min_ring_size as usize))
@@ -101,6 +126,48 @@ impl Picker {
             LbPolicy::Maglev { .. } => Inner::Maglev(Maglev::new(endpoints)),
         };
         Self { inner }
+    }
+
+    /// This picker with one change to its endpoints, made in time that
+    /// does not grow with their number, or `None` when the change needs a
+    /// [`Picker::build`]. The cheap path is taken by P2C, least request,
+    /// round robin and random while every endpoint has the same weight;
+    /// weighted variants and the hashing pickers rebuild their tables.
+    /// Loads are kept; round robin goes on from where it was.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sinew::balance::{EndpointLoad, Picker, PickerChange, PickerEndpoint};
+    /// use sinew::config::LbPolicy;
+    ///
+    /// let endpoint = |port| PickerEndpoint {
+    ///     address: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    ///     weight: 1,
+    ///     load: Arc::new(EndpointLoad::default()),
+    /// };
+    /// let picker = Picker::build(&LbPolicy::RoundRobin, &[endpoint(1), endpoint(2)]);
+    /// let third = endpoint(3);
+    /// let next = picker.changed(&PickerChange::Added(&third)).unwrap();
+    /// let mut seen: Vec<usize> = (0..3).map(|_| next.pick(None).unwrap()).collect();
+    /// seen.sort();
+    /// assert_eq!(seen, [0, 1, 2]);
+    /// ```
+    pub fn changed(&self, change: &PickerChange<'_>) -> Option<Self> {
+        let inner = match (&self.inner, change) {
+            (Inner::P2c(p), _) => Inner::P2c(p.changed(change)?),
+            (Inner::RoundRobin(p), _) => Inner::RoundRobin(p.changed(change)?),
+            (&Inner::Uniform { n, weight }, change) => {
+                let n = match change {
+                    PickerChange::Replaced(i, e) if *i < n && e.weight == weight => n,
+                    PickerChange::Added(e) if e.weight == weight => n + 1,
+                    PickerChange::Removed(i) if *i < n && n > 1 => n - 1,
+                    _ => return None,
+                };
+                Inner::Uniform { n, weight }
+            }
+            _ => return None,
+        };
+        Some(Self { inner })
     }
 
     /// The index (into the endpoints it was built from) of the endpoint for
@@ -115,6 +182,7 @@ impl Picker {
             Inner::P2c(p) => Some(p.pick()),
             Inner::RoundRobin(p) => Some(p.pick()),
             Inner::Random(p) => Some(p.sample()),
+            Inner::Uniform { n, .. } => Some(fastrand::usize(..*n)),
             Inner::Ring(p) => Some(p.pick(hash.unwrap_or_else(|| fastrand::u64(..)))),
             Inner::Maglev(p) => Some(p.pick(hash.unwrap_or_else(|| fastrand::u64(..)))),
         }

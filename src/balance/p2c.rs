@@ -1,7 +1,8 @@
 //! Power of two choices: two weighted-random candidates, the cheaper wins.
 
 use super::alias::Alias;
-use super::{EndpointLoad, PickerEndpoint};
+use super::{EndpointLoad, PickerChange, PickerEndpoint};
+use crate::cow_list::CowList;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug)]
@@ -17,7 +18,11 @@ pub(super) struct P2c {
     /// Weighted sampling; `None` when every weight is the same, which
     /// saves two table reads (cache misses, at scale) per pick.
     weighted: Option<(Alias, Vec<f64>)>,
-    loads: Vec<Arc<EndpointLoad>>,
+    /// The loads, in a list whose versions share what they do not change,
+    /// so that a one-endpoint change does not copy the rest.
+    loads: CowList<Arc<EndpointLoad>>,
+    /// The weight every endpoint has, when they all have the same.
+    uniform: Option<u32>,
     cost: Cost,
 }
 
@@ -33,8 +38,32 @@ impl P2c {
                 (Alias::new(endpoints), weights)
             }),
             loads: endpoints.iter().map(|e| e.load.clone()).collect(),
+            uniform: uniform.then(|| endpoints.first().map_or(1, |e| e.weight)),
             cost,
         }
+    }
+
+    /// This picker with one change, when its endpoints keep one weight;
+    /// `None` when it must be rebuilt.
+    pub(super) fn changed(&self, change: &PickerChange<'_>) -> Option<Self> {
+        let weight = self.uniform?;
+        let mut loads = self.loads.clone();
+        match change {
+            PickerChange::Replaced(i, e) if e.weight == weight => {
+                loads.set(*i, e.load.clone())?;
+            }
+            PickerChange::Added(e) if e.weight == weight => loads.push(e.load.clone()),
+            PickerChange::Removed(i) => {
+                loads.swap_remove(*i)?;
+            }
+            _ => return None,
+        }
+        (!loads.is_empty()).then_some(Self {
+            weighted: None,
+            loads,
+            uniform: Some(weight),
+            cost: self.cost,
+        })
     }
 
     #[inline]
@@ -47,13 +76,15 @@ impl P2c {
 
     #[inline]
     fn cost_of(&self, i: usize) -> f64 {
-        let load = &self.loads[i];
+        let Some(load) = self.loads.get(i) else {
+            return f64::INFINITY;
+        };
         let cost = match self.cost {
             Cost::PeakEwma => load.cost(),
             Cost::InFlight => f64::from(load.inflight()),
         };
         match &self.weighted {
-            Some((_, weights)) => cost / weights[i],
+            Some((_, weights)) => cost / weights.get(i).copied().unwrap_or(1.0),
             None => cost,
         }
     }

@@ -5,14 +5,19 @@
 //! Weights whose sum exceeds the sequence cap are scaled down first (each
 //! endpoint keeping at least one slot).
 
-use super::PickerEndpoint;
+use super::{PickerChange, PickerEndpoint};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 const MAX_SEQUENCE: u64 = 1 << 20;
 
 #[derive(Debug)]
 pub(super) struct RoundRobin {
-    sequence: Vec<u32>,
+    /// `None` when every endpoint has the same weight: the sequence is
+    /// then the endpoints in order, and a change needs no table.
+    sequence: Option<Vec<u32>>,
+    len: usize,
+    /// The weight every endpoint has, when they all have the same.
+    uniform: Option<u32>,
     next: AtomicUsize,
 }
 
@@ -25,11 +30,12 @@ impl RoundRobin {
             .map(|e| (u64::from(e.weight.max(1)) / scale).max(1) as i64)
             .collect();
         let total: i64 = weights.iter().sum();
-        let sequence = if weights.iter().all(|&w| w == weights[0]) {
-            (0..endpoints.len() as u32).collect()
+        let uniform = endpoints.windows(2).all(|w| w[0].weight == w[1].weight);
+        let sequence = if uniform {
+            None
         } else {
             let mut current = vec![0i64; weights.len()];
-            (0..total)
+            let sequence = (0..total)
                 .map(|_| {
                     let mut best = 0;
                     for (i, w) in weights.iter().enumerate() {
@@ -41,19 +47,43 @@ impl RoundRobin {
                     current[best] -= total;
                     best as u32
                 })
-                .collect()
+                .collect();
+            Some(sequence)
         };
         Self {
             sequence,
+            len: endpoints.len(),
+            uniform: uniform.then(|| endpoints.first().map_or(1, |e| e.weight)),
             // Clients start at different places, so that they do not all
             // hit the first endpoint together.
             next: AtomicUsize::new(fastrand::usize(..)),
         }
     }
 
+    /// This picker with one change, when its endpoints keep one weight;
+    /// `None` when it must be rebuilt. The walk goes on where it was.
+    pub(super) fn changed(&self, change: &PickerChange<'_>) -> Option<Self> {
+        let weight = self.uniform?;
+        let len = match change {
+            PickerChange::Replaced(i, e) if e.weight == weight && *i < self.len => self.len,
+            PickerChange::Added(e) if e.weight == weight => self.len + 1,
+            PickerChange::Removed(i) if *i < self.len => self.len - 1,
+            _ => return None,
+        };
+        (len > 0).then(|| Self {
+            sequence: None,
+            len,
+            uniform: Some(weight),
+            next: AtomicUsize::new(self.next.load(Relaxed)),
+        })
+    }
+
     #[inline]
     pub(super) fn pick(&self) -> usize {
         let n = self.next.fetch_add(1, Relaxed);
-        self.sequence[n % self.sequence.len()] as usize
+        match &self.sequence {
+            None => n % self.len,
+            Some(sequence) => sequence[n % sequence.len()] as usize,
+        }
     }
 }

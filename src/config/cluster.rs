@@ -99,9 +99,11 @@ impl Default for LocalityLbConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThresholdsConfig {
-    /// Requests in flight to the cluster. Default: 1024.
+    /// Requests in flight to the cluster, from the moment they are sent
+    /// until their response body ends. Default: 1024.
     pub max_requests: u32,
-    /// Requests waiting for a connection. Default: 1024.
+    /// Requests waiting, in arrival order, for a place under
+    /// `max_requests`; one more fails at once. Default: 1024.
     pub max_pending: u32,
     /// Retries in flight to the cluster. Default: 3.
     pub max_retries: u32,

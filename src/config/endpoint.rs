@@ -24,6 +24,21 @@ pub struct EndpointConfig {
     pub metadata: BTreeMap<String, String>,
 }
 
+impl EndpointConfig {
+    /// An endpoint at `address` (`ip:port`) with every other field at its
+    /// default.
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            weight: 1,
+            locality: Locality::default(),
+            priority: 0,
+            health: Health::default(),
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
 fn one() -> u32 {
     1
 }

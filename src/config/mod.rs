@@ -39,6 +39,7 @@
 //! );
 //! ```
 
+mod changes;
 mod cluster;
 mod endpoint;
 mod parse;
@@ -49,13 +50,16 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use changes::EndpointChanges;
+#[cfg(feature = "mesh")]
+pub(crate) use changes::EndpointOp;
 pub use cluster::{
     ClusterConfig, FailurePercentageConfig, LbPolicy, LocalityLbConfig, OutlierDetectionConfig,
     Protocol, SuccessRateConfig, ThresholdsConfig,
 };
 pub use endpoint::{EndpointConfig, Health, Locality};
 pub use route::{HeaderMatch, PathMatch, RouteConfig, RouteMatch, ServiceConfig, WeightedCluster};
-pub use snapshot::{Cluster, Endpoint, Route, Service, Snapshot};
+pub use snapshot::{Cluster, Endpoint, Endpoints, Route, Service, Snapshot};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

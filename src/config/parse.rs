@@ -29,12 +29,13 @@ fn path_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) -> Con
     } else {
         path
     };
-    // Some deserializers put the path in their own message too.
+    // Some deserializers put the path (or, for an unknown field, its
+    // parent's) in their own message too.
     let message = error.inner().to_string();
-    let message = message
-        .strip_prefix(&format!("{path}: "))
-        .map(str::to_owned)
-        .unwrap_or(message);
+    let message = match message.split_once(": ") {
+        Some((head, rest)) if !head.is_empty() && path.starts_with(head) => rest.to_owned(),
+        _ => message,
+    };
     ConfigError::new(path, message)
 }
 

@@ -80,7 +80,7 @@ fn the_example_builds_with_every_policy() {
 
     let v1 = snapshot
         .cluster("reviews-v1")
-        .map(|c| c.endpoints().to_vec())
+        .map(|c| c.endpoints().iter().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
     assert_eq!(v1.len(), 2);
     assert_eq!(v1[1].weight, 3);
@@ -289,4 +289,103 @@ fn every_invalid_field_is_named() {
     for (field, edit) in cases {
         assert_eq!(failing_field(edit).as_deref(), Some(field));
     }
+}
+
+#[test]
+fn endpoint_changes_are_checked_and_share_the_rest() {
+    use crate::config::{EndpointChanges, EndpointConfig};
+    let config = MeshConfig::from_yaml(
+        "services:\n  s:\n    routes: [{ split: [{ cluster: pool }] }]\nclusters:\n  pool:\n    endpoints: [{ address: \"10.0.0.1:80\" }, { address: \"10.0.0.2:80\" }]\n  other:\n    endpoints: [{ address: \"10.0.1.1:80\" }]\n",
+    )
+    .unwrap_or_default();
+    let first = Snapshot::build(config, 1).unwrap_or_else(|e| unreachable!("{e}"));
+    let error = |cluster: &str, changes: EndpointChanges| {
+        first
+            .with_endpoint_changes(cluster, &changes, 2)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let add = |address: &str| EndpointChanges {
+        upsert: vec![EndpointConfig::new(address)],
+        remove: vec![],
+    };
+    assert_eq!(
+        error("nope", add("10.0.0.3:80")),
+        "clusters.nope: no such cluster"
+    );
+    assert_eq!(
+        error("pool", add("10.0.0.3")),
+        "clusters.pool.upsert[0].address: `10.0.0.3` is not an ip:port"
+    );
+    let mut heavy = EndpointConfig::new("10.0.0.3:80");
+    heavy.weight = 0;
+    assert_eq!(
+        error(
+            "pool",
+            EndpointChanges {
+                upsert: vec![heavy],
+                remove: vec![]
+            }
+        ),
+        "clusters.pool.upsert[0].weight: must be between 1 and 1000000"
+    );
+    let twice = EndpointChanges {
+        upsert: vec![
+            EndpointConfig::new("10.0.0.3:80"),
+            EndpointConfig::new("10.0.0.3:80"),
+        ],
+        remove: vec![],
+    };
+    assert_eq!(
+        error("pool", twice),
+        "clusters.pool.upsert[1].address: duplicate of upsert[0]"
+    );
+    let both = EndpointChanges {
+        upsert: vec![EndpointConfig::new("10.0.0.1:80")],
+        remove: vec!["10.0.0.1:80".into()],
+    };
+    assert_eq!(
+        error("pool", both),
+        "clusters.pool.upsert[0].address: is also in `remove`"
+    );
+    let bad_remove = EndpointChanges {
+        upsert: vec![],
+        remove: vec!["[::1]".into()],
+    };
+    assert_eq!(
+        error("pool", bad_remove),
+        "clusters.pool.remove[0]: `[::1]` is not an ip:port"
+    );
+
+    let mut reweighed = EndpointConfig::new("10.0.0.2:80");
+    reweighed.weight = 5;
+    let changes = EndpointChanges {
+        upsert: vec![reweighed, EndpointConfig::new("[::1]:80")],
+        remove: vec!["10.0.0.1:80".into(), "10.9.9.9:80".into()],
+    };
+    let second = first
+        .with_endpoint_changes("pool", &changes, 2)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(second.version(), 2);
+    let pool: Vec<(String, u32)> = second
+        .cluster("pool")
+        .map(|c| {
+            c.endpoints()
+                .iter()
+                .map(|e| (e.address.to_string(), e.weight))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(pool, [("10.0.0.2:80".into(), 5), ("[::1]:80".into(), 1)]);
+    assert!(
+        matches!((first.cluster("other"), second.cluster("other")), (Some(a), Some(b)) if std::sync::Arc::ptr_eq(a, b)),
+        "other clusters are shared"
+    );
+    assert_eq!(first.cluster("pool").map(|c| c.endpoints().len()), Some(2));
+    // The whole configuration, endpoints included, reads back.
+    let whole = second.to_config();
+    assert_eq!(whole.clusters["pool"].endpoints.len(), 2);
+    assert_eq!(whole.clusters["pool"].endpoints[0].weight, 5);
+    assert!(second.config().clusters["pool"].endpoints.is_empty());
 }

@@ -2,7 +2,7 @@
 //! path of every field it rejects.
 
 use super::snapshot::{Cluster, Endpoint, PathMatcher, Route, ValueMatcher};
-use super::{ClusterConfig, HeaderMatch, LbPolicy, PathMatch, RouteConfig};
+use super::{ClusterConfig, EndpointConfig, HeaderMatch, LbPolicy, PathMatch, RouteConfig};
 use crate::error::ConfigError;
 use http::{HeaderName, Method};
 use regex::Regex;
@@ -168,7 +168,7 @@ fn checked_header(at: &Fields, h: &HeaderMatch) -> Result<(HeaderName, ValueMatc
 pub(super) fn checked_cluster(
     at: &Fields,
     name: &str,
-    cluster: &ClusterConfig,
+    mut cluster: ClusterConfig,
 ) -> Result<Cluster, ConfigError> {
     at.check_name(name)?;
     match &cluster.lb {
@@ -224,42 +224,45 @@ pub(super) fn checked_cluster(
                 .error("must be a SPIFFE ID (spiffe://trust-domain/path)"));
         }
     }
-    let mut endpoints = Vec::with_capacity(cluster.endpoints.len());
-    let mut seen = HashMap::with_capacity(cluster.endpoints.len());
-    for (i, e) in cluster.endpoints.iter().enumerate() {
+    let given = std::mem::take(&mut cluster.endpoints);
+    let mut endpoints = Vec::with_capacity(given.len());
+    let mut seen = HashMap::with_capacity(given.len());
+    for (i, e) in given.into_iter().enumerate() {
         let at = at.field("endpoints").index(i);
-        let address: SocketAddr = e.address.parse().map_err(|_| {
-            at.field("address")
-                .error(format!("`{}` is not an ip:port", e.address))
-        })?;
-        if let Some(first) = seen.insert(address, i) {
+        let endpoint = checked_endpoint(&at, e)?;
+        if let Some(first) = seen.insert(endpoint.address, i) {
             return Err(at
                 .field("address")
                 .error(format!("duplicate of endpoints[{first}]")));
         }
-        if !(1..=MAX_WEIGHT).contains(&e.weight) {
-            return Err(at
-                .field("weight")
-                .error(format!("must be between 1 and {MAX_WEIGHT}")));
-        }
-        endpoints.push(Endpoint {
-            address,
-            weight: e.weight,
-            locality: e.locality.clone(),
-            priority: e.priority,
-            health: e.health,
-            metadata: e.metadata.clone(),
-        });
+        endpoints.push(endpoint);
     }
-    Ok(Cluster {
-        name: name.to_owned(),
-        // The endpoints live once, parsed, in `endpoints`.
-        config: ClusterConfig {
-            endpoints: Vec::new(),
-            ..cluster.clone()
-        },
-        endpoints,
+    // The endpoints live once, parsed, in the cluster's list.
+    Ok(Cluster::new(name.to_owned(), cluster, endpoints))
+}
+
+/// Parses one endpoint, taking its strings rather than copying them.
+pub(super) fn checked_endpoint(at: &Fields, e: EndpointConfig) -> Result<Endpoint, ConfigError> {
+    let address = checked_address(&at.field("address"), &e.address)?;
+    if !(1..=MAX_WEIGHT).contains(&e.weight) {
+        return Err(at
+            .field("weight")
+            .error(format!("must be between 1 and {MAX_WEIGHT}")));
+    }
+    Ok(Endpoint {
+        address,
+        weight: e.weight,
+        locality: e.locality,
+        priority: e.priority,
+        health: e.health,
+        metadata: e.metadata,
     })
+}
+
+pub(super) fn checked_address(at: &Fields, address: &str) -> Result<SocketAddr, ConfigError> {
+    address
+        .parse()
+        .map_err(|_| at.error(format!("`{address}` is not an ip:port")))
 }
 
 fn check_hash_header(at: &Fields, header: Option<&str>) -> Result<(), ConfigError> {

@@ -1,4 +1,5 @@
 use super::Mesh;
+use super::body::ResponseBody;
 use super::connect::BackoffConnector;
 use super::outlier::Result_ as OutlierResult;
 use super::route::RouteError;
@@ -11,7 +12,6 @@ use crate::timeout::Elapsed;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::Body;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -104,9 +104,9 @@ where
     B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<ResponseBody>;
     type Error = BoxError;
-    type Future = BoxFuture<Result<Response<Incoming>, BoxError>>;
+    type Future = BoxFuture<Result<Response<ResponseBody>, BoxError>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -127,7 +127,7 @@ where
             cluster,
             clients: self.clients.clone(),
         };
-        let sent: BoxFuture<Result<Response<Incoming>, BoxError>> =
+        let sent: BoxFuture<Result<Response<ResponseBody>, BoxError>> =
             match routing.retry_layer(decision.indices()) {
                 Some(retry) => Box::pin(retry.layer(attempts).oneshot(request)),
                 // Without a retry policy nothing is kept for replay.
@@ -169,9 +169,9 @@ where
     B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<ResponseBody>;
     type Error = BoxError;
-    type Future = BoxFuture<Result<Response<Incoming>, BoxError>>;
+    type Future = BoxFuture<Result<Response<ResponseBody>, BoxError>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -179,27 +179,22 @@ where
 
     fn call(&mut self, mut request: Request<ReplayBody<B>>) -> Self::Future {
         let retry = request.extensions().get::<Attempt>().is_some();
-        let permit = match self.cluster.admit(retry) {
-            Ok(permit) => permit,
-            Err(error) => return Box::pin(std::future::ready(Err(error.into()))),
-        };
-        let Some(endpoint) = self.cluster.pick(&request).cloned() else {
-            let error = RouteError::NoEndpoint(self.cluster.name.clone());
-            return Box::pin(std::future::ready(Err(error.into())));
-        };
-        if let Err(error) = aim(request.uri_mut(), endpoint.address) {
-            return Box::pin(std::future::ready(Err(error)));
-        }
-        let client = match self.cluster.protocol {
-            Protocol::Http1 => &self.clients.http1,
-            Protocol::Http2 => &self.clients.http2,
-        };
-        let sent = client.request(request);
-        let in_flight = endpoint.load.start();
         let cluster = self.cluster.clone();
+        let clients = self.clients.clone();
         Box::pin(async move {
-            let result = sent.await;
-            drop(permit);
+            // Admitted first, so that a request that waited in line goes
+            // to the endpoint that is best when it leaves the line.
+            let permit = cluster.admit(retry).await?;
+            let Some(endpoint) = cluster.pick(&request) else {
+                return Err(RouteError::NoEndpoint(cluster.name.clone()).into());
+            };
+            aim(request.uri_mut(), endpoint.address)?;
+            let client = match cluster.protocol {
+                Protocol::Http1 => &clients.http1,
+                Protocol::Http2 => &clients.http2,
+            };
+            let in_flight = endpoint.load.start();
+            let result = client.request(request).await;
             let outcome = match &result {
                 Ok(response) if response.status().is_server_error() => OutlierResult::ServerError {
                     gateway: matches!(response.status().as_u16(), 502..=504),
@@ -207,11 +202,12 @@ where
                 Ok(_) => OutlierResult::Success,
                 Err(_) => OutlierResult::LocalFailure,
             };
-            cluster.record(endpoint.index, outcome);
-            if result.is_ok() {
-                in_flight.finish();
-            }
-            result.map_err(Into::into)
+            cluster.record(&endpoint.outlier, outcome);
+            let response = result?;
+            // Latency is time to the response head; the request stays in
+            // flight (and in the cluster's count) until its body ends.
+            in_flight.observe();
+            Ok(response.map(|body| ResponseBody::new(body, permit, in_flight)))
         })
     }
 }

@@ -1,9 +1,8 @@
-use super::{ClusterOverloaded, HttpClient, Mesh, RouteError};
+use super::{ClusterOverloaded, HttpClient, Mesh, ResponseBody, RouteError};
 use crate::error::BoxError;
 use futures_util::TryFutureExt;
 use futures_util::future::MapErr;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use std::task::{Context, Poll};
 
 /// A channel for tonic's generated clients. Made by
@@ -48,7 +47,7 @@ fn as_status(error: BoxError) -> BoxError {
 }
 
 impl tower::Service<Request<tonic::body::Body>> for GrpcChannel {
-    type Response = Response<Incoming>;
+    type Response = Response<ResponseBody>;
     type Error = BoxError;
     type Future = MapErr<
         <HttpClient<tonic::body::Body> as tower::Service<Request<tonic::body::Body>>>::Future,

@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+mod body;
 mod builder;
 mod client;
 mod connect;
@@ -43,7 +44,9 @@ mod route;
 mod runtime;
 mod source;
 mod status;
+mod thresholds;
 
+pub use body::ResponseBody;
 pub use builder::MeshBuilder;
 pub use client::HttpClient;
 pub use connect::ConnectBackoff;
@@ -55,7 +58,8 @@ pub use status::ConfigStatus;
 
 use runtime::Routing;
 
-use crate::config::{Locality, MeshConfig, Snapshot};
+use crate::config::{EndpointChanges, Locality, MeshConfig, Snapshot};
+use crate::error::ConfigError;
 use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex};
 
@@ -70,6 +74,9 @@ pub struct Mesh {
 pub(crate) struct Shared {
     routing: ArcSwap<Routing>,
     status: Mutex<ConfigStatus>,
+    /// Held while a new routing is made and swapped in, so that each update
+    /// starts from the one before.
+    writer: Mutex<()>,
     /// Where this process runs, for zone-aware balancing.
     locality: Option<Locality>,
 }
@@ -97,8 +104,47 @@ impl Mesh {
 
     /// Replaces the configuration. An invalid one is rejected with the
     /// error naming its field, and changes nothing in force.
-    pub fn apply(&self, config: MeshConfig) -> Result<u64, crate::error::ConfigError> {
+    pub fn apply(&self, config: MeshConfig) -> Result<u64, ConfigError> {
         self.shared.apply(config)
+    }
+
+    /// Applies a change to the endpoints of one cluster, leaving the rest
+    /// of the configuration as it is. Endpoints that stay keep their load
+    /// and outlier state; removed ones get no new requests, and their
+    /// requests in flight finish. The cost follows the size of the change:
+    /// a one-endpoint change to a cluster of 100,000 endpoints takes tens
+    /// of microseconds when the cluster's endpoints all take traffic and
+    /// its picker allows (see
+    /// [`Picker::changed`](crate::balance::Picker::changed)).
+    ///
+    /// An invalid change is rejected, naming the field
+    /// (`clusters.pool.upsert[0].address`), and changes nothing.
+    ///
+    /// ```
+    /// use sinew::config::{EndpointChanges, EndpointConfig, MeshConfig};
+    /// use sinew::mesh::Mesh;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sinew::error::ConfigError> {
+    /// let config = MeshConfig::from_yaml(
+    ///     "clusters:\n  pool:\n    endpoints: [{ address: \"10.0.0.1:80\" }]\n",
+    /// )?;
+    /// let mesh = Mesh::builder().config(config).build().await?;
+    /// let changes = EndpointChanges {
+    ///     upsert: vec![EndpointConfig::new("10.0.0.2:80")],
+    ///     ..EndpointChanges::default()
+    /// };
+    /// let version = mesh.update_endpoints("pool", &changes)?;
+    /// assert_eq!(mesh.config_status().version(), version);
+    /// let pool = mesh.snapshot().cluster("pool").map(|c| c.endpoints().len());
+    /// assert_eq!(pool, Some(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn update_endpoints(
+        &self,
+        cluster: &str,
+        changes: &EndpointChanges,
+    ) -> Result<u64, ConfigError> {
+        self.shared.update_endpoints(cluster, changes)
     }
 }
 
@@ -112,6 +158,7 @@ impl Shared {
                 locality.as_ref(),
             )),
             status: Mutex::new(status),
+            writer: Mutex::new(()),
             locality,
         }
     }
@@ -121,13 +168,14 @@ impl Shared {
     }
 
     /// Builds and swaps in the next snapshot, or records why not.
-    pub(crate) fn apply(&self, config: MeshConfig) -> Result<u64, crate::error::ConfigError> {
+    pub(crate) fn apply(&self, config: MeshConfig) -> Result<u64, ConfigError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let previous = self.routing.load_full();
         let version = previous.snapshot.version() + 1;
         match Snapshot::build(config, version) {
             Ok(snapshot) => {
-                // Sources apply one at a time, so `previous` is still the
-                // routing in force: its endpoints' loads carry over.
+                // Under the writer lock `previous` is still the routing in
+                // force: its endpoints' loads carry over.
                 let routing =
                     Routing::build(Arc::new(snapshot), Some(&previous), self.locality.as_ref());
                 self.routing.store(Arc::new(routing));
@@ -136,14 +184,36 @@ impl Shared {
                 Ok(version)
             }
             Err(error) => {
-                tracing::warn!(%error, "configuration rejected; the last good one stays in force");
-                self.status().record_rejection(error.clone());
+                self.reject(error.clone());
                 Err(error)
             }
         }
     }
 
-    fn reject(&self, error: crate::error::ConfigError) {
+    fn update_endpoints(
+        &self,
+        cluster: &str,
+        changes: &EndpointChanges,
+    ) -> Result<u64, ConfigError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = self.routing.load_full();
+        let version = previous.snapshot.version() + 1;
+        match previous.snapshot.changed(cluster, changes, version) {
+            Ok((snapshot, ops)) => {
+                let routing = previous.with_changes(Arc::new(snapshot), cluster, &ops);
+                self.routing.store(Arc::new(routing));
+                *self.status() = ConfigStatus::applied(version);
+                tracing::debug!(version, cluster, "endpoints changed");
+                Ok(version)
+            }
+            Err(error) => {
+                self.reject(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    fn reject(&self, error: ConfigError) {
         tracing::warn!(%error, "configuration rejected; the last good one stays in force");
         self.status().record_rejection(error);
     }

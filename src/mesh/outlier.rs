@@ -8,6 +8,7 @@
 //! finds the interval over (the others never wait).
 
 use crate::config::OutlierDetectionConfig;
+use crate::cow_list::CowList;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
@@ -49,26 +50,52 @@ impl EndpointOutlier {
     }
 }
 
+/// A cluster's endpoints' outlier state, in endpoint order.
+pub(super) type Outliers = CowList<Arc<EndpointOutlier>>;
+
 /// A cluster's detector.
 #[derive(Debug)]
 pub(super) struct Detector {
     config: OutlierDetectionConfig,
     base: Instant,
     ejected: AtomicUsize,
+    /// Counts ejections, releases and forgotten ejections: a picker built
+    /// at one count is stale at another.
+    epoch: AtomicU64,
     next_evaluation: AtomicU64,
     evaluating: Mutex<()>,
 }
 
 impl Detector {
+    #[cfg(test)]
     pub(super) fn new(config: OutlierDetectionConfig) -> Self {
+        Self::following(config, None, &Outliers::default())
+    }
+
+    /// A detector for endpoints whose state may come from an earlier
+    /// detector's: it keeps that detector's clock (ejection times are kept
+    /// on it) and counts the ejections it finds.
+    pub(super) fn following(
+        config: OutlierDetectionConfig,
+        previous: Option<&Detector>,
+        all: &Outliers,
+    ) -> Self {
         let interval = config.interval.as_millis() as u64;
+        let base = previous.map_or_else(Instant::now, |p| p.base);
+        let ejected = all.iter().filter(|o| o.ejected_until().is_some()).count();
         Self {
             config,
-            base: Instant::now(),
-            ejected: AtomicUsize::new(0),
+            base,
+            ejected: AtomicUsize::new(ejected),
+            epoch: AtomicU64::new(0),
             next_evaluation: AtomicU64::new(interval),
             evaluating: Mutex::new(()),
         }
+    }
+
+    /// See the field.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Relaxed)
     }
 
     pub(super) fn now_ms(&self) -> u64 {
@@ -79,7 +106,7 @@ impl Detector {
     /// the picker is rebuilt).
     pub(super) fn record(
         &self,
-        all: &[Arc<EndpointOutlier>],
+        all: &Outliers,
         endpoint: &EndpointOutlier,
         result: Result_,
     ) -> bool {
@@ -139,6 +166,7 @@ impl Detector {
         let max = (self.config.max_ejection_time.as_millis() as u64).max(base);
         let time = base.saturating_mul(u64::from(n)).min(max);
         endpoint.ejected_until.store(now + time, Relaxed);
+        self.epoch.fetch_add(1, Relaxed);
         for counter in [
             &endpoint.consecutive_5xx,
             &endpoint.consecutive_gateway,
@@ -150,10 +178,19 @@ impl Detector {
         true
     }
 
+    /// Forgets a removed endpoint, giving back its place under
+    /// `max_ejection_percent` if it was ejected.
+    pub(super) fn forget(&self, endpoint: &EndpointOutlier) {
+        if endpoint.ejected_until.swap(0, Relaxed) != 0 {
+            self.ejected.fetch_sub(1, Relaxed);
+            self.epoch.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Returns endpoints whose ejection time has passed; true if any did.
-    pub(super) fn release(&self, all: &[Arc<EndpointOutlier>], now: u64) -> bool {
+    pub(super) fn release(&self, all: &Outliers, now: u64) -> bool {
         let mut released = false;
-        for endpoint in all {
+        for endpoint in all.iter() {
             let until = endpoint.ejected_until.load(Relaxed);
             if until != 0
                 && until <= now
@@ -163,6 +200,7 @@ impl Detector {
                     .is_ok()
             {
                 self.ejected.fetch_sub(1, Relaxed);
+                self.epoch.fetch_add(1, Relaxed);
                 released = true;
             }
         }
@@ -170,7 +208,7 @@ impl Detector {
     }
 
     /// The success-rate and failure-percentage checks of one interval.
-    fn evaluate(&self, all: &[Arc<EndpointOutlier>], now: u64) -> bool {
+    fn evaluate(&self, all: &Outliers, now: u64) -> bool {
         let Ok(_only_one) = self.evaluating.try_lock() else {
             return false;
         };
@@ -200,7 +238,9 @@ impl Detector {
                 let floor = mean - sr.stdev_factor * variance.sqrt();
                 for (i, rate) in rates {
                     if rate < floor {
-                        changed |= self.eject(all.len(), &all[i], now);
+                        if let Some(endpoint) = all.get(i) {
+                            changed |= self.eject(all.len(), endpoint, now);
+                        }
                     }
                 }
             }
@@ -215,7 +255,9 @@ impl Detector {
             if qualified.len() >= fp.minimum_hosts as usize {
                 for (i, percent) in qualified {
                     if percent >= f64::from(fp.threshold) {
-                        changed |= self.eject(all.len(), &all[i], now);
+                        if let Some(endpoint) = all.get(i) {
+                            changed |= self.eject(all.len(), endpoint, now);
+                        }
                     }
                 }
             }
@@ -228,6 +270,10 @@ impl Detector {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn at(all: &Outliers, i: usize) -> Arc<EndpointOutlier> {
+        all.get(i).cloned().unwrap_or_default()
+    }
 
     fn detector(max_percent: u32) -> Detector {
         Detector::new(OutlierDetectionConfig {
@@ -242,41 +288,72 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn consecutive_errors_eject_for_a_growing_time() {
         let d = detector(50);
-        let all: Vec<Arc<EndpointOutlier>> = (0..4).map(|_| Arc::default()).collect();
+        let all: Outliers = (0..4).map(|_| Arc::default()).collect();
         let error = Result_::ServerError { gateway: false };
-        assert!(!d.record(&all, &all[0], error));
+        assert!(!d.record(&all, &at(&all, 0), error));
         assert!(
-            !d.record(&all, &all[0], Result_::Success),
+            !d.record(&all, &at(&all, 0), Result_::Success),
             "a success resets the count"
         );
-        assert!(!d.record(&all, &all[0], error));
-        assert!(!d.record(&all, &all[0], error));
-        assert!(d.record(&all, &all[0], error), "three in a row");
-        assert!(all[0].is_ejected(d.now_ms()));
+        assert!(!d.record(&all, &at(&all, 0), error));
+        assert!(!d.record(&all, &at(&all, 0), error));
+        assert!(d.record(&all, &at(&all, 0), error), "three in a row");
+        assert!(at(&all, 0).is_ejected(d.now_ms()));
 
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(d.release(&all, d.now_ms()));
-        assert!(!all[0].is_ejected(d.now_ms()));
+        assert!(!at(&all, 0).is_ejected(d.now_ms()));
         for _ in 0..3 {
-            d.record(&all, &all[0], error);
+            d.record(&all, &at(&all, 0), error);
         }
         // The second ejection lasts twice as long, the third is capped.
         tokio::time::advance(Duration::from_secs(19)).await;
-        assert!(all[0].is_ejected(d.now_ms()));
+        assert!(at(&all, 0).is_ejected(d.now_ms()));
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(d.release(&all, d.now_ms()));
         for _ in 0..3 {
-            d.record(&all, &all[0], error);
+            d.record(&all, &at(&all, 0), error);
         }
         tokio::time::advance(Duration::from_secs(25)).await;
         assert!(d.release(&all, d.now_ms()));
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_removed_ejected_endpoint_gives_its_place_back() {
+        let d = detector(25);
+        let mut all: Outliers = (0..4).map(|_| Arc::default()).collect();
+        let error = Result_::ServerError { gateway: false };
+        for _ in 0..3 {
+            d.record(&all, &at(&all, 0), error);
+            d.record(&all, &at(&all, 1), error);
+        }
+        assert!(at(&all, 0).is_ejected(d.now_ms()));
+        assert!(
+            !at(&all, 1).is_ejected(d.now_ms()),
+            "one in four is the limit"
+        );
+        let epoch = d.epoch();
+        if let Some(gone) = all.swap_remove(0) {
+            d.forget(&gone);
+        }
+        assert_ne!(d.epoch(), epoch, "pickers built before are stale");
+        // A detector following this one (a new configuration) keeps its
+        // clock and its count.
+        let next = Detector::following(d.config.clone(), Some(&d), &all);
+        assert_eq!(next.base, d.base);
+        assert_eq!(next.ejected.load(Relaxed), 0);
+        for _ in 0..3 {
+            next.record(&all, &at(&all, 1), error);
+        }
+        let ejected = all.iter().filter(|o| o.is_ejected(next.now_ms())).count();
+        assert_eq!(ejected, 1, "the place the removed endpoint held is free");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn never_more_than_the_ejection_limit() {
         let d = detector(50);
-        let all: Vec<Arc<EndpointOutlier>> = (0..4).map(|_| Arc::default()).collect();
-        for e in &all {
+        let all: Outliers = (0..4).map(|_| Arc::default()).collect();
+        for e in all.iter() {
             for _ in 0..3 {
                 d.record(&all, e, Result_::LocalFailure);
                 d.record(&all, e, Result_::ServerError { gateway: true });
@@ -300,7 +377,7 @@ mod tests {
             }),
             ..OutlierDetectionConfig::default()
         });
-        let all: Vec<Arc<EndpointOutlier>> = (0..3).map(|_| Arc::default()).collect();
+        let all: Outliers = (0..3).map(|_| Arc::default()).collect();
         for i in 0..20 {
             for (n, e) in all.iter().enumerate() {
                 let fail = n == 2 && i % 3 != 0;
@@ -316,8 +393,8 @@ mod tests {
             }
         }
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(d.record(&all, &all[0], Result_::Success));
-        assert!(all[2].is_ejected(d.now_ms()));
-        assert!(!all[0].is_ejected(d.now_ms()) && !all[1].is_ejected(d.now_ms()));
+        assert!(d.record(&all, &at(&all, 0), Result_::Success));
+        assert!(at(&all, 2).is_ejected(d.now_ms()));
+        assert!(!at(&all, 0).is_ejected(d.now_ms()) && !at(&all, 1).is_ejected(d.now_ms()));
     }
 }

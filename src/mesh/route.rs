@@ -49,7 +49,8 @@ impl std::error::Error for RouteError {}
 pub struct ClusterOverloaded {
     /// The cluster.
     pub cluster: String,
-    /// The threshold reached: `max_requests` or `max_retries`.
+    /// The threshold reached: `max_pending` (when `max_requests` are in
+    /// flight and `max_pending` already wait) or `max_retries`.
     pub threshold: &'static str,
     /// Its value.
     pub limit: u32,

@@ -1,21 +1,29 @@
-//! What requests use besides the snapshot: per cluster, the endpoints in
-//! service with their loads and outlier state, and a picker over those not
-//! ejected. Rebuilt with each snapshot; the state of endpoints that stay is
-//! carried over.
+//! What requests use besides the snapshot: per cluster, the endpoints'
+//! loads and outlier state, a picker over those that take traffic, and the
+//! cluster's thresholds.
+//!
+//! A whole new snapshot makes a whole new routing, carrying over the state
+//! of endpoints that stay. A change to one cluster's endpoints makes a new
+//! runtime for that cluster alone, and costs about the size of the change
+//! (not of the cluster) when the cluster's endpoints all take traffic and
+//! its picker can take the change (see [`Picker::changed`]); otherwise its
+//! picker is rebuilt.
 
 use super::locality::{Candidate, select};
-use super::outlier::{Detector, EndpointOutlier, Result_ as OutlierResult};
+use super::outlier::{Detector, EndpointOutlier, Outliers, Result_ as OutlierResult};
 use super::route::ClusterOverloaded;
-use crate::balance::{EndpointLoad, Picker, PickerEndpoint, hash_key};
+use super::thresholds::{ClusterPermit, Limits};
+use crate::balance::{EndpointLoad, Picker, PickerChange, PickerEndpoint, hash_key};
 use crate::config::{
-    Health, LbPolicy, Locality, LocalityLbConfig, Protocol, Snapshot, ThresholdsConfig,
+    Cluster, Endpoint, EndpointOp, Health, LbPolicy, Locality, LocalityLbConfig, Protocol, Snapshot,
 };
+use crate::cow_list::CowList;
 use crate::retry::RetryLayer;
 use arc_swap::ArcSwap;
 use http::{HeaderName, Request};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A request's key for consistent hashing, for clusters whose `lb` hashes
@@ -30,81 +38,7 @@ pub(super) struct Routing {
     clusters: HashMap<String, Arc<ClusterRuntime>>,
     /// Per service (in snapshot order), per route: its retry layer, whose
     /// budget the route's requests share.
-    retries: Vec<Vec<Option<RetryLayer>>>,
-}
-
-#[derive(Debug)]
-pub(super) struct ClusterRuntime {
-    pub(super) name: String,
-    endpoints: Vec<EndpointRuntime>,
-    /// The endpoints' outlier state, in the same order.
-    outliers: Vec<Arc<EndpointOutlier>>,
-    /// Picks among the endpoints not ejected.
-    picker: ArcSwap<Pick>,
-    detector: Option<Detector>,
-    /// When the next ejection ends (ms on the detector's clock).
-    next_release: AtomicU64,
-    rebuilding: Mutex<()>,
-    lb: LbPolicy,
-    hash_header: Option<HeaderName>,
-    pub(super) protocol: Protocol,
-    max_requests: u32,
-    max_retries: u32,
-    /// Retries in flight to the cluster.
-    retries_inflight: Arc<AtomicU32>,
-    placement: Placement,
-    /// Requests in flight to the cluster (a new cluster runtime starts at
-    /// zero: the threshold is per snapshot).
-    inflight: Arc<AtomicU32>,
-}
-
-/// Where the caller is, and the cluster's locality settings.
-#[derive(Debug)]
-struct Placement {
-    settings: LocalityLbConfig,
-    local: Option<Locality>,
-}
-
-/// One unit of a cluster threshold, given back when dropped.
-#[derive(Debug)]
-struct Slot(Arc<AtomicU32>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Takes a slot of `counter` if it is under `limit`.
-fn take(counter: &Arc<AtomicU32>, limit: u32) -> Result<Slot, ()> {
-    let before = counter.fetch_add(1, Ordering::Relaxed);
-    let slot = Slot(counter.clone());
-    if before >= limit { Err(()) } else { Ok(slot) }
-}
-
-/// A request counted against its cluster's thresholds.
-#[derive(Debug)]
-pub(super) struct ClusterPermit {
-    _request: Slot,
-    _retry: Option<Slot>,
-}
-
-/// A picker, and which endpoint each of its indices stands for.
-#[derive(Debug)]
-struct Pick {
-    picker: Picker,
-    indices: Vec<usize>,
-}
-
-#[derive(Clone, Debug)]
-pub(super) struct EndpointRuntime {
-    pub(super) index: usize,
-    pub(super) address: SocketAddr,
-    pub(super) load: Arc<EndpointLoad>,
-    weight: u32,
-    healthy: bool,
-    priority: u32,
-    locality: Locality,
+    retries: Arc<[Vec<Option<RetryLayer>>]>,
 }
 
 impl Routing {
@@ -119,67 +53,8 @@ impl Routing {
                 continue;
             };
             let old = previous.and_then(|p| p.clusters.get(name));
-            let kept: HashMap<SocketAddr, (&Arc<EndpointLoad>, &Arc<EndpointOutlier>)> = old
-                .map(|c| {
-                    c.endpoints
-                        .iter()
-                        .zip(&c.outliers)
-                        .map(|(e, o)| (e.address, (&e.load, o)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let endpoints: Vec<EndpointRuntime> = cluster
-                .endpoints()
-                .iter()
-                .enumerate()
-                .map(|(index, e)| EndpointRuntime {
-                    index,
-                    address: e.address,
-                    load: kept
-                        .get(&e.address)
-                        .map_or_else(|| Arc::new(EndpointLoad::default()), |(l, _)| Arc::clone(l)),
-                    weight: e.weight,
-                    healthy: e.health == Health::Healthy,
-                    priority: e.priority,
-                    locality: e.locality.clone(),
-                })
-                .collect();
-            let outliers: Vec<Arc<EndpointOutlier>> = cluster
-                .endpoints()
-                .iter()
-                .map(|e| {
-                    kept.get(&e.address)
-                        .map_or_else(Arc::default, |(_, o)| Arc::clone(o))
-                })
-                .collect();
-            let lb = &cluster.config().lb;
-            let hash_header = match lb {
-                LbPolicy::RingHash { header, .. } | LbPolicy::Maglev { header } => header
-                    .as_deref()
-                    .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
-                _ => None,
-            };
-            clusters.insert(
-                name.clone(),
-                Arc::new(ClusterRuntime::new(
-                    name,
-                    endpoints,
-                    outliers,
-                    cluster
-                        .config()
-                        .outlier_detection
-                        .clone()
-                        .map(Detector::new),
-                    lb.clone(),
-                    hash_header,
-                    cluster.config().protocol,
-                    cluster.config().thresholds,
-                    Placement {
-                        settings: cluster.config().locality_lb,
-                        local: local.cloned(),
-                    },
-                )),
-            );
+            let runtime = ClusterRuntime::new(cluster.clone(), old.map(|o| &**o), local);
+            clusters.insert(name.clone(), Arc::new(runtime));
         }
         let retries = snapshot
             .services_in_order()
@@ -200,6 +75,25 @@ impl Routing {
         }
     }
 
+    /// This routing after `ops` changed the endpoints of cluster `name`;
+    /// `snapshot` already holds the changed cluster.
+    pub(super) fn with_changes(
+        &self,
+        snapshot: Arc<Snapshot>,
+        name: &str,
+        ops: &[EndpointOp],
+    ) -> Self {
+        let mut clusters = self.clusters.clone();
+        if let (Some(old), Some(cluster)) = (self.clusters.get(name), snapshot.cluster(name)) {
+            clusters.insert(name.to_owned(), Arc::new(old.changed(cluster.clone(), ops)));
+        }
+        Self {
+            snapshot,
+            clusters,
+            retries: self.retries.clone(),
+        }
+    }
+
     pub(super) fn cluster(&self, name: &str) -> Option<&Arc<ClusterRuntime>> {
         self.clusters.get(name)
     }
@@ -210,52 +104,252 @@ impl Routing {
     }
 }
 
+#[derive(Debug)]
+pub(super) struct ClusterRuntime {
+    pub(super) name: String,
+    /// The snapshot's cluster: endpoints' addresses, weights, health,
+    /// localities; policies.
+    cluster: Arc<Cluster>,
+    /// The endpoints' loads, in the cluster's endpoint order.
+    loads: CowList<Arc<EndpointLoad>>,
+    /// The endpoints' outlier state, in the same order.
+    outliers: Outliers,
+    /// Picks among the endpoints that take traffic.
+    picker: ArcSwap<Pick>,
+    detector: Option<Arc<Detector>>,
+    /// When the next ejection ends (ms on the detector's clock).
+    next_release: AtomicU64,
+    rebuilding: Mutex<()>,
+    hash_header: Option<HeaderName>,
+    pub(super) protocol: Protocol,
+    limits: Arc<Limits>,
+    placement: Placement,
+}
+
+/// Where the caller is, and the cluster's locality settings.
+#[derive(Clone, Debug)]
+struct Placement {
+    settings: LocalityLbConfig,
+    local: Option<Locality>,
+}
+
+impl Placement {
+    /// Whether zone preference can narrow the endpoints to an endpoint
+    /// at `locality`'s disadvantage.
+    fn excludes(&self, locality: &Locality) -> bool {
+        self.settings.prefer_local_zone && self.local.as_ref().is_some_and(|l| l != locality)
+    }
+}
+
+/// A picker, and which endpoint each of its indices stands for.
+#[derive(Debug)]
+struct Pick {
+    picker: Picker,
+    /// `None` when the picker's indices are the endpoints' own.
+    indices: Option<Vec<u32>>,
+    /// Set when every endpoint takes traffic, all at this priority, none
+    /// held back by zone preference: a change whose endpoints are healthy
+    /// and match keeps it so, and can go to the picker alone.
+    open_at: Option<u32>,
+    /// The detector's count of ejection changes this pick reflects.
+    epoch: u64,
+}
+
+/// The endpoint picked for one attempt.
+#[derive(Clone, Debug)]
+pub(super) struct Picked {
+    pub(super) address: SocketAddr,
+    pub(super) load: Arc<EndpointLoad>,
+    pub(super) outlier: Arc<EndpointOutlier>,
+}
+
 impl ClusterRuntime {
-    #[allow(clippy::too_many_arguments)]
+    /// A runtime for `cluster`, keeping the state `previous` held for
+    /// endpoints that stay.
     fn new(
-        name: &str,
-        endpoints: Vec<EndpointRuntime>,
-        outliers: Vec<Arc<EndpointOutlier>>,
-        detector: Option<Detector>,
-        lb: LbPolicy,
-        hash_header: Option<HeaderName>,
-        protocol: Protocol,
-        thresholds: ThresholdsConfig,
-        placement: Placement,
+        cluster: Arc<Cluster>,
+        previous: Option<&ClusterRuntime>,
+        local: Option<&Locality>,
     ) -> Self {
-        let cluster = Self {
-            name: name.to_owned(),
+        let kept: HashMap<SocketAddr, usize> = previous
+            .map(|p| {
+                p.cluster
+                    .endpoints()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (e.address, i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let old = |address: &SocketAddr| Some((previous?, *kept.get(address)?));
+        let loads = cluster
+            .endpoints()
+            .iter()
+            .map(|e| {
+                old(&e.address)
+                    .and_then(|(p, i)| p.loads.get(i).cloned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let outliers: Outliers = cluster
+            .endpoints()
+            .iter()
+            .map(|e| {
+                old(&e.address)
+                    .and_then(|(p, i)| p.outliers.get(i).cloned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let config = cluster.config();
+        let detector = config.outlier_detection.clone().map(|c| {
+            let before = previous.and_then(|p| p.detector.as_deref());
+            Arc::new(Detector::following(c, before, &outliers))
+        });
+        let hash_header = match &config.lb {
+            LbPolicy::RingHash { header, .. } | LbPolicy::Maglev { header } => header
+                .as_deref()
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            _ => None,
+        };
+        let limits = match previous {
+            Some(p) if p.limits.thresholds() == config.thresholds => p.limits.clone(),
+            _ => Arc::new(Limits::new(config.thresholds)),
+        };
+        let runtime = Self {
+            name: cluster.name().to_owned(),
             picker: ArcSwap::from_pointee(Pick {
-                picker: Picker::build(&lb, &[]),
-                indices: Vec::new(),
+                picker: Picker::build(&config.lb, &[]),
+                indices: None,
+                open_at: None,
+                epoch: 0,
             }),
-            endpoints,
+            loads,
             outliers,
             detector,
             next_release: AtomicU64::new(u64::MAX),
             rebuilding: Mutex::new(()),
-            lb,
             hash_header,
-            protocol,
-            max_requests: thresholds.max_requests,
-            max_retries: thresholds.max_retries,
-            retries_inflight: Arc::default(),
-            inflight: Arc::default(),
-            placement,
+            protocol: config.protocol,
+            limits,
+            placement: Placement {
+                settings: config.locality_lb,
+                local: local.cloned(),
+            },
+            cluster,
         };
-        cluster.rebuild(cluster.detector.as_ref().map_or(0, Detector::now_ms));
-        cluster
+        runtime.rebuild();
+        runtime
+    }
+
+    /// This runtime after `ops` changed the endpoints: `cluster` is the
+    /// changed cluster. Removals come first in `ops`, so the index of each
+    /// replaced or added endpoint is its index in `cluster`.
+    fn changed(&self, cluster: Arc<Cluster>, ops: &[EndpointOp]) -> Self {
+        let mut loads = self.loads.clone();
+        let mut outliers = self.outliers.clone();
+        let current = self.picker.load_full();
+        let mut open_at = current.open_at.filter(|_| current.indices.is_none());
+        let mut picker: Option<Picker> = None;
+        for op in ops {
+            let (change_at, endpoint) = match *op {
+                EndpointOp::Removed(i) => {
+                    if let (Some(outlier), Some(detector)) =
+                        (outliers.swap_remove(i), &self.detector)
+                    {
+                        detector.forget(&outlier);
+                    }
+                    loads.swap_remove(i);
+                    (i, None)
+                }
+                EndpointOp::Replaced(i) => (i, cluster.endpoints().get(i)),
+                EndpointOp::Added => {
+                    loads.push(Arc::default());
+                    outliers.push(Arc::default());
+                    (loads.len() - 1, cluster.endpoints().get(loads.len() - 1))
+                }
+            };
+            let Some(priority) = open_at else {
+                continue;
+            };
+            if endpoint.is_some_and(|e| !self.takes_traffic_at(e, priority)) {
+                open_at = None;
+                continue;
+            }
+            let entry = endpoint.and_then(|e| {
+                Some(PickerEndpoint {
+                    address: e.address,
+                    weight: e.weight,
+                    load: loads.get(change_at)?.clone(),
+                })
+            });
+            let change = match (op, &entry) {
+                (EndpointOp::Removed(i), _) => PickerChange::Removed(*i),
+                (EndpointOp::Replaced(i), Some(e)) => PickerChange::Replaced(*i, e),
+                (EndpointOp::Added, Some(e)) => PickerChange::Added(e),
+                _ => {
+                    open_at = None;
+                    continue;
+                }
+            };
+            picker = picker.as_ref().unwrap_or(&current.picker).changed(&change);
+            if picker.is_none() {
+                open_at = None;
+            }
+        }
+        let pick = match (open_at, picker) {
+            (Some(priority), Some(picker)) => Arc::new(Pick {
+                picker,
+                indices: None,
+                open_at: Some(priority),
+                epoch: current.epoch,
+            }),
+            // Nothing changed the endpoints: the pick stands.
+            (Some(_), None) if ops.is_empty() => current,
+            _ => Arc::new(Pick {
+                picker: Picker::build(&LbPolicy::Random, &[]),
+                indices: None,
+                open_at: None,
+                epoch: u64::MAX,
+            }),
+        };
+        let rebuild = pick.open_at.is_none();
+        let runtime = Self {
+            name: self.name.clone(),
+            cluster,
+            loads,
+            outliers,
+            picker: ArcSwap::new(pick),
+            detector: self.detector.clone(),
+            next_release: AtomicU64::new(self.next_release.load(Ordering::Relaxed)),
+            rebuilding: Mutex::new(()),
+            hash_header: self.hash_header.clone(),
+            protocol: self.protocol,
+            limits: self.limits.clone(),
+            placement: self.placement.clone(),
+        };
+        if rebuild {
+            runtime.rebuild();
+        }
+        runtime
+    }
+
+    /// Whether `endpoint` takes traffic in a cluster whose endpoints all
+    /// do, at `priority`.
+    fn takes_traffic_at(&self, endpoint: &Endpoint, priority: u32) -> bool {
+        endpoint.health == Health::Healthy
+            && endpoint.priority == priority
+            && !self.placement.excludes(&endpoint.locality)
     }
 
     /// The endpoint for `request`, or `None` when the cluster has none in
     /// service.
-    pub(super) fn pick<B>(&self, request: &Request<B>) -> Option<&EndpointRuntime> {
+    pub(super) fn pick<B>(&self, request: &Request<B>) -> Option<Picked> {
         if let Some(detector) = &self.detector {
             let now = detector.now_ms();
             if now >= self.next_release.load(Ordering::Relaxed)
                 && detector.release(&self.outliers, now)
             {
-                self.rebuild(now);
+                self.rebuild();
             }
         }
         let hash = match &self.hash_header {
@@ -264,76 +358,81 @@ impl ClusterRuntime {
         };
         let pick = self.picker.load();
         let i = pick.picker.pick(hash)?;
-        pick.indices.get(i).and_then(|&i| self.endpoints.get(i))
-    }
-
-    /// Counts a request against `max_requests` (and a retry against
-    /// `max_retries` too), or refuses it.
-    pub(super) fn admit(&self, retry: bool) -> Result<ClusterPermit, ClusterOverloaded> {
-        let retries = if retry {
-            Some(
-                take(&self.retries_inflight, self.max_retries)
-                    .map_err(|()| self.overloaded("max_retries", self.max_retries))?,
-            )
-        } else {
-            None
+        let i = match &pick.indices {
+            None => i,
+            Some(indices) => *indices.get(i)? as usize,
         };
-        let request = take(&self.inflight, self.max_requests)
-            .map_err(|()| self.overloaded("max_requests", self.max_requests))?;
-        Ok(ClusterPermit {
-            _request: request,
-            _retry: retries,
+        Some(Picked {
+            address: self.cluster.endpoints().get(i)?.address,
+            load: self.loads.get(i)?.clone(),
+            outlier: self.outliers.get(i)?.clone(),
         })
     }
 
-    fn overloaded(&self, threshold: &'static str, limit: u32) -> ClusterOverloaded {
-        ClusterOverloaded {
-            cluster: self.name.clone(),
-            threshold,
-            limit,
-        }
+    /// Counts a request against the cluster's thresholds (and a retry
+    /// against `max_retries` too), waiting in line when `max_requests` are
+    /// in flight, or refuses it.
+    pub(super) async fn admit(&self, retry: bool) -> Result<ClusterPermit, ClusterOverloaded> {
+        self.limits
+            .admit(retry)
+            .await
+            .map_err(|(threshold, limit)| ClusterOverloaded {
+                cluster: self.name.clone(),
+                threshold,
+                limit,
+            })
     }
 
     /// Feeds a response's result to outlier detection.
-    pub(super) fn record(&self, endpoint: usize, result: OutlierResult) {
-        let (Some(detector), Some(outlier)) = (&self.detector, self.outliers.get(endpoint)) else {
+    pub(super) fn record(&self, endpoint: &EndpointOutlier, result: OutlierResult) {
+        let Some(detector) = &self.detector else {
             return;
         };
-        if detector.record(&self.outliers, outlier, result) {
-            self.rebuild(detector.now_ms());
+        // An ejection made through an older runtime of the cluster (one a
+        // request still held) shows in the epoch.
+        if detector.record(&self.outliers, endpoint, result)
+            || self.picker.load().epoch != detector.epoch()
+        {
+            self.rebuild();
         }
     }
 
     /// Rebuilds the picker over the endpoints that take traffic (see
     /// [`select`]), and notes when the next ejection ends.
-    fn rebuild(&self, now: u64) {
+    fn rebuild(&self) {
         let Ok(_only_one) = self.rebuilding.try_lock() else {
             return;
         };
-        let candidates: Vec<Candidate<'_>> = self
-            .endpoints
+        let epoch = self.detector.as_ref().map_or(0, |d| d.epoch());
+        let now = self.detector.as_ref().map_or(0, |d| d.now_ms());
+        let endpoints = self.cluster.endpoints();
+        let candidates: Vec<Candidate<'_>> = endpoints
             .iter()
-            .zip(&self.outliers)
+            .zip(self.outliers.iter())
             .map(|(e, o)| Candidate {
                 priority: e.priority,
                 locality: &e.locality,
-                available: e.healthy && !o.is_ejected(now),
+                available: e.health == Health::Healthy && !o.is_ejected(now),
             })
             .collect();
-        let indices = select(
+        let chosen = select(
             &candidates,
             &self.placement.settings,
             self.placement.local.as_ref(),
         );
-        let chosen: Vec<PickerEndpoint> = indices
+        let first = endpoints.get(0).map_or(0, |e| e.priority);
+        let open = candidates.iter().all(|c| c.available)
+            && endpoints
+                .iter()
+                .all(|e| e.priority == first && !self.placement.excludes(&e.locality));
+        let entries: Vec<PickerEndpoint> = chosen
             .iter()
-            .map(|&i| {
-                let e = &self.endpoints[i];
-                PickerEndpoint {
-                    address: e.address,
-                    weight: e.weight,
-                    load: e.load.clone(),
-                }
+            .filter_map(|&i| {
+                Some(PickerEndpoint {
+                    address: endpoints.get(i)?.address,
+                    weight: endpoints.get(i)?.weight,
+                    load: self.loads.get(i)?.clone(),
+                })
             })
             .collect();
         let next = self
@@ -343,9 +442,12 @@ impl ClusterRuntime {
             .min()
             .unwrap_or(u64::MAX);
         self.next_release.store(next, Ordering::Relaxed);
+        let identity = chosen.len() == endpoints.len();
         self.picker.store(Arc::new(Pick {
-            picker: Picker::build(&self.lb, &chosen),
-            indices,
+            picker: Picker::build(&self.cluster.config().lb, &entries),
+            indices: (!identity).then(|| chosen.iter().map(|&i| i as u32).collect()),
+            open_at: open.then_some(first),
+            epoch,
         }));
     }
 }
@@ -353,38 +455,139 @@ impl ClusterRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MeshConfig;
+    use crate::config::{EndpointChanges, EndpointConfig, MeshConfig};
+
+    fn routing(yaml: &str) -> Routing {
+        let snapshot = MeshConfig::from_yaml(yaml)
+            .and_then(|c| Snapshot::build(c, 1))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        Routing::build(Arc::new(snapshot), None, None)
+    }
+
+    fn change(routing: &Routing, changes: &EndpointChanges) -> Routing {
+        let (snapshot, ops) = routing
+            .snapshot
+            .changed("pool", changes, 2)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        routing.with_changes(Arc::new(snapshot), "pool", &ops)
+    }
+
+    fn picks(routing: &Routing, n: usize) -> Vec<SocketAddr> {
+        let pool = routing.cluster("pool").cloned();
+        let request = Request::new(());
+        let mut seen: Vec<SocketAddr> = (0..n)
+            .filter_map(|_| pool.as_ref()?.pick(&request).map(|p| p.address))
+            .collect();
+        seen.sort();
+        seen.dedup();
+        seen
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap_or_else(|_| unreachable!())
+    }
 
     #[test]
-    fn thresholds_bound_requests_and_retries_separately() {
-        let config = MeshConfig::from_yaml(
-            "clusters:\n  pool:\n    thresholds: { max_requests: 3, max_retries: 1 }\n    endpoints: [{ address: \"127.0.0.1:1\" }]\n",
-        )
-        .and_then(|c| Snapshot::build(c, 1))
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        let routing = Routing::build(Arc::new(config), None, None);
-        let Some(pool) = routing.cluster("pool") else {
-            unreachable!("the pool cluster exists")
-        };
-        let first = pool.admit(false);
-        let retry = pool.admit(true);
-        assert!(first.is_ok() && retry.is_ok());
-        let second_retry = pool.admit(true).err().map(|e| e.threshold);
-        assert_eq!(second_retry, Some("max_retries"));
-        let third = pool.admit(false);
-        assert!(third.is_ok());
-        assert_eq!(
-            pool.admit(false).err().map(|e| e.threshold),
-            Some("max_requests")
+    fn a_change_keeps_the_state_of_endpoints_that_stay() {
+        let before = routing(
+            "clusters:\n  pool:\n    lb: { policy: round_robin }\n    endpoints: [{ address: \"127.0.0.1:1\" }, { address: \"127.0.0.1:2\" }, { address: \"127.0.0.1:3\" }]\n",
         );
-        drop(retry);
-        let again = pool.admit(true);
-        assert!(again.is_ok(), "a slot of each is free again");
-        assert_eq!(
-            pool.admit(false).err().map(|e| e.threshold),
-            Some("max_requests")
+        let old = before.cluster("pool").cloned();
+        let load_of_3 = old
+            .as_ref()
+            .and_then(|c| c.loads.get(2).cloned())
+            .unwrap_or_default();
+        let _busy = load_of_3.start();
+        let after = change(
+            &before,
+            &EndpointChanges {
+                upsert: vec![EndpointConfig::new("127.0.0.1:4")],
+                remove: vec!["127.0.0.1:1".into()],
+            },
         );
-        drop((first, third, again));
-        assert!(pool.admit(true).is_ok());
+        assert_eq!(
+            picks(&after, 30),
+            [
+                addr("127.0.0.1:2"),
+                addr("127.0.0.1:3"),
+                addr("127.0.0.1:4")
+            ]
+        );
+        let pool = after.cluster("pool").cloned();
+        let moved = pool.as_ref().and_then(|c| {
+            let i = c
+                .cluster
+                .endpoints()
+                .iter()
+                .position(|e| e.address == addr("127.0.0.1:3"))?;
+            c.loads.get(i).cloned()
+        });
+        assert!(
+            moved.is_some_and(|l| Arc::ptr_eq(&l, &load_of_3) && l.inflight() == 1),
+            "the endpoint that stayed kept its load"
+        );
+        assert!(
+            pool.is_some_and(|c| c.picker.load().open_at.is_some()),
+            "taken without a rebuild"
+        );
+        assert_eq!(picks(&before, 30).len(), 3, "the old routing is untouched");
+    }
+
+    #[test]
+    fn a_change_that_narrows_the_endpoints_rebuilds_the_picker() {
+        let before = routing(
+            "clusters:\n  pool:\n    endpoints: [{ address: \"127.0.0.1:1\" }, { address: \"127.0.0.1:2\" }, { address: \"127.0.0.1:3\" }, { address: \"127.0.0.1:4\" }]\n",
+        );
+        let mut draining = EndpointConfig::new("127.0.0.1:2");
+        draining.health = Health::Draining;
+        let mut standby = EndpointConfig::new("127.0.0.1:5");
+        standby.priority = 1;
+        let narrowed = change(
+            &before,
+            &EndpointChanges {
+                upsert: vec![draining, standby],
+                remove: vec![],
+            },
+        );
+        let up = [
+            addr("127.0.0.1:1"),
+            addr("127.0.0.1:3"),
+            addr("127.0.0.1:4"),
+        ];
+        assert_eq!(picks(&narrowed, 60), up, "no draining, no standby");
+        let pool = narrowed.cluster("pool").cloned();
+        assert!(pool.is_some_and(|c| c.picker.load().open_at.is_none()));
+
+        // Two of three available at priority 0: under the failover
+        // threshold (70%).
+        let failed_over = change(
+            &narrowed,
+            &EndpointChanges {
+                upsert: vec![],
+                remove: vec!["127.0.0.1:1".into()],
+            },
+        );
+        assert_eq!(picks(&failed_over, 60), [addr("127.0.0.1:5")]);
+    }
+
+    #[test]
+    fn removing_every_endpoint_leaves_none_to_pick() {
+        let before = routing("clusters:\n  pool:\n    endpoints: [{ address: \"127.0.0.1:1\" }]\n");
+        let after = change(
+            &before,
+            &EndpointChanges {
+                upsert: vec![],
+                remove: vec!["127.0.0.1:1".into()],
+            },
+        );
+        assert!(picks(&after, 5).is_empty());
+        let again = change(
+            &after,
+            &EndpointChanges {
+                upsert: vec![EndpointConfig::new("127.0.0.1:9")],
+                remove: vec![],
+            },
+        );
+        assert_eq!(picks(&again, 5), [addr("127.0.0.1:9")]);
     }
 }

@@ -166,6 +166,121 @@ async fn endpoints_change_under_load_without_a_failed_request() {
 }
 
 #[tokio::test]
+async fn endpoint_changes_apply_under_load_without_a_failed_request() {
+    use sinew::config::{EndpointChanges, EndpointConfig};
+    let (a, served_a) = named("a").await;
+    let (b, _) = named("b").await;
+    let (c, served_c) = named("c").await;
+    let mesh = mesh_of(&format!(
+        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    lb: {{ policy: p2c_ewma }}\n    endpoints: [{{ address: \"{}\" }}, {{ address: \"{}\" }}]\n",
+        a.addr, b.addr
+    ))
+    .await;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(send_all(
+        mesh.http_client("reviews"),
+        3_000,
+        16,
+        sent.clone(),
+    ));
+    while sent.load(Ordering::SeqCst) < 1_000 {
+        tokio::task::yield_now().await;
+    }
+    let join = EndpointChanges {
+        upsert: vec![EndpointConfig::new(c.addr.to_string())],
+        ..EndpointChanges::default()
+    };
+    mesh.update_endpoints("pool", &join).unwrap();
+    // A broken change is refused, names the field, and changes nothing.
+    let broken = EndpointChanges {
+        upsert: vec![EndpointConfig::new("not-an-address")],
+        ..EndpointChanges::default()
+    };
+    let err = mesh.update_endpoints("pool", &broken).unwrap_err();
+    assert_eq!(err.field(), "clusters.pool.upsert[0].address");
+    assert_eq!(mesh.config_status().last_error(), Some(&err));
+    let leave = EndpointChanges {
+        remove: vec![a.addr.to_string()],
+        ..EndpointChanges::default()
+    };
+    mesh.update_endpoints("pool", &leave).unwrap();
+    let a_at_removal = served_a.load(Ordering::SeqCst);
+    let seen = load.await.unwrap();
+    assert_eq!(
+        seen.values().sum::<usize>(),
+        3_000,
+        "every request succeeded"
+    );
+    assert!(
+        served_c.load(Ordering::SeqCst) > 100,
+        "the new endpoint took traffic"
+    );
+    assert!(served_a.load(Ordering::SeqCst) <= a_at_removal + 16);
+    let endpoints: Vec<String> = mesh
+        .snapshot()
+        .cluster("pool")
+        .map(|p| {
+            p.endpoints()
+                .iter()
+                .map(|e| e.address.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(endpoints.len(), 2);
+    assert!(!endpoints.contains(&a.addr.to_string()));
+}
+
+#[tokio::test]
+async fn a_file_reload_changes_routing_and_a_broken_one_changes_nothing() {
+    let (v1, _) = named("v1").await;
+    let (v2, _) = named("v2").await;
+    let dir = std::env::temp_dir().join(format!("sinew-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mesh.yaml");
+    let config = |cluster: &str| {
+        format!(
+            "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: {cluster} }}] }}]\nclusters:\n  v1: {{ endpoints: [{{ address: \"{}\" }}] }}\n  v2: {{ endpoints: [{{ address: \"{}\" }}] }}\n",
+            v1.addr, v2.addr
+        )
+    };
+    std::fs::write(&path, config("v1")).unwrap();
+    let mesh = Mesh::builder()
+        .config_file(&path)
+        .reload_interval(std::time::Duration::from_millis(10))
+        .build()
+        .await
+        .unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let answer = || async {
+        let request = Request::get("http://reviews/").body(Empty::new()).unwrap();
+        body_text(client.clone().oneshot(request).await.unwrap().into_body()).await
+    };
+    assert_eq!(answer().await, "v1");
+
+    let first = mesh.config_status().version();
+    std::fs::write(&path, config("v2")).unwrap();
+    while mesh.config_status().version() == first {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(answer().await, "v2", "the reload changed routing");
+
+    let rejected = mesh.config_status().rejected();
+    std::fs::write(&path, config("v2").replace("address:", "adress:")).unwrap();
+    while mesh.config_status().rejected() == rejected {
+        tokio::task::yield_now().await;
+    }
+    let status = mesh.config_status();
+    let err = status.last_error().unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("clusters.v1.endpoints[0].adress: unknown field `adress`"),
+        "{err}"
+    );
+    assert_eq!(answer().await, "v2", "the broken file changed nothing");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
 async fn the_readme_example_configuration_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mesh.yaml");
     let mesh = Mesh::builder().config_file(path).build().await.unwrap();
@@ -332,59 +447,81 @@ clusters:
 }
 
 #[tokio::test]
-async fn a_cluster_over_its_max_requests_fails_fast() {
+async fn a_cluster_at_max_requests_queues_up_to_max_pending_and_counts_until_the_body_ends() {
+    use futures_util::StreamExt;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
     use sinew::mesh::ClusterOverloaded;
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::task::Poll;
+
     let arrived = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(tokio::sync::Semaphore::new(0));
     let (a, r) = (arrived.clone(), release.clone());
-    let server = serve(handler(move |_req| {
-        let (a, r) = (a.clone(), r.clone());
-        async move {
+    // Answers at once with a body that ends only when released.
+    let server = serve(tower::service_fn(
+        move |_req: Request<hyper::body::Incoming>| {
             a.fetch_add(1, Ordering::SeqCst);
-            let _permit = r.acquire().await;
-            text(200, "done")
-        }
-    }))
+            let r = r.clone();
+            let chunks = futures_util::stream::once(async { Bytes::from_static(b"first ") }).chain(
+                futures_util::stream::once(async move {
+                    let _permit = r.acquire().await;
+                    Bytes::from_static(b"last")
+                }),
+            );
+            let body = StreamBody::new(chunks.map(|b| Ok::<_, Infallible>(Frame::data(b))));
+            async move { Ok::<_, Infallible>(http::Response::new(body)) }
+        },
+    ))
     .await;
     let mesh = mesh_of(&format!(
-        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    thresholds: {{ max_requests: 2 }}\n    endpoints: [{{ address: \"{}\" }}]\n",
+        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    thresholds: {{ max_requests: 1, max_pending: 1 }}\n    endpoints: [{{ address: \"{}\" }}]\n",
         server.addr
-    )).await;
+    ))
+    .await;
     let client = mesh.http_client::<Empty<Bytes>>("reviews");
     let get = || {
         Request::get("http://reviews/")
             .body(Empty::<Bytes>::new())
             .unwrap()
     };
-    let held: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(client.clone().oneshot(get())))
-        .collect();
-    while arrived.load(Ordering::SeqCst) < 2 {
-        tokio::task::yield_now().await;
-    }
+
+    // The first response has begun; its body has not ended.
+    let streaming = client.clone().oneshot(get()).await.unwrap();
+    assert_eq!(arrived.load(Ordering::SeqCst), 1);
+    // The second waits in line for the first's place...
+    let mut waiting = Box::pin(client.clone().oneshot(get()));
+    let polled = std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx))).await;
+    assert!(polled.is_pending(), "it waits in line");
+    // ...so the third, over max_pending, fails at once.
     let err = client.clone().oneshot(get()).await.unwrap_err();
     assert_eq!(
         err.downcast_ref::<ClusterOverloaded>(),
         Some(&ClusterOverloaded {
             cluster: "pool".into(),
-            threshold: "max_requests",
-            limit: 2
+            threshold: "max_pending",
+            limit: 1
         })
     );
     assert_eq!(
         arrived.load(Ordering::SeqCst),
-        2,
-        "the third was never sent"
+        1,
+        "neither the waiting request nor the refused one was sent"
     );
+
+    // The first body ends: its place goes to the one waiting.
     release.add_permits(2);
-    for request in held {
-        assert_eq!(request.await.unwrap().unwrap().status(), StatusCode::OK);
-    }
-    // With the slots free again, requests go through.
-    release.add_permits(1);
+    let body = streaming.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"first last");
+    let second = waiting.await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(arrived.load(Ordering::SeqCst), 2);
+    drop(second);
     assert_eq!(
         client.oneshot(get()).await.unwrap().status(),
-        StatusCode::OK
+        StatusCode::OK,
+        "with the places free, requests go through"
     );
 }
 

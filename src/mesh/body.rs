@@ -1,0 +1,67 @@
+use super::thresholds::ClusterPermit;
+use crate::balance::InFlight;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// The body of a response from a mesh client ([`HttpClient`](super::HttpClient),
+/// [`GrpcChannel`](super::GrpcChannel)): hyper's body, counted as in flight
+/// to its endpoint and its cluster until it ends, fails or is dropped. A
+/// streaming response thus holds its place under the cluster's
+/// `max_requests`, and its endpoint's load counts it.
+#[derive(Debug)]
+pub struct ResponseBody {
+    inner: Incoming,
+    held: Option<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    _permit: ClusterPermit,
+    _in_flight: InFlight,
+}
+
+impl ResponseBody {
+    pub(super) fn new(inner: Incoming, permit: ClusterPermit, in_flight: InFlight) -> Self {
+        let held = Held {
+            _permit: permit,
+            _in_flight: in_flight,
+        };
+        let ended = inner.is_end_stream();
+        Self {
+            inner,
+            held: (!ended).then_some(held),
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if ended {
+            self.held = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
