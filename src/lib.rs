@@ -84,6 +84,8 @@ pub mod mesh;
 pub mod respond;
 #[cfg(any(feature = "breaker", feature = "retry"))]
 mod window;
+#[cfg(feature = "xds")]
+pub mod xds;
 
 #[cfg(feature = "breaker")]
 pub mod breaker;

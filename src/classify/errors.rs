@@ -25,15 +25,15 @@ pub fn never_processed(error: &(dyn Error + 'static)) -> bool {
 }
 
 fn is_never_processed(err: &(dyn Error + 'static)) -> bool {
-    if let Some(e) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
-        if e.is_connect() {
-            return true;
-        }
+    if let Some(e) = err.downcast_ref::<hyper_util::client::legacy::Error>()
+        && e.is_connect()
+    {
+        return true;
     }
-    if let Some(e) = err.downcast_ref::<hyper::Error>() {
-        if e.is_canceled() {
-            return true;
-        }
+    if let Some(e) = err.downcast_ref::<hyper::Error>()
+        && e.is_canceled()
+    {
+        return true;
     }
     if let Some(e) = err.downcast_ref::<h2::Error>() {
         let reason = e.reason();
@@ -44,10 +44,10 @@ fn is_never_processed(err: &(dyn Error + 'static)) -> bool {
             return true;
         }
     }
-    if let Some(e) = err.downcast_ref::<std::io::Error>() {
-        if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            return true;
-        }
+    if let Some(e) = err.downcast_ref::<std::io::Error>()
+        && e.kind() == std::io::ErrorKind::ConnectionRefused
+    {
+        return true;
     }
     is_local_rejection(err)
 }

@@ -271,10 +271,10 @@ pub(super) enum ValueMatcher {
 impl Route {
     /// Whether the route takes `request`.
     pub fn matches<B>(&self, request: &Request<B>) -> bool {
-        if let Some(method) = &self.method {
-            if request.method() != method {
-                return false;
-            }
+        if let Some(method) = &self.method
+            && request.method() != method
+        {
+            return false;
         }
         if let Some(path) = &self.path {
             let actual = request.uri().path();

@@ -35,17 +35,19 @@ impl Fields {
         ConfigError::new(self.0.clone(), message)
     }
 
-    /// Service and cluster names: 1 to 253 characters of `[A-Za-z0-9._-]`.
+    /// Service and cluster names: 1 to 253 characters of `[A-Za-z0-9._:-]`
+    /// (a colon for xDS names such as `reviews:8080`).
     pub(super) fn check_name(&self, name: &str) -> Result<(), ConfigError> {
         let ok = !name.is_empty()
             && name.len() <= 253
             && name
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
         if ok {
             Ok(())
         } else {
-            Err(self.error("names are 1 to 253 characters of letters, digits, '.', '_' and '-'"))
+            Err(self
+                .error("names are 1 to 253 characters of letters, digits, '.', '_', ':' and '-'"))
         }
     }
 }
@@ -217,12 +219,12 @@ pub(super) fn checked_cluster(
     if let Some(od) = &cluster.outlier_detection {
         check_outlier(&at.field("outlier_detection"), od)?;
     }
-    if let Some(identity) = &cluster.identity {
-        if !identity.starts_with("spiffe://") || identity.len() <= "spiffe://".len() {
-            return Err(at
-                .field("identity")
-                .error("must be a SPIFFE ID (spiffe://trust-domain/path)"));
-        }
+    if let Some(identity) = &cluster.identity
+        && (!identity.starts_with("spiffe://") || identity.len() <= "spiffe://".len())
+    {
+        return Err(at
+            .field("identity")
+            .error("must be a SPIFFE ID (spiffe://trust-domain/path)"));
     }
     let given = std::mem::take(&mut cluster.endpoints);
     let mut endpoints = Vec::with_capacity(given.len());
@@ -306,19 +308,19 @@ fn check_outlier(at: &Fields, od: &super::OutlierDetectionConfig) -> Result<(), 
             .field("max_ejection_percent")
             .error("must be at most 100"));
     }
-    if let Some(sr) = &od.success_rate {
-        if !(sr.stdev_factor > 0.0 && sr.stdev_factor.is_finite()) {
-            return Err(at
-                .field("success_rate.stdev_factor")
-                .error("must be a positive number"));
-        }
+    if let Some(sr) = &od.success_rate
+        && !(sr.stdev_factor > 0.0 && sr.stdev_factor.is_finite())
+    {
+        return Err(at
+            .field("success_rate.stdev_factor")
+            .error("must be a positive number"));
     }
-    if let Some(fp) = &od.failure_percentage {
-        if fp.threshold > 100 {
-            return Err(at
-                .field("failure_percentage.threshold")
-                .error("must be at most 100"));
-        }
+    if let Some(fp) = &od.failure_percentage
+        && fp.threshold > 100
+    {
+        return Err(at
+            .field("failure_percentage.threshold")
+            .error("must be at most 100"));
     }
     Ok(())
 }

@@ -209,10 +209,8 @@ where
                 grpc,
                 fired,
             } => {
-                if !*fired {
-                    if let Poll::Ready(result) = future.poll(cx) {
-                        return Poll::Ready(result);
-                    }
+                if !*fired && let Poll::Ready(result) = future.poll(cx) {
+                    return Poll::Ready(result);
                 }
                 ready!(sleep.poll(cx));
                 if std::mem::replace(fired, true) {

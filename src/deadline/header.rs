@@ -70,10 +70,10 @@ fn header_value(args: std::fmt::Arguments<'_>) -> HeaderValue {
 /// The budget a request carries in its headers: `grpc-timeout` first, then
 /// `sinew-timeout-ms`. A malformed value is ignored, as gRPC does.
 pub(crate) fn budget_from_headers(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(v) = headers.get(GRPC_TIMEOUT) {
-        if let Some(d) = parse_grpc_timeout(v.as_bytes()) {
-            return Some(d);
-        }
+    if let Some(v) = headers.get(GRPC_TIMEOUT)
+        && let Some(d) = parse_grpc_timeout(v.as_bytes())
+    {
+        return Some(d);
     }
     let v = headers.get(SINEW_TIMEOUT_MS)?;
     parse_digits(v.as_bytes(), 19).map(Duration::from_millis)

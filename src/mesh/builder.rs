@@ -12,12 +12,18 @@ pub struct MeshBuilder {
     source: Source,
     reload_interval: Duration,
     locality: Option<Locality>,
+    #[cfg(feature = "xds")]
+    initial_fetch_timeout: Duration,
+    #[cfg(feature = "xds")]
+    xds_cache: Option<PathBuf>,
 }
 
 #[derive(Debug)]
 enum Source {
     Config(MeshConfig),
     File(PathBuf),
+    #[cfg(feature = "xds")]
+    ControlPlane(crate::xds::Bootstrap),
 }
 
 impl Default for MeshBuilder {
@@ -26,6 +32,10 @@ impl Default for MeshBuilder {
             source: Source::Config(MeshConfig::default()),
             reload_interval: Duration::from_secs(1),
             locality: None,
+            #[cfg(feature = "xds")]
+            initial_fetch_timeout: Duration::from_secs(15),
+            #[cfg(feature = "xds")]
+            xds_cache: None,
         }
     }
 }
@@ -54,6 +64,56 @@ impl MeshBuilder {
             region: region.into(),
             zone: zone.into(),
         });
+        self
+    }
+
+    /// Takes the configuration from the xDS control plane at `url`
+    /// (`http://host:port`), over ADS. See [`crate::xds`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), sinew::error::ConfigError> {
+    /// let mesh = sinew::mesh::Mesh::builder()
+    ///     .control_plane("http://127.0.0.1:18000")
+    ///     .build()
+    ///     .await?;
+    /// let reviews = mesh.http_client::<http_body_util::Empty<bytes::Bytes>>("reviews");
+    /// # let _ = reviews; Ok(()) }
+    /// ```
+    #[cfg(feature = "xds")]
+    pub fn control_plane(mut self, url: &str) -> Self {
+        self.source = Source::ControlPlane(crate::xds::Bootstrap::for_server(url));
+        self
+    }
+
+    /// Takes the configuration from the control planes a gRPC bootstrap
+    /// names (see [`Bootstrap`](crate::xds::Bootstrap), which also reads
+    /// `GRPC_XDS_BOOTSTRAP`). The bootstrap's locality, if any, is this
+    /// process's unless [`MeshBuilder::locality`] says otherwise.
+    #[cfg(feature = "xds")]
+    pub fn bootstrap(mut self, bootstrap: crate::xds::Bootstrap) -> Self {
+        self.source = Source::ControlPlane(bootstrap);
+        self
+    }
+
+    /// With a control plane: how long a resource may take to arrive while
+    /// connected before it is taken not to exist, and how long a request
+    /// for a service not configured yet waits before failing with
+    /// [`RouteError::Undiscovered`](super::RouteError::Undiscovered).
+    /// Default: 15 s.
+    #[cfg(feature = "xds")]
+    pub fn initial_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.initial_fetch_timeout = timeout;
+        self
+    }
+
+    /// With a control plane: keeps the configuration in force in `path`,
+    /// and starts from it when the control plane cannot be reached at
+    /// start-up (fail-static). The log and
+    /// [`Mesh::xds_status`](super::Mesh::xds_status) say so when it
+    /// happens. Off by default.
+    #[cfg(feature = "xds")]
+    pub fn xds_cache(mut self, path: impl Into<PathBuf>) -> Self {
+        self.xds_cache = Some(path.into());
         self
     }
 
@@ -90,6 +150,26 @@ impl MeshBuilder {
                     contents,
                     self.reload_interval,
                 ));
+                Ok(Mesh { shared })
+            }
+            #[cfg(feature = "xds")]
+            Source::ControlPlane(bootstrap) => {
+                if self.initial_fetch_timeout.is_zero() {
+                    return Err(ConfigError::new(
+                        "initial_fetch_timeout",
+                        "must be greater than zero",
+                    ));
+                }
+                let locality = self.locality.or_else(|| bootstrap.locality.clone());
+                let settings = crate::xds::Settings {
+                    bootstrap,
+                    initial_fetch_timeout: self.initial_fetch_timeout,
+                    cache: self.xds_cache,
+                };
+                let (discovery, start) = crate::xds::Discovery::start(settings);
+                let empty = Snapshot::build(MeshConfig::default(), 1)?;
+                let shared = Arc::new(Shared::with_discovery(empty, locality, Some(discovery)));
+                start(Arc::downgrade(&shared));
                 Ok(Mesh { shared })
             }
         }

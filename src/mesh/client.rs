@@ -78,6 +78,10 @@ impl Mesh {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
+        #[cfg(feature = "xds")]
+        if let Some(discovery) = &self.shared.discovery {
+            discovery.watch(service);
+        }
         HttpClient {
             mesh: self.clone(),
             service: Arc::from(service),
@@ -117,6 +121,28 @@ where
         let routing = self.mesh.shared.routing.load();
         let decision = match self.mesh.decide(&routing, &self.service, &request) {
             Ok(decision) => decision,
+            #[cfg(feature = "xds")]
+            Err(RouteError::UnknownService(_)) if self.mesh.shared.discovery.is_some() => {
+                // Not configured yet: wait for the control plane (up to
+                // the initial fetch timeout), then go on as usual.
+                let mut again = self.clone();
+                return Box::pin(async move {
+                    if let Some(discovery) = &again.mesh.shared.discovery
+                        && let Err(reason) = discovery.settled(&again.service).await
+                    {
+                        return Err(RouteError::Undiscovered {
+                            service: again.service.to_string(),
+                            reason,
+                        }
+                        .into());
+                    }
+                    let routing = again.mesh.shared.routing.load_full();
+                    match again.mesh.decide(&routing, &again.service, &request) {
+                        Ok(_) => again.call(request).await,
+                        Err(error) => Err(error.into()),
+                    }
+                });
+            }
             Err(error) => return Box::pin(std::future::ready(Err(error.into()))),
         };
         let Some(cluster) = routing.cluster(decision.cluster()).cloned() else {

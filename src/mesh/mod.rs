@@ -74,6 +74,9 @@ pub struct Mesh {
 pub(crate) struct Shared {
     routing: ArcSwap<Routing>,
     status: Mutex<ConfigStatus>,
+    /// The discovery client, when configuration comes from a control plane.
+    #[cfg(feature = "xds")]
+    pub(crate) discovery: Option<crate::xds::Discovery>,
     /// Held while a new routing is made and swapped in, so that each update
     /// starts from the one before.
     writer: Mutex<()>,
@@ -146,10 +149,27 @@ impl Mesh {
     ) -> Result<u64, ConfigError> {
         self.shared.update_endpoints(cluster, changes)
     }
+
+    /// What the discovery client sees (connection, each resource's version,
+    /// ACK or NACK and last error), when configuration comes from a control
+    /// plane; `None` otherwise.
+    #[cfg(feature = "xds")]
+    pub fn xds_status(&self) -> Option<crate::xds::XdsStatus> {
+        self.shared.discovery.as_ref().map(|d| d.status())
+    }
 }
 
 impl Shared {
     fn new(first: Snapshot, locality: Option<Locality>) -> Self {
+        Self::with_discovery(first, locality, None)
+    }
+
+    fn with_discovery(
+        first: Snapshot,
+        locality: Option<Locality>,
+        #[cfg(feature = "xds")] discovery: Option<crate::xds::Discovery>,
+        #[cfg(not(feature = "xds"))] _discovery: Option<()>,
+    ) -> Self {
         let status = ConfigStatus::applied(first.version());
         Self {
             routing: ArcSwap::from_pointee(Routing::build(
@@ -159,6 +179,8 @@ impl Shared {
             )),
             status: Mutex::new(status),
             writer: Mutex::new(()),
+            #[cfg(feature = "xds")]
+            discovery,
             locality,
         }
     }
@@ -190,7 +212,13 @@ impl Shared {
         }
     }
 
-    fn update_endpoints(
+    /// The snapshot in force.
+    #[cfg_attr(not(feature = "xds"), allow(dead_code))]
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.routing.load().snapshot.clone()
+    }
+
+    pub(crate) fn update_endpoints(
         &self,
         cluster: &str,
         changes: &EndpointChanges,

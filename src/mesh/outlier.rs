@@ -237,10 +237,10 @@ impl Detector {
                     rates.iter().map(|(_, r)| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64;
                 let floor = mean - sr.stdev_factor * variance.sqrt();
                 for (i, rate) in rates {
-                    if rate < floor {
-                        if let Some(endpoint) = all.get(i) {
-                            changed |= self.eject(all.len(), endpoint, now);
-                        }
+                    if rate < floor
+                        && let Some(endpoint) = all.get(i)
+                    {
+                        changed |= self.eject(all.len(), endpoint, now);
                     }
                 }
             }
@@ -254,10 +254,10 @@ impl Detector {
                 .collect();
             if qualified.len() >= fp.minimum_hosts as usize {
                 for (i, percent) in qualified {
-                    if percent >= f64::from(fp.threshold) {
-                        if let Some(endpoint) = all.get(i) {
-                            changed |= self.eject(all.len(), endpoint, now);
-                        }
+                    if percent >= f64::from(fp.threshold)
+                        && let Some(endpoint) = all.get(i)
+                    {
+                        changed |= self.eject(all.len(), endpoint, now);
                     }
                 }
             }

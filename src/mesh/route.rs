@@ -23,6 +23,13 @@ pub enum RouteError {
         /// The request's path.
         path: String,
     },
+    /// The control plane has not (yet) configured the service.
+    Undiscovered {
+        /// The service.
+        service: String,
+        /// Why: how long it was waited for, and the connection's state.
+        reason: String,
+    },
 }
 
 impl fmt::Display for RouteError {
@@ -37,6 +44,9 @@ impl fmt::Display for RouteError {
                 method,
                 path,
             } => write!(f, "service `{service}` has no route for {method} {path}"),
+            RouteError::Undiscovered { service, reason } => {
+                write!(f, "service `{service}` is not configured: {reason}")
+            }
         }
     }
 }

@@ -169,13 +169,13 @@ impl RetryConfig {
                 "must be between 1 s and 60 s",
             ));
         }
-        if let Some(hedge) = &self.hedge {
-            if !(2..=10).contains(&hedge.max_attempts) {
-                return Err(ConfigError::new(
-                    "hedge.max_attempts",
-                    "must be between 2 and 10",
-                ));
-            }
+        if let Some(hedge) = &self.hedge
+            && !(2..=10).contains(&hedge.max_attempts)
+        {
+            return Err(ConfigError::new(
+                "hedge.max_attempts",
+                "must be between 2 and 10",
+            ));
         }
         Ok(())
     }

@@ -88,10 +88,10 @@ pub(super) fn mark_attempts<B>(
     mut result: Result<Response<B>, BoxError>,
     attempts: u32,
 ) -> Result<Response<B>, BoxError> {
-    if attempts > 1 {
-        if let Ok(response) = &mut result {
-            response.extensions_mut().insert(Attempts(attempts));
-        }
+    if attempts > 1
+        && let Ok(response) = &mut result
+    {
+        response.extensions_mut().insert(Attempts(attempts));
     }
     result
 }

@@ -1,0 +1,419 @@
+//! The ADS stream: one bidirectional gRPC stream per connection, state of
+//! the world, all four types on it. Requests name every subscribed
+//! resource of a type; each response is answered with an ACK (its version
+//! and nonce) or a NACK (the previous version, its nonce, and an error
+//! naming each rejected resource and field).
+
+use super::backoff::Backoff;
+use super::discovery::Settings;
+use super::resource::Kind;
+use super::state::State;
+use crate::config::{EndpointChanges, MeshConfig};
+use crate::mesh::Shared;
+use envoy_types::pb::envoy::config::core::v3::{
+    Locality as PbLocality, Node, node::UserAgentVersionType,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DiscoveryRequest, DiscoveryResponse,
+    aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
+};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// How a session ended.
+enum Ended {
+    /// The mesh is gone: stop.
+    Stopped,
+    /// The stream failed; `worked` when it had delivered a response.
+    Failed { worked: bool, error: String },
+}
+
+pub(super) struct Task {
+    pub(super) shared: Weak<Shared>,
+    pub(super) settings: Settings,
+    pub(super) state: Arc<Mutex<State>>,
+    pub(super) commands: mpsc::UnboundedReceiver<String>,
+    pub(super) changed: watch::Sender<u64>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Task {
+    pub(super) async fn run(mut self) {
+        let node = node(&self.settings);
+        let mut backoff = Backoff::default();
+        let mut ever_received = false;
+        loop {
+            for (i, server) in self.settings.bootstrap.servers.clone().iter().enumerate() {
+                // A fallback server only while something watched has no
+                // value (gRFC A71); otherwise the primary is retried.
+                if i > 0 && !lock(&self.state).missing_any() {
+                    break;
+                }
+                match self.session(server, &node).await {
+                    Ended::Stopped => return,
+                    Ended::Failed { worked, error } => {
+                        tracing::warn!(server, %error, "control plane stream ended");
+                        lock(&self.state).disconnected(server, error);
+                        self.notify();
+                        if worked {
+                            ever_received = true;
+                            backoff.reset();
+                            break;
+                        }
+                    }
+                }
+            }
+            if !ever_received {
+                self.load_cache();
+            }
+            let delay = backoff.next_delay();
+            let until = Instant::now() + delay;
+            // Watches asked for meanwhile are subscribed on reconnect.
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    command = self.commands.recv() => match command {
+                        Some(service) => {
+                            lock(&self.state).watch(&service);
+                        }
+                        None => return,
+                    },
+                }
+            }
+        }
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    async fn session(&mut self, server: &str, node: &Node) -> Ended {
+        let endpoint = match tonic::transport::Endpoint::from_shared(server.to_owned()) {
+            Ok(e) => e.connect_timeout(Duration::from_secs(5)),
+            Err(e) => {
+                return Ended::Failed {
+                    worked: false,
+                    error: format!("invalid server address `{server}`: {e}"),
+                };
+            }
+        };
+        let channel = match endpoint.connect().await {
+            Ok(channel) => channel,
+            Err(e) => {
+                return Ended::Failed {
+                    worked: false,
+                    error: format!("cannot connect: {}", source_chain(&e)),
+                };
+            }
+        };
+        let mut client = AggregatedDiscoveryServiceClient::new(channel);
+        let (requests, outbound) = mpsc::unbounded_channel::<DiscoveryRequest>();
+        {
+            let mut state = lock(&self.state);
+            let wanted = state.wanted();
+            state.subscribe(&wanted, false);
+            state.connected(server);
+            for kind in Kind::ALL {
+                let names = state.names(kind);
+                if !names.is_empty() {
+                    let _ = requests.send(request(
+                        node,
+                        kind,
+                        state.version(kind),
+                        String::new(),
+                        names,
+                        None,
+                    ));
+                }
+            }
+        }
+        self.notify();
+        let outbound = futures_util::stream::unfold(outbound, |mut rx| async move {
+            rx.recv().await.map(|r| (r, rx))
+        });
+        let mut inbound = match client.stream_aggregated_resources(outbound).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                return Ended::Failed {
+                    worked: false,
+                    error: format!("stream refused: {}", status.message()),
+                };
+            }
+        };
+        let mut worked = false;
+        loop {
+            let (expired, next_timer) =
+                lock(&self.state).expire(self.settings.initial_fetch_timeout);
+            if expired {
+                self.push_config(&[]);
+                self.notify();
+            }
+            let timer = next_timer.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                message = inbound.message() => match message {
+                    Ok(Some(response)) => {
+                        worked = true;
+                        self.respond(node, &requests, response);
+                    }
+                    Ok(None) => return Ended::Failed { worked, error: "the server closed the stream".to_owned() },
+                    Err(status) => return Ended::Failed { worked, error: format!("{}: {}", status.code(), status.message()) },
+                },
+                command = self.commands.recv() => match command {
+                    Some(service) => {
+                        let mut state = lock(&self.state);
+                        if state.watch(&service) {
+                            resubscribe(&mut state, node, &requests);
+                        }
+                    }
+                    None => return Ended::Stopped,
+                },
+                _ = tokio::time::sleep_until(timer) => {}
+            }
+            if self.shared.strong_count() == 0 {
+                return Ended::Stopped;
+            }
+        }
+    }
+
+    /// Applies a response, answers it, follows the cascade, and updates the
+    /// mesh.
+    fn respond(
+        &self,
+        node: &Node,
+        requests: &mpsc::UnboundedSender<DiscoveryRequest>,
+        response: DiscoveryResponse,
+    ) {
+        let Some(kind) = Kind::from_type_url(&response.type_url) else {
+            tracing::warn!(type_url = %response.type_url, "ignoring a response of a type never requested");
+            return;
+        };
+        let changed = {
+            let mut state = lock(&self.state);
+            let applied = state.apply_response(
+                kind,
+                &response.version_info,
+                &response.nonce,
+                &response.resources,
+            );
+            let (version, error) = match &applied.rejected {
+                Some(message) => {
+                    tracing::warn!(version = %response.version_info, %message, "NACK: rejected resources; the last good ones stay in use");
+                    (state.version(kind), Some(message.clone()))
+                }
+                None => (response.version_info.clone(), None),
+            };
+            let _ = requests.send(request(
+                node,
+                kind,
+                version,
+                response.nonce.clone(),
+                state.names(kind),
+                error,
+            ));
+            resubscribe(&mut state, node, requests);
+            applied.changed
+        };
+        if !changed.is_empty() {
+            self.push_config(&changed);
+        }
+        self.notify();
+    }
+
+    /// Puts what changed in force: endpoint-only changes as endpoint
+    /// updates of the clusters they feed (in the time of the change), any
+    /// other change as a whole new configuration.
+    fn push_config(&self, changed: &[(Kind, String)]) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let endpoints_only =
+            !changed.is_empty() && changed.iter().all(|(k, _)| *k == Kind::Endpoints);
+        if endpoints_only && self.update_endpoints(&shared, changed) {
+            self.write_cache(&shared);
+            return;
+        }
+        let config = lock(&self.state).assemble();
+        if shared.apply(config).is_ok() {
+            lock(&self.state).from_cache = None;
+            self.write_cache(&shared);
+        }
+    }
+
+    /// Returns false when the change needs a whole configuration.
+    fn update_endpoints(&self, shared: &Shared, changed: &[(Kind, String)]) -> bool {
+        let mut updates: Vec<(String, EndpointChanges)> = Vec::new();
+        {
+            let state = lock(&self.state);
+            let snapshot = shared.snapshot();
+            for (_, eds) in changed {
+                let Some(endpoints) = state.endpoints(eds) else {
+                    return false;
+                };
+                for cluster in state.clusters_fed_by(eds) {
+                    let Some(current) = snapshot.cluster(&cluster) else {
+                        // Not in force yet (no route names it).
+                        continue;
+                    };
+                    updates.push((cluster, diff(current.endpoints(), endpoints)));
+                }
+            }
+        }
+        updates
+            .into_iter()
+            .filter(|(_, changes)| !changes.is_empty())
+            .all(|(cluster, changes)| shared.update_endpoints(&cluster, &changes).is_ok())
+    }
+
+    /// Fail-static: the configuration in force, written where the next
+    /// start can read it when the control plane is unreachable.
+    fn write_cache(&self, shared: &Shared) {
+        let Some(path) = &self.settings.cache else {
+            return;
+        };
+        let config = shared.snapshot().to_config();
+        let result = serde_json::to_vec(&config)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                let temporary = path.with_extension("tmp");
+                std::fs::write(&temporary, bytes)?;
+                std::fs::rename(&temporary, path)
+            });
+        if let Err(error) = result {
+            tracing::warn!(path = %path.display(), %error, "cannot write the configuration cache");
+        }
+    }
+
+    /// Starts from the cached configuration, once, when the control plane
+    /// has never answered.
+    fn load_cache(&self) {
+        let Some(path) = &self.settings.cache else {
+            return;
+        };
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        if lock(&self.state).from_cache.is_some() || shared.snapshot().version() > 1 {
+            return;
+        }
+        let read = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                let written = std::fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .map_err(|e| e.to_string())?;
+                let config: MeshConfig =
+                    serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                Ok((config, written))
+            });
+        match read {
+            Ok((config, written)) => match shared.apply(config) {
+                Ok(version) => {
+                    tracing::warn!(path = %path.display(), version, "control plane unreachable: serving the cached configuration");
+                    lock(&self.state).from_cache = Some(written);
+                    self.notify();
+                }
+                Err(error) => tracing::warn!(%error, "the configuration cache is invalid"),
+            },
+            Err(error) => {
+                tracing::info!(path = %path.display(), %error, "no configuration cache to start from")
+            }
+        }
+    }
+}
+
+/// Sends a request for each type whose subscribed names changed.
+fn resubscribe(state: &mut State, node: &Node, requests: &mpsc::UnboundedSender<DiscoveryRequest>) {
+    let wanted = state.wanted();
+    for kind in state.subscribe(&wanted, true) {
+        let _ = requests.send(request(
+            node,
+            kind,
+            state.version(kind),
+            state.nonce(kind),
+            state.names(kind),
+            None,
+        ));
+    }
+}
+
+fn request(
+    node: &Node,
+    kind: Kind,
+    version: String,
+    nonce: String,
+    names: Vec<String>,
+    error: Option<String>,
+) -> DiscoveryRequest {
+    DiscoveryRequest {
+        version_info: version,
+        node: Some(node.clone()),
+        resource_names: names,
+        type_url: kind.type_url().to_owned(),
+        response_nonce: nonce,
+        error_detail: error.map(|message| RpcStatus {
+            // INVALID_ARGUMENT, as gRPC's clients send.
+            code: 3,
+            message,
+            details: Vec::new(),
+        }),
+        ..DiscoveryRequest::default()
+    }
+}
+
+fn node(settings: &Settings) -> Node {
+    let b = &settings.bootstrap;
+    Node {
+        id: b.node_id.clone(),
+        cluster: b.node_cluster.clone(),
+        locality: b.locality.as_ref().map(|l| PbLocality {
+            region: l.region.clone(),
+            zone: l.zone.clone(),
+            ..PbLocality::default()
+        }),
+        user_agent_name: "sinew".to_owned(),
+        user_agent_version_type: Some(UserAgentVersionType::UserAgentVersion(
+            env!("CARGO_PKG_VERSION").to_owned(),
+        )),
+        ..Node::default()
+    }
+}
+
+/// The changes that turn `current` into `next`.
+fn diff(
+    current: &crate::config::Endpoints,
+    next: &[crate::config::EndpointConfig],
+) -> EndpointChanges {
+    let mut existing: BTreeMap<String, crate::config::EndpointConfig> = current
+        .iter()
+        .map(|e| (e.address.to_string(), e.to_config()))
+        .collect();
+    let mut changes = EndpointChanges::default();
+    for endpoint in next {
+        match existing.remove(&endpoint.address) {
+            Some(same) if &same == endpoint => {}
+            _ => changes.upsert.push(endpoint.clone()),
+        }
+    }
+    changes.remove = existing.into_keys().collect();
+    changes
+}
+
+/// An error with its sources, which is where transport errors say what
+/// happened.
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,201 @@
+use crate::config::Locality;
+use crate::error::ConfigError;
+use serde::Deserialize;
+use std::path::Path;
+
+/// Where the control plane is and who this client is: the same JSON as
+/// gRPC's xDS bootstrap (`GRPC_XDS_BOOTSTRAP`), so one file serves gRPC's
+/// proxyless clients and Sinew's.
+///
+/// ```
+/// use sinew::xds::Bootstrap;
+///
+/// let bootstrap = Bootstrap::from_json(r#"{
+///   "xds_servers": [{ "server_uri": "localhost:18000", "channel_creds": [{ "type": "insecure" }] }],
+///   "node": { "id": "reviews-1", "locality": { "region": "eu", "zone": "eu-1a" } }
+/// }"#)?;
+/// assert_eq!(bootstrap.servers[0], "http://localhost:18000");
+/// assert_eq!(bootstrap.node_id, "reviews-1");
+/// # Ok::<(), sinew::error::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// Control-plane URLs, in order of preference: the first is the
+    /// primary, the others are used only while it is unreachable and a
+    /// watched resource is not cached (gRFC A71).
+    pub servers: Vec<String>,
+    /// The node id sent to the control plane.
+    pub node_id: String,
+    /// The node's cluster (a name for its group of nodes).
+    pub node_cluster: String,
+    /// Where this node runs, sent to the control plane and used for
+    /// zone-aware balancing.
+    pub locality: Option<Locality>,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(default)]
+    xds_servers: Vec<RawServer>,
+    #[serde(default)]
+    node: RawNode,
+}
+
+#[derive(Deserialize)]
+struct RawServer {
+    server_uri: String,
+    #[serde(default)]
+    channel_creds: Vec<RawCreds>,
+}
+
+#[derive(Deserialize)]
+struct RawCreds {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Default, Deserialize)]
+struct RawNode {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    cluster: String,
+    #[serde(default)]
+    locality: Option<RawLocality>,
+}
+
+#[derive(Deserialize)]
+struct RawLocality {
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    zone: String,
+}
+
+impl Bootstrap {
+    /// A bootstrap for one control plane at `url` (`http://host:port`, or
+    /// a bare `host:port`), with a node id made of the host name and the
+    /// process id.
+    pub fn for_server(url: &str) -> Self {
+        Self {
+            servers: vec![normalize(url)],
+            node_id: default_node_id(),
+            node_cluster: String::new(),
+            locality: None,
+        }
+    }
+
+    /// Reads the bootstrap JSON. Server addresses written as bare
+    /// `host:port` (as gRPC's files do) get the `http://` scheme.
+    pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        let deserializer = &mut serde_json::Deserializer::from_str(json);
+        let raw: Raw = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            ConfigError::new(format!("bootstrap.{}", e.path()), e.inner().to_string())
+        })?;
+        if raw.xds_servers.is_empty() {
+            return Err(ConfigError::new(
+                "bootstrap.xds_servers",
+                "must name at least one server",
+            ));
+        }
+        let mut servers = Vec::with_capacity(raw.xds_servers.len());
+        for (i, server) in raw.xds_servers.iter().enumerate() {
+            let at = format!("bootstrap.xds_servers[{i}]");
+            if server.server_uri.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{at}.server_uri"),
+                    "must not be empty",
+                ));
+            }
+            let insecure = server.channel_creds.is_empty()
+                || server.channel_creds.iter().any(|c| c.kind == "insecure");
+            if !insecure {
+                return Err(ConfigError::new(
+                    format!("{at}.channel_creds"),
+                    "only `insecure` credentials are supported so far",
+                ));
+            }
+            servers.push(normalize(&server.server_uri));
+        }
+        Ok(Self {
+            servers,
+            node_id: if raw.node.id.is_empty() {
+                default_node_id()
+            } else {
+                raw.node.id
+            },
+            node_cluster: raw.node.cluster,
+            locality: raw.node.locality.map(|l| Locality {
+                region: l.region,
+                zone: l.zone,
+            }),
+        })
+    }
+
+    /// Reads the bootstrap file at `path`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("bootstrap", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::from_json(&text)
+    }
+
+    /// The bootstrap gRPC's clients would use: the file named by
+    /// `GRPC_XDS_BOOTSTRAP`, or the JSON in `GRPC_XDS_BOOTSTRAP_CONFIG`.
+    /// `None` when neither is set.
+    pub fn from_env() -> Option<Result<Self, ConfigError>> {
+        if let Some(path) = std::env::var_os("GRPC_XDS_BOOTSTRAP") {
+            return Some(Self::from_file(path));
+        }
+        std::env::var("GRPC_XDS_BOOTSTRAP_CONFIG")
+            .ok()
+            .map(|json| Self::from_json(&json))
+    }
+}
+
+/// gRPC bootstrap files name servers as `host:port`; tonic wants a URI.
+fn normalize(url: &str) -> String {
+    if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sinew".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_bootstraps_name_the_field() {
+        let error = |json: &str| Bootstrap::from_json(json).err().map(|e| e.to_string());
+        assert_eq!(
+            error(r#"{"xds_servers": []}"#).as_deref(),
+            Some("bootstrap.xds_servers: must name at least one server")
+        );
+        assert_eq!(
+            error(r#"{"xds_servers": [{"server_uri": "a:1", "channel_creds": [{"type": "google_default"}]}]}"#)
+                .as_deref(),
+            Some("bootstrap.xds_servers[0].channel_creds: only `insecure` credentials are supported so far")
+        );
+        assert!(
+            error(r#"{"xds_servers": [{"server_uri": 5}]}"#)
+                .is_some_and(|e| e.starts_with("bootstrap.xds_servers[0].server_uri: invalid type"))
+        );
+        let fine = Bootstrap::from_json(
+            r#"{"xds_servers": [{"server_uri": "a:1"}, {"server_uri": "https://b:2"}], "node": {"cluster": "web"}}"#,
+        );
+        assert!(
+            fine.as_ref()
+                .is_ok_and(|b| b.servers == ["http://a:1", "https://b:2"]
+                    && b.node_cluster == "web"
+                    && !b.node_id.is_empty())
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The mesh's handle on its discovery task: what to watch, how to wait for
+//! a service's first configuration, and what the client sees.
+
+use super::ads::Task;
+use super::bootstrap::Bootstrap;
+use super::state::{ConnectionState, ResourceStatus, State};
+use crate::mesh::Shared;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// The discovery client's settings, from the mesh builder.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) bootstrap: Bootstrap,
+    /// How long a resource may take to arrive, while connected, before it
+    /// is taken not to exist; and how long a request for a service not yet
+    /// known waits for it.
+    pub(crate) initial_fetch_timeout: Duration,
+    /// Where the fail-static cache lives, when enabled.
+    pub(crate) cache: Option<PathBuf>,
+}
+
+/// What the discovery client sees, in the spirit of Envoy's CSDS: the
+/// connection, whether the configuration in force came from the
+/// fail-static cache, and each subscribed resource with its version, its
+/// state and its last error. Made by [`Mesh::xds_status`](crate::mesh::Mesh::xds_status).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct XdsStatus {
+    /// The control plane connection.
+    pub connection: ConnectionState,
+    /// When the configuration in force was read from the fail-static cache,
+    /// the time the cache was written.
+    pub from_cache: Option<SystemTime>,
+    /// Every subscribed resource.
+    pub resources: Vec<ResourceStatus>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Discovery {
+    commands: mpsc::UnboundedSender<String>,
+    state: Arc<Mutex<State>>,
+    changed: watch::Receiver<u64>,
+    /// When each service was first watched: its initial fetch timer.
+    watched_at: Mutex<HashMap<String, Instant>>,
+    timeout: Duration,
+}
+
+impl Discovery {
+    /// Starts the discovery task for the mesh `shared` will point to.
+    pub(crate) fn start(settings: Settings) -> (Self, impl FnOnce(Weak<Shared>)) {
+        let first = settings
+            .bootstrap
+            .servers
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let state = Arc::new(Mutex::new(State::new(&first)));
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let (notify, changed) = watch::channel(0);
+        let discovery = Self {
+            commands,
+            state: state.clone(),
+            changed,
+            watched_at: Mutex::new(HashMap::new()),
+            timeout: settings.initial_fetch_timeout,
+        };
+        let spawn = move |shared: Weak<Shared>| {
+            let task = Task {
+                shared,
+                settings,
+                state,
+                commands: receiver,
+                changed: notify,
+            };
+            tokio::spawn(task.run());
+        };
+        (discovery, spawn)
+    }
+
+    /// Subscribes to `service`'s configuration (its Listener), once.
+    pub(crate) fn watch(&self, service: &str) {
+        let mut watched = self.watched_at.lock().unwrap_or_else(|p| p.into_inner());
+        if !watched.contains_key(service) {
+            watched.insert(service.to_owned(), Instant::now());
+            let _ = self.commands.send(service.to_owned());
+        }
+    }
+
+    /// Waits until `service`'s configuration has arrived (or is known not
+    /// to exist), at most until its initial fetch timeout has passed since
+    /// it was first watched. Returns why not when it has not.
+    pub(crate) async fn settled(&self, service: &str) -> Result<(), String> {
+        self.watch(service);
+        let deadline = self
+            .watched_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            .map_or_else(Instant::now, |at| *at + self.timeout);
+        let mut changed = self.changed.clone();
+        loop {
+            if self.state().settled(service) {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) | Err(_) => {
+                    return Err(format!(
+                        "no configuration for it from the control plane within {:?} ({})",
+                        self.timeout,
+                        describe(&self.state().connection)
+                    ));
+                }
+            }
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn status(&self) -> XdsStatus {
+        let state = self.state();
+        XdsStatus {
+            connection: state.connection.clone(),
+            from_cache: state.from_cache,
+            resources: state.statuses(),
+        }
+    }
+}
+
+fn describe(connection: &ConnectionState) -> String {
+    match connection {
+        ConnectionState::Connecting { server } => format!("connecting to {server}"),
+        ConnectionState::Connected { server } => format!("connected to {server}"),
+        ConnectionState::Disconnected { server, error } => format!("{server}: {error}"),
+    }
+}

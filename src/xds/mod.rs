@@ -1,0 +1,45 @@
+//! Configuration from an xDS control plane: Sinew's discovery client.
+//!
+//! [`MeshBuilder::control_plane`](crate::mesh::MeshBuilder::control_plane)
+//! (or [`bootstrap`](crate::mesh::MeshBuilder::bootstrap), which reads
+//! gRPC's bootstrap JSON) makes a mesh whose configuration comes from a
+//! control plane over ADS, state of the world, subscribing the way gRPC's
+//! proxyless clients do (gRFC A27): for each service a client is made for,
+//! the Listener named after it; its route configuration (inline or by RDS);
+//! the clusters its routes name (CDS); their endpoints (EDS). Each resource
+//! is translated into Sinew's model ([`crate::config`]) and checked by the
+//! same validation as a file.
+//!
+//! The protocol's failure rules, after gRPC's:
+//!
+//! - every response is ACKed with its version and nonce, or NACKed with the
+//!   previous version and an error naming each rejected resource and field,
+//!   while the valid resources of the same response apply (gRFC A46);
+//! - a rejected resource, and every resource after the stream is lost,
+//!   keeps its last good value (gRFC A88);
+//! - a resource not received within the initial fetch timeout is taken not
+//!   to exist, but that timer runs only while connected (gRFC A57);
+//! - reconnects back off from 1 s, ×1.6, ±20%, up to 120 s;
+//! - a second server in the bootstrap is tried only while the first is
+//!   unreachable and something watched has no value (gRFC A71);
+//! - opt-in fail-static: the configuration in force is written to a file,
+//!   and a process that starts while the control plane is unreachable
+//!   starts from it ([`MeshBuilder::xds_cache`](crate::mesh::MeshBuilder::xds_cache)).
+//!
+//! [`Mesh::xds_status`](crate::mesh::Mesh::xds_status) shows what the
+//! client sees: per resource its version, ACK or NACK, last error, and the
+//! connection.
+
+mod ads;
+mod backoff;
+mod bootstrap;
+mod discovery;
+mod resource;
+mod state;
+mod translate;
+
+pub use bootstrap::Bootstrap;
+pub use discovery::XdsStatus;
+pub(crate) use discovery::{Discovery, Settings};
+pub use resource::Kind;
+pub use state::{ConnectionState, ResourceState, ResourceStatus};

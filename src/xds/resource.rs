@@ -1,0 +1,134 @@
+//! The four resource types a client subscribes to, and what each becomes
+//! once translated into Sinew's model.
+
+use crate::config::{ClusterConfig, EndpointConfig, RouteConfig};
+use serde::Serialize;
+
+/// An xDS resource type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `Listener` (LDS): one per target service.
+    Listener,
+    /// `RouteConfiguration` (RDS).
+    Route,
+    /// `Cluster` (CDS).
+    Cluster,
+    /// `ClusterLoadAssignment` (EDS).
+    Endpoints,
+}
+
+impl Kind {
+    /// In subscription order: each type names the resources of the next.
+    pub const ALL: [Kind; 4] = [Kind::Listener, Kind::Route, Kind::Cluster, Kind::Endpoints];
+
+    /// The type URL on the wire.
+    pub fn type_url(self) -> &'static str {
+        match self {
+            Kind::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            Kind::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            Kind::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            Kind::Endpoints => "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+        }
+    }
+
+    pub(super) fn from_type_url(url: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.type_url() == url)
+    }
+
+    /// The resource's name in Envoy's API, for messages.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Kind::Listener => "Listener",
+            Kind::Route => "RouteConfiguration",
+            Kind::Cluster => "Cluster",
+            Kind::Endpoints => "ClusterLoadAssignment",
+        }
+    }
+
+    /// In state of the world, a Listener or Cluster left out of a response
+    /// no longer exists; a route configuration or an assignment left out
+    /// is unchanged.
+    pub(super) fn absence_deletes(self) -> bool {
+        matches!(self, Kind::Listener | Kind::Cluster)
+    }
+}
+
+/// A translated resource.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Resource {
+    Listener(ListenerResource),
+    Route(RouteTable),
+    Cluster(Box<ClusterResource>),
+    Endpoints(Vec<EndpointConfig>),
+}
+
+/// What a target service's Listener says: where its routes are.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum ListenerResource {
+    /// In the named route configuration (RDS).
+    Rds(String),
+    /// Inline.
+    Inline(RouteTable),
+}
+
+/// A route configuration: virtual hosts, each with domains and routes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct RouteTable {
+    pub(super) virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct VirtualHost {
+    pub(super) domains: Vec<String>,
+    pub(super) routes: Vec<RouteConfig>,
+}
+
+impl RouteTable {
+    /// The routes of the virtual host for `authority`, chosen as gRPC
+    /// does: an exact domain, then the longest suffix (`*.example`) or
+    /// prefix (`example.*`) wildcard, then `*`.
+    pub(super) fn routes_for(&self, authority: &str) -> Option<&[RouteConfig]> {
+        let mut best: Option<(u8, usize, &VirtualHost)> = None;
+        for vh in &self.virtual_hosts {
+            for domain in &vh.domains {
+                let rank = if domain == authority {
+                    Some((3, domain.len()))
+                } else if domain == "*" {
+                    Some((0, 0))
+                } else if let Some(suffix) = domain.strip_prefix('*') {
+                    authority.ends_with(suffix).then_some((2, domain.len()))
+                } else if let Some(prefix) = domain.strip_suffix('*') {
+                    authority.starts_with(prefix).then_some((1, domain.len()))
+                } else {
+                    None
+                };
+                if let Some((class, len)) = rank
+                    && best.is_none_or(|(c, l, _)| (class, len) > (c, l))
+                {
+                    best = Some((class, len, vh));
+                }
+            }
+        }
+        best.map(|(_, _, vh)| vh.routes.as_slice())
+    }
+
+    /// Every cluster the table's routes name.
+    pub(super) fn clusters(&self) -> impl Iterator<Item = &str> {
+        self.virtual_hosts
+            .iter()
+            .flat_map(|vh| &vh.routes)
+            .flat_map(|r| &r.split)
+            .map(|w| w.cluster.as_str())
+    }
+}
+
+/// A Cluster: its policies, and where its endpoints come from.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct ClusterResource {
+    /// Policies; the endpoints are in `inline` or come by EDS.
+    pub(super) config: ClusterConfig,
+    /// The assignment to subscribe to (EDS), or `None` when the endpoints
+    /// came with the cluster (`load_assignment`, a STATIC cluster).
+    pub(super) eds_name: Option<String>,
+}

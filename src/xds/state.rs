@@ -1,0 +1,524 @@
+//! What the client knows: per resource, the last good value, its version,
+//! whether the last update of it was accepted, and the connection. Pure
+//! state, with no I/O, so that the protocol's rules are tested directly.
+
+use super::resource::{ClusterResource, Kind, ListenerResource, Resource, RouteTable};
+use super::translate::decode;
+use crate::config::{ClusterConfig, EndpointConfig, MeshConfig, ServiceConfig, Snapshot};
+use envoy_types::pb::google::protobuf::Any;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+/// Where one resource stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceState {
+    /// Subscribed; nothing received yet.
+    Requested,
+    /// The last update was accepted.
+    Acked,
+    /// The last update was rejected; the value before it (if any) stays in
+    /// use.
+    Nacked,
+    /// The control plane says it does not exist, or did not send it in
+    /// time while connected.
+    DoesNotExist,
+}
+
+/// One resource, as the client sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResourceStatus {
+    /// Its type.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    /// The version of the value in use (empty when there is none).
+    pub version: String,
+    /// Where it stands.
+    pub state: ResourceState,
+    /// Why the last update was rejected, naming the field.
+    pub error: Option<String>,
+    /// Whether a value is in use.
+    pub has_value: bool,
+}
+
+/// The connection to the control plane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ConnectionState {
+    /// Connecting to this server.
+    Connecting {
+        /// The server.
+        server: String,
+    },
+    /// A stream is open to this server.
+    Connected {
+        /// The server.
+        server: String,
+    },
+    /// The last attempt failed; the next one comes after a backoff.
+    Disconnected {
+        /// The last server tried.
+        server: String,
+        /// Why it failed.
+        error: String,
+    },
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Option<Resource>,
+    version: String,
+    state: ResourceState,
+    error: Option<String>,
+    /// When it was requested on the current stream, while it has no value:
+    /// the does-not-exist timer (gRFC A57) runs only while connected.
+    requested_at: Option<Instant>,
+}
+
+impl Entry {
+    fn requested() -> Self {
+        Self {
+            value: None,
+            version: String::new(),
+            state: ResourceState::Requested,
+            error: None,
+            requested_at: None,
+        }
+    }
+}
+
+/// What a response did.
+#[derive(Debug, Default)]
+pub(super) struct Applied {
+    /// The resources that changed value.
+    pub(super) changed: Vec<(Kind, String)>,
+    /// The NACK's message when something was rejected (each rejected
+    /// resource with its field), `None` to ACK.
+    pub(super) rejected: Option<String>,
+}
+
+/// The client's state.
+#[derive(Debug)]
+pub(super) struct State {
+    entries: BTreeMap<(Kind, String), Entry>,
+    services: BTreeSet<String>,
+    /// Per type: the version last accepted and the nonce last seen.
+    versions: HashMap<Kind, String>,
+    nonces: HashMap<Kind, String>,
+    pub(super) connection: ConnectionState,
+    /// Set when the configuration in force came from the fail-static
+    /// cache, with when the cache was written.
+    pub(super) from_cache: Option<SystemTime>,
+}
+
+impl State {
+    pub(super) fn new(server: &str) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            services: BTreeSet::new(),
+            versions: HashMap::new(),
+            nonces: HashMap::new(),
+            connection: ConnectionState::Connecting {
+                server: server.to_owned(),
+            },
+            from_cache: None,
+        }
+    }
+
+    /// Adds a target service (its Listener is subscribed); true if new.
+    pub(super) fn watch(&mut self, service: &str) -> bool {
+        self.services.insert(service.to_owned())
+    }
+
+    /// Whether the service's Listener is settled: it has a value, or the
+    /// control plane said it does not exist.
+    pub(super) fn settled(&self, service: &str) -> bool {
+        self.entries
+            .get(&(Kind::Listener, service.to_owned()))
+            .is_some_and(|e| e.value.is_some() || e.state == ResourceState::DoesNotExist)
+    }
+
+    fn value(&self, kind: Kind, name: &str) -> Option<&Resource> {
+        self.entries.get(&(kind, name.to_owned()))?.value.as_ref()
+    }
+
+    fn table_of(&self, service: &str) -> Option<&RouteTable> {
+        match self.value(Kind::Listener, service)? {
+            Resource::Listener(ListenerResource::Inline(table)) => Some(table),
+            Resource::Listener(ListenerResource::Rds(name)) => {
+                match self.value(Kind::Route, name)? {
+                    Resource::Route(table) => Some(table),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn cluster(&self, name: &str) -> Option<&ClusterResource> {
+        match self.value(Kind::Cluster, name)? {
+            Resource::Cluster(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The names each type should subscribe to, following the cascade
+    /// from the watched services' Listeners.
+    pub(super) fn wanted(&self) -> BTreeMap<Kind, BTreeSet<String>> {
+        let mut wanted: BTreeMap<Kind, BTreeSet<String>> = Kind::ALL
+            .into_iter()
+            .map(|k| (k, BTreeSet::new()))
+            .collect();
+        for service in &self.services {
+            wanted
+                .entry(Kind::Listener)
+                .or_default()
+                .insert(service.clone());
+            if let Some(Resource::Listener(ListenerResource::Rds(name))) =
+                self.value(Kind::Listener, service)
+            {
+                wanted.entry(Kind::Route).or_default().insert(name.clone());
+            }
+            if let Some(table) = self.table_of(service) {
+                for cluster in table.clusters() {
+                    wanted
+                        .entry(Kind::Cluster)
+                        .or_default()
+                        .insert(cluster.to_owned());
+                }
+            }
+        }
+        let clusters = wanted.get(&Kind::Cluster).cloned().unwrap_or_default();
+        for cluster in clusters {
+            if let Some(ClusterResource {
+                eds_name: Some(eds),
+                ..
+            }) = self.cluster(&cluster)
+            {
+                wanted
+                    .entry(Kind::Endpoints)
+                    .or_default()
+                    .insert(eds.clone());
+            }
+        }
+        wanted
+    }
+
+    /// Makes the entries follow `wanted`: new names are requested (their
+    /// timer starts now when connected), names no longer wanted are
+    /// forgotten. Returns the types whose set changed.
+    pub(super) fn subscribe(
+        &mut self,
+        wanted: &BTreeMap<Kind, BTreeSet<String>>,
+        connected: bool,
+    ) -> Vec<Kind> {
+        let mut changed = Vec::new();
+        for (&kind, names) in wanted {
+            let before: BTreeSet<String> = self
+                .entries
+                .keys()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, n)| n.clone())
+                .collect();
+            if &before == names {
+                continue;
+            }
+            changed.push(kind);
+            self.entries
+                .retain(|(k, n), _| *k != kind || names.contains(n));
+            for name in names.difference(&before) {
+                let mut entry = Entry::requested();
+                entry.requested_at = connected.then(Instant::now);
+                self.entries.insert((kind, name.clone()), entry);
+            }
+        }
+        changed
+    }
+
+    /// The subscribed names of one type.
+    pub(super) fn names(&self, kind: Kind) -> Vec<String> {
+        self.entries
+            .keys()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    pub(super) fn version(&self, kind: Kind) -> String {
+        self.versions.get(&kind).cloned().unwrap_or_default()
+    }
+
+    pub(super) fn nonce(&self, kind: Kind) -> String {
+        self.nonces.get(&kind).cloned().unwrap_or_default()
+    }
+
+    /// A new stream: nonces start over; resources without a value start
+    /// their does-not-exist timers.
+    pub(super) fn connected(&mut self, server: &str) {
+        self.nonces.clear();
+        let now = Instant::now();
+        for entry in self.entries.values_mut() {
+            entry.requested_at = entry.value.is_none().then_some(now);
+        }
+        self.connection = ConnectionState::Connected {
+            server: server.to_owned(),
+        };
+    }
+
+    /// The stream is gone: the timers stop (gRFC A57); every value stays
+    /// in use (gRFC A88).
+    pub(super) fn disconnected(&mut self, server: &str, error: String) {
+        for entry in self.entries.values_mut() {
+            entry.requested_at = None;
+        }
+        self.connection = ConnectionState::Disconnected {
+            server: server.to_owned(),
+            error,
+        };
+    }
+
+    /// Marks resources whose timer ran out as not existing; returns true
+    /// if any did. Also returns when the next timer runs out.
+    pub(super) fn expire(&mut self, timeout: Duration) -> (bool, Option<Instant>) {
+        let now = Instant::now();
+        let mut expired = false;
+        let mut next: Option<Instant> = None;
+        for entry in self.entries.values_mut() {
+            let Some(at) = entry.requested_at else {
+                continue;
+            };
+            if at + timeout <= now {
+                entry.requested_at = None;
+                entry.state = ResourceState::DoesNotExist;
+                expired = true;
+            } else {
+                next = Some(next.map_or(at + timeout, |n| n.min(at + timeout)));
+            }
+        }
+        (expired, next)
+    }
+
+    /// Whether some subscribed resource has no value: what makes a
+    /// fallback server worth trying (gRFC A71).
+    pub(super) fn missing_any(&self) -> bool {
+        self.entries.values().any(|e| e.value.is_none())
+    }
+
+    /// Applies one response: valid resources take effect even when others
+    /// in it are rejected (gRFC A46); a rejected one keeps its last good
+    /// value (gRFC A88).
+    pub(super) fn apply_response(
+        &mut self,
+        kind: Kind,
+        version: &str,
+        nonce: &str,
+        resources: &[Any],
+    ) -> Applied {
+        self.nonces.insert(kind, nonce.to_owned());
+        let mut applied = Applied::default();
+        let mut errors = Vec::new();
+        let mut seen = BTreeSet::new();
+        for any in resources {
+            match decode(kind, any) {
+                Ok((name, resource)) => {
+                    let checked = check(&name, &resource);
+                    let Some(entry) = self.entries.get_mut(&(kind, name.clone())) else {
+                        // Not subscribed: ignored, as gRPC does.
+                        continue;
+                    };
+                    seen.insert(name.clone());
+                    entry.requested_at = None;
+                    match checked {
+                        Ok(()) => {
+                            if entry.value.as_ref() != Some(&resource) {
+                                applied.changed.push((kind, name.clone()));
+                            }
+                            entry.value = Some(resource);
+                            entry.version = version.to_owned();
+                            entry.state = ResourceState::Acked;
+                            entry.error = None;
+                        }
+                        Err(message) => {
+                            errors.push(format!("{} {name}: {message}", kind.api_name()));
+                            entry.state = ResourceState::Nacked;
+                            entry.error = Some(message);
+                        }
+                    }
+                }
+                Err((name, message)) => {
+                    let label = name.clone().unwrap_or_else(|| "(unnamed)".to_owned());
+                    errors.push(format!("{} {label}: {message}", kind.api_name()));
+                    if let Some(entry) = name.and_then(|n| {
+                        seen.insert(n.clone());
+                        self.entries.get_mut(&(kind, n))
+                    }) {
+                        entry.requested_at = None;
+                        entry.state = ResourceState::Nacked;
+                        entry.error = Some(message);
+                    }
+                }
+            }
+        }
+        if kind.absence_deletes() {
+            for ((k, name), entry) in self.entries.iter_mut() {
+                if *k == kind && !seen.contains(name) && entry.state != ResourceState::DoesNotExist
+                {
+                    if entry.value.take().is_some() {
+                        applied.changed.push((kind, name.clone()));
+                    }
+                    entry.requested_at = None;
+                    entry.state = ResourceState::DoesNotExist;
+                    entry.error = None;
+                }
+            }
+        }
+        if errors.is_empty() {
+            self.versions.insert(kind, version.to_owned());
+        } else {
+            applied.rejected = Some(errors.join("; "));
+        }
+        applied
+    }
+
+    /// The configuration the cached resources describe: a service per
+    /// watched Listener that has routes for its name, and every cluster
+    /// those routes name (with no endpoints while it is unknown, so that
+    /// requests to it fail with the reason instead of the whole
+    /// configuration failing).
+    pub(super) fn assemble(&self) -> MeshConfig {
+        let mut config = MeshConfig::default();
+        for service in &self.services {
+            let Some(routes) = self.table_of(service).and_then(|t| t.routes_for(service)) else {
+                continue;
+            };
+            if routes.is_empty() {
+                continue;
+            }
+            for route in routes {
+                for split in &route.split {
+                    config
+                        .clusters
+                        .entry(split.cluster.clone())
+                        .or_insert_with(|| self.cluster_config(&split.cluster));
+                }
+            }
+            config.services.insert(
+                service.clone(),
+                ServiceConfig {
+                    routes: routes.to_vec(),
+                },
+            );
+        }
+        config
+    }
+
+    /// A cluster's configuration with its endpoints, from the cache.
+    fn cluster_config(&self, name: &str) -> ClusterConfig {
+        let Some(cluster) = self.cluster(name) else {
+            return ClusterConfig::default();
+        };
+        let mut config = cluster.config.clone();
+        if let Some(eds) = &cluster.eds_name {
+            config.endpoints = self.endpoints(eds).cloned().unwrap_or_default();
+        }
+        config
+    }
+
+    /// An assignment's endpoints.
+    pub(super) fn endpoints(&self, eds_name: &str) -> Option<&Vec<EndpointConfig>> {
+        match self.value(Kind::Endpoints, eds_name)? {
+            Resource::Endpoints(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The clusters whose endpoints come from assignment `eds_name`.
+    pub(super) fn clusters_fed_by(&self, eds_name: &str) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter_map(|((k, name), e)| match (&e.value, k) {
+                (Some(Resource::Cluster(c)), Kind::Cluster)
+                    if c.eds_name.as_deref() == Some(eds_name) =>
+                {
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every subscribed resource, for the config dump.
+    pub(super) fn statuses(&self) -> Vec<ResourceStatus> {
+        self.entries
+            .iter()
+            .map(|((kind, name), e)| ResourceStatus {
+                kind: *kind,
+                name: name.clone(),
+                version: e.version.clone(),
+                state: e.state,
+                error: e.error.clone(),
+                has_value: e.value.is_some(),
+            })
+            .collect()
+    }
+}
+
+/// Checks a translated resource against Sinew's own validation, so that a
+/// resource the snapshot would refuse is refused (and NACKed) alone.
+fn check(name: &str, resource: &Resource) -> Result<(), String> {
+    let mut config = MeshConfig::default();
+    let strip = |e: crate::error::ConfigError, prefix: &str| {
+        let text = e.to_string();
+        text.strip_prefix(prefix).map(str::to_owned).unwrap_or(text)
+    };
+    match resource {
+        Resource::Listener(ListenerResource::Inline(table)) | Resource::Route(table) => {
+            for (i, vh) in table.virtual_hosts.iter().enumerate() {
+                let mut config = MeshConfig::default();
+                for route in &vh.routes {
+                    for split in &route.split {
+                        config
+                            .clusters
+                            .insert(split.cluster.clone(), ClusterConfig::default());
+                    }
+                }
+                config.services.insert(
+                    "vh".to_owned(),
+                    ServiceConfig {
+                        routes: vh.routes.clone(),
+                    },
+                );
+                if vh.routes.is_empty() {
+                    continue;
+                }
+                Snapshot::build(config, 0)
+                    .map_err(|e| format!("virtual_hosts[{i}].{}", strip(e, "services.vh.")))?;
+            }
+            Ok(())
+        }
+        Resource::Listener(ListenerResource::Rds(_)) => Ok(()),
+        Resource::Cluster(cluster) => {
+            config
+                .clusters
+                .insert(name.to_owned(), cluster.config.clone());
+            Snapshot::build(config, 0)
+                .map(drop)
+                .map_err(|e| strip(e, &format!("clusters.{name}.")))
+        }
+        Resource::Endpoints(endpoints) => {
+            config.clusters.insert(
+                "eds".to_owned(),
+                ClusterConfig {
+                    endpoints: endpoints.clone(),
+                    ..ClusterConfig::default()
+                },
+            );
+            Snapshot::build(config, 0)
+                .map(drop)
+                .map_err(|e| strip(e, "clusters.eds."))
+        }
+    }
+}

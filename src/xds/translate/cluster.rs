@@ -1,0 +1,148 @@
+use super::super::resource::ClusterResource;
+use super::{Invalid, assignment, duration, within};
+use crate::config::{
+    ClusterConfig, FailurePercentageConfig, LbPolicy, OutlierDetectionConfig, Protocol,
+    SuccessRateConfig,
+};
+use envoy_types::pb::envoy::config::cluster::v3::{
+    Cluster, OutlierDetection,
+    cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as EnvoyLb},
+};
+use envoy_types::pb::google::protobuf::UInt32Value;
+use std::time::Duration;
+
+/// A Cluster: EDS (endpoints by subscription) or STATIC (endpoints inline),
+/// with its load-balancing policy, circuit-breaker thresholds, outlier
+/// detection and protocol.
+// `http2_protocol_options` is deprecated in Envoy's API, and is still how
+// control planes (and gRPC's examples) mark an HTTP/2 cluster.
+#[allow(deprecated)]
+pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
+    let mut config = ClusterConfig::default();
+    let kind = match c.cluster_discovery_type {
+        Some(ClusterDiscoveryType::Type(t)) => DiscoveryType::try_from(t).ok(),
+        Some(ClusterDiscoveryType::ClusterType(_)) => {
+            return Err("cluster_type: custom cluster types are not supported".to_owned());
+        }
+        None => Some(DiscoveryType::Static),
+    };
+    let eds_name = match kind {
+        Some(DiscoveryType::Eds) => Some(
+            c.eds_cluster_config
+                .as_ref()
+                .map(|e| e.service_name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| c.name.clone()),
+        ),
+        Some(DiscoveryType::Static) => {
+            let inline = c.load_assignment.clone().unwrap_or_default();
+            config.endpoints = assignment(inline).map_err(within("load_assignment"))?;
+            None
+        }
+        _ => return Err("type: only EDS and STATIC clusters are supported".to_owned()),
+    };
+    config.lb = match EnvoyLb::try_from(c.lb_policy) {
+        Ok(EnvoyLb::RoundRobin) => LbPolicy::RoundRobin,
+        Ok(EnvoyLb::LeastRequest) => LbPolicy::LeastRequest,
+        Ok(EnvoyLb::Random) => LbPolicy::Random,
+        Ok(EnvoyLb::RingHash) => LbPolicy::RingHash {
+            header: None,
+            min_ring_size: c
+                .lb_config
+                .as_ref()
+                .and_then(|l| match l {
+                    envoy_types::pb::envoy::config::cluster::v3::cluster::LbConfig::RingHashLbConfig(r) => {
+                        r.minimum_ring_size.as_ref().map(|m| m.value.min(8_388_608) as u32)
+                    }
+                    _ => None,
+                })
+                .unwrap_or(1024)
+                .max(1),
+        },
+        Ok(EnvoyLb::Maglev) => LbPolicy::Maglev { header: None },
+        Ok(other) => return Err(format!("lb_policy: {} is not supported", other.as_str_name())),
+        Err(_) => return Err(format!("lb_policy: unknown value {}", c.lb_policy)),
+    };
+    if let Some(breakers) = &c.circuit_breakers {
+        // The default priority's thresholds.
+        if let Some(t) = breakers.thresholds.iter().find(|t| t.priority == 0) {
+            let value = |field: &str, v: &Option<UInt32Value>, default: u32| match v {
+                Some(v) if v.value == 0 => Err(format!(
+                    "circuit_breakers.thresholds.{field}: must be at least 1"
+                )),
+                Some(v) => Ok(v.value),
+                None => Ok(default),
+            };
+            config.thresholds.max_requests = value("max_requests", &t.max_requests, 1024)?;
+            config.thresholds.max_pending =
+                value("max_pending_requests", &t.max_pending_requests, 1024)?;
+            config.thresholds.max_retries = value("max_retries", &t.max_retries, 3)?;
+        }
+    }
+    if let Some(od) = &c.outlier_detection {
+        config.outlier_detection = Some(outlier(od).map_err(within("outlier_detection"))?);
+    }
+    if let Some(panic) = c
+        .common_lb_config
+        .as_ref()
+        .and_then(|l| l.healthy_panic_threshold.as_ref())
+    {
+        if !(0.0..=100.0).contains(&panic.value) {
+            return Err(
+                "common_lb_config.healthy_panic_threshold: must be between 0 and 100".to_owned(),
+            );
+        }
+        config.locality_lb.panic_threshold_percent = panic.value.round() as u32;
+    }
+    if c.http2_protocol_options.is_some() {
+        config.protocol = Protocol::Http2;
+    }
+    Ok(ClusterResource { config, eds_name })
+}
+
+/// Envoy's outlier detection, with Envoy's defaults and its `enforcing_*`
+/// percentages read as on (above zero) or off.
+fn outlier(od: &OutlierDetection) -> Result<OutlierDetectionConfig, Invalid> {
+    let u = |v: &Option<UInt32Value>, default: u32| v.as_ref().map_or(default, |v| v.value);
+    let on = |v: &Option<UInt32Value>, default: u32| u(v, default) > 0;
+    let time =
+        |field: &str, v: &Option<envoy_types::pb::google::protobuf::Duration>, default: u64| {
+            v.as_ref()
+                .map_or(Ok(Duration::from_millis(default)), |d| duration(field, d))
+        };
+    let percent = |field: &str, v: u32| {
+        if v > 100 {
+            Err(format!("{field}: must be at most 100"))
+        } else {
+            Ok(v)
+        }
+    };
+    Ok(OutlierDetectionConfig {
+        consecutive_5xx: on(&od.enforcing_consecutive_5xx, 100).then(|| u(&od.consecutive_5xx, 5)),
+        consecutive_gateway_failure: on(&od.enforcing_consecutive_gateway_failure, 0)
+            .then(|| u(&od.consecutive_gateway_failure, 5)),
+        consecutive_local_origin_failure: (od.split_external_local_origin_errors
+            && on(&od.enforcing_consecutive_local_origin_failure, 100))
+        .then(|| u(&od.consecutive_local_origin_failure, 5)),
+        interval: time("interval", &od.interval, 10_000)?,
+        base_ejection_time: time("base_ejection_time", &od.base_ejection_time, 30_000)?,
+        max_ejection_time: time("max_ejection_time", &od.max_ejection_time, 300_000)?,
+        max_ejection_percent: percent("max_ejection_percent", u(&od.max_ejection_percent, 10))?,
+        success_rate: on(&od.enforcing_success_rate, 100).then(|| SuccessRateConfig {
+            minimum_hosts: u(&od.success_rate_minimum_hosts, 5),
+            request_volume: u(&od.success_rate_request_volume, 100),
+            stdev_factor: f64::from(u(&od.success_rate_stdev_factor, 1900)) / 1000.0,
+        }),
+        failure_percentage: match on(&od.enforcing_failure_percentage, 0) {
+            true => Some(FailurePercentageConfig {
+                threshold: percent(
+                    "failure_percentage_threshold",
+                    u(&od.failure_percentage_threshold, 85),
+                )?,
+                minimum_hosts: u(&od.failure_percentage_minimum_hosts, 5),
+                request_volume: u(&od.failure_percentage_request_volume, 50),
+            }),
+            false => None,
+        },
+    })
+}

@@ -1,0 +1,102 @@
+//! From Envoy's protobuf resources to Sinew's model. Each function checks
+//! what it translates and fails with `field: message`, the field named by
+//! its protobuf path, so that a NACK says what to fix.
+
+mod cluster;
+mod endpoint;
+mod listener;
+mod route;
+
+pub(super) use cluster::cluster;
+pub(super) use endpoint::assignment;
+pub(super) use listener::listener;
+pub(super) use route::route_table;
+
+use super::resource::{Kind, Resource};
+use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration};
+use prost::Message;
+use std::time::Duration;
+
+/// A translation error: the field and what is wrong with it.
+pub(super) type Invalid = String;
+
+const RESOURCE_WRAPPER: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
+
+/// Decodes one resource of a response: its name and its translation (an
+/// error names the field). A resource wrapped in Envoy's `Resource`
+/// message is unwrapped first.
+pub(super) fn decode(
+    kind: Kind,
+    any: &Any,
+) -> Result<(String, Resource), (Option<String>, Invalid)> {
+    let (type_url, bytes, wrapped_name) = if any.type_url == RESOURCE_WRAPPER {
+        let wrapper =
+            envoy_types::pb::envoy::service::discovery::v3::Resource::decode(any.value.as_slice())
+                .map_err(|e| (None, format!("cannot decode the Resource wrapper: {e}")))?;
+        let inner = wrapper
+            .resource
+            .ok_or_else(|| (None, "the Resource wrapper is empty".to_owned()))?;
+        (
+            inner.type_url,
+            inner.value,
+            Some(wrapper.name).filter(|n| !n.is_empty()),
+        )
+    } else {
+        (any.type_url.clone(), any.value.clone(), None)
+    };
+    if type_url != kind.type_url() {
+        return Err((
+            wrapped_name,
+            format!(
+                "type_url: `{type_url}` in a response for {}",
+                kind.type_url()
+            ),
+        ));
+    }
+    let bytes = bytes.as_slice();
+    let named = |name: String, r: Result<Resource, Invalid>| match r {
+        Ok(resource) => Ok((name, resource)),
+        Err(e) => Err((Some(name), e)),
+    };
+    let undecodable = |e: prost::DecodeError| (wrapped_name.clone(), format!("cannot decode: {e}"));
+    match kind {
+        Kind::Listener => {
+            let l = envoy_types::pb::envoy::config::listener::v3::Listener::decode(bytes)
+                .map_err(undecodable)?;
+            let name = l.name.clone();
+            named(name, listener(l).map(Resource::Listener))
+        }
+        Kind::Route => {
+            let r = envoy_types::pb::envoy::config::route::v3::RouteConfiguration::decode(bytes)
+                .map_err(undecodable)?;
+            let name = r.name.clone();
+            named(name, route_table(r).map(Resource::Route))
+        }
+        Kind::Cluster => {
+            let c = envoy_types::pb::envoy::config::cluster::v3::Cluster::decode(bytes)
+                .map_err(undecodable)?;
+            let name = c.name.clone();
+            named(name, cluster(c).map(|c| Resource::Cluster(Box::new(c))))
+        }
+        Kind::Endpoints => {
+            let a =
+                envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::decode(bytes)
+                    .map_err(undecodable)?;
+            let name = a.cluster_name.clone();
+            named(name, assignment(a).map(Resource::Endpoints))
+        }
+    }
+}
+
+/// A protobuf duration, refused when negative.
+fn duration(field: &str, d: &PbDuration) -> Result<Duration, Invalid> {
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err(format!("{field}: must not be negative"));
+    }
+    Ok(Duration::new(d.seconds as u64, d.nanos as u32))
+}
+
+/// Prefixes a nested error with the field it came from.
+fn within(field: &str) -> impl Fn(Invalid) -> Invalid + '_ {
+    move |e| format!("{field}.{e}")
+}
