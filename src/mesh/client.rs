@@ -117,32 +117,45 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // A guard, not a clone: the routing is only read during `call`.
+        #[cfg(feature = "xds")]
+        if let Some(discovery) = &self.mesh.shared.discovery
+            && !discovery.is_warm()
+        {
+            // Configuration still on its way from the control plane: wait
+            // for this service's (up to the initial fetch timeout).
+            let mut this = self.clone();
+            return Box::pin(async move {
+                let shared = this.mesh.shared.clone();
+                let known = || shared.snapshot().service(&this.service).is_some();
+                if let Some(discovery) = &shared.discovery
+                    && let Err(reason) = discovery.settled(&this.service, known).await
+                {
+                    return Err(RouteError::Undiscovered {
+                        service: this.service.to_string(),
+                        reason,
+                    }
+                    .into());
+                }
+                this.dispatch(request).await
+            });
+        }
+        self.dispatch(request)
+    }
+}
+
+impl<B> HttpClient<B>
+where
+    B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn dispatch(
+        &mut self,
+        request: Request<B>,
+    ) -> BoxFuture<Result<Response<ResponseBody>, BoxError>> {
+        // A guard, not a clone: the routing is only read here.
         let routing = self.mesh.shared.routing.load();
         let decision = match self.mesh.decide(&routing, &self.service, &request) {
             Ok(decision) => decision,
-            #[cfg(feature = "xds")]
-            Err(RouteError::UnknownService(_)) if self.mesh.shared.discovery.is_some() => {
-                // Not configured yet: wait for the control plane (up to
-                // the initial fetch timeout), then go on as usual.
-                let mut again = self.clone();
-                return Box::pin(async move {
-                    if let Some(discovery) = &again.mesh.shared.discovery
-                        && let Err(reason) = discovery.settled(&again.service).await
-                    {
-                        return Err(RouteError::Undiscovered {
-                            service: again.service.to_string(),
-                            reason,
-                        }
-                        .into());
-                    }
-                    let routing = again.mesh.shared.routing.load_full();
-                    match again.mesh.decide(&routing, &again.service, &request) {
-                        Ok(_) => again.call(request).await,
-                        Err(error) => Err(error.into()),
-                    }
-                });
-            }
             Err(error) => return Box::pin(std::future::ready(Err(error.into()))),
         };
         let Some(cluster) = routing.cluster(decision.cluster()).cloned() else {

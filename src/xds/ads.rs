@@ -38,6 +38,7 @@ pub(super) struct Task {
     pub(super) state: Arc<Mutex<State>>,
     pub(super) commands: mpsc::UnboundedReceiver<String>,
     pub(super) changed: watch::Sender<u64>,
+    pub(super) warm: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -91,6 +92,8 @@ impl Task {
     }
 
     fn notify(&self) {
+        let warm = lock(&self.state).all_ready();
+        self.warm.store(warm, std::sync::atomic::Ordering::Relaxed);
         self.changed.send_modify(|n| *n += 1);
     }
 
@@ -411,8 +414,12 @@ fn source_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
+        let part = e.to_string();
+        // Layers often repeat their source's words.
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
         source = e.source();
     }
     text

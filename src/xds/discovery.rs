@@ -8,6 +8,7 @@ use crate::mesh::Shared;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
@@ -45,6 +46,9 @@ pub(crate) struct Discovery {
     commands: mpsc::UnboundedSender<String>,
     state: Arc<Mutex<State>>,
     changed: watch::Receiver<u64>,
+    /// Set while every watched service has its whole configuration: then
+    /// requests go straight on (one atomic load).
+    warm: Arc<AtomicBool>,
     /// When each service was first watched: its initial fetch timer.
     watched_at: Mutex<HashMap<String, Instant>>,
     timeout: Duration,
@@ -62,10 +66,12 @@ impl Discovery {
         let state = Arc::new(Mutex::new(State::new(&first)));
         let (commands, receiver) = mpsc::unbounded_channel();
         let (notify, changed) = watch::channel(0);
+        let warm = Arc::new(AtomicBool::new(false));
         let discovery = Self {
             commands,
             state: state.clone(),
             changed,
+            warm: warm.clone(),
             watched_at: Mutex::new(HashMap::new()),
             timeout: settings.initial_fetch_timeout,
         };
@@ -76,6 +82,7 @@ impl Discovery {
                 state,
                 commands: receiver,
                 changed: notify,
+                warm,
             };
             tokio::spawn(task.run());
         };
@@ -87,14 +94,24 @@ impl Discovery {
         let mut watched = self.watched_at.lock().unwrap_or_else(|p| p.into_inner());
         if !watched.contains_key(service) {
             watched.insert(service.to_owned(), Instant::now());
+            self.warm.store(false, Ordering::Relaxed);
             let _ = self.commands.send(service.to_owned());
         }
     }
 
-    /// Waits until `service`'s configuration has arrived (or is known not
-    /// to exist), at most until its initial fetch timeout has passed since
-    /// it was first watched. Returns why not when it has not.
-    pub(crate) async fn settled(&self, service: &str) -> Result<(), String> {
+    /// Whether every watched service has its whole configuration.
+    pub(crate) fn is_warm(&self) -> bool {
+        self.warm.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `service` is `known` (its configuration is in force),
+    /// at most until its initial fetch timeout has passed since it was
+    /// first watched. Returns why not when it is not.
+    pub(crate) async fn settled(
+        &self,
+        service: &str,
+        known: impl Fn() -> bool,
+    ) -> Result<(), String> {
         self.watch(service);
         let deadline = self
             .watched_at
@@ -104,8 +121,11 @@ impl Discovery {
             .map_or_else(Instant::now, |at| *at + self.timeout);
         let mut changed = self.changed.clone();
         loop {
-            if self.state().settled(service) {
+            if self.state().ready(service) && known() {
                 return Ok(());
+            }
+            if let Some(missing) = self.state().missing(service) {
+                return Err(missing);
             }
             match tokio::time::timeout_at(deadline, changed.changed()).await {
                 Ok(Ok(())) => continue,

@@ -133,12 +133,63 @@ impl State {
         self.services.insert(service.to_owned())
     }
 
-    /// Whether the service's Listener is settled: it has a value, or the
-    /// control plane said it does not exist.
-    pub(super) fn settled(&self, service: &str) -> bool {
-        self.entries
-            .get(&(Kind::Listener, service.to_owned()))
-            .is_some_and(|e| e.value.is_some() || e.state == ResourceState::DoesNotExist)
+    /// Whether everything `service` needs has arrived (or is known not to
+    /// exist): its Listener, route configuration, clusters and their
+    /// assignments.
+    pub(super) fn ready(&self, service: &str) -> bool {
+        // Serving from the fail-static cache: what it holds stands in.
+        if self.from_cache.is_some() {
+            return true;
+        }
+        let settled = |kind: Kind, name: &str| {
+            self.entries
+                .get(&(kind, name.to_owned()))
+                .is_some_and(|e| e.value.is_some() || e.state == ResourceState::DoesNotExist)
+        };
+        if !settled(Kind::Listener, service) {
+            return false;
+        }
+        let Some(table) = self.table_of(service) else {
+            return self.missing(service).is_some();
+        };
+        table.clusters().all(|cluster| {
+            settled(Kind::Cluster, cluster)
+                && match self.cluster(cluster) {
+                    Some(ClusterResource {
+                        eds_name: Some(eds),
+                        ..
+                    }) => settled(Kind::Endpoints, eds),
+                    _ => true,
+                }
+        })
+    }
+
+    /// Whether every watched service is ready.
+    pub(super) fn all_ready(&self) -> bool {
+        self.services.iter().all(|s| self.ready(s))
+    }
+
+    /// Why `service` cannot be configured, when the control plane has
+    /// said so: its Listener, or the route configuration it names, does
+    /// not exist.
+    pub(super) fn missing(&self, service: &str) -> Option<String> {
+        let gone = |kind: Kind, name: &str| {
+            self.entries
+                .get(&(kind, name.to_owned()))
+                .is_some_and(|e| e.value.is_none() && e.state == ResourceState::DoesNotExist)
+        };
+        if gone(Kind::Listener, service) {
+            return Some(format!("the control plane has no Listener `{service}`"));
+        }
+        if let Some(Resource::Listener(ListenerResource::Rds(route))) =
+            self.value(Kind::Listener, service)
+            && gone(Kind::Route, route)
+        {
+            return Some(format!(
+                "the control plane has no RouteConfiguration `{route}` (named by Listener `{service}`)"
+            ));
+        }
+        None
     }
 
     fn value(&self, kind: Kind, name: &str) -> Option<&Resource> {

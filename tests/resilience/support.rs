@@ -37,9 +37,20 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
+    serve_at("127.0.0.1:0".parse().expect("an address"), service).await
+}
+
+/// Serves `service` at `addr` (a port a stopped server used, say).
+pub async fn serve_at<S, B>(addr: SocketAddr, service: S) -> Server
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let listener = TcpListener::bind(addr).await.expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let (stop, mut stopped) = watch::channel(());
     tokio::spawn(async move {

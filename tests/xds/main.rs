@@ -1,0 +1,394 @@
+//! The discovery client against a real ADS server on loopback (built here
+//! on envoy-types), driving real hyper servers.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub,
+    dead_code
+)]
+
+mod server;
+#[path = "../resilience/support.rs"]
+mod support;
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+use http::{Request, StatusCode};
+use http_body_util::Empty;
+use server::{Ads, CLUSTER, ENDPOINTS, LISTENER, ROUTE};
+use sinew::mesh::{Mesh, RouteError};
+use sinew::xds::{Kind, ResourceState};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use support::{Server, body_text, handler, serve, serve_at, text};
+use tower::ServiceExt;
+
+async fn named(name: &'static str) -> (Server, Arc<AtomicUsize>) {
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let server = serve(handler(move |_req| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move { text(200, name) }
+    }))
+    .await;
+    (server, served)
+}
+
+/// The four resources for service `reviews`: Listener -> RDS `reviews` ->
+/// the given clusters -> their assignments.
+fn reviews(ads: &Ads, clusters: &[(&str, &[SocketAddr])]) {
+    ads.update(|r| {
+        r.put(LISTENER, "reviews", server::listener("reviews", "reviews"));
+        let split: Vec<(&str, u32)> = clusters.iter().map(|(c, _)| (*c, 1)).collect();
+        r.put(ROUTE, "reviews", server::route_config("reviews", &split));
+        for (cluster, endpoints) in clusters {
+            r.put(
+                CLUSTER,
+                cluster,
+                server::eds_cluster(cluster, LbPolicy::RoundRobin),
+            );
+            r.put(ENDPOINTS, cluster, server::assignment(cluster, endpoints));
+        }
+    });
+}
+
+async fn get(
+    client: &sinew::mesh::HttpClient<Empty<Bytes>>,
+) -> Result<String, sinew::error::BoxError> {
+    let request = Request::get("http://reviews/").body(Empty::new()).unwrap();
+    let response = client.clone().oneshot(request).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    Ok(body_text(response.into_body()).await)
+}
+
+/// Sends `total` requests, `concurrency` at a time; counts answers by body.
+async fn load(
+    client: sinew::mesh::HttpClient<Empty<Bytes>>,
+    total: usize,
+    concurrency: usize,
+    sent: Arc<AtomicUsize>,
+) -> HashMap<String, usize> {
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, sent) = (client.clone(), sent.clone());
+            tokio::spawn(async move {
+                let mut seen = HashMap::new();
+                while sent.fetch_add(1, Ordering::SeqCst) < total {
+                    let name = get(&client).await.expect("every request succeeds");
+                    *seen.entry(name).or_insert(0) += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut seen = HashMap::new();
+    for task in tasks {
+        for (name, n) in task.await.unwrap() {
+            *seen.entry(name).or_insert(0) += n;
+        }
+    }
+    seen
+}
+
+fn state_of(mesh: &Mesh, kind: Kind, name: &str) -> Option<ResourceState> {
+    mesh.xds_status()?
+        .resources
+        .into_iter()
+        .find(|r| r.kind == kind && r.name == name)
+        .map(|r| r.state)
+}
+
+#[tokio::test]
+async fn the_initial_configuration_routes_requests() {
+    let (a, _) = named("a").await;
+    let (b, _) = named("b").await;
+    let ads = Ads::default();
+    reviews(&ads, &[("reviews-v1", &[a.addr, b.addr])]);
+    let control = ads.serve().await;
+    let mesh = Mesh::builder()
+        .control_plane(&control.url(""))
+        .build()
+        .await
+        .unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..4 {
+        seen.push(get(&client).await.unwrap());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["a", "a", "b", "b"],
+        "round robin over both endpoints"
+    );
+    for (kind, name) in [
+        (Kind::Listener, "reviews"),
+        (Kind::Route, "reviews"),
+        (Kind::Cluster, "reviews-v1"),
+        (Kind::Endpoints, "reviews-v1"),
+    ] {
+        assert_eq!(
+            state_of(&mesh, kind, name),
+            Some(ResourceState::Acked),
+            "{kind:?} {name}"
+        );
+    }
+    // Every response was ACKed with its version and nonce.
+    let acks = ads.received();
+    assert!(
+        acks.iter().any(|r| r.type_url == ENDPOINTS
+            && r.version_info == "1"
+            && !r.response_nonce.is_empty())
+    );
+    assert!(ads.nacks().is_empty());
+    let node = acks[0].node.clone().unwrap();
+    assert_eq!(node.user_agent_name, "sinew");
+    assert!(!node.id.is_empty());
+}
+
+#[tokio::test]
+async fn endpoint_changes_are_followed_under_load_without_a_failed_request() {
+    let (a, served_a) = named("a").await;
+    let (b, _) = named("b").await;
+    let (c, served_c) = named("c").await;
+    let ads = Ads::default();
+    reviews(&ads, &[("reviews-v1", &[a.addr, b.addr])]);
+    let control = ads.serve().await;
+    let mesh = Mesh::builder()
+        .control_plane(&control.url(""))
+        .build()
+        .await
+        .unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    get(&client).await.unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let running = tokio::spawn(load(client.clone(), 3_000, 16, sent.clone()));
+    while sent.load(Ordering::SeqCst) < 1_000 {
+        tokio::task::yield_now().await;
+    }
+    let version = mesh.config_status().version();
+    ads.update(|r| {
+        r.put(
+            ENDPOINTS,
+            "reviews-v1",
+            server::assignment("reviews-v1", &[b.addr, c.addr]),
+        )
+    });
+    while mesh.config_status().version() == version {
+        tokio::task::yield_now().await;
+    }
+    let a_at_change = served_a.load(Ordering::SeqCst);
+    let seen = running.await.unwrap();
+    assert_eq!(
+        seen.values().sum::<usize>(),
+        3_000,
+        "every request succeeded"
+    );
+    assert!(
+        served_c.load(Ordering::SeqCst) > 100,
+        "the new endpoint took traffic"
+    );
+    assert!(served_a.load(Ordering::SeqCst) <= a_at_change + 16);
+}
+
+#[tokio::test]
+async fn an_invalid_resource_is_nacked_by_name_and_field_while_its_siblings_apply() {
+    let (a, _) = named("a").await;
+    let (b, _) = named("b").await;
+    let ads = Ads::default();
+    reviews(&ads, &[("reviews-v1", &[a.addr])]);
+    let control = ads.serve().await;
+    let mesh = Mesh::builder()
+        .control_plane(&control.url(""))
+        .build()
+        .await
+        .unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    assert_eq!(get(&client).await.unwrap(), "a");
+
+    // One response: the route now splits over v1 and v2; v2 is valid, and
+    // v1 changes to a policy Sinew refuses.
+    ads.update(|r| {
+        r.put(
+            ROUTE,
+            "reviews",
+            server::route_config("reviews", &[("reviews-v1", 1), ("reviews-v2", 1)]),
+        );
+        r.put(
+            CLUSTER,
+            "reviews-v1",
+            server::eds_cluster("reviews-v1", LbPolicy::ClusterProvided),
+        );
+        r.put(
+            CLUSTER,
+            "reviews-v2",
+            server::eds_cluster("reviews-v2", LbPolicy::RoundRobin),
+        );
+        r.put(
+            ENDPOINTS,
+            "reviews-v2",
+            server::assignment("reviews-v2", &[b.addr]),
+        );
+    });
+    while ads.nacks().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let nack = &ads.nacks()[0];
+    assert_eq!(nack.type_url, CLUSTER);
+    assert_eq!(
+        nack.error_detail.as_ref().map(|e| e.message.as_str()),
+        Some("Cluster reviews-v1: lb_policy: CLUSTER_PROVIDED is not supported")
+    );
+    assert_eq!(nack.version_info, "1", "a NACK carries the version in use");
+    // The valid sibling applies and traffic reaches both clusters; the
+    // rejected one keeps its last good value.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        if let Ok(name) = get(&client).await {
+            seen.insert(name);
+        }
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(
+        state_of(&mesh, Kind::Cluster, "reviews-v1"),
+        Some(ResourceState::Nacked)
+    );
+    assert_eq!(
+        state_of(&mesh, Kind::Cluster, "reviews-v2"),
+        Some(ResourceState::Acked)
+    );
+    let status = mesh.xds_status().unwrap();
+    let v1 = status
+        .resources
+        .iter()
+        .find(|r| r.name == "reviews-v1" && r.kind == Kind::Cluster)
+        .unwrap();
+    assert_eq!(
+        v1.error.as_deref(),
+        Some("lb_policy: CLUSTER_PROVIDED is not supported")
+    );
+    assert!(v1.has_value);
+}
+
+#[tokio::test]
+async fn a_control_plane_restart_mid_load_fails_no_request() {
+    let (a, _) = named("a").await;
+    let (b, served_b) = named("b").await;
+    let ads = Ads::default();
+    reviews(&ads, &[("reviews-v1", &[a.addr])]);
+    let control = ads.serve().await;
+    let at = control.addr;
+    let mesh = Mesh::builder()
+        .control_plane(&control.url(""))
+        .build()
+        .await
+        .unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    get(&client).await.unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let running = tokio::spawn(load(client.clone(), 4_000, 8, sent.clone()));
+    while sent.load(Ordering::SeqCst) < 500 {
+        tokio::task::yield_now().await;
+    }
+    drop(control);
+    while !matches!(
+        mesh.xds_status().map(|s| s.connection),
+        Some(sinew::xds::ConnectionState::Disconnected { .. })
+    ) {
+        tokio::task::yield_now().await;
+    }
+    // Requests go on with the last good configuration; then the control
+    // plane comes back (same port) with a new endpoint.
+    ads.update(|r| {
+        r.put(
+            ENDPOINTS,
+            "reviews-v1",
+            server::assignment("reviews-v1", &[a.addr, b.addr]),
+        )
+    });
+    let _back = serve_at(at, envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer::new(ads.clone())).await;
+    let seen = running.await.unwrap();
+    assert_eq!(
+        seen.values().sum::<usize>(),
+        4_000,
+        "every request succeeded"
+    );
+    // The reconnected client follows the new endpoint.
+    while served_b.load(Ordering::SeqCst) == 0 {
+        get(&client).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn without_a_control_plane_or_a_cache_requests_fail_with_the_reason() {
+    let closed = support::closed_port().await;
+    let mesh = Mesh::builder()
+        .control_plane(&format!("http://{closed}"))
+        .initial_fetch_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let err = get(&client).await.unwrap_err();
+    let route = err.downcast_ref::<RouteError>().cloned();
+    let Some(RouteError::Undiscovered { service, reason }) = route else {
+        panic!("unexpected error: {err}");
+    };
+    assert_eq!(service, "reviews");
+    assert!(
+        reason.contains("300ms") && reason.contains("cannot connect"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn with_a_cache_a_start_without_the_control_plane_serves_the_last_configuration() {
+    let (a, _) = named("a").await;
+    let dir = std::env::temp_dir().join(format!("sinew-xds-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cache = dir.join("mesh.json");
+    let ads = Ads::default();
+    reviews(&ads, &[("reviews-v1", &[a.addr])]);
+    let control = ads.serve().await;
+    let at = control.addr;
+    {
+        let first = Mesh::builder()
+            .control_plane(&control.url(""))
+            .xds_cache(&cache)
+            .build()
+            .await
+            .unwrap();
+        let client = first.http_client::<Empty<Bytes>>("reviews");
+        assert_eq!(get(&client).await.unwrap(), "a");
+    }
+    drop(control);
+    assert!(cache.exists(), "the configuration in force was written");
+
+    let second = Mesh::builder()
+        .control_plane(&format!("http://{at}"))
+        .xds_cache(&cache)
+        .initial_fetch_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let client = second.http_client::<Empty<Bytes>>("reviews");
+    assert_eq!(get(&client).await.unwrap(), "a", "served from the cache");
+    let status = second.xds_status().unwrap();
+    assert!(status.from_cache.is_some());
+    assert!(matches!(
+        status.connection,
+        sinew::xds::ConnectionState::Disconnected { .. }
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
