@@ -141,7 +141,26 @@ impl Task {
         let outbound = futures_util::stream::unfold(outbound, |mut rx| async move {
             rx.recv().await.map(|r| (r, rx))
         });
-        let mut inbound = match client.stream_aggregated_resources(outbound).await {
+        // Some servers (gRPC's own) send the stream's headers only with
+        // their first response, which needs a request: watches asked for
+        // meanwhile are sent while the call opens.
+        let call = client.stream_aggregated_resources(outbound);
+        tokio::pin!(call);
+        let opened = loop {
+            tokio::select! {
+                opened = &mut call => break opened,
+                command = self.commands.recv() => match command {
+                    Some(service) => {
+                        let mut state = lock(&self.state);
+                        if state.watch(&service) {
+                            resubscribe(&mut state, node, &requests);
+                        }
+                    }
+                    None => return Ended::Stopped,
+                },
+            }
+        };
+        let mut inbound = match opened {
             Ok(response) => response.into_inner(),
             Err(status) => {
                 return Ended::Failed {

@@ -10,6 +10,7 @@
     dead_code
 )]
 
+mod interop;
 mod server;
 #[path = "../resilience/support.rs"]
 mod support;
