@@ -181,41 +181,87 @@ impl Snapshot {
             }
             upserts.push(endpoint);
         }
-        let mut cluster = Cluster::clone(old);
-        let mut ops = Vec::with_capacity(removed.len() + upserts.len());
-        for address in &changes.remove {
-            let Ok(address) = address.parse() else {
-                continue;
-            };
-            if let Some(i) = cluster.position(address) {
-                cluster.swap_remove(i);
-                ops.push(EndpointOp::Removed(i));
+        let removed: Vec<SocketAddr> = changes
+            .remove
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let (cluster, ops) = old.with_ops(&removed, upserts);
+        Ok((self.with_cluster(name, cluster, version), ops))
+    }
+
+    /// A snapshot in which cluster `name` has exactly `endpoints`: what a
+    /// discovery source's whole assignment says. A change of a few
+    /// endpoints is applied as such (the ops are returned); a larger one
+    /// makes the cluster's list anew (`None`), one pass over it.
+    #[cfg_attr(not(feature = "xds"), allow(dead_code))]
+    pub(crate) fn with_endpoints(
+        &self,
+        name: &str,
+        endpoints: &[Endpoint],
+        version: u64,
+    ) -> Result<(Self, Option<Vec<EndpointOp>>), ConfigError> {
+        let at = Fields::root("clusters").key(name);
+        let Some(old) = self.clusters.get(name) else {
+            return Err(at.error("no such cluster"));
+        };
+        let mut seen = HashMap::with_capacity(endpoints.len());
+        for (i, e) in endpoints.iter().enumerate() {
+            if let Some(first) = seen.insert(e.address, i) {
+                return Err(at
+                    .field("endpoints")
+                    .index(i)
+                    .field("address")
+                    .error(format!("duplicate of endpoints[{first}]")));
+            }
+            if !(1..=super::validate::MAX_WEIGHT).contains(&e.weight) {
+                return Err(at
+                    .field("endpoints")
+                    .index(i)
+                    .field("weight")
+                    .error(format!(
+                        "must be between 1 and {}",
+                        super::validate::MAX_WEIGHT
+                    )));
             }
         }
-        for endpoint in upserts {
-            match cluster.position(endpoint.address) {
-                Some(i) => {
-                    cluster.set(i, endpoint);
-                    ops.push(EndpointOp::Replaced(i));
-                }
-                None => {
-                    cluster.push(endpoint);
-                    ops.push(EndpointOp::Added);
+        let mut current: HashMap<SocketAddr, &Endpoint> =
+            old.endpoints.iter().map(|e| (e.address, e)).collect();
+        let mut upserts = Vec::new();
+        for e in endpoints {
+            if current.remove(&e.address) != Some(e) {
+                upserts.push(e.clone());
+                if upserts.len() > LARGE_CHANGE {
+                    break;
                 }
             }
         }
+        if upserts.len() + current.len() > LARGE_CHANGE || upserts.len() > LARGE_CHANGE {
+            let cluster = Cluster::new(name.to_owned(), old.config.clone(), endpoints.to_vec());
+            return Ok((self.with_cluster(name, cluster, version), None));
+        }
+        let removed: Vec<SocketAddr> = current.into_keys().collect();
+        let (cluster, ops) = old.with_ops(&removed, upserts);
+        Ok((self.with_cluster(name, cluster, version), Some(ops)))
+    }
+
+    /// This snapshot with one cluster replaced.
+    fn with_cluster(&self, name: &str, cluster: Cluster, version: u64) -> Self {
         let mut clusters = self.clusters.clone();
         clusters.insert(name.to_owned(), Arc::new(cluster));
-        let snapshot = Self {
+        Self {
             version,
             services: self.services.clone(),
             service_index: self.service_index.clone(),
             clusters,
             config: self.config.clone(),
-        };
-        Ok((snapshot, ops))
+        }
     }
 }
+
+/// Past this many endpoints changed at once, a change indexes the cluster's
+/// endpoints by address instead of scanning for each.
+const LARGE_CHANGE: usize = 32;
 
 /// A validated service.
 #[derive(Debug)]
@@ -370,6 +416,56 @@ impl Cluster {
     /// Its endpoints, with parsed addresses.
     pub fn endpoints(&self) -> &Endpoints {
         &self.endpoints
+    }
+
+    /// This cluster with `removed` taken out, then `upserts` put in (by
+    /// address), and what happened to the list, in order.
+    fn with_ops(&self, removed: &[SocketAddr], upserts: Vec<Endpoint>) -> (Self, Vec<EndpointOp>) {
+        let mut cluster = self.clone();
+        let mut ops = Vec::with_capacity(removed.len() + upserts.len());
+        // A few changes scan for their endpoints (8 bytes per endpoint); a
+        // large one indexes them first, so that it stays linear.
+        let mut index: Option<HashMap<SocketAddr, usize>> =
+            (removed.len() + upserts.len() > LARGE_CHANGE).then(|| {
+                cluster
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (e.address, i))
+                    .collect()
+            });
+        let find = |cluster: &Cluster, index: &Option<HashMap<SocketAddr, usize>>, a| match index {
+            Some(map) => map.get(&a).copied(),
+            None => cluster.position(a),
+        };
+        for &address in removed {
+            if let Some(i) = find(&cluster, &index, address) {
+                cluster.swap_remove(i);
+                if let Some(map) = &mut index {
+                    map.remove(&address);
+                    if let Some(moved) = cluster.endpoints.get(i) {
+                        map.insert(moved.address, i);
+                    }
+                }
+                ops.push(EndpointOp::Removed(i));
+            }
+        }
+        for endpoint in upserts {
+            match find(&cluster, &index, endpoint.address) {
+                Some(i) => {
+                    cluster.set(i, endpoint);
+                    ops.push(EndpointOp::Replaced(i));
+                }
+                None => {
+                    if let Some(map) = &mut index {
+                        map.insert(endpoint.address, cluster.endpoints.len());
+                    }
+                    cluster.push(endpoint);
+                    ops.push(EndpointOp::Added);
+                }
+            }
+        }
+        (cluster, ops)
     }
 
     fn position(&self, address: SocketAddr) -> Option<usize> {

@@ -52,7 +52,7 @@ impl Fields {
     }
 }
 
-const MAX_WEIGHT: u32 = 1_000_000;
+pub(super) const MAX_WEIGHT: u32 = 1_000_000;
 
 fn regex(at: &Fields, pattern: &str) -> Result<Regex, ConfigError> {
     // Anchored: a route's regex matches the whole path or value.

@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     /// The discovery client, when configuration comes from a control plane.
     #[cfg(feature = "xds")]
     pub(crate) discovery: Option<crate::xds::Discovery>,
+    /// The version in force, for those who wait for changes.
+    versions: tokio::sync::watch::Sender<u64>,
     /// Held while a new routing is made and swapped in, so that each update
     /// starts from the one before.
     writer: Mutex<()>,
@@ -150,6 +152,23 @@ impl Mesh {
         self.shared.update_endpoints(cluster, changes)
     }
 
+    /// The version of the configuration in force, as a receiver that wakes
+    /// when it changes: to await a configuration change rather than poll
+    /// for it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sinew::error::ConfigError> {
+    /// let mesh = sinew::mesh::Mesh::builder().build().await?;
+    /// let mut version = mesh.versions();
+    /// mesh.apply(sinew::config::MeshConfig::default())?;
+    /// version.changed().await.unwrap();
+    /// assert_eq!(*version.borrow(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn versions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.versions.subscribe()
+    }
+
     /// What the discovery client sees (connection, each resource's version,
     /// ACK or NACK and last error), when configuration comes from a control
     /// plane; `None` otherwise.
@@ -171,7 +190,9 @@ impl Shared {
         #[cfg(not(feature = "xds"))] _discovery: Option<()>,
     ) -> Self {
         let status = ConfigStatus::applied(first.version());
+        let versions = tokio::sync::watch::Sender::new(first.version());
         Self {
+            versions,
             routing: ArcSwap::from_pointee(Routing::build(
                 Arc::new(first),
                 None,
@@ -201,6 +222,7 @@ impl Shared {
                 let routing =
                     Routing::build(Arc::new(snapshot), Some(&previous), self.locality.as_ref());
                 self.routing.store(Arc::new(routing));
+                self.versions.send_replace(version);
                 *self.status() = ConfigStatus::applied(version);
                 tracing::info!(version, "configuration applied");
                 Ok(version)
@@ -228,10 +250,42 @@ impl Shared {
         let version = previous.snapshot.version() + 1;
         match previous.snapshot.changed(cluster, changes, version) {
             Ok((snapshot, ops)) => {
-                let routing = previous.with_changes(Arc::new(snapshot), cluster, &ops);
+                let routing = previous.with_changes(Arc::new(snapshot), cluster, Some(&ops));
                 self.routing.store(Arc::new(routing));
+                self.versions.send_replace(version);
                 *self.status() = ConfigStatus::applied(version);
                 tracing::debug!(version, cluster, "endpoints changed");
+                Ok(version)
+            }
+            Err(error) => {
+                self.reject(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// Makes cluster `cluster`'s endpoints exactly `endpoints` (a discovery
+    /// source's whole assignment), in the time of the difference when it is
+    /// small.
+    #[cfg(feature = "xds")]
+    pub(crate) fn replace_endpoints(
+        &self,
+        cluster: &str,
+        endpoints: &[crate::config::Endpoint],
+    ) -> Result<u64, ConfigError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = self.routing.load_full();
+        let version = previous.snapshot.version() + 1;
+        match previous
+            .snapshot
+            .with_endpoints(cluster, endpoints, version)
+        {
+            Ok((snapshot, ops)) => {
+                let routing = previous.with_changes(Arc::new(snapshot), cluster, ops.as_deref());
+                self.routing.store(Arc::new(routing));
+                self.versions.send_replace(version);
+                *self.status() = ConfigStatus::applied(version);
+                tracing::debug!(version, cluster, "endpoints replaced");
                 Ok(version)
             }
             Err(error) => {

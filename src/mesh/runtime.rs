@@ -77,15 +77,23 @@ impl Routing {
 
     /// This routing after `ops` changed the endpoints of cluster `name`;
     /// `snapshot` already holds the changed cluster.
+    /// With `ops` `None`, the cluster's endpoints were replaced whole: its
+    /// runtime is made anew, keeping the state of endpoints that stay.
     pub(super) fn with_changes(
         &self,
         snapshot: Arc<Snapshot>,
         name: &str,
-        ops: &[EndpointOp],
+        ops: Option<&[EndpointOp]>,
     ) -> Self {
         let mut clusters = self.clusters.clone();
         if let (Some(old), Some(cluster)) = (self.clusters.get(name), snapshot.cluster(name)) {
-            clusters.insert(name.to_owned(), Arc::new(old.changed(cluster.clone(), ops)));
+            let runtime = match ops {
+                Some(ops) => old.changed(cluster.clone(), ops),
+                None => {
+                    ClusterRuntime::new(cluster.clone(), Some(old), old.placement.local.as_ref())
+                }
+            };
+            clusters.insert(name.to_owned(), Arc::new(runtime));
         }
         Self {
             snapshot,
@@ -103,6 +111,10 @@ impl Routing {
         self.retries.get(service)?.get(route)?.as_ref()
     }
 }
+
+/// Past this many endpoint changes at once, the picker is rebuilt rather
+/// than changed one endpoint at a time.
+const LARGE_CHANGE: usize = 32;
 
 #[derive(Debug)]
 pub(super) struct ClusterRuntime {
@@ -248,7 +260,11 @@ impl ClusterRuntime {
         let mut loads = self.loads.clone();
         let mut outliers = self.outliers.clone();
         let current = self.picker.load_full();
-        let mut open_at = current.open_at.filter(|_| current.indices.is_none());
+        // A large change goes to a rebuilt picker: one pass over the
+        // endpoints costs less than many single changes.
+        let mut open_at = current
+            .open_at
+            .filter(|_| current.indices.is_none() && ops.len() <= LARGE_CHANGE);
         let mut picker: Option<Picker> = None;
         for op in ops {
             let (change_at, endpoint) = match *op {
@@ -469,7 +485,7 @@ mod tests {
             .snapshot
             .changed("pool", changes, 2)
             .unwrap_or_else(|e| unreachable!("{e}"));
-        routing.with_changes(Arc::new(snapshot), "pool", &ops)
+        routing.with_changes(Arc::new(snapshot), "pool", Some(&ops))
     }
 
     fn picks(routing: &Routing, n: usize) -> Vec<SocketAddr> {

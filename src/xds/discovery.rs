@@ -39,6 +39,9 @@ pub struct XdsStatus {
     pub from_cache: Option<SystemTime>,
     /// Every subscribed resource.
     pub resources: Vec<ResourceStatus>,
+    /// How long the last response took from its arrival to in force
+    /// (decoded, translated, validated, applied).
+    pub last_apply: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -150,6 +153,7 @@ impl Discovery {
             connection: state.connection.clone(),
             from_cache: state.from_cache,
             resources: state.statuses(),
+            last_apply: state.last_apply,
         }
     }
 }

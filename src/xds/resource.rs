@@ -1,7 +1,7 @@
 //! The four resource types a client subscribes to, and what each becomes
 //! once translated into Sinew's model.
 
-use crate::config::{ClusterConfig, EndpointConfig, RouteConfig};
+use crate::config::{ClusterConfig, Endpoint, RouteConfig};
 use serde::Serialize;
 
 /// An xDS resource type.
@@ -60,7 +60,8 @@ pub(super) enum Resource {
     Listener(ListenerResource),
     Route(RouteTable),
     Cluster(Box<ClusterResource>),
-    Endpoints(Vec<EndpointConfig>),
+    /// Parsed already: assignments run to 100,000 endpoints.
+    Endpoints(Vec<Endpoint>),
 }
 
 /// What a target service's Listener says: where its routes are.

@@ -36,7 +36,11 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
         ),
         Some(DiscoveryType::Static) => {
             let inline = c.load_assignment.clone().unwrap_or_default();
-            config.endpoints = assignment(inline).map_err(within("load_assignment"))?;
+            config.endpoints = assignment(inline)
+                .map_err(within("load_assignment"))?
+                .iter()
+                .map(crate::config::Endpoint::to_config)
+                .collect();
             None
         }
         _ => return Err("type: only EDS and STATIC clusters are supported".to_owned()),

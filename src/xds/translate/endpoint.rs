@@ -1,5 +1,5 @@
 use super::Invalid;
-use crate::config::{EndpointConfig, Health, Locality};
+use crate::config::{Endpoint as SinewEndpoint, Health, Locality};
 use envoy_types::pb::envoy::config::core::v3::{
     HealthStatus, address, socket_address::PortSpecifier,
 };
@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 /// and health. Locality weights are folded into endpoint weights so that
 /// each locality's share of traffic follows its weight (as gRPC's weighted
 /// target does) whatever its number of endpoints.
-pub(crate) fn assignment(a: ClusterLoadAssignment) -> Result<Vec<EndpointConfig>, Invalid> {
+pub(crate) fn assignment(a: ClusterLoadAssignment) -> Result<Vec<SinewEndpoint>, Invalid> {
     let weighted_localities = a
         .endpoints
         .iter()
@@ -66,12 +66,14 @@ pub(crate) fn assignment(a: ClusterLoadAssignment) -> Result<Vec<EndpointConfig>
                 Ok(HealthStatus::Draining) => Health::Draining,
                 _ => Health::Unhealthy,
             };
-            let mut config = EndpointConfig::new(address.to_string());
-            config.weight = weight;
-            config.locality = locality.clone();
-            config.priority = group.priority;
-            config.health = health;
-            endpoints.push(config);
+            endpoints.push(SinewEndpoint {
+                address,
+                weight,
+                locality: locality.clone(),
+                priority: group.priority,
+                health,
+                metadata: Default::default(),
+            });
         }
     }
     Ok(endpoints)
