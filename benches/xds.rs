@@ -43,6 +43,7 @@ async fn publish(ads: &Ads, mesh: &Mesh, endpoints: &[SocketAddr]) -> (Duration,
     let any = server::assignment("big", endpoints);
     let mut versions = mesh.versions();
     versions.mark_unchanged();
+    let responses = mesh.xds_status().map_or(0, |s| s.responses);
     let started = Instant::now();
     ads.update(|r| r.put(ENDPOINTS, "big", any));
     loop {
@@ -52,8 +53,8 @@ async fn publish(ads: &Ads, mesh: &Mesh, endpoints: &[SocketAddr]) -> (Duration,
             let total = started.elapsed();
             // The status is written just after the change is in force.
             let own = loop {
-                match mesh.xds_status().and_then(|s| s.last_apply) {
-                    Some(d) if d <= total => break d,
+                match mesh.xds_status() {
+                    Some(s) if s.responses > responses => break s.last_apply.unwrap(),
                     _ => tokio::task::yield_now().await,
                 }
             };

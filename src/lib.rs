@@ -68,6 +68,8 @@ macro_rules! inner_accessors {
 }
 pub(crate) use inner_accessors;
 
+#[cfg(feature = "config")]
+mod addr_hash;
 #[cfg(feature = "balance")]
 pub mod balance;
 pub mod classify;

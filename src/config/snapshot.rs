@@ -1,6 +1,7 @@
 use super::changes::{EndpointChanges, EndpointOp};
 use super::validate::{Fields, checked_address, checked_cluster, checked_endpoint, checked_route};
 use super::{ClusterConfig, EndpointConfig, Health, Locality, MeshConfig};
+use crate::addr_hash::AddrMap;
 use crate::cow_list::CowList;
 use crate::error::ConfigError;
 use crate::retry::RetryConfig;
@@ -190,8 +191,9 @@ impl Snapshot {
         Ok((self.with_cluster(name, cluster, version), ops))
     }
 
-    /// A snapshot in which cluster `name` has exactly `endpoints`: what a
-    /// discovery source's whole assignment says. A change of a few
+    /// A snapshot in which cluster `name` has exactly `endpoints` (distinct
+    /// addresses, which the caller checked): what a discovery source's
+    /// whole assignment says. A change of a few
     /// endpoints is applied as such (the ops are returned); a larger one
     /// makes the cluster's list anew (`None`), one pass over it.
     #[cfg_attr(not(feature = "xds"), allow(dead_code))]
@@ -205,28 +207,24 @@ impl Snapshot {
         let Some(old) = self.clusters.get(name) else {
             return Err(at.error("no such cluster"));
         };
-        let mut seen = HashMap::with_capacity(endpoints.len());
-        for (i, e) in endpoints.iter().enumerate() {
-            if let Some(first) = seen.insert(e.address, i) {
-                return Err(at
-                    .field("endpoints")
-                    .index(i)
-                    .field("address")
-                    .error(format!("duplicate of endpoints[{first}]")));
-            }
-            if !(1..=super::validate::MAX_WEIGHT).contains(&e.weight) {
-                return Err(at
-                    .field("endpoints")
-                    .index(i)
-                    .field("weight")
-                    .error(format!(
-                        "must be between 1 and {}",
-                        super::validate::MAX_WEIGHT
-                    )));
-            }
+        // The source checked that addresses are distinct (a discovery
+        // client must, to NACK a bad assignment); weights are checked here.
+        if let Some((i, _)) = endpoints
+            .iter()
+            .enumerate()
+            .find(|(_, e)| !(1..=super::validate::MAX_WEIGHT).contains(&e.weight))
+        {
+            return Err(at
+                .field("endpoints")
+                .index(i)
+                .field("weight")
+                .error(format!(
+                    "must be between 1 and {}",
+                    super::validate::MAX_WEIGHT
+                )));
         }
-        let mut current: HashMap<SocketAddr, &Endpoint> =
-            old.endpoints.iter().map(|e| (e.address, e)).collect();
+        let mut current = crate::addr_hash::addr_map::<&Endpoint>(old.endpoints.len());
+        current.extend(old.endpoints.iter().map(|e| (e.address, e)));
         let mut upserts = Vec::new();
         for e in endpoints {
             if current.remove(&e.address) != Some(e) {
@@ -425,16 +423,19 @@ impl Cluster {
         let mut ops = Vec::with_capacity(removed.len() + upserts.len());
         // A few changes scan for their endpoints (8 bytes per endpoint); a
         // large one indexes them first, so that it stays linear.
-        let mut index: Option<HashMap<SocketAddr, usize>> =
-            (removed.len() + upserts.len() > LARGE_CHANGE).then(|| {
-                cluster
-                    .endpoints
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| (e.address, i))
-                    .collect()
+        let mut index: Option<AddrMap<usize>> = (removed.len() + upserts.len() > LARGE_CHANGE)
+            .then(|| {
+                let mut map = crate::addr_hash::addr_map(cluster.endpoints.len());
+                map.extend(
+                    cluster
+                        .endpoints
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| (e.address, i)),
+                );
+                map
             });
-        let find = |cluster: &Cluster, index: &Option<HashMap<SocketAddr, usize>>, a| match index {
+        let find = |cluster: &Cluster, index: &Option<AddrMap<usize>>, a| match index {
             Some(map) => map.get(&a).copied(),
             None => cluster.position(a),
         };
@@ -547,8 +548,8 @@ pub struct Endpoint {
     pub address: SocketAddr,
     /// Weight among the cluster's endpoints.
     pub weight: u32,
-    /// Where it runs.
-    pub locality: Locality,
+    /// Where it runs (shared: a locality's endpoints hold one copy).
+    pub locality: Arc<Locality>,
     /// Failover priority (0 first).
     pub priority: u32,
     /// Reported health.
@@ -563,7 +564,7 @@ impl Endpoint {
         EndpointConfig {
             address: self.address.to_string(),
             weight: self.weight,
-            locality: self.locality.clone(),
+            locality: Locality::clone(&self.locality),
             priority: self.priority,
             health: self.health,
             metadata: self.metadata.clone(),

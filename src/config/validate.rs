@@ -228,7 +228,7 @@ pub(super) fn checked_cluster(
     }
     let given = std::mem::take(&mut cluster.endpoints);
     let mut endpoints = Vec::with_capacity(given.len());
-    let mut seen = HashMap::with_capacity(given.len());
+    let mut seen = crate::addr_hash::addr_map(given.len());
     for (i, e) in given.into_iter().enumerate() {
         let at = at.field("endpoints").index(i);
         let endpoint = checked_endpoint(&at, e)?;
@@ -254,7 +254,7 @@ pub(super) fn checked_endpoint(at: &Fields, e: EndpointConfig) -> Result<Endpoin
     Ok(Endpoint {
         address,
         weight: e.weight,
-        locality: e.locality,
+        locality: Arc::new(e.locality),
         priority: e.priority,
         health: e.health,
         metadata: e.metadata,

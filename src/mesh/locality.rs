@@ -38,9 +38,21 @@ pub(super) fn select(
     if available == 0 || !reaches(available, total, settings.panic_threshold_percent) {
         return (0..total).collect();
     }
-    let mut levels: Vec<u32> = candidates.iter().map(|c| c.priority).collect();
+    // Priority levels are few: collected without sorting every endpoint
+    // (unless they turn out not to be).
+    let mut levels: Vec<u32> = Vec::new();
+    for c in candidates {
+        if !levels.contains(&c.priority) {
+            levels.push(c.priority);
+            if levels.len() > 32 {
+                levels = candidates.iter().map(|c| c.priority).collect();
+                levels.sort_unstable();
+                levels.dedup();
+                break;
+            }
+        }
+    }
     levels.sort_unstable();
-    levels.dedup();
     let level = levels.iter().copied().find(|&p| {
         let in_level = candidates.iter().filter(|c| c.priority == p);
         let (n, up) = in_level.fold((0, 0), |(n, up), c| (n + 1, up + usize::from(c.available)));

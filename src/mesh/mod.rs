@@ -281,11 +281,18 @@ impl Shared {
             .with_endpoints(cluster, endpoints, version)
         {
             Ok((snapshot, ops)) => {
+                let whole = ops.is_none();
                 let routing = previous.with_changes(Arc::new(snapshot), cluster, ops.as_deref());
                 self.routing.store(Arc::new(routing));
                 self.versions.send_replace(version);
                 *self.status() = ConfigStatus::applied(version);
                 tracing::debug!(version, cluster, "endpoints replaced");
+                if whole {
+                    // Freeing a large replaced set (a load and an outlier
+                    // state per endpoint) is left to another thread: the
+                    // new one is in force already.
+                    release_elsewhere(previous);
+                }
                 Ok(version)
             }
             Err(error) => {
@@ -298,6 +305,15 @@ impl Shared {
     fn reject(&self, error: ConfigError) {
         tracing::warn!(%error, "configuration rejected; the last good one stays in force");
         self.status().record_rejection(error);
+    }
+}
+
+/// Drops `value` on a blocking thread when there is a runtime to ask.
+#[cfg(feature = "xds")]
+fn release_elsewhere<T: Send + 'static>(value: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(value))),
+        Err(_) => drop(value),
     }
 }
 

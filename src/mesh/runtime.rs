@@ -183,35 +183,29 @@ impl ClusterRuntime {
         previous: Option<&ClusterRuntime>,
         local: Option<&Locality>,
     ) -> Self {
-        let kept: HashMap<SocketAddr, usize> = previous
-            .map(|p| {
+        let mut kept = crate::addr_hash::addr_map::<usize>(previous.map_or(0, |p| p.loads.len()));
+        if let Some(p) = previous {
+            kept.extend(
                 p.cluster
                     .endpoints()
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| (e.address, i))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let old = |address: &SocketAddr| Some((previous?, *kept.get(address)?));
-        let loads = cluster
-            .endpoints()
-            .iter()
-            .map(|e| {
-                old(&e.address)
-                    .and_then(|(p, i)| p.loads.get(i).cloned())
-                    .unwrap_or_default()
-            })
-            .collect();
-        let outliers: Outliers = cluster
-            .endpoints()
-            .iter()
-            .map(|e| {
-                old(&e.address)
-                    .and_then(|(p, i)| p.outliers.get(i).cloned())
-                    .unwrap_or_default()
-            })
-            .collect();
+                    .map(|(i, e)| (e.address, i)),
+            );
+        }
+        let mut loads = CowList::default();
+        let mut outliers: Outliers = CowList::default();
+        for e in cluster.endpoints().iter() {
+            let old = previous.and_then(|p| Some((p, *kept.get(&e.address)?)));
+            loads.push(
+                old.and_then(|(p, i)| p.loads.get(i).cloned())
+                    .unwrap_or_default(),
+            );
+            outliers.push(
+                old.and_then(|(p, i)| p.outliers.get(i).cloned())
+                    .unwrap_or_default(),
+            );
+        }
         let config = cluster.config();
         let detector = config.outlier_detection.clone().map(|c| {
             let before = previous.and_then(|p| p.detector.as_deref());

@@ -245,7 +245,11 @@ impl Task {
         if !changed.is_empty() {
             self.push_config(&changed);
         }
-        lock(&self.state).last_apply = Some(received.elapsed());
+        {
+            let mut state = lock(&self.state);
+            state.last_apply = Some(received.elapsed());
+            state.responses += 1;
+        }
         self.notify();
     }
 

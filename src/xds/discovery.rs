@@ -42,6 +42,8 @@ pub struct XdsStatus {
     /// How long the last response took from its arrival to in force
     /// (decoded, translated, validated, applied).
     pub last_apply: Option<Duration>,
+    /// Responses received so far, on every stream.
+    pub responses: u64,
 }
 
 #[derive(Debug)]
@@ -154,6 +156,7 @@ impl Discovery {
             from_cache: state.from_cache,
             resources: state.statuses(),
             last_apply: state.last_apply,
+            responses: state.responses,
         }
     }
 }

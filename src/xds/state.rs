@@ -114,6 +114,8 @@ pub(super) struct State {
     pub(super) from_cache: Option<SystemTime>,
     /// How long the last response took from its arrival to in force.
     pub(super) last_apply: Option<Duration>,
+    /// Responses received, on every stream.
+    pub(super) responses: u64,
 }
 
 impl State {
@@ -128,6 +130,7 @@ impl State {
             },
             from_cache: None,
             last_apply: None,
+            responses: 0,
         }
     }
 
@@ -569,7 +572,10 @@ fn check(name: &str, resource: &Resource) -> Result<(), String> {
             // Translation already parsed each address and bounded each
             // weight; what is left is a duplicate, checked without the cost
             // of a snapshot (assignments run to 100,000 endpoints).
-            let mut seen = std::collections::HashSet::with_capacity(endpoints.len());
+            let mut seen = crate::addr_hash::AddrSet::with_capacity_and_hasher(
+                endpoints.len(),
+                Default::default(),
+            );
             match endpoints.iter().find(|e| !seen.insert(e.address)) {
                 Some(twice) => Err(format!(
                     "endpoints: `{}` is listed more than once",

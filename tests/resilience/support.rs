@@ -62,6 +62,8 @@ where
                 },
                 _ = stopped.changed() => return,
             };
+            // As servers in production do: small responses go out at once.
+            let _ = stream.set_nodelay(true);
             let service = hyper_util::service::TowerToHyperService::new(service.clone());
             let mut stopped = stopped.clone();
             tokio::spawn(async move {

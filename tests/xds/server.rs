@@ -127,7 +127,9 @@ impl AggregatedDiscoveryService for Ads {
         let log = self.requests.clone();
         tokio::spawn(async move {
             let mut subscribed: HashMap<String, Vec<String>> = HashMap::new();
-            let mut sent: HashMap<String, u64> = HashMap::new();
+            // What each type last sent: a type is sent again only when
+            // its resources change, as real servers do.
+            let mut sent: HashMap<String, Vec<Any>> = HashMap::new();
             let mut nonce = 0u64;
             loop {
                 let resend: Vec<String> = tokio::select! {
@@ -136,8 +138,8 @@ impl AggregatedDiscoveryService for Ads {
                             log.lock().unwrap().push(request.clone());
                             let names_changed = subscribed.get(&request.type_url) != Some(&request.resource_names);
                             subscribed.insert(request.type_url.clone(), request.resource_names.clone());
-                            let version = snapshot.borrow().version;
-                            if names_changed || sent.get(&request.type_url) != Some(&version) {
+                            if names_changed || !sent.contains_key(&request.type_url) {
+                                sent.remove(&request.type_url);
                                 vec![request.type_url]
                             } else {
                                 vec![]
@@ -164,8 +166,11 @@ impl AggregatedDiscoveryService for Ads {
                         .filter(|(name, _)| names.is_empty() || names.contains(name))
                         .map(|(_, any)| any.clone())
                         .collect();
+                    if sent.get(&type_url) == Some(&chosen) {
+                        continue;
+                    }
                     nonce += 1;
-                    sent.insert(type_url.clone(), resources.version);
+                    sent.insert(type_url.clone(), chosen.clone());
                     let response = DiscoveryResponse {
                         version_info: resources.version.to_string(),
                         resources: chosen,

@@ -36,8 +36,10 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
         ),
         Some(DiscoveryType::Static) => {
             let inline = c.load_assignment.clone().unwrap_or_default();
-            config.endpoints = assignment(inline)
-                .map_err(within("load_assignment"))?
+            // The same reader as for EDS, on the message's bytes.
+            let (_, endpoints) = assignment(&prost::Message::encode_to_vec(&inline))
+                .map_err(within("load_assignment"))?;
+            config.endpoints = endpoints
                 .iter()
                 .map(crate::config::Endpoint::to_config)
                 .collect();

@@ -1,59 +1,49 @@
 use super::Invalid;
-use crate::config::{Endpoint as SinewEndpoint, Health, Locality};
-use envoy_types::pb::envoy::config::core::v3::{
-    HealthStatus, address, socket_address::PortSpecifier,
-};
-use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
+use super::wire::{Fields, Value, text, uint32_value};
+use crate::config::{Endpoint, Health, Locality};
+use envoy_types::pb::envoy::config::core::v3::HealthStatus;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-/// A ClusterLoadAssignment's endpoints, with their localities, priorities
-/// and health. Locality weights are folded into endpoint weights so that
-/// each locality's share of traffic follows its weight (as gRPC's weighted
-/// target does) whatever its number of endpoints.
-pub(crate) fn assignment(a: ClusterLoadAssignment) -> Result<Vec<SinewEndpoint>, Invalid> {
-    let weighted_localities = a
-        .endpoints
-        .iter()
-        .any(|l| l.load_balancing_weight.is_some());
-    let mut endpoints = Vec::with_capacity(a.endpoints.iter().map(|l| l.lb_endpoints.len()).sum());
-    for (i, group) in a.endpoints.into_iter().enumerate() {
-        let at = format!("endpoints[{i}]");
-        let locality = group
-            .locality
-            .map(|l| Locality {
-                region: l.region,
-                zone: l.zone,
-            })
-            .unwrap_or_default();
-        let locality_weight = group.load_balancing_weight.map_or(1, |w| w.value);
-        if weighted_localities && locality_weight == 0 {
+/// One locality's endpoints as read, before weights are settled (a
+/// locality's weight follows its endpoints on the wire).
+struct Group {
+    locality: Arc<Locality>,
+    weight: Option<u32>,
+    priority: u32,
+    endpoints: Vec<(SocketAddr, u32, Health)>,
+}
+
+/// A ClusterLoadAssignment, read from its wire bytes: its cluster name and
+/// its endpoints, with their localities, priorities and health. Locality
+/// weights are folded into endpoint weights so that each locality's share
+/// of traffic follows its weight (as gRPC's weighted target does) whatever
+/// its number of endpoints.
+pub(crate) fn assignment(bytes: &[u8]) -> Result<(String, Vec<Endpoint>), Invalid> {
+    let mut name = String::new();
+    let mut groups = Vec::new();
+    let mut fields = Fields::new(bytes);
+    while let Some(field) = fields.next_field() {
+        match field? {
+            (1, Value::Bytes(b)) => name = text(b)?.to_owned(),
+            (2, Value::Bytes(b)) => {
+                let i = groups.len();
+                groups.push(group(b).map_err(|e| format!("endpoints[{i}].{e}"))?);
+            }
+            _ => {}
+        }
+    }
+    let weighted = groups.iter().any(|g| g.weight.is_some());
+    let mut endpoints = Vec::with_capacity(groups.iter().map(|g| g.endpoints.len()).sum());
+    for g in groups {
+        let locality_weight = g.weight.unwrap_or(1);
+        if weighted && locality_weight == 0 {
             // gRPC drops localities of weight zero.
             continue;
         }
-        let sum: u64 = group
-            .lb_endpoints
-            .iter()
-            .map(|e| {
-                u64::from(
-                    e.load_balancing_weight
-                        .as_ref()
-                        .map_or(1, |w| w.value)
-                        .max(1),
-                )
-            })
-            .sum();
-        for (j, e) in group.lb_endpoints.into_iter().enumerate() {
-            let at = format!("{at}.lb_endpoints[{j}]");
-            let own = e.load_balancing_weight.as_ref().map_or(1, |w| w.value);
-            if own == 0 {
-                return Err(format!("{at}.load_balancing_weight: must be at least 1"));
-            }
-            let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = e.host_identifier else {
-                return Err(format!("{at}.endpoint: missing"));
-            };
-            let address =
-                socket_address(&endpoint).map_err(|m| format!("{at}.endpoint.address.{m}"))?;
-            let weight = if weighted_localities {
+        let sum: u64 = g.endpoints.iter().map(|e| u64::from(e.1)).sum();
+        for (address, own, health) in g.endpoints {
+            let weight = if weighted {
                 // The locality's weight shared among its endpoints by
                 // theirs, scaled to keep precision in integers.
                 let scaled = u64::from(locality_weight) * u64::from(own) * 1000 / sum.max(1);
@@ -61,41 +51,129 @@ pub(crate) fn assignment(a: ClusterLoadAssignment) -> Result<Vec<SinewEndpoint>,
             } else {
                 own.min(1_000_000)
             };
-            let health = match HealthStatus::try_from(e.health_status) {
-                Ok(HealthStatus::Unknown | HealthStatus::Healthy) => Health::Healthy,
-                Ok(HealthStatus::Draining) => Health::Draining,
-                _ => Health::Unhealthy,
-            };
-            endpoints.push(SinewEndpoint {
+            endpoints.push(Endpoint {
                 address,
                 weight,
-                locality: locality.clone(),
-                priority: group.priority,
+                locality: g.locality.clone(),
+                priority: g.priority,
                 health,
                 metadata: Default::default(),
             });
         }
     }
-    Ok(endpoints)
+    Ok((name, endpoints))
 }
 
-fn socket_address(
-    endpoint: &envoy_types::pb::envoy::config::endpoint::v3::Endpoint,
-) -> Result<SocketAddr, Invalid> {
-    let Some(address::Address::SocketAddress(socket)) =
-        endpoint.address.as_ref().and_then(|a| a.address.as_ref())
-    else {
-        return Err("socket_address: missing".to_owned());
+/// A LocalityLbEndpoints.
+fn group(bytes: &[u8]) -> Result<Group, Invalid> {
+    let mut locality = Locality::default();
+    let mut weight = None;
+    let mut priority = 0;
+    let mut endpoints = Vec::new();
+    let mut fields = Fields::new(bytes);
+    while let Some(field) = fields.next_field() {
+        match field? {
+            (1, Value::Bytes(b)) => {
+                let mut inner = Fields::new(b);
+                while let Some(f) = inner.next_field() {
+                    match f.map_err(|e| format!("locality: {e}"))? {
+                        (1, Value::Bytes(r)) => locality.region = text(r)?.to_owned(),
+                        (2, Value::Bytes(z)) => locality.zone = text(z)?.to_owned(),
+                        _ => {}
+                    }
+                }
+            }
+            (2, Value::Bytes(b)) => {
+                let i = endpoints.len();
+                endpoints.push(lb_endpoint(b).map_err(|e| format!("lb_endpoints[{i}].{e}"))?);
+            }
+            (3, Value::Bytes(b)) => weight = Some(uint32_value(b)?),
+            (5, Value::Varint(p)) => priority = p as u32,
+            _ => {}
+        }
+    }
+    Ok(Group {
+        locality: Arc::new(locality),
+        weight,
+        priority,
+        endpoints,
+    })
+}
+
+/// An LbEndpoint: its address, own weight and health.
+fn lb_endpoint(bytes: &[u8]) -> Result<(SocketAddr, u32, Health), Invalid> {
+    let mut address = None;
+    let mut weight = 1;
+    let mut health = 0;
+    let mut fields = Fields::new(bytes);
+    while let Some(field) = fields.next_field() {
+        match field? {
+            (1, Value::Bytes(b)) => address = Some(endpoint_address(b)?),
+            (2, Value::Varint(h)) => health = h as i32,
+            (4, Value::Bytes(b)) => {
+                weight = uint32_value(b)?;
+                if weight == 0 {
+                    return Err("load_balancing_weight: must be at least 1".to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    let address = address.ok_or_else(|| "endpoint: missing".to_owned())?;
+    let health = match HealthStatus::try_from(health) {
+        Ok(HealthStatus::Unknown | HealthStatus::Healthy) => Health::Healthy,
+        Ok(HealthStatus::Draining) => Health::Draining,
+        _ => Health::Unhealthy,
     };
-    let ip: IpAddr = socket.address.parse().map_err(|_| {
-        format!(
-            "socket_address.address: `{}` is not an IP address",
-            socket.address
-        )
-    })?;
-    let port = match socket.port_specifier {
-        Some(PortSpecifier::PortValue(p)) if (1..=65535).contains(&p) => p as u16,
-        _ => return Err("socket_address.port_value: must be between 1 and 65535".to_owned()),
-    };
-    Ok(SocketAddr::new(ip, port))
+    Ok((address, weight, health))
+}
+
+/// An Endpoint's `address.socket_address`, as an IP and port.
+fn endpoint_address(bytes: &[u8]) -> Result<SocketAddr, Invalid> {
+    let mut socket = None;
+    let mut fields = Fields::new(bytes);
+    while let Some(field) = fields.next_field() {
+        if let (1, Value::Bytes(address)) = field? {
+            let mut inner = Fields::new(address);
+            while let Some(f) = inner.next_field() {
+                if let (1, Value::Bytes(s)) = f? {
+                    socket = Some(s);
+                }
+            }
+        }
+    }
+    let socket = socket.ok_or_else(|| "endpoint.address.socket_address: missing".to_owned())?;
+    let mut ip = None;
+    let mut port = None;
+    let mut fields = Fields::new(socket);
+    while let Some(field) = fields.next_field() {
+        match field? {
+            (2, Value::Bytes(a)) => {
+                let a = text(a)?;
+                ip = Some(a.parse::<IpAddr>().map_err(|_| {
+                    format!("endpoint.address.socket_address.address: `{a}` is not an IP address")
+                })?);
+            }
+            (3, Value::Varint(p)) => port = Some(p),
+            _ => {}
+        }
+    }
+    let ip = ip.ok_or_else(|| "endpoint.address.socket_address.address: missing".to_owned())?;
+    match port {
+        Some(p @ 1..=65535) => Ok(SocketAddr::new(ip, p as u16)),
+        _ => Err(
+            "endpoint.address.socket_address.port_value: must be between 1 and 65535".to_owned(),
+        ),
+    }
+}
+
+/// The assignment's cluster name alone, to name it in an error.
+pub(crate) fn assignment_name(bytes: &[u8]) -> Option<String> {
+    let mut fields = Fields::new(bytes);
+    while let Some(Ok(field)) = fields.next_field() {
+        if let (1, Value::Bytes(b)) = field {
+            return text(b).ok().map(str::to_owned);
+        }
+    }
+    None
 }

@@ -6,6 +6,7 @@ mod cluster;
 mod endpoint;
 mod listener;
 mod route;
+mod wire;
 
 pub(super) use cluster::cluster;
 pub(super) use endpoint::assignment;
@@ -79,11 +80,10 @@ pub(super) fn decode(
             named(name, cluster(c).map(|c| Resource::Cluster(Box::new(c))))
         }
         Kind::Endpoints => {
-            let a =
-                envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::decode(bytes)
-                    .map_err(undecodable)?;
-            let name = a.cluster_name.clone();
-            named(name, assignment(a).map(Resource::Endpoints))
+            // Read from the wire: see `wire`.
+            let (name, endpoints) =
+                assignment(bytes).map_err(|e| (endpoint::assignment_name(bytes), e))?;
+            Ok((name, Resource::Endpoints(endpoints)))
         }
     }
 }
