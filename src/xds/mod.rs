@@ -38,6 +38,9 @@ mod resource;
 mod state;
 mod translate;
 
+#[cfg(test)]
+mod tests;
+
 pub use bootstrap::Bootstrap;
 pub use discovery::XdsStatus;
 pub(crate) use discovery::{Discovery, Settings};
