@@ -187,6 +187,19 @@ where
     }
 }
 
+/// The endpoint that served a response: a response extension set by the
+/// mesh's clients.
+///
+/// ```no_run
+/// # async fn f(response: http::Response<sinew::mesh::ResponseBody>) {
+/// if let Some(sinew::mesh::ServedBy(endpoint)) = response.extensions().get() {
+///     println!("served by {endpoint}");
+/// }
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServedBy(pub std::net::SocketAddr);
+
 /// Sends one attempt to an endpoint of the cluster, picked anew for each
 /// attempt, so that a retry can go elsewhere.
 struct Attempts<B> {
@@ -246,7 +259,9 @@ where
             // Latency is time to the response head; the request stays in
             // flight (and in the cluster's count) until its body ends.
             in_flight.observe();
-            Ok(response.map(|body| ResponseBody::new(body, permit, in_flight)))
+            let mut response = response.map(|body| ResponseBody::new(body, permit, in_flight));
+            response.extensions_mut().insert(ServedBy(endpoint.address));
+            Ok(response)
         })
     }
 }

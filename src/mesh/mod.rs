@@ -40,6 +40,8 @@ mod connect;
 mod grpc;
 mod locality;
 mod outlier;
+#[cfg(feature = "grpc")]
+mod raw_codec;
 mod route;
 mod runtime;
 mod source;
@@ -49,9 +51,12 @@ mod thresholds;
 pub use body::ResponseBody;
 pub use builder::MeshBuilder;
 pub use client::HttpClient;
+pub use client::ServedBy;
 pub use connect::ConnectBackoff;
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcChannel;
+#[cfg(feature = "grpc")]
+pub use raw_codec::RawCodec;
 pub use route::{ClusterOverloaded, RouteDecision, RouteError};
 pub use runtime::HashKey;
 pub use status::ConfigStatus;

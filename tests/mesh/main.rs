@@ -298,7 +298,7 @@ async fn the_readme_example_configuration_is_valid() {
 
 #[tokio::test]
 async fn tonic_clients_call_through_a_grpc_channel() {
-    use support::RawCodec;
+    use sinew::mesh::RawCodec;
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let server = serve(tower::service_fn(
@@ -629,7 +629,7 @@ async fn a_grpc_call_to_an_unknown_service_is_unavailable_with_the_reason() {
         .unary(
             tonic::Request::new(Bytes::from_static(b"x")),
             http::uri::PathAndQuery::from_static("/sinew.test.Greeter/Hello"),
-            support::RawCodec,
+            sinew::mesh::RawCodec,
         )
         .await
         .unwrap_err();

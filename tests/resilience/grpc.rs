@@ -1,7 +1,8 @@
-use crate::support::{RawCodec, h2_client, serve};
+use crate::support::{h2_client, serve};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use sinew::breaker::{BreakerConfig, BreakerLayer, State};
+use sinew::mesh::RawCodec;
 use sinew::retry::{RetryConfig, RetryLayer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,124 @@
+//! `sinew call`: requests through the mesh, and who served them.
+
+use super::args::Call;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use sinew::mesh::{RawCodec, ServedBy};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Mutex;
+use tower::ServiceExt;
+
+#[derive(Default)]
+struct Tally {
+    served_by: BTreeMap<String, usize>,
+    failures: BTreeMap<String, usize>,
+}
+
+pub(crate) async fn run(call: Call) -> Result<ExitCode, String> {
+    let mesh = super::mesh(&call.source, call.wait).await?;
+    let call = Arc::new(call);
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..call.concurrency.min(call.count))
+        .map(|_| {
+            let (mesh, call, tally, next) =
+                (mesh.clone(), call.clone(), tally.clone(), next.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < call.count {
+                    let outcome = match &call.grpc {
+                        Some(method) => grpc_once(&mesh, &call, method).await,
+                        None => http_once(&mesh, &call).await,
+                    };
+                    let mut tally = tally.lock().await;
+                    match outcome {
+                        Ok(endpoint) => *tally.served_by.entry(endpoint).or_insert(0) += 1,
+                        Err(reason) => *tally.failures.entry(reason).or_insert(0) += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.map_err(|e| e.to_string())?;
+    }
+    let tally = tally.lock().await;
+    let failed: usize = tally.failures.values().sum();
+    if call.json {
+        let report = serde_json::json!({
+            "service": call.service,
+            "requests": call.count,
+            "ok": call.count - failed,
+            "failed": failed,
+            "served_by": tally.served_by,
+            "failures": tally.failures.iter().map(|(reason, count)| serde_json::json!({"reason": reason, "count": count})).collect::<Vec<_>>(),
+        });
+        println!("{report:#}");
+    } else {
+        println!(
+            "{} requests to {}: {} ok, {failed} failed",
+            call.count,
+            call.service,
+            call.count - failed
+        );
+        for (endpoint, n) in &tally.served_by {
+            println!("  {endpoint:<24} {n}");
+        }
+        for (reason, n) in &tally.failures {
+            println!("  failed ×{n}: {reason}");
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn served_by(extensions: &http::Extensions) -> String {
+    extensions
+        .get::<ServedBy>()
+        .map_or_else(|| "(unknown endpoint)".to_owned(), |s| s.0.to_string())
+}
+
+async fn http_once(mesh: &sinew::mesh::Mesh, call: &Call) -> Result<String, String> {
+    let uri = format!("http://{}{}", call.service, call.path);
+    let request = http::Request::get(uri)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = mesh
+        .http_client::<Empty<Bytes>>(&call.service)
+        .oneshot(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let endpoint = served_by(response.extensions());
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{endpoint}: reading the body: {e}"))?
+        .to_bytes();
+    if status.is_success() {
+        Ok(endpoint)
+    } else {
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        Err(format!("{endpoint}: HTTP {status}: {text}"))
+    }
+}
+
+async fn grpc_once(mesh: &sinew::mesh::Mesh, call: &Call, method: &str) -> Result<String, String> {
+    let path = http::uri::PathAndQuery::try_from(method).map_err(|e| e.to_string())?;
+    let origin: http::Uri = format!("http://{}", call.service)
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    let mut grpc = tonic::client::Grpc::with_origin(mesh.grpc_channel(&call.service), origin);
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    let request = tonic::Request::new(Bytes::from(call.data.clone()));
+    match grpc.unary(request, path, RawCodec).await {
+        Ok(response) => Ok(served_by(response.extensions())),
+        Err(status) => Err(format!("gRPC {:?}: {}", status.code(), status.message())),
+    }
+}

@@ -1,0 +1,121 @@
+//! The `sinew` binary against an ADS server and HTTP servers on loopback.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub,
+    dead_code
+)]
+
+#[path = "../../tests/xds/server.rs"]
+mod server;
+#[path = "../../tests/resilience/support.rs"]
+mod support;
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+use server::{Ads, CLUSTER, ENDPOINTS, LISTENER, ROUTE};
+use support::{Server, handler, serve, text};
+
+async fn named(name: &'static str) -> Server {
+    serve(handler(move |_req| async move { text(200, name) })).await
+}
+
+async fn sinew(args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn call_and_config_through_a_control_plane() {
+    let a = named("a").await;
+    let b = named("b").await;
+    let ads = Ads::default();
+    ads.update(|r| {
+        r.put(LISTENER, "reviews", server::listener("reviews", "reviews"));
+        r.put(
+            ROUTE,
+            "reviews",
+            server::route_config("reviews", &[("reviews-v1", 1)]),
+        );
+        r.put(
+            CLUSTER,
+            "reviews-v1",
+            server::eds_cluster("reviews-v1", LbPolicy::RoundRobin),
+        );
+        r.put(
+            ENDPOINTS,
+            "reviews-v1",
+            server::assignment("reviews-v1", &[a.addr, b.addr]),
+        );
+    });
+    let control = ads.serve().await;
+    let url = control.url("");
+
+    let (code, out, err) = sinew(&[
+        "call",
+        "reviews",
+        "--control-plane",
+        &url,
+        "--count",
+        "10",
+        "--concurrency",
+        "2",
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], 10);
+    assert_eq!(report["served_by"][a.addr.to_string()], 5, "{report}");
+    assert_eq!(report["served_by"][b.addr.to_string()], 5, "{report}");
+
+    // A service the control plane does not have: every request fails with
+    // the reason, and the exit code says so.
+    let (code, out, _) = sinew(&[
+        "call",
+        "ratings",
+        "--control-plane",
+        &url,
+        "--count",
+        "2",
+        "--wait",
+        "1",
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["failed"], 2);
+    let reason = report["failures"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("service `ratings` is not configured"),
+        "{reason}"
+    );
+
+    let (code, out, err) = sinew(&["config", "reviews", "--control-plane", &url]).await;
+    assert_eq!(code, 0, "{err}");
+    let dump: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let resources = dump["status"]["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 4);
+    assert!(resources.iter().all(|r| r["state"] == "acked"), "{dump}");
+    assert_eq!(
+        dump["config"]["clusters"]["reviews-v1"]["endpoints"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    let (code, _, err) = sinew(&["call", "reviews"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--control-plane or --bootstrap is required"));
+}
