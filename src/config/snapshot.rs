@@ -1,5 +1,7 @@
 use super::changes::{EndpointChanges, EndpointOp};
-use super::validate::{Fields, checked_address, checked_cluster, checked_endpoint, checked_route};
+use super::validate::{
+    Fields, Localities, checked_address, checked_cluster, checked_endpoint, checked_route,
+};
 use super::{ClusterConfig, EndpointConfig, Health, Locality, MeshConfig};
 use crate::addr_hash::AddrMap;
 use crate::cow_list::CowList;
@@ -168,10 +170,11 @@ impl Snapshot {
             removed.insert(checked_address(&at.field("remove").index(i), address)?);
         }
         let mut upserts = Vec::with_capacity(changes.upsert.len());
+        let mut localities = Localities::default();
         let mut seen = HashMap::with_capacity(changes.upsert.len());
         for (i, e) in changes.upsert.iter().enumerate() {
             let at = at.field("upsert").index(i);
-            let endpoint = checked_endpoint(&at, e.clone())?;
+            let endpoint = checked_endpoint(&at, e.clone(), &mut localities)?;
             if removed.contains(&endpoint.address) {
                 return Err(at.field("address").error("is also in `remove`"));
             }

@@ -2,7 +2,9 @@
 //! path of every field it rejects.
 
 use super::snapshot::{Cluster, Endpoint, PathMatcher, Route, ValueMatcher};
-use super::{ClusterConfig, EndpointConfig, HeaderMatch, LbPolicy, PathMatch, RouteConfig};
+use super::{
+    ClusterConfig, EndpointConfig, HeaderMatch, LbPolicy, Locality, PathMatch, RouteConfig,
+};
 use crate::error::ConfigError;
 use http::{HeaderName, Method};
 use regex::Regex;
@@ -229,9 +231,10 @@ pub(super) fn checked_cluster(
     let given = std::mem::take(&mut cluster.endpoints);
     let mut endpoints = Vec::with_capacity(given.len());
     let mut seen = crate::addr_hash::addr_map(given.len());
+    let mut localities = Localities::default();
     for (i, e) in given.into_iter().enumerate() {
         let at = at.field("endpoints").index(i);
-        let endpoint = checked_endpoint(&at, e)?;
+        let endpoint = checked_endpoint(&at, e, &mut localities)?;
         if let Some(first) = seen.insert(endpoint.address, i) {
             return Err(at
                 .field("address")
@@ -244,7 +247,11 @@ pub(super) fn checked_cluster(
 }
 
 /// Parses one endpoint, taking its strings rather than copying them.
-pub(super) fn checked_endpoint(at: &Fields, e: EndpointConfig) -> Result<Endpoint, ConfigError> {
+pub(super) fn checked_endpoint(
+    at: &Fields,
+    e: EndpointConfig,
+    localities: &mut Localities,
+) -> Result<Endpoint, ConfigError> {
     let address = checked_address(&at.field("address"), &e.address)?;
     if !(1..=MAX_WEIGHT).contains(&e.weight) {
         return Err(at
@@ -254,11 +261,26 @@ pub(super) fn checked_endpoint(at: &Fields, e: EndpointConfig) -> Result<Endpoin
     Ok(Endpoint {
         address,
         weight: e.weight,
-        locality: Arc::new(e.locality),
+        locality: localities.intern(e.locality),
         priority: e.priority,
         health: e.health,
         metadata: e.metadata,
     })
+}
+
+/// One shared copy of each locality: a cluster's endpoints sit in a few.
+#[derive(Default)]
+pub(super) struct Localities(HashMap<Locality, Arc<Locality>>);
+
+impl Localities {
+    pub(super) fn intern(&mut self, locality: Locality) -> Arc<Locality> {
+        if let Some(shared) = self.0.get(&locality) {
+            return shared.clone();
+        }
+        let shared = Arc::new(locality.clone());
+        self.0.insert(locality, shared.clone());
+        shared
+    }
 }
 
 pub(super) fn checked_address(at: &Fields, address: &str) -> Result<SocketAddr, ConfigError> {
