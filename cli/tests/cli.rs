@@ -16,11 +16,7 @@ mod support;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
 use server::{Ads, CLUSTER, ENDPOINTS, LISTENER, ROUTE};
-use support::{Server, handler, serve, text};
-
-async fn named(name: &'static str) -> Server {
-    serve(handler(move |_req| async move { text(200, name) })).await
-}
+use support::named;
 
 async fn sinew(args: &[&str]) -> (i32, String, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
@@ -37,8 +33,8 @@ async fn sinew(args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test]
 async fn call_and_config_through_a_control_plane() {
-    let a = named("a").await;
-    let b = named("b").await;
+    let (a, _) = named("a").await;
+    let (b, _) = named("b").await;
     let ads = Ads::default();
     ads.update(|r| {
         r.put(LISTENER, "reviews", server::listener("reviews", "reviews"));

@@ -20,59 +20,13 @@ use sinew::mesh::{Mesh, RouteError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use support::{Server, body_text, handler, serve, text};
+use support::{body_text, handler, named, send_all, serve, text};
 use tower::ServiceExt;
 
 /// A mesh built from a YAML configuration.
 async fn mesh_of(yaml: &str) -> Mesh {
     let config = MeshConfig::from_yaml(yaml).unwrap();
     Mesh::builder().config(config).build().await.unwrap()
-}
-
-/// A server that answers with its name and counts what it served.
-async fn named(name: &'static str) -> (Server, Arc<AtomicUsize>) {
-    let served = Arc::new(AtomicUsize::new(0));
-    let counter = served.clone();
-    let server = serve(handler(move |_req| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        async move { text(200, name) }
-    }))
-    .await;
-    (server, served)
-}
-
-async fn send_all(
-    client: sinew::mesh::HttpClient<Empty<Bytes>>,
-    total: usize,
-    concurrency: usize,
-    sent: Arc<AtomicUsize>,
-) -> HashMap<String, usize> {
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (client, sent) = (client.clone(), sent.clone());
-            tokio::spawn(async move {
-                let mut seen = HashMap::new();
-                while sent.fetch_add(1, Ordering::SeqCst) < total {
-                    let request = Request::get("http://reviews/api")
-                        .body(Empty::new())
-                        .unwrap();
-                    let response = client.clone().oneshot(request).await.unwrap();
-                    assert_eq!(response.status(), StatusCode::OK);
-                    *seen
-                        .entry(body_text(response.into_body()).await)
-                        .or_insert(0) += 1;
-                }
-                seen
-            })
-        })
-        .collect();
-    let mut seen = HashMap::new();
-    for task in tasks {
-        for (name, n) in task.await.unwrap() {
-            *seen.entry(name).or_insert(0) += n;
-        }
-    }
-    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +47,14 @@ clusters:
 "#,
         a.addr, b.addr, c.addr
     )).await;
-    let seen = send_all(mesh.http_client("reviews"), 10_000, 16, Arc::default()).await;
+    let seen = send_all(
+        mesh.http_client("reviews"),
+        "http://reviews/api",
+        10_000,
+        16,
+        Arc::default(),
+    )
+    .await;
     for (name, weight) in [("a", 0.5), ("b", 0.3), ("c", 0.2)] {
         let share = seen.get(name).copied().unwrap_or(0) as f64 / 10_000.0;
         assert!(
@@ -141,6 +102,7 @@ async fn endpoints_change_under_load_without_a_failed_request() {
     let sent = Arc::new(AtomicUsize::new(0));
     let load = tokio::spawn(send_all(
         mesh.http_client("reviews"),
+        "http://reviews/api",
         3_000,
         16,
         sent.clone(),
@@ -179,6 +141,7 @@ async fn endpoint_changes_apply_under_load_without_a_failed_request() {
     let sent = Arc::new(AtomicUsize::new(0));
     let load = tokio::spawn(send_all(
         mesh.http_client("reviews"),
+        "http://reviews/api",
         3_000,
         16,
         sent.clone(),

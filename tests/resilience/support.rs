@@ -145,3 +145,63 @@ pub async fn closed_port() -> SocketAddr {
         .expect("bind loopback");
     listener.local_addr().expect("local addr")
 }
+
+/// A server answering every request with 200 and `name`, and the count of
+/// requests it served.
+#[allow(dead_code)] // Not every test crate that includes this uses it.
+pub async fn named(name: &'static str) -> (Server, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let server = serve(handler(move |_req| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move { text(200, name) }
+    }))
+    .await;
+    (server, served)
+}
+
+/// Sends GET `uri` through `client` until `sent` reaches `total`,
+/// `concurrency` at a time; every request must succeed. Counts the answers
+/// by body.
+#[allow(dead_code)] // Not every test crate that includes this uses it.
+pub async fn send_all(
+    client: sinew::mesh::HttpClient<http_body_util::Empty<Bytes>>,
+    uri: &'static str,
+    total: usize,
+    concurrency: usize,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::collections::HashMap<String, usize> {
+    use std::sync::atomic::Ordering;
+    use tower::ServiceExt;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, sent) = (client.clone(), sent.clone());
+            tokio::spawn(async move {
+                let mut seen = std::collections::HashMap::new();
+                while sent.fetch_add(1, Ordering::SeqCst) < total {
+                    let request = Request::get(uri)
+                        .body(http_body_util::Empty::new())
+                        .expect("a request");
+                    let response = client
+                        .clone()
+                        .oneshot(request)
+                        .await
+                        .expect("every request succeeds");
+                    assert_eq!(response.status(), http::StatusCode::OK);
+                    *seen
+                        .entry(body_text(response.into_body()).await)
+                        .or_insert(0) += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut seen = std::collections::HashMap::new();
+    for task in tasks {
+        for (name, n) in task.await.expect("a sender") {
+            *seen.entry(name).or_insert(0) += n;
+        }
+    }
+    seen
+}

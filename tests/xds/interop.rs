@@ -108,7 +108,13 @@ async fn a_python_control_plane_configures_changes_and_gets_nacks() {
 
     // An endpoint change, followed under load with no failed request.
     let sent = Arc::new(AtomicUsize::new(0));
-    let running = tokio::spawn(load(client.clone(), 2_000, 8, sent.clone()));
+    let running = tokio::spawn(send_all(
+        client.clone(),
+        "http://reviews/",
+        2_000,
+        8,
+        sent.clone(),
+    ));
     while sent.load(Ordering::SeqCst) < 500 {
         tokio::task::yield_now().await;
     }

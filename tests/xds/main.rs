@@ -22,24 +22,12 @@ use http_body_util::Empty;
 use server::{Ads, CLUSTER, ENDPOINTS, LISTENER, ROUTE};
 use sinew::mesh::{Mesh, RouteError};
 use sinew::xds::{Kind, ResourceState};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::{Server, body_text, handler, serve, serve_at, text};
+use support::{body_text, named, send_all, serve_at};
 use tower::ServiceExt;
-
-async fn named(name: &'static str) -> (Server, Arc<AtomicUsize>) {
-    let served = Arc::new(AtomicUsize::new(0));
-    let counter = served.clone();
-    let server = serve(handler(move |_req| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        async move { text(200, name) }
-    }))
-    .await;
-    (server, served)
-}
 
 /// The four resources for service `reviews`: Listener -> RDS `reviews` ->
 /// the given clusters -> their assignments.
@@ -66,35 +54,6 @@ async fn get(
     let response = client.clone().oneshot(request).await?;
     assert_eq!(response.status(), StatusCode::OK);
     Ok(body_text(response.into_body()).await)
-}
-
-/// Sends `total` requests, `concurrency` at a time; counts answers by body.
-async fn load(
-    client: sinew::mesh::HttpClient<Empty<Bytes>>,
-    total: usize,
-    concurrency: usize,
-    sent: Arc<AtomicUsize>,
-) -> HashMap<String, usize> {
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (client, sent) = (client.clone(), sent.clone());
-            tokio::spawn(async move {
-                let mut seen = HashMap::new();
-                while sent.fetch_add(1, Ordering::SeqCst) < total {
-                    let name = get(&client).await.expect("every request succeeds");
-                    *seen.entry(name).or_insert(0) += 1;
-                }
-                seen
-            })
-        })
-        .collect();
-    let mut seen = HashMap::new();
-    for task in tasks {
-        for (name, n) in task.await.unwrap() {
-            *seen.entry(name).or_insert(0) += n;
-        }
-    }
-    seen
 }
 
 fn state_of(mesh: &Mesh, kind: Kind, name: &str) -> Option<ResourceState> {
@@ -169,7 +128,13 @@ async fn endpoint_changes_are_followed_under_load_without_a_failed_request() {
     let client = mesh.http_client::<Empty<Bytes>>("reviews");
     get(&client).await.unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
-    let running = tokio::spawn(load(client.clone(), 3_000, 16, sent.clone()));
+    let running = tokio::spawn(send_all(
+        client.clone(),
+        "http://reviews/",
+        3_000,
+        16,
+        sent.clone(),
+    ));
     while sent.load(Ordering::SeqCst) < 1_000 {
         tokio::task::yield_now().await;
     }
@@ -297,7 +262,13 @@ async fn a_control_plane_restart_mid_load_fails_no_request() {
     let client = mesh.http_client::<Empty<Bytes>>("reviews");
     get(&client).await.unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
-    let running = tokio::spawn(load(client.clone(), 4_000, 8, sent.clone()));
+    let running = tokio::spawn(send_all(
+        client.clone(),
+        "http://reviews/",
+        4_000,
+        8,
+        sent.clone(),
+    ));
     while sent.load(Ordering::SeqCst) < 500 {
         tokio::task::yield_now().await;
     }
