@@ -103,6 +103,9 @@ impl Mesh {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// What a client and each of its attempts answer.
+type Sent = BoxFuture<Result<Response<ResponseBody>, BoxError>>;
+
 impl<B> tower::Service<Request<B>> for HttpClient<B>
 where
     B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
@@ -110,7 +113,7 @@ where
 {
     type Response = Response<ResponseBody>;
     type Error = BoxError;
-    type Future = BoxFuture<Result<Response<ResponseBody>, BoxError>>;
+    type Future = Sent;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -148,10 +151,7 @@ where
     B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    fn dispatch(
-        &mut self,
-        request: Request<B>,
-    ) -> BoxFuture<Result<Response<ResponseBody>, BoxError>> {
+    fn dispatch(&mut self, request: Request<B>) -> Sent {
         // A guard, not a clone: the routing is only read here.
         let routing = self.mesh.shared.routing.load();
         let decision = match self.mesh.decide(&routing, &self.service, &request) {
@@ -166,12 +166,11 @@ where
             cluster,
             clients: self.clients.clone(),
         };
-        let sent: BoxFuture<Result<Response<ResponseBody>, BoxError>> =
-            match routing.retry_layer(decision.indices()) {
-                Some(retry) => Box::pin(retry.layer(attempts).oneshot(request)),
-                // Without a retry policy nothing is kept for replay.
-                None => Box::pin(attempts.oneshot(request.map(|body| ReplayBody::new(body, 0)))),
-            };
+        let sent: Sent = match routing.retry_layer(decision.indices()) {
+            Some(retry) => Box::pin(retry.layer(attempts).oneshot(request)),
+            // Without a retry policy nothing is kept for replay.
+            None => Box::pin(attempts.oneshot(request.map(|body| ReplayBody::new(body, 0)))),
+        };
         match decision.timeout() {
             None => sent,
             Some(limit) => {
@@ -223,7 +222,7 @@ where
 {
     type Response = Response<ResponseBody>;
     type Error = BoxError;
-    type Future = BoxFuture<Result<Response<ResponseBody>, BoxError>>;
+    type Future = Sent;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))

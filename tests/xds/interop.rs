@@ -94,12 +94,7 @@ async fn a_python_control_plane_configures_changes_and_gets_nacks() {
     let mut ads = PythonAds::start().await;
     ads.publish(spec(&[("reviews-v1", "ROUND_ROBIN", &[a.addr])]))
         .await;
-    let mesh = Mesh::builder()
-        .control_plane(&format!("http://127.0.0.1:{}", ads.port))
-        .build()
-        .await
-        .unwrap();
-    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let (mesh, client) = reviews_client(&format!("http://127.0.0.1:{}", ads.port)).await;
     assert_eq!(
         get(&client).await.unwrap(),
         "a",

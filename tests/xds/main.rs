@@ -56,6 +56,13 @@ async fn get(
     Ok(body_text(response.into_body()).await)
 }
 
+/// A mesh on the control plane at `url`, and its client for `reviews`.
+async fn reviews_client(url: &str) -> (Mesh, sinew::mesh::HttpClient<Empty<Bytes>>) {
+    let mesh = Mesh::builder().control_plane(url).build().await.unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    (mesh, client)
+}
+
 fn state_of(mesh: &Mesh, kind: Kind, name: &str) -> Option<ResourceState> {
     mesh.xds_status()?
         .resources
@@ -71,12 +78,7 @@ async fn the_initial_configuration_routes_requests() {
     let ads = Ads::default();
     reviews(&ads, &[("reviews-v1", &[a.addr, b.addr])]);
     let control = ads.serve().await;
-    let mesh = Mesh::builder()
-        .control_plane(&control.url(""))
-        .build()
-        .await
-        .unwrap();
-    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let (mesh, client) = reviews_client(&control.url("")).await;
     let mut seen: Vec<String> = Vec::new();
     for _ in 0..4 {
         seen.push(get(&client).await.unwrap());
@@ -120,12 +122,7 @@ async fn endpoint_changes_are_followed_under_load_without_a_failed_request() {
     let ads = Ads::default();
     reviews(&ads, &[("reviews-v1", &[a.addr, b.addr])]);
     let control = ads.serve().await;
-    let mesh = Mesh::builder()
-        .control_plane(&control.url(""))
-        .build()
-        .await
-        .unwrap();
-    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let (mesh, client) = reviews_client(&control.url("")).await;
     get(&client).await.unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
     let running = tokio::spawn(send_all(
@@ -170,12 +167,7 @@ async fn an_invalid_resource_is_nacked_by_name_and_field_while_its_siblings_appl
     let ads = Ads::default();
     reviews(&ads, &[("reviews-v1", &[a.addr])]);
     let control = ads.serve().await;
-    let mesh = Mesh::builder()
-        .control_plane(&control.url(""))
-        .build()
-        .await
-        .unwrap();
-    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let (mesh, client) = reviews_client(&control.url("")).await;
     assert_eq!(get(&client).await.unwrap(), "a");
 
     // One response: the route now splits over v1 and v2; v2 is valid, and
@@ -254,12 +246,7 @@ async fn a_control_plane_restart_mid_load_fails_no_request() {
     reviews(&ads, &[("reviews-v1", &[a.addr])]);
     let control = ads.serve().await;
     let at = control.addr;
-    let mesh = Mesh::builder()
-        .control_plane(&control.url(""))
-        .build()
-        .await
-        .unwrap();
-    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let (mesh, client) = reviews_client(&control.url("")).await;
     get(&client).await.unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
     let running = tokio::spawn(send_all(
