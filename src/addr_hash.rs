@@ -72,6 +72,7 @@ impl Hasher for AddrHasher {
 }
 
 pub(crate) type AddrMap<V> = HashMap<SocketAddr, V, BuildHasherDefault<AddrHasher>>;
+#[cfg(feature = "xds")]
 pub(crate) type AddrSet = HashSet<SocketAddr, BuildHasherDefault<AddrHasher>>;
 
 /// An empty map with room for `n`.

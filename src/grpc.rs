@@ -30,6 +30,24 @@ macro_rules! codes {
                     _ => "UNKNOWN",
                 }
             }
+
+            /// The code with this name, in any case, with `-` or `_`
+            /// between words: `UNAVAILABLE`, `resource-exhausted` and
+            /// `Deadline_Exceeded` are all understood.
+            ///
+            /// ```
+            /// use sinew::grpc::Code;
+            ///
+            /// assert_eq!(Code::from_name("resource-exhausted"), Some(Code::RESOURCE_EXHAUSTED));
+            /// assert_eq!(Code::from_name("nope"), None);
+            /// ```
+            pub fn from_name(name: &str) -> Option<Code> {
+                let canonical = name.trim().to_ascii_uppercase().replace('-', "_");
+                match canonical.as_str() {
+                    $(stringify!($name) => Some(Code($value)),)*
+                    _ => None,
+                }
+            }
         }
     };
 }

@@ -16,9 +16,10 @@ pub struct ClusterConfig {
     pub thresholds: ThresholdsConfig,
     /// Ejection of misbehaving endpoints. Default: none.
     pub outlier_detection: Option<OutlierDetectionConfig>,
-    /// The SPIFFE identity the endpoints must present, e.g.
-    /// `spiffe://example.org/ns/shop/sa/reviews`. Default: none.
-    pub identity: Option<String>,
+    /// The SPIFFE identities the endpoints may present (any one of them),
+    /// e.g. `spiffe://example.org/ns/shop/sa/reviews`. Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
     /// The endpoints.
     pub endpoints: Vec<EndpointConfig>,
 }

@@ -7,9 +7,10 @@
 //!   (exact, prefix, regex), method and headers, splits traffic by weight
 //!   across clusters, and carries its timeout and retry (or hedging)
 //!   policy, using the same [`RetryConfig`](crate::retry::RetryConfig) as
-//!   the retry layer;
+//!   the retry layer, the header that consistent hashing hashes, and the
+//!   faults injected into its requests;
 //! - a cluster has a load-balancing policy, thresholds, outlier detection,
-//!   a protocol, the identity its endpoints must present, and endpoints with
+//!   a protocol, the identities its endpoints may present, and endpoints with
 //!   an address, a weight, a locality, a priority, a health status and
 //!   metadata.
 //!
@@ -42,6 +43,7 @@
 mod changes;
 mod cluster;
 mod endpoint;
+mod fault;
 mod parse;
 mod route;
 mod snapshot;
@@ -58,6 +60,7 @@ pub use cluster::{
     Protocol, SuccessRateConfig, ThresholdsConfig,
 };
 pub use endpoint::{EndpointConfig, Health, Locality};
+pub use fault::{FaultAbort, FaultConfig, FaultDelay};
 pub use route::{HeaderMatch, PathMatch, RouteConfig, RouteMatch, ServiceConfig, WeightedCluster};
 pub use snapshot::{Cluster, Endpoint, Endpoints, Route, Service, Snapshot};
 

@@ -1,3 +1,4 @@
+use super::FaultConfig;
 use crate::retry::RetryConfig;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -24,6 +25,14 @@ pub struct RouteConfig {
     pub timeout: Option<Duration>,
     /// Retry (or hedging) policy. Default: none.
     pub retry: Option<RetryConfig>,
+    /// For clusters with a consistent-hashing policy: the request header
+    /// whose value picks the endpoint for this route's requests, taking
+    /// precedence over the cluster's own `header`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_header: Option<String>,
+    /// Faults injected into this route's requests. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultConfig>,
 }
 
 /// What a request must look like for a route to take it. Every condition

@@ -2,7 +2,7 @@ use super::changes::{EndpointChanges, EndpointOp};
 use super::validate::{
     Fields, Localities, checked_address, checked_cluster, checked_endpoint, checked_route,
 };
-use super::{ClusterConfig, EndpointConfig, Health, Locality, MeshConfig};
+use super::{ClusterConfig, EndpointConfig, FaultConfig, Health, Locality, MeshConfig};
 use crate::addr_hash::AddrMap;
 use crate::cow_list::CowList;
 use crate::error::ConfigError;
@@ -298,6 +298,8 @@ pub struct Route {
     pub(super) split: Vec<(Arc<str>, u64)>,
     pub(super) timeout: Option<Duration>,
     pub(super) retry: Option<RetryConfig>,
+    pub(super) hash_header: Option<HeaderName>,
+    pub(super) fault: Option<FaultConfig>,
 }
 
 #[derive(Debug)]
@@ -379,6 +381,16 @@ impl Route {
     /// The route's retry (or hedging) policy.
     pub fn retry(&self) -> Option<&RetryConfig> {
         self.retry.as_ref()
+    }
+
+    /// The header whose value consistent hashing hashes for this route.
+    pub fn hash_header(&self) -> Option<&HeaderName> {
+        self.hash_header.as_ref()
+    }
+
+    /// The faults injected into this route's requests.
+    pub fn fault(&self) -> Option<&FaultConfig> {
+        self.fault.as_ref()
     }
 }
 

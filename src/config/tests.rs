@@ -43,7 +43,7 @@ clusters:
   reviews-v2:
     protocol: http2
     lb: { policy: ring_hash, header: x-user }
-    identity: spiffe://example.org/ns/shop/sa/reviews
+    identities: [spiffe://example.org/ns/shop/sa/reviews]
     thresholds: { max_requests: 100 }
     endpoints: [{ address: "[::1]:9003" }]
 "#;
@@ -259,8 +259,8 @@ fn every_invalid_field_is_named() {
             }),
         ),
         (
-            "clusters.reviews-v2.identity",
-            Box::new(|c| cluster(c, "reviews-v2").identity = Some("reviews".into())),
+            "clusters.reviews-v2.identities[0]",
+            Box::new(|c| cluster(c, "reviews-v2").identities = vec!["reviews".into()]),
         ),
         (
             "clusters.reviews-v2.lb.header",

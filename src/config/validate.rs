@@ -3,7 +3,8 @@
 
 use super::snapshot::{Cluster, Endpoint, PathMatcher, Route, ValueMatcher};
 use super::{
-    ClusterConfig, EndpointConfig, HeaderMatch, LbPolicy, Locality, PathMatch, RouteConfig,
+    ClusterConfig, EndpointConfig, FaultConfig, HeaderMatch, LbPolicy, Locality, PathMatch,
+    RouteConfig,
 };
 use crate::error::ConfigError;
 use http::{HeaderName, Method};
@@ -123,6 +124,13 @@ pub(super) fn checked_route(
     if let Some(retry) = &route.retry {
         retry.validate().map_err(|e| within(e, at))?;
     }
+    let hash_header = match &route.hash_header {
+        Some(name) => Some(header_name(&at.field("hash_header"), name)?),
+        None => None,
+    };
+    if let Some(fault) = &route.fault {
+        checked_fault(&at.field("fault"), fault)?;
+    }
     Ok(Route {
         path,
         method,
@@ -130,7 +138,41 @@ pub(super) fn checked_route(
         split,
         timeout: route.timeout,
         retry: route.retry.clone(),
+        hash_header,
+        fault: route.fault.clone(),
     })
+}
+
+fn checked_fault(at: &Fields, fault: &FaultConfig) -> Result<(), ConfigError> {
+    let percent = |at: Fields, p: f64| {
+        if (0.0..=100.0).contains(&p) {
+            Ok(())
+        } else {
+            Err(at.error("must be between 0 and 100"))
+        }
+    };
+    if let Some(delay) = &fault.delay {
+        percent(at.field("delay").field("percent"), delay.percent)?;
+    }
+    if let Some(abort) = &fault.abort {
+        let at = at.field("abort");
+        percent(at.field("percent"), abort.percent)?;
+        match (abort.http_status, &abort.grpc_status) {
+            (Some(status), None) if !(200..=599).contains(&status) => {
+                return Err(at.field("http_status").error("must be between 200 and 599"));
+            }
+            (None, Some(name)) if crate::grpc::Code::from_name(name).is_none() => {
+                return Err(at
+                    .field("grpc_status")
+                    .error(format!("`{name}` is not a gRPC status code name")));
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => {
+                return Err(at.error("set exactly one of `http_status` and `grpc_status`"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn checked_path(at: &Fields, path: &PathMatch) -> Result<PathMatcher, ConfigError> {
@@ -221,12 +263,13 @@ pub(super) fn checked_cluster(
     if let Some(od) = &cluster.outlier_detection {
         check_outlier(&at.field("outlier_detection"), od)?;
     }
-    if let Some(identity) = &cluster.identity
-        && (!identity.starts_with("spiffe://") || identity.len() <= "spiffe://".len())
-    {
-        return Err(at
-            .field("identity")
-            .error("must be a SPIFFE ID (spiffe://trust-domain/path)"));
+    for (i, identity) in cluster.identities.iter().enumerate() {
+        if !identity.starts_with("spiffe://") || identity.len() <= "spiffe://".len() {
+            return Err(at
+                .field("identities")
+                .index(i)
+                .error("must be a SPIFFE ID (spiffe://trust-domain/path)"));
+        }
     }
     let given = std::mem::take(&mut cluster.endpoints);
     let mut endpoints = Vec::with_capacity(given.len());

@@ -13,7 +13,8 @@ use std::task::{Context, Poll};
 /// `max_requests`, and its endpoint's load counts it.
 #[derive(Debug)]
 pub struct ResponseBody {
-    inner: Incoming,
+    /// `None` for an answer made here (an injected fault).
+    inner: Option<Incoming>,
     held: Option<Held>,
 }
 
@@ -31,8 +32,16 @@ impl ResponseBody {
         };
         let ended = inner.is_end_stream();
         Self {
-            inner,
+            inner: Some(inner),
             held: (!ended).then_some(held),
+        }
+    }
+
+    /// An empty body, for answers that never reached an endpoint.
+    pub(super) fn empty() -> Self {
+        Self {
+            inner: None,
+            held: None,
         }
     }
 }
@@ -45,10 +54,13 @@ impl Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let Some(inner) = &mut self.inner else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
         let ended = match &polled {
             Poll::Ready(None | Some(Err(_))) => true,
-            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
             Poll::Pending => false,
         };
         if ended {
@@ -58,10 +70,12 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }

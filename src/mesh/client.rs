@@ -3,7 +3,8 @@ use super::body::ResponseBody;
 use super::connect::BackoffConnector;
 use super::outlier::Result_ as OutlierResult;
 use super::route::RouteError;
-use super::runtime::ClusterRuntime;
+use super::runtime::{ClusterRuntime, HashKey};
+use crate::balance::hash_key;
 use crate::config::Protocol;
 use crate::deadline::Deadline;
 use crate::error::BoxError;
@@ -151,7 +152,7 @@ where
     B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    fn dispatch(&mut self, request: Request<B>) -> Sent {
+    fn dispatch(&mut self, mut request: Request<B>) -> Sent {
         // A guard, not a clone: the routing is only read here.
         let routing = self.mesh.shared.routing.load();
         let decision = match self.mesh.decide(&routing, &self.service, &request) {
@@ -162,15 +163,38 @@ where
             let error = RouteError::NoEndpoint(decision.cluster().to_owned());
             return Box::pin(std::future::ready(Err(error.into())));
         };
+        if let Some(name) = decision.route().hash_header()
+            && let Some(value) = request.headers().get(name)
+        {
+            let key = HashKey(hash_key(value.as_bytes()));
+            request.extensions_mut().insert(key);
+        }
         let attempts = Attempts {
             cluster,
             clients: self.clients.clone(),
         };
-        let sent: Sent = match routing.retry_layer(decision.indices()) {
-            Some(retry) => Box::pin(retry.layer(attempts).oneshot(request)),
+        let route = routing.route(decision.indices());
+        let drawn = route.and_then(|r| r.faults.as_ref()).and_then(|f| f.draw());
+        let abort = drawn.as_ref().and_then(|d| d.abort(request.headers()));
+        let mut sent: Sent = match (abort, route.and_then(|r| r.retry.as_ref())) {
+            (Some(answer), _) => Box::pin(std::future::ready(Ok(answer))),
+            (None, Some(retry)) => Box::pin(retry.layer(attempts).oneshot(request)),
             // Without a retry policy nothing is kept for replay.
-            None => Box::pin(attempts.oneshot(request.map(|body| ReplayBody::new(body, 0)))),
+            (None, None) => {
+                Box::pin(attempts.oneshot(request.map(|body| ReplayBody::new(body, 0))))
+            }
         };
+        if let Some(drawn) = drawn {
+            sent = Box::pin(async move {
+                if let Some(delay) = drawn.delay {
+                    tokio::time::sleep(delay).await;
+                }
+                // The fault counts as active until its request is answered.
+                let result = sent.await;
+                drop(drawn);
+                result
+            });
+        }
         match decision.timeout() {
             None => sent,
             Some(limit) => {

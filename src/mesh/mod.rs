@@ -36,6 +36,7 @@ mod body;
 mod builder;
 mod client;
 mod connect;
+mod fault;
 #[cfg(feature = "grpc")]
 mod grpc;
 mod locality;

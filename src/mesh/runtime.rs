@@ -9,6 +9,7 @@
 //! its picker can take the change (see [`Picker::changed`]); otherwise its
 //! picker is rebuilt.
 
+use super::fault::Faults;
 use super::locality::{Candidate, select};
 use super::outlier::{Detector, EndpointOutlier, Outliers, Result_ as OutlierResult};
 use super::route::ClusterOverloaded;
@@ -36,9 +37,18 @@ pub struct HashKey(pub u64);
 pub(super) struct Routing {
     pub(super) snapshot: Arc<Snapshot>,
     clusters: HashMap<String, Arc<ClusterRuntime>>,
-    /// Per service (in snapshot order), per route: its retry layer, whose
-    /// budget the route's requests share.
-    retries: Arc<[Vec<Option<RetryLayer>>]>,
+    /// Per service (in snapshot order), per route: what the route's
+    /// requests share at run time.
+    routes: Arc<[Vec<RouteRuntime>]>,
+}
+
+/// What a route's requests share at run time.
+#[derive(Debug)]
+pub(super) struct RouteRuntime {
+    /// The retry layer, whose budget the route's requests share.
+    pub(super) retry: Option<RetryLayer>,
+    /// Fault injection, with its count of faults in progress.
+    pub(super) faults: Option<Faults>,
 }
 
 impl Routing {
@@ -56,22 +66,25 @@ impl Routing {
             let runtime = ClusterRuntime::new(cluster.clone(), old.map(|o| &**o), local);
             clusters.insert(name.clone(), Arc::new(runtime));
         }
-        let retries = snapshot
+        let routes = snapshot
             .services_in_order()
             .iter()
             .map(|service| {
                 service
                     .routes()
                     .iter()
-                    // Validated with the snapshot: building cannot fail.
-                    .map(|route| route.retry().and_then(|c| RetryLayer::new(c.clone()).ok()))
+                    .map(|route| RouteRuntime {
+                        // Validated with the snapshot: building cannot fail.
+                        retry: route.retry().and_then(|c| RetryLayer::new(c.clone()).ok()),
+                        faults: route.fault().cloned().map(Faults::new),
+                    })
                     .collect()
             })
             .collect();
         Self {
             snapshot,
             clusters,
-            retries,
+            routes,
         }
     }
 
@@ -98,7 +111,7 @@ impl Routing {
         Self {
             snapshot,
             clusters,
-            retries: self.retries.clone(),
+            routes: self.routes.clone(),
         }
     }
 
@@ -106,9 +119,9 @@ impl Routing {
         self.clusters.get(name)
     }
 
-    /// The retry layer of a route, by (service, route) index.
-    pub(super) fn retry_layer(&self, (service, route): (usize, usize)) -> Option<&RetryLayer> {
-        self.retries.get(service)?.get(route)?.as_ref()
+    /// The run-time state of a route, by (service, route) index.
+    pub(super) fn route(&self, (service, route): (usize, usize)) -> Option<&RouteRuntime> {
+        self.routes.get(service)?.get(route)
     }
 }
 
@@ -362,10 +375,12 @@ impl ClusterRuntime {
                 self.rebuild();
             }
         }
-        let hash = match &self.hash_header {
-            Some(name) => request.headers().get(name).map(|v| hash_key(v.as_bytes())),
-            None => request.extensions().get::<HashKey>().map(|k| k.0),
-        };
+        let hash = self
+            .hash_header
+            .as_ref()
+            .and_then(|name| request.headers().get(name))
+            .map(|v| hash_key(v.as_bytes()))
+            .or_else(|| request.extensions().get::<HashKey>().map(|k| k.0));
         let pick = self.picker.load();
         let i = pick.picker.pick(hash)?;
         let i = match &pick.indices {

@@ -1,3 +1,4 @@
+use super::retry_on::RetryOn;
 use crate::error::{ConfigError, check};
 use std::time::Duration;
 
@@ -28,6 +29,21 @@ pub struct RetryConfig {
     /// Hedge idempotent requests instead of retrying them sequentially.
     /// Default: none.
     pub hedge: Option<HedgeConfig>,
+    /// Which failures are retried. Default: the layer's
+    /// [`Classify`](crate::classify::Classify) implementation decides (for
+    /// the default classifier: HTTP 502, 503 and 504, gRPC `UNAVAILABLE`,
+    /// and errors that may have reached the server).
+    #[cfg_attr(feature = "config", serde(skip_serializing_if = "Option::is_none"))]
+    pub retry_on: Option<RetryOn>,
+    /// How long one attempt may wait for its response head. An attempt
+    /// that takes longer is cancelled and counts as a retryable failure
+    /// ([`AttemptTimedOut`](super::AttemptTimedOut)); the overall deadline
+    /// still bounds the whole request. Default: none.
+    #[cfg_attr(
+        feature = "config",
+        serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")
+    )]
+    pub per_try_timeout: Option<Duration>,
 }
 
 impl Default for RetryConfig {
@@ -40,6 +56,8 @@ impl Default for RetryConfig {
             min_attempt_time: Duration::from_millis(10),
             assume_idempotent: false,
             hedge: None,
+            retry_on: None,
+            per_try_timeout: None,
         }
     }
 }
@@ -177,6 +195,12 @@ impl RetryConfig {
                 "must be between 2 and 10",
             ));
         }
+        if let Some(limit) = self.per_try_timeout {
+            check::positive_duration("per_try_timeout", limit)?;
+        }
+        if let Some(on) = &self.retry_on {
+            on.validate().map_err(|e| e.within("retry_on"))?;
+        }
         Ok(())
     }
 }
@@ -222,5 +246,23 @@ mod tests {
             })
         };
         assert_eq!(field_of(c).as_deref(), Some("retry.hedge.max_attempts"));
+        assert_eq!(
+            field(|c| c.per_try_timeout = Some(Duration::ZERO)).as_deref(),
+            Some("retry.per_try_timeout")
+        );
+        let c = |c: &mut RetryConfig| {
+            c.retry_on = Some(RetryOn {
+                statuses: vec![503, 200],
+                ..RetryOn::default()
+            })
+        };
+        assert_eq!(field_of(c).as_deref(), Some("retry.retry_on.statuses[1]"));
+        let c = |c: &mut RetryConfig| {
+            c.retry_on = Some(RetryOn {
+                grpc: vec!["unavailable".into(), "sometimes".into()],
+                ..RetryOn::default()
+            })
+        };
+        assert_eq!(field_of(c).as_deref(), Some("retry.retry_on.grpc[1]"));
     }
 }

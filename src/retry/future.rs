@@ -1,4 +1,5 @@
 use super::body::ReplayBody;
+use super::per_try::PerTry;
 use super::run::{Replay, retry_after};
 use crate::classify::Classify;
 use crate::error::BoxError;
@@ -32,7 +33,7 @@ pin_project! {
     where
         S: Service<Request<ReplayBody<B>>>,
     {
-        First { #[pin] future: S::Future, replay: Option<Replay<S, C, B>> },
+        First { #[pin] future: PerTry<S::Future>, replay: Option<Replay<S, C, B>> },
         Again { future: BoxFuture<Result<S::Response, BoxError>> },
     }
 }
@@ -42,7 +43,7 @@ where
     S: Service<Request<ReplayBody<B>>>,
 {
     #[inline]
-    pub(super) fn first(future: S::Future, replay: Replay<S, C, B>) -> Self {
+    pub(super) fn first(future: PerTry<S::Future>, replay: Replay<S, C, B>) -> Self {
         Self {
             stage: Stage::First {
                 future,
@@ -76,7 +77,7 @@ where
             let mut stage = self.as_mut().project().stage;
             match stage.as_mut().project() {
                 StageProjection::First { future, replay } => {
-                    let result = ready!(future.poll(cx)).map_err(Into::into);
+                    let result = ready!(future.poll(cx));
                     let Some(replay) = replay.take() else {
                         return Poll::Ready(result);
                     };

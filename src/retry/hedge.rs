@@ -36,7 +36,7 @@ where
         } else {
             later_attempt(parts, body, number)
         };
-        svc.clone().oneshot(request)
+        shared.per_try(svc.clone().oneshot(request))
     };
     let mut inflight = FuturesUnordered::new();
     inflight.push(send(&service, 1));
@@ -50,7 +50,6 @@ where
         tokio::select! {
             biased;
             Some(result) = inflight.next() => {
-                let result = result.map_err(Into::into);
                 let outcome = shared.classify(&result);
                 if !may_retry(outcome, true) {
                     return mark_attempts(result, sent);

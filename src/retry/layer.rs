@@ -64,12 +64,19 @@ impl<C: Classify> RetryLayer<C> {
             HasherRng::default(),
         )
         .map_err(|e| ConfigError::new("retry.backoff", e.to_string()))?;
+        let rules = config
+            .retry_on
+            .as_ref()
+            .map(|on| on.rules())
+            .transpose()
+            .map_err(|e| e.within("retry.retry_on"))?;
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 budget,
                 backoff,
                 classifier,
+                rules,
                 counters: Counters::default(),
             }),
         })
@@ -156,7 +163,7 @@ where
         // The hedging path sends every attempt itself.
         let first = hedge
             .is_none()
-            .then(|| service.call(attempt_request(&parts, &body)));
+            .then(|| shared.per_try(service.call(attempt_request(&parts, &body))));
         let replay = Replay::new(shared.clone(), service, parts, body, idempotent);
         match first {
             Some(future) => ResponseFuture::first(future, replay),

@@ -30,6 +30,11 @@
 //! first good answer wins and the others are cancelled. Hedges draw from the
 //! same budget.
 //!
+//! [`RetryConfig::retry_on`] narrows or widens which failures are retried
+//! for a route ([`RetryOn`]: HTTP statuses, gRPC codes, errors), and
+//! [`RetryConfig::per_try_timeout`] cuts an attempt that waits too long for
+//! its answer so that the next one can start.
+//!
 //! For gRPC, an attempt is retried only on a trailers-only response (the
 //! status is in the headers), as gRFC A6 specifies: once a response streams,
 //! it is committed.
@@ -54,6 +59,8 @@ mod future;
 mod hedge;
 mod idempotency;
 mod layer;
+mod per_try;
+mod retry_on;
 mod run;
 mod stats;
 
@@ -62,6 +69,8 @@ pub use config::{BackoffConfig, BudgetConfig, HedgeConfig, RetryConfig};
 pub use future::ResponseFuture;
 pub use idempotency::Idempotency;
 pub use layer::{Retry, RetryLayer};
+pub use per_try::AttemptTimedOut;
+pub use retry_on::RetryOn;
 pub use stats::{Attempt, Attempts, RetryStats};
 
 #[cfg(test)]

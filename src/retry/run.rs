@@ -2,6 +2,8 @@ use super::body::ReplayBody;
 use super::budget::RetryBudget;
 use super::config::{HedgeConfig, RetryConfig};
 use super::hedge::hedged;
+use super::per_try::PerTry;
+use super::retry_on::Rules;
 use super::stats::{Attempt, Attempts, Counters};
 use crate::classify::{Classify, Outcome};
 use crate::deadline::{Deadline, earliest};
@@ -20,20 +22,32 @@ pub(super) struct Shared<C> {
     pub(super) budget: RetryBudget,
     pub(super) backoff: ExponentialBackoffMaker<HasherRng>,
     pub(super) classifier: C,
+    /// The route's `retry_on`, when it has one.
+    pub(super) rules: Option<Rules>,
     pub(super) counters: Counters,
 }
 
 impl<C: Classify> Shared<C> {
     pub(super) fn classify<B>(&self, result: &Result<Response<B>, BoxError>) -> Outcome {
-        match result {
+        match (result, &self.rules) {
+            (Ok(response), Some(rules)) => {
+                rules.classify_response(&self.classifier, response.status(), response.headers())
+            }
             // A gRPC response without a status in its headers is streaming:
             // it is committed, whatever its trailers say later.
-            Ok(response) => self
+            (Ok(response), None) => self
                 .classifier
                 .classify_response(response.status(), response.headers())
                 .unwrap_or(Outcome::Success),
-            Err(error) => self.classifier.classify_error(error.as_ref()),
+            (Err(error), Some(rules)) => rules.classify_error(&self.classifier, error.as_ref()),
+            (Err(error), None) => self.classifier.classify_error(error.as_ref()),
         }
+    }
+
+    /// An attempt's future, bounded by the per-try timeout.
+    #[inline]
+    pub(super) fn per_try<F>(&self, attempt: F) -> PerTry<F> {
+        PerTry::new(attempt, self.config.per_try_timeout)
     }
 
     /// Takes one retry from the budget, counting refusals.
@@ -168,18 +182,22 @@ where
     }
     let mut replay = replay;
     let request = attempt_request(&replay.parts, &replay.body);
-    let first = call(&mut replay.service, request).await;
+    let first = call(&replay.shared, &mut replay.service, request).await;
     retry_after(replay, first).await
 }
 
-async fn call<S, B, ResB>(service: &mut S, request: Request<B>) -> Result<Response<ResB>, BoxError>
+async fn call<S, C: Classify, B, ResB>(
+    shared: &Shared<C>,
+    service: &mut S,
+    request: Request<B>,
+) -> Result<Response<ResB>, BoxError>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
 {
     let ready: Result<&mut S, BoxError> = service.ready().await.map_err(Into::into);
     match ready {
-        Ok(ready) => ready.call(request).await.map_err(Into::into),
+        Ok(ready) => shared.per_try(ready.call(request)).await,
         Err(e) => Err(e),
     }
 }
@@ -232,6 +250,6 @@ where
         delay.await;
         attempt += 1;
         Counters::bump(&shared.counters.retries);
-        result = call(&mut service, later_attempt(&parts, &body, attempt)).await;
+        result = call(&shared, &mut service, later_attempt(&parts, &body, attempt)).await;
     }
 }

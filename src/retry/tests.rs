@@ -359,3 +359,87 @@ async fn later_attempts_are_marked_for_the_layers_below() {
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     assert_eq!(seen, vec![None, Some(Attempt(2)), Some(Attempt(3))]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_attempt_is_cut_by_the_per_try_timeout_and_retried() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = layer(RetryConfig {
+        per_try_timeout: Some(Duration::from_millis(100)),
+        ..no_jitter()
+    });
+    // The first two attempts never answer.
+    let svc = layer.layer(server(calls.clone(), |n| {
+        if n < 2 { None } else { status(StatusCode::OK) }
+    }));
+    let started = Instant::now();
+    let response = svc.clone().oneshot(request(Method::GET, "")).await.ok();
+    assert_eq!(response.map(|r| r.status()), Some(StatusCode::OK));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Two cut attempts, 25 ms and 50 ms of backoff.
+    assert_eq!(started.elapsed(), Duration::from_millis(275));
+
+    // With every attempt hanging, the caller gets the timeout as the error.
+    let svc = layer.layer(server(Arc::new(AtomicUsize::new(0)), |_| None));
+    let error = svc.oneshot(request(Method::GET, "")).await.err();
+    let timed_out = error
+        .as_ref()
+        .and_then(|e| e.downcast_ref::<AttemptTimedOut>());
+    assert_eq!(
+        timed_out,
+        Some(&AttemptTimedOut(Duration::from_millis(100)))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_on_names_the_statuses_and_codes_that_are_retried() {
+    let config = |statuses: Vec<u16>| RetryConfig {
+        retry_on: Some(RetryOn {
+            statuses,
+            grpc: vec!["resource-exhausted".into()],
+            errors: false,
+        }),
+        ..no_jitter()
+    };
+    // 409 is retried once named, though the classifier calls it a success.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(config(vec![409])).layer(server(calls.clone(), |n| {
+        status(if n == 0 {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::OK
+        })
+    }));
+    let response = svc.oneshot(request(Method::GET, "")).await.ok();
+    assert_eq!(response.map(|r| r.status()), Some(StatusCode::OK));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // 503 is retried by default, and not once the list leaves it out.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(config(vec![409])).layer(server(calls.clone(), |_| {
+        status(StatusCode::SERVICE_UNAVAILABLE)
+    }));
+    let response = svc.oneshot(request(Method::GET, "")).await.ok();
+    assert_eq!(
+        response.map(|r| r.status()),
+        Some(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // gRPC: RESOURCE_EXHAUSTED (not retried by default) is.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer(config(vec![])).layer(server(calls.clone(), |n| {
+        let mut response = Response::new(String::from("s"));
+        let headers = response.headers_mut();
+        headers.insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        let code = if n == 0 { "8" } else { "0" };
+        headers.insert("grpc-status", http::HeaderValue::from_static(code));
+        Some(Ok(response))
+    }));
+    let response = svc.oneshot(request(Method::GET, "")).await.ok();
+    let code = response.and_then(|r| crate::grpc::Code::from_headers(r.headers()));
+    assert_eq!(code, Some(crate::grpc::Code::OK));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -91,7 +91,7 @@ impl Task {
     }
 
     fn notify(&self) {
-        let warm = lock(&self.state).all_ready();
+        let warm = lock(&self.state).all_serving();
         self.warm.store(warm, std::sync::atomic::Ordering::Relaxed);
         self.changed.send_modify(|n| *n += 1);
     }
@@ -260,8 +260,11 @@ impl Task {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let endpoints_only =
-            !changed.is_empty() && changed.iter().all(|(k, _)| *k == Kind::Endpoints);
+        // While a service waits for part of its configuration, an
+        // assignment may be what it waited for: assemble the whole again.
+        let endpoints_only = !changed.is_empty()
+            && changed.iter().all(|(k, _)| *k == Kind::Endpoints)
+            && !lock(&self.state).waiting;
         if endpoints_only && self.update_endpoints(&shared, changed) {
             self.write_cache(&shared);
             return;

@@ -126,7 +126,7 @@ impl Discovery {
             .map_or_else(Instant::now, |at| *at + self.timeout);
         let mut changed = self.changed.clone();
         loop {
-            if self.state().ready(service) && known() {
+            if self.state().serving(service) && known() {
                 return Ok(());
             }
             if let Some(missing) = self.state().missing(service) {

@@ -1,7 +1,7 @@
 //! The four resource types a client subscribes to, and what each becomes
 //! once translated into Sinew's model.
 
-use crate::config::{ClusterConfig, Endpoint, RouteConfig};
+use crate::config::{ClusterConfig, Endpoint, FaultConfig, RouteConfig};
 use serde::Serialize;
 
 /// An xDS resource type.
@@ -64,13 +64,38 @@ pub(super) enum Resource {
     Endpoints(Vec<Endpoint>),
 }
 
-/// What a target service's Listener says: where its routes are.
+/// What a target service's Listener says: where its routes are, and the
+/// HTTP filters that shape them.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum ListenerResource {
+pub(super) struct ListenerResource {
+    pub(super) routes: ListenerRoutes,
+    /// With a fault-injection filter in the chain: its default faults
+    /// (empty when it has none), which routes may override.
+    pub(super) fault_filter: Option<FaultConfig>,
+}
+
+/// Where a Listener's routes are.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum ListenerRoutes {
     /// In the named route configuration (RDS).
     Rds(String),
     /// Inline.
     Inline(RouteTable),
+}
+
+impl ListenerResource {
+    /// A route as the Listener's filters make it: the fault filter's
+    /// default unless the route (or its virtual host) overrides it, and
+    /// no faults without the filter.
+    pub(super) fn shape(&self, route: &RouteConfig) -> RouteConfig {
+        let mut route = route.clone();
+        route.fault = match &self.fault_filter {
+            None => None,
+            Some(default) => route.fault.or_else(|| Some(default.clone())),
+        }
+        .filter(|f| f.delay.is_some() || f.abort.is_some());
+        route
+    }
 }
 
 /// A route configuration: virtual hosts, each with domains and routes.

@@ -2,9 +2,11 @@
 //! whether the last update of it was accepted, and the connection. Pure
 //! state, with no I/O, so that the protocol's rules are tested directly.
 
-use super::resource::{ClusterResource, Kind, ListenerResource, Resource, RouteTable};
+use super::resource::{
+    ClusterResource, Kind, ListenerResource, ListenerRoutes, Resource, RouteTable,
+};
 use super::translate::decode;
-use crate::config::{ClusterConfig, Endpoint, MeshConfig, ServiceConfig, Snapshot};
+use crate::config::{ClusterConfig, Endpoint, MeshConfig, RouteConfig, ServiceConfig, Snapshot};
 use envoy_types::pb::google::protobuf::Any;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -116,6 +118,12 @@ pub(super) struct State {
     pub(super) last_apply: Option<Duration>,
     /// Responses received, on every stream.
     pub(super) responses: u64,
+    /// Per service, the routes last put in force while it was ready.
+    in_force: HashMap<String, Vec<RouteConfig>>,
+    /// Set when, at the last assembly, some service was not ready (its
+    /// earlier routes kept, or its first ones still incomplete): the next
+    /// change, even of endpoints only, needs a whole assembly.
+    pub(super) waiting: bool,
 }
 
 impl State {
@@ -131,6 +139,8 @@ impl State {
             from_cache: None,
             last_apply: None,
             responses: 0,
+            in_force: HashMap::new(),
+            waiting: false,
         }
     }
 
@@ -148,9 +158,10 @@ impl State {
             return true;
         }
         let settled = |kind: Kind, name: &str| {
-            self.entries
-                .get(&(kind, name.to_owned()))
-                .is_some_and(|e| e.value.is_some() || e.state == ResourceState::DoesNotExist)
+            self.entries.get(&(kind, name.to_owned())).is_some_and(|e| {
+                e.value.is_some()
+                    || matches!(e.state, ResourceState::DoesNotExist | ResourceState::Nacked)
+            })
         };
         if !settled(Kind::Listener, service) {
             return false;
@@ -170,9 +181,16 @@ impl State {
         })
     }
 
-    /// Whether every watched service is ready.
-    pub(super) fn all_ready(&self) -> bool {
-        self.services.iter().all(|s| self.ready(s))
+    /// Whether requests for every watched service may go on.
+    pub(super) fn all_serving(&self) -> bool {
+        self.services.iter().all(|s| self.serving(s))
+    }
+
+    /// Whether requests for `service` may go on: it is ready, or routes
+    /// put in force while it was stay in force while newer ones wait for
+    /// what they need.
+    pub(super) fn serving(&self, service: &str) -> bool {
+        self.in_force.contains_key(service) || self.ready(service)
     }
 
     /// Why `service` cannot be configured, when the control plane has
@@ -187,8 +205,7 @@ impl State {
         if gone(Kind::Listener, service) {
             return Some(format!("the control plane has no Listener `{service}`"));
         }
-        if let Some(Resource::Listener(ListenerResource::Rds(route))) =
-            self.value(Kind::Listener, service)
+        if let Some(ListenerRoutes::Rds(route)) = self.listener(service).map(|l| &l.routes)
             && gone(Kind::Route, route)
         {
             return Some(format!(
@@ -202,16 +219,20 @@ impl State {
         self.entries.get(&(kind, name.to_owned()))?.value.as_ref()
     }
 
-    fn table_of(&self, service: &str) -> Option<&RouteTable> {
+    fn listener(&self, service: &str) -> Option<&ListenerResource> {
         match self.value(Kind::Listener, service)? {
-            Resource::Listener(ListenerResource::Inline(table)) => Some(table),
-            Resource::Listener(ListenerResource::Rds(name)) => {
-                match self.value(Kind::Route, name)? {
-                    Resource::Route(table) => Some(table),
-                    _ => None,
-                }
-            }
+            Resource::Listener(listener) => Some(listener),
             _ => None,
+        }
+    }
+
+    fn table_of(&self, service: &str) -> Option<&RouteTable> {
+        match &self.listener(service)?.routes {
+            ListenerRoutes::Inline(table) => Some(table),
+            ListenerRoutes::Rds(name) => match self.value(Kind::Route, name)? {
+                Resource::Route(table) => Some(table),
+                _ => None,
+            },
         }
     }
 
@@ -234,9 +255,7 @@ impl State {
                 .entry(Kind::Listener)
                 .or_default()
                 .insert(service.clone());
-            if let Some(Resource::Listener(ListenerResource::Rds(name))) =
-                self.value(Kind::Listener, service)
-            {
+            if let Some(ListenerRoutes::Rds(name)) = self.listener(service).map(|l| &l.routes) {
                 wanted.entry(Kind::Route).or_default().insert(name.clone());
             }
             if let Some(table) = self.table_of(service) {
@@ -440,36 +459,53 @@ impl State {
         applied
     }
 
-    /// The configuration the cached resources describe: a service per
-    /// watched Listener that has routes for its name, and every cluster
-    /// those routes name (with no endpoints while it is unknown, so that
-    /// requests to it fail with the reason instead of the whole
-    /// configuration failing).
-    pub(super) fn assemble(&self) -> MeshConfig {
+    /// The configuration of the watched services, for the mesh. Make
+    /// before break: a service whose new routes name a cluster (or an
+    /// assignment) still on its way keeps the routes it had in force until
+    /// everything they need has arrived, been refused or been found not to
+    /// exist, so that no request meets a cluster without endpoints only
+    /// because its assignment comes a moment after the route.
+    pub(super) fn assemble(&mut self) -> MeshConfig {
         let mut config = MeshConfig::default();
-        for service in &self.services {
-            let Some(routes) = self.table_of(service).and_then(|t| t.routes_for(service)) else {
-                continue;
+        self.waiting = false;
+        let services: Vec<String> = self.services.iter().cloned().collect();
+        for service in services {
+            let ready = self.ready(&service);
+            self.waiting |= !ready;
+            let routes = match (ready, self.in_force.get(&service)) {
+                (false, Some(previous)) => previous.clone(),
+                _ => {
+                    let Some(routes) = self.shaped_routes(&service) else {
+                        self.in_force.remove(&service);
+                        continue;
+                    };
+                    // Before it is first ready, requests wait rather than
+                    // use what there is (see `serving`).
+                    if ready {
+                        self.in_force.insert(service.clone(), routes.clone());
+                    }
+                    routes
+                }
             };
-            if routes.is_empty() {
-                continue;
-            }
-            for route in routes {
+            for route in &routes {
                 for split in &route.split {
-                    config
-                        .clusters
-                        .entry(split.cluster.clone())
-                        .or_insert_with(|| self.cluster_config(&split.cluster));
+                    if !config.clusters.contains_key(&split.cluster) {
+                        let cluster = self.cluster_config(&split.cluster);
+                        config.clusters.insert(split.cluster.clone(), cluster);
+                    }
                 }
             }
-            config.services.insert(
-                service.clone(),
-                ServiceConfig {
-                    routes: routes.to_vec(),
-                },
-            );
+            config.services.insert(service, ServiceConfig { routes });
         }
         config
+    }
+
+    /// A service's routes as its Listener's filters shape them; `None`
+    /// when it has none.
+    fn shaped_routes(&self, service: &str) -> Option<Vec<RouteConfig>> {
+        let routes = self.table_of(service)?.routes_for(service)?;
+        let listener = self.listener(service)?;
+        (!routes.is_empty()).then(|| routes.iter().map(|r| listener.shape(r)).collect())
     }
 
     /// A cluster's configuration with its endpoints, from the cache.
@@ -535,7 +571,11 @@ fn check(name: &str, resource: &Resource) -> Result<(), String> {
         text.strip_prefix(prefix).map(str::to_owned).unwrap_or(text)
     };
     match resource {
-        Resource::Listener(ListenerResource::Inline(table)) | Resource::Route(table) => {
+        Resource::Listener(ListenerResource {
+            routes: ListenerRoutes::Inline(table),
+            ..
+        })
+        | Resource::Route(table) => {
             for (i, vh) in table.virtual_hosts.iter().enumerate() {
                 let mut config = MeshConfig::default();
                 for route in &vh.routes {
@@ -559,7 +599,7 @@ fn check(name: &str, resource: &Resource) -> Result<(), String> {
             }
             Ok(())
         }
-        Resource::Listener(ListenerResource::Rds(_)) => Ok(()),
+        Resource::Listener(_) => Ok(()),
         Resource::Cluster(cluster) => {
             config
                 .clusters

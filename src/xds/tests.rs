@@ -331,3 +331,303 @@ fn a_rejected_assignment_keeps_the_last_good_one_and_its_siblings_apply() {
     let a = state.statuses().into_iter().find(|s| s.name == "a");
     assert!(a.is_some_and(|s| s.state == ResourceState::Nacked && s.has_value && s.version == "1"));
 }
+
+fn routed(r: Route) -> crate::config::RouteConfig {
+    match decode(Kind::Route, &route_config(r)) {
+        Ok((_, Resource::Route(table))) => table
+            .routes_for("any")
+            .and_then(|routes| routes.first().cloned())
+            .unwrap_or_else(|| unreachable!("one route")),
+        other => unreachable!("a valid route configuration: {other:?}"),
+    }
+}
+
+fn with_action(f: impl FnOnce(&mut RouteAction)) -> Route {
+    let mut action = RouteAction {
+        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster("v1".to_owned())),
+        ..RouteAction::default()
+    };
+    f(&mut action);
+    Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_owned())),
+            ..RouteMatch::default()
+        }),
+        action: Some(route::Action::Route(action)),
+        ..Route::default()
+    }
+}
+
+fn pb_ms(ms: i32) -> envoy_types::pb::google::protobuf::Duration {
+    envoy_types::pb::google::protobuf::Duration {
+        seconds: 0,
+        nanos: ms * 1_000_000,
+    }
+}
+
+#[test]
+fn retry_policies_translate_conditions_per_try_timeouts_and_hedging() {
+    use envoy_types::pb::envoy::config::route::v3::{HedgePolicy, RetryPolicy};
+    let policy = |retry_on: &str| RetryPolicy {
+        retry_on: retry_on.to_owned(),
+        num_retries: Some(UInt32Value { value: 2 }),
+        per_try_timeout: Some(pb_ms(200)),
+        ..RetryPolicy::default()
+    };
+    let route = routed(with_action(|a| {
+        a.retry_policy = Some(policy("5xx, retriable-4xx,unavailable,envoy-ratelimited"))
+    }));
+    let retry = route
+        .retry
+        .unwrap_or_else(|| unreachable!("a retry policy"));
+    assert_eq!(retry.max_attempts, 3);
+    assert_eq!(retry.per_try_timeout, Some(Duration::from_millis(200)));
+    assert_eq!(retry.hedge, None);
+    let on = retry.retry_on.unwrap_or_default();
+    assert_eq!(on.statuses.first(), Some(&409));
+    assert_eq!(on.statuses.len(), 101, "409 and 500 to 599");
+    assert_eq!(on.grpc, vec!["unavailable".to_owned()]);
+    assert!(on.errors);
+
+    // Only conditions Sinew does not know: no policy, as in gRPC.
+    let route = routed(with_action(|a| {
+        a.retry_policy = Some(policy("envoy-ratelimited"))
+    }));
+    assert_eq!(route.retry, None);
+
+    // Hedging on the per-try timeout uses it as the hedging delay.
+    let route = routed(with_action(|a| {
+        a.retry_policy = Some(policy("gateway-error"));
+        a.hedge_policy = Some(HedgePolicy {
+            hedge_on_per_try_timeout: true,
+            ..HedgePolicy::default()
+        });
+    }));
+    let retry = route
+        .retry
+        .unwrap_or_else(|| unreachable!("a retry policy"));
+    assert_eq!(retry.per_try_timeout, None);
+    assert_eq!(
+        retry.hedge.map(|h| (h.delay, h.max_attempts)),
+        Some((Duration::from_millis(200), 3))
+    );
+    assert_eq!(
+        retry.retry_on.map(|on| on.statuses),
+        Some(vec![502, 503, 504])
+    );
+
+    let bad = with_action(|a| {
+        a.retry_policy = Some(RetryPolicy {
+            retriable_status_codes: vec![700],
+            ..policy("retriable-status-codes")
+        })
+    });
+    assert_eq!(
+        error_of(Kind::Route, &route_config(bad)),
+        "r: virtual_hosts[0].routes[0].route.retry_policy.retriable_status_codes[0]: 700 is not an HTTP status from 400 to 599"
+    );
+}
+
+#[test]
+fn the_first_header_hash_policy_picks_the_hashed_header() {
+    use route_action::hash_policy::{Cookie, Header, PolicySpecifier};
+    let route = routed(with_action(|a| {
+        a.hash_policy = vec![
+            route_action::HashPolicy {
+                policy_specifier: Some(PolicySpecifier::Cookie(Cookie::default())),
+                ..Default::default()
+            },
+            route_action::HashPolicy {
+                policy_specifier: Some(PolicySpecifier::Header(Header {
+                    header_name: "X-User".to_owned(),
+                    regex_rewrite: None,
+                })),
+                ..Default::default()
+            },
+        ]
+    }));
+    assert_eq!(route.hash_header.as_deref(), Some("x-user"));
+}
+
+fn http_fault(
+    delay_ms: Option<i32>,
+    abort_status: Option<u32>,
+    percent: u32,
+) -> envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault {
+    use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{
+        FaultDelay, fault_delay::FaultDelaySecifier,
+    };
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
+        FaultAbort, HttpFault, fault_abort::ErrorType,
+    };
+    use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
+    // Per ten thousand, to check the denominator is read.
+    let share = Some(FractionalPercent {
+        numerator: percent * 100,
+        denominator: 1,
+    });
+    HttpFault {
+        delay: delay_ms.map(|ms| FaultDelay {
+            percentage: share,
+            fault_delay_secifier: Some(FaultDelaySecifier::FixedDelay(pb_ms(ms))),
+        }),
+        abort: abort_status.map(|status| FaultAbort {
+            percentage: share,
+            error_type: Some(ErrorType::HttpStatus(status)),
+            ..FaultAbort::default()
+        }),
+        ..HttpFault::default()
+    }
+}
+
+#[test]
+fn fault_filters_give_routes_their_faults_with_per_route_overrides() {
+    use envoy_types::pb::envoy::config::listener::v3::{ApiListener, Listener};
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier,
+        http_filter::ConfigType,
+    };
+    const FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+    let listener = |filters: Vec<HttpFilter>| {
+        let hcm = HttpConnectionManager {
+            route_specifier: Some(RouteSpecifier::Rds(Rds {
+                route_config_name: "r".to_owned(),
+                ..Rds::default()
+            })),
+            http_filters: filters,
+            ..HttpConnectionManager::default()
+        };
+        let l = Listener {
+            name: "svc".to_owned(),
+            api_listener: Some(ApiListener {
+                api_listener: Some(Any {
+                    type_url: "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager".to_owned(),
+                    value: hcm.encode_to_vec(),
+                }),
+            }),
+            ..Listener::default()
+        };
+        match decode(Kind::Listener, &any(Kind::Listener, &l)) {
+            Ok((_, Resource::Listener(l))) => l,
+            other => unreachable!("a valid listener: {other:?}"),
+        }
+    };
+    let fault_filter = HttpFilter {
+        name: "envoy.filters.http.fault".to_owned(),
+        config_type: Some(ConfigType::TypedConfig(Any {
+            type_url: FAULT.to_owned(),
+            value: http_fault(None, Some(503), 25).encode_to_vec(),
+        })),
+        ..HttpFilter::default()
+    };
+    let router = HttpFilter {
+        name: "envoy.filters.http.router".to_owned(),
+        ..HttpFilter::default()
+    };
+    let with_fault = listener(vec![fault_filter, router.clone()]);
+    let without = listener(vec![router]);
+
+    let plain = routed(with_action(|_| {}));
+    let mut overriding = with_action(|_| {});
+    overriding.typed_per_filter_config.insert(
+        "envoy.filters.http.fault".to_owned(),
+        Any {
+            type_url: FAULT.to_owned(),
+            value: http_fault(Some(300), None, 50).encode_to_vec(),
+        },
+    );
+    let overriding = routed(overriding);
+
+    // The filter's default.
+    let fault = with_fault.shape(&plain).fault;
+    let abort = fault.as_ref().and_then(|f| f.abort.clone());
+    assert_eq!(abort.as_ref().and_then(|a| a.http_status), Some(503));
+    assert_eq!(abort.map(|a| a.percent), Some(25.0));
+    assert_eq!(fault.and_then(|f| f.delay), None);
+    // The route's override.
+    let fault = with_fault.shape(&overriding).fault;
+    let delay = fault.as_ref().and_then(|f| f.delay);
+    assert_eq!(
+        delay.map(|d| (d.fixed, d.percent)),
+        Some((Duration::from_millis(300), 50.0))
+    );
+    assert_eq!(fault.and_then(|f| f.abort), None);
+    // No filter, no faults, whatever the route says.
+    assert_eq!(without.shape(&overriding).fault, None);
+}
+
+#[test]
+fn upstream_tls_contexts_give_the_identities_endpoints_may_present() {
+    use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
+        common_tls_context, subject_alt_name_matcher::SanType,
+    };
+    use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+    let san = |san_type: SanType, pattern: string_matcher::MatchPattern| SubjectAltNameMatcher {
+        san_type: san_type as i32,
+        matcher: Some(StringMatcher {
+            match_pattern: Some(pattern),
+            ..StringMatcher::default()
+        }),
+        ..SubjectAltNameMatcher::default()
+    };
+    let cluster_with = |sans: Vec<SubjectAltNameMatcher>| {
+        let tls = UpstreamTlsContext {
+            common_tls_context: Some(CommonTlsContext {
+                validation_context_type: Some(
+                    common_tls_context::ValidationContextType::CombinedValidationContext(
+                        common_tls_context::CombinedCertificateValidationContext {
+                            default_validation_context: Some(CertificateValidationContext {
+                                match_typed_subject_alt_names: sans,
+                                ..CertificateValidationContext::default()
+                            }),
+                            ..Default::default()
+                        },
+                    ),
+                ),
+                ..CommonTlsContext::default()
+            }),
+            ..UpstreamTlsContext::default()
+        };
+        let c = Cluster {
+            name: "c".to_owned(),
+            transport_socket: Some(TransportSocket {
+                name: "envoy.transport_sockets.tls".to_owned(),
+                config_type: Some(transport_socket::ConfigType::TypedConfig(Any {
+                    type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext".to_owned(),
+                    value: tls.encode_to_vec(),
+                })),
+            }),
+            ..Cluster::default()
+        };
+        any(Kind::Cluster, &c)
+    };
+    use string_matcher::MatchPattern::{Exact, Prefix};
+    let ids = [
+        "spiffe://example.org/ns/shop/sa/reviews",
+        "spiffe://example.org/ns/shop/sa/reviews-canary",
+    ];
+    let good = cluster_with(
+        ids.iter()
+            .map(|id| san(SanType::Uri, Exact((*id).to_owned())))
+            .collect(),
+    );
+    match decode(Kind::Cluster, &good) {
+        Ok((_, Resource::Cluster(c))) => assert_eq!(c.config.identities, ids),
+        other => unreachable!("a valid cluster: {other:?}"),
+    }
+    let prefix = cluster_with(vec![san(
+        SanType::Uri,
+        Prefix("spiffe://example.org/".to_owned()),
+    )]);
+    assert_eq!(
+        error_of(Kind::Cluster, &prefix),
+        "c: transport_socket.typed_config.common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names[0].matcher: only an exact match on a SPIFFE ID (spiffe://...) is supported"
+    );
+    let dns = cluster_with(vec![san(SanType::Dns, Exact("reviews".to_owned()))]);
+    assert!(
+        error_of(Kind::Cluster, &dns)
+            .ends_with("[0].san_type: only URI SANs (SPIFFE IDs) are supported")
+    );
+}

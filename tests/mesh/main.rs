@@ -554,12 +554,89 @@ clusters:
 }
 
 #[tokio::test]
+async fn a_per_try_timeout_moves_a_hung_attempt_to_another_endpoint() {
+    let hung = serve(handler(|_req| std::future::pending())).await;
+    let (healthy, served) = named("up").await;
+    let mesh = mesh_of(&format!(
+        "services:\n  reviews:\n    routes:\n      - split: [{{ cluster: pool }}]\n        retry: {{ max_attempts: 2, per_try_timeout: 100ms, backoff: {{ base: 1ms, max: 2ms }} }}\nclusters:\n  pool:\n    lb: {{ policy: round_robin }}\n    endpoints: [{{ address: \"{}\" }}, {{ address: \"{}\" }}]\n",
+        hung.addr, healthy.addr
+    ))
+    .await;
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    for _ in 0..10 {
+        let request = Request::get("http://reviews/")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = client.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn injected_faults_abort_or_delay_requests_before_they_reach_an_endpoint() {
+    let (server, served) = named("up").await;
+    let config = |fault: &str| {
+        MeshConfig::from_yaml(&format!(
+            "services:\n  reviews:\n    routes:\n      - split: [{{ cluster: pool }}]\n        fault: {fault}\nclusters:\n  pool:\n    endpoints: [{{ address: \"{}\" }}]\n",
+            server.addr
+        ))
+        .unwrap()
+    };
+    let mesh = Mesh::builder()
+        .config(config("{ abort: { http_status: 418, percent: 100 } }"))
+        .build()
+        .await
+        .unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let get = || {
+        Request::get("http://reviews/")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    for _ in 0..5 {
+        let response = client.clone().oneshot(get()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 0, "aborted before sending");
+
+    mesh.apply(config("{ delay: { fixed: 50ms, percent: 100 } }"))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = client.clone().oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+
+    // A fault the snapshot refuses names its field and changes nothing.
+    let err = mesh
+        .apply(config(
+            "{ abort: { http_status: 503, grpc_status: unavailable, percent: 1 } }",
+        ))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "services.reviews.routes[0].fault.abort: set exactly one of `http_status` and `grpc_status`"
+    );
+}
+
+#[tokio::test]
 async fn ring_hash_on_a_header_is_sticky_through_the_mesh() {
+    // The header named by the cluster, then by the route.
+    for (route, lb) in [
+        ("", "{ policy: ring_hash, header: x-user }"),
+        (", hash_header: x-user", "{ policy: ring_hash }"),
+    ] {
+        ring_hash_is_sticky(route, lb).await;
+    }
+}
+
+async fn ring_hash_is_sticky(route: &str, lb: &str) {
     let (a, _) = named("a").await;
     let (b, _) = named("b").await;
     let (c, _) = named("c").await;
     let mesh = mesh_of(&format!(
-        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    lb: {{ policy: ring_hash, header: x-user }}\n    endpoints: [{{ address: \"{}\" }}, {{ address: \"{}\" }}, {{ address: \"{}\" }}]\n",
+        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}]{route} }}]\nclusters:\n  pool:\n    lb: {lb}\n    endpoints: [{{ address: \"{}\" }}, {{ address: \"{}\" }}, {{ address: \"{}\" }}]\n",
         a.addr, b.addr, c.addr
     )).await;
     let client = mesh.http_client::<Empty<Bytes>>("reviews");

@@ -161,6 +161,54 @@ async fn endpoint_changes_are_followed_under_load_without_a_failed_request() {
 }
 
 #[tokio::test]
+async fn a_new_cluster_takes_traffic_only_once_its_endpoints_arrive() {
+    let (a, _) = named("a").await;
+    let (b, served_b) = named("b").await;
+    let ads = Ads::default();
+    reviews(&ads, &[("reviews-v1", &[a.addr])]);
+    let control = ads.serve().await;
+    let (mesh, client) = reviews_client(&control.url("")).await;
+    assert_eq!(get(&client).await.unwrap(), "a");
+
+    // The route now splits over v1 and a new v2, whose assignment the
+    // control plane has not published yet.
+    ads.update(|r| {
+        r.put(
+            ROUTE,
+            "reviews",
+            server::route_config("reviews", &[("reviews-v1", 1), ("reviews-v2", 1)]),
+        );
+        r.put(
+            CLUSTER,
+            "reviews-v2",
+            server::eds_cluster("reviews-v2", LbPolicy::RoundRobin),
+        );
+    });
+    while state_of(&mesh, Kind::Cluster, "reviews-v2") != Some(ResourceState::Acked) {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        state_of(&mesh, Kind::Endpoints, "reviews-v2"),
+        Some(ResourceState::Requested)
+    );
+    // Make before break: the earlier routes stay in force meanwhile.
+    for _ in 0..100 {
+        assert_eq!(get(&client).await.unwrap(), "a");
+    }
+
+    ads.update(|r| {
+        r.put(
+            ENDPOINTS,
+            "reviews-v2",
+            server::assignment("reviews-v2", &[b.addr]),
+        )
+    });
+    while served_b.load(Ordering::SeqCst) == 0 {
+        get(&client).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn an_invalid_resource_is_nacked_by_name_and_field_while_its_siblings_apply() {
     let (a, _) = named("a").await;
     let (b, _) = named("b").await;

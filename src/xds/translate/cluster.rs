@@ -100,6 +100,9 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
         }
         config.locality_lb.panic_threshold_percent = panic.value.round() as u32;
     }
+    if let Some(socket) = &c.transport_socket {
+        config.identities = super::tls::identities(socket)?;
+    }
     if c.http2_protocol_options.is_some() {
         config.protocol = Protocol::Http2;
     }

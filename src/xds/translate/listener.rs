@@ -1,8 +1,9 @@
-use super::super::resource::ListenerResource;
+use super::super::resource::{ListenerResource, ListenerRoutes};
+use super::fault::{HTTP_FAULT, fault};
 use super::{Invalid, route_table, within};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager::RouteSpecifier,
+    HttpConnectionManager, http_connection_manager::RouteSpecifier, http_filter::ConfigType,
 };
 use prost::Message;
 
@@ -30,17 +31,34 @@ pub(crate) fn listener(listener: Listener) -> Result<ListenerResource, Invalid> 
             last.name
         ));
     }
-    match hcm.route_specifier {
+    let mut fault_filter = None;
+    for (i, filter) in hcm.http_filters.iter().enumerate() {
+        if let Some(ConfigType::TypedConfig(any)) = &filter.config_type
+            && any.type_url == HTTP_FAULT
+        {
+            let at = format!("api_listener.http_filters[{i}].typed_config");
+            fault_filter = Some(fault(&any.value).map_err(within(&at))?);
+        }
+    }
+    let routes = match hcm.route_specifier {
         Some(RouteSpecifier::Rds(rds)) if !rds.route_config_name.is_empty() => {
-            Ok(ListenerResource::Rds(rds.route_config_name))
+            ListenerRoutes::Rds(rds.route_config_name)
         }
         Some(RouteSpecifier::Rds(_)) => {
-            Err("api_listener.rds.route_config_name: must not be empty".to_owned())
+            return Err("api_listener.rds.route_config_name: must not be empty".to_owned());
         }
         Some(RouteSpecifier::RouteConfig(config)) => route_table(config)
-            .map(ListenerResource::Inline)
-            .map_err(within("api_listener.route_config")),
-        Some(_) => Err("api_listener.route_specifier: scoped routes are not supported".to_owned()),
-        None => Err("api_listener.route_specifier: missing (rds or route_config)".to_owned()),
-    }
+            .map(ListenerRoutes::Inline)
+            .map_err(within("api_listener.route_config"))?,
+        Some(_) => {
+            return Err("api_listener.route_specifier: scoped routes are not supported".to_owned());
+        }
+        None => {
+            return Err("api_listener.route_specifier: missing (rds or route_config)".to_owned());
+        }
+    };
+    Ok(ListenerResource {
+        routes,
+        fault_filter,
+    })
 }

@@ -4,8 +4,10 @@
 
 mod cluster;
 mod endpoint;
+mod fault;
 mod listener;
 mod route;
+mod tls;
 mod wire;
 
 pub(super) use cluster::cluster;

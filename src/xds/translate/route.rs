@@ -1,10 +1,13 @@
 use super::super::resource::{RouteTable, VirtualHost};
-use super::{Invalid, duration, within};
+use super::{Invalid, duration, fault, within};
 use crate::config::{HeaderMatch, PathMatch, RouteConfig, RouteMatch, WeightedCluster};
-use crate::retry::{HedgeConfig, RetryConfig};
+use crate::retry::{HedgeConfig, RetryConfig, RetryOn};
 use envoy_types::pb::envoy::config::route::v3::{
-    HeaderMatcher, RetryPolicy, RouteConfiguration, header_matcher::HeaderMatchSpecifier, route,
-    route_action::ClusterSpecifier, route_match::PathSpecifier,
+    HeaderMatcher, RetryPolicy, RouteConfiguration,
+    header_matcher::HeaderMatchSpecifier,
+    route,
+    route_action::{ClusterSpecifier, HashPolicy, hash_policy::PolicySpecifier},
+    route_match::PathSpecifier,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use std::time::Duration;
@@ -18,10 +21,13 @@ pub(crate) fn route_table(config: RouteConfiguration) -> Result<RouteTable, Inva
             return Err(format!("{at}.domains: must not be empty"));
         }
         let vh_retry = vh.retry_policy;
+        let vh_fault = fault::override_in(&vh.typed_per_filter_config).map_err(within(&at))?;
         let mut routes = Vec::with_capacity(vh.routes.len());
         for (j, r) in vh.routes.into_iter().enumerate() {
             let at = format!("{at}.routes[{j}]");
-            routes.push(one_route(r, vh_retry.as_ref()).map_err(within(&at))?);
+            let mut route = one_route(r, vh_retry.as_ref()).map_err(within(&at))?;
+            route.fault = route.fault.or_else(|| vh_fault.clone());
+            routes.push(route);
         }
         virtual_hosts.push(VirtualHost {
             domains: vh.domains,
@@ -35,6 +41,7 @@ fn one_route(
     r: envoy_types::pb::envoy::config::route::v3::Route,
     vh_retry: Option<&RetryPolicy>,
 ) -> Result<RouteConfig, Invalid> {
+    let fault = fault::override_in(&r.typed_per_filter_config)?;
     let m = r.r#match.ok_or("match: missing")?;
     let insensitive = m.case_sensitive.as_ref().is_some_and(|c| !c.value);
     if m.runtime_fraction.is_some() {
@@ -130,11 +137,12 @@ fn one_route(
     }
     .filter(|d| !d.is_zero());
     let retry = match action.retry_policy.as_ref().or(vh_retry) {
-        Some(policy) => Some(
-            retry(policy, action.hedge_policy.as_ref()).map_err(within("route.retry_policy"))?,
-        ),
+        Some(policy) => {
+            retry(policy, action.hedge_policy.as_ref()).map_err(within("route.retry_policy"))?
+        }
         None => None,
     };
+    let hash_header = hash_header(&action.hash_policy)?;
     Ok(RouteConfig {
         matcher: RouteMatch {
             path,
@@ -144,6 +152,8 @@ fn one_route(
         split,
         timeout,
         retry,
+        hash_header,
+        fault,
     })
 }
 
@@ -215,15 +225,45 @@ fn string_match(matcher: &mut HeaderMatch, s: StringMatcher) -> Result<(), Inval
     Ok(())
 }
 
+/// The header a route's requests are hashed on: the first header policy
+/// (gRFC A42). Policies on other request properties (cookies, the caller's
+/// address, query parameters, filter state) do not apply to a client and
+/// are passed over, as gRPC does.
+fn hash_header(policies: &[HashPolicy]) -> Result<Option<String>, Invalid> {
+    for (i, policy) in policies.iter().enumerate() {
+        if let Some(PolicySpecifier::Header(h)) = &policy.policy_specifier {
+            if h.regex_rewrite.is_some() {
+                return Err(format!(
+                    "route.hash_policy[{i}].header.regex_rewrite: not supported"
+                ));
+            }
+            if h.header_name.is_empty() {
+                return Err(format!(
+                    "route.hash_policy[{i}].header.header_name: must not be empty"
+                ));
+            }
+            return Ok(Some(h.header_name.to_ascii_lowercase()));
+        }
+    }
+    Ok(None)
+}
+
 /// Envoy's retry policy in the retry layer's terms: up to `num_retries`
-/// more attempts (default: one); `retry_back_off` (default 25 ms, capped
-/// at ten times that); hedging on the per-try timeout when the hedge
-/// policy asks.
+/// more attempts (default: one) on the `retry_on` conditions;
+/// `retry_back_off` (default 25 ms, capped at ten times that); a per-try
+/// timeout, or hedging on it when the hedge policy asks. A policy none of
+/// whose conditions Sinew knows is no policy, as in gRPC.
 fn retry(
     policy: &RetryPolicy,
     hedge: Option<&envoy_types::pb::envoy::config::route::v3::HedgePolicy>,
-) -> Result<RetryConfig, Invalid> {
-    let mut config = RetryConfig::default();
+) -> Result<Option<RetryConfig>, Invalid> {
+    let Some(retry_on) = retry_on(policy)? else {
+        return Ok(None);
+    };
+    let mut config = RetryConfig {
+        retry_on: Some(retry_on),
+        ..RetryConfig::default()
+    };
     let retries = policy.num_retries.as_ref().map_or(1, |n| n.value);
     config.max_attempts = retries.saturating_add(1).min(10);
     if let Some(backoff) = &policy.retry_back_off {
@@ -245,17 +285,59 @@ fn retry(
         .per_try_timeout
         .as_ref()
         .map(|d| duration("per_try_timeout", d))
-        .transpose()?;
-    if let (Some(h), Some(delay)) = (hedge, per_try)
-        && h.hedge_on_per_try_timeout
-        && !delay.is_zero()
-    {
-        config.hedge = Some(HedgeConfig {
-            delay,
-            max_attempts: config.max_attempts,
-        });
+        .transpose()?
+        .filter(|d| !d.is_zero());
+    match (hedge, per_try) {
+        (Some(h), Some(delay)) if h.hedge_on_per_try_timeout && config.max_attempts >= 2 => {
+            config.hedge = Some(HedgeConfig {
+                delay,
+                max_attempts: config.max_attempts,
+            });
+        }
+        (_, per_try) => config.per_try_timeout = per_try,
     }
-    Ok(config)
+    Ok(Some(config))
+}
+
+/// Envoy's `retry_on` conditions (and `retriable_status_codes`) as a
+/// [`RetryOn`]; `None` when it names none Sinew knows. `connect-failure`,
+/// `refused-stream` and `reset-before-request` are known and add nothing:
+/// failures that prove a request unprocessed are always retried.
+fn retry_on(policy: &RetryPolicy) -> Result<Option<RetryOn>, Invalid> {
+    let mut on = RetryOn::default();
+    let mut known = false;
+    for condition in policy.retry_on.split(',').map(str::trim) {
+        let mut statuses = |s: &[u16]| on.statuses.extend_from_slice(s);
+        match condition {
+            "5xx" => {
+                statuses(&(500..=599).collect::<Vec<_>>());
+                on.errors = true;
+            }
+            "gateway-error" => statuses(&[502, 503, 504]),
+            "retriable-4xx" => statuses(&[409]),
+            "reset" => on.errors = true,
+            "retriable-status-codes" => {
+                for (i, &code) in policy.retriable_status_codes.iter().enumerate() {
+                    match u16::try_from(code) {
+                        Ok(code) if (400..=599).contains(&code) => on.statuses.push(code),
+                        _ => {
+                            return Err(format!(
+                                "retriable_status_codes[{i}]: {code} is not an HTTP status from 400 to 599"
+                            ));
+                        }
+                    }
+                }
+            }
+            "connect-failure" | "refused-stream" | "reset-before-request" => {}
+            "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted"
+            | "unavailable" => on.grpc.push(condition.to_owned()),
+            _ => continue,
+        }
+        known = true;
+    }
+    on.statuses.sort_unstable();
+    on.statuses.dedup();
+    Ok(known.then_some(on))
 }
 
 fn regex(pattern: &str) -> PathMatch {

@@ -1,0 +1,73 @@
+//! The identity a Cluster expects of its endpoints, from the SAN matchers
+//! of its `UpstreamTlsContext`.
+
+use super::Invalid;
+use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket::ConfigType};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, UpstreamTlsContext, common_tls_context::ValidationContextType,
+    subject_alt_name_matcher::SanType,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
+use prost::Message;
+
+const UPSTREAM_TLS: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+
+/// The SPIFFE IDs the endpoints may present. Only exact matches on URI
+/// SANs (or on any SAN, in the older field) express an identity; any other
+/// matcher is refused rather than widened or narrowed silently.
+// `match_subject_alt_names` is deprecated in Envoy's API; control planes
+// (Istio among them) still send it.
+#[allow(deprecated)]
+pub(crate) fn identities(socket: &TransportSocket) -> Result<Vec<String>, Invalid> {
+    let Some(ConfigType::TypedConfig(any)) = &socket.config_type else {
+        return Ok(Vec::new());
+    };
+    if any.type_url != UPSTREAM_TLS {
+        return Err(format!(
+            "transport_socket.typed_config: `{}` is not an UpstreamTlsContext",
+            any.type_url
+        ));
+    }
+    let tls = UpstreamTlsContext::decode(any.value.as_slice())
+        .map_err(|e| format!("transport_socket.typed_config: cannot decode: {e}"))?;
+    let at = "transport_socket.typed_config.common_tls_context";
+    let validation = match tls
+        .common_tls_context
+        .and_then(|c| c.validation_context_type)
+    {
+        Some(ValidationContextType::ValidationContext(v)) => {
+            (v, format!("{at}.validation_context"))
+        }
+        Some(ValidationContextType::CombinedValidationContext(c)) => (
+            c.default_validation_context.unwrap_or_default(),
+            format!("{at}.combined_validation_context.default_validation_context"),
+        ),
+        _ => return Ok(Vec::new()),
+    };
+    let (v, at): (CertificateValidationContext, String) = validation;
+    let mut ids = Vec::new();
+    for (i, m) in v.match_typed_subject_alt_names.iter().enumerate() {
+        let at = format!("{at}.match_typed_subject_alt_names[{i}]");
+        if SanType::try_from(m.san_type) != Ok(SanType::Uri) {
+            return Err(format!(
+                "{at}.san_type: only URI SANs (SPIFFE IDs) are supported"
+            ));
+        }
+        ids.push(spiffe_id(m.matcher.as_ref(), &format!("{at}.matcher"))?);
+    }
+    for (i, m) in v.match_subject_alt_names.iter().enumerate() {
+        let at = format!("{at}.match_subject_alt_names[{i}]");
+        ids.push(spiffe_id(Some(m), &at)?);
+    }
+    Ok(ids)
+}
+
+fn spiffe_id(matcher: Option<&StringMatcher>, at: &str) -> Result<String, Invalid> {
+    match matcher.and_then(|m| m.match_pattern.as_ref()) {
+        Some(MatchPattern::Exact(id)) if id.starts_with("spiffe://") => Ok(id.clone()),
+        _ => Err(format!(
+            "{at}: only an exact match on a SPIFFE ID (spiffe://...) is supported"
+        )),
+    }
+}
