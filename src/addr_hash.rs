@@ -5,7 +5,7 @@
 //! configuration (a file, a control plane), not from requests, so a hash
 //! that resists flooding is not needed here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 
@@ -73,7 +73,7 @@ impl Hasher for AddrHasher {
 
 pub(crate) type AddrMap<V> = HashMap<SocketAddr, V, BuildHasherDefault<AddrHasher>>;
 #[cfg(feature = "xds")]
-pub(crate) type AddrSet = HashSet<SocketAddr, BuildHasherDefault<AddrHasher>>;
+pub(crate) type AddrSet = std::collections::HashSet<SocketAddr, BuildHasherDefault<AddrHasher>>;
 
 /// An empty map with room for `n`.
 pub(crate) fn addr_map<V>(n: usize) -> AddrMap<V> {
