@@ -47,6 +47,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Task {
     pub(super) async fn run(mut self) {
         let node = node(&self.settings);
+        super::metrics::describe();
         let mut backoff = Backoff::default();
         let mut ever_received = false;
         loop {
@@ -60,6 +61,7 @@ impl Task {
                     Ended::Stopped => return,
                     Ended::Failed { worked, error } => {
                         tracing::warn!(server, %error, "control plane stream ended");
+                        super::metrics::stream_failed(self.control_plane());
                         lock(&self.state).disconnected(server, error);
                         self.notify();
                         if worked {
@@ -90,8 +92,21 @@ impl Task {
         }
     }
 
+    /// The first server of the bootstrap: the `control_plane` label.
+    fn control_plane(&self) -> &str {
+        self.settings
+            .bootstrap
+            .servers
+            .first()
+            .map_or("", String::as_str)
+    }
+
     fn notify(&self) {
-        let warm = lock(&self.state).all_serving();
+        let warm = {
+            let state = lock(&self.state);
+            super::metrics::state(self.control_plane(), &state);
+            state.all_serving()
+        };
         self.warm.store(warm, std::sync::atomic::Ordering::Relaxed);
         self.changed.send_modify(|n| *n += 1);
     }
@@ -216,7 +231,7 @@ impl Task {
             tracing::warn!(type_url = %response.type_url, "ignoring a response of a type never requested");
             return;
         };
-        let changed = {
+        let (changed, accepted) = {
             let mut state = lock(&self.state);
             let applied = state.apply_response(
                 kind,
@@ -240,16 +255,18 @@ impl Task {
                 error,
             ));
             resubscribe(&mut state, node, requests);
-            applied.changed
+            (applied.changed, applied.rejected.is_none())
         };
         if !changed.is_empty() {
             self.push_config(&changed);
         }
+        let took = received.elapsed();
         {
             let mut state = lock(&self.state);
-            state.last_apply = Some(received.elapsed());
+            state.last_apply = Some(took);
             state.responses += 1;
         }
+        super::metrics::response(self.control_plane(), kind, accepted, took);
         self.notify();
     }
 

@@ -24,16 +24,35 @@
 //!   unreachable and something watched has no value (gRFC A71);
 //! - opt-in fail-static: the configuration in force is written to a file,
 //!   and a process that starts while the control plane is unreachable
-//!   starts from it ([`MeshBuilder::xds_cache`](crate::mesh::MeshBuilder::xds_cache)).
+//!   starts from it ([`MeshBuilder::xds_cache`](crate::mesh::MeshBuilder::xds_cache));
+//! - make before break: when a service's new routes name a cluster whose
+//!   resources are still on their way, its earlier routes stay in force
+//!   until those arrive (or are refused, or found not to exist), so that no
+//!   request meets a cluster without endpoints only because its assignment
+//!   came a moment after the route.
 //!
 //! [`Mesh::xds_status`](crate::mesh::Mesh::xds_status) shows what the
 //! client sees: per resource its version, ACK or NACK, last error, and the
 //! connection.
+//!
+//! The same facts go to the [`metrics`](https://docs.rs/metrics) facade,
+//! for whatever recorder the application installs. Every series carries
+//! `control_plane`, the bootstrap's first server:
+//!
+//! | name | kind | labels | meaning |
+//! |---|---|---|---|
+//! | `sinew_xds_connected` | gauge | | 1 while a stream is open |
+//! | `sinew_xds_from_cache` | gauge | | 1 while serving the fail-static cache |
+//! | `sinew_xds_resources` | gauge | `type`, `state` | subscribed resources per state |
+//! | `sinew_xds_responses_total` | counter | `type`, `result` (`ack`, `nack`) | responses answered |
+//! | `sinew_xds_stream_failures_total` | counter | | streams that failed or could not open |
+//! | `sinew_xds_apply_seconds` | histogram | | from a response's arrival to in force |
 
 mod ads;
 mod backoff;
 mod bootstrap;
 mod discovery;
+mod metrics;
 mod resource;
 mod state;
 mod translate;

@@ -399,3 +399,140 @@ async fn with_a_cache_a_start_without_the_control_plane_serves_the_last_configur
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A metrics recorder that keeps every counter and gauge for reading,
+/// installed once for every test here; each test reads the series
+/// labelled with its own control plane.
+struct Recorded(
+    metrics_util::registry::Registry<metrics::Key, metrics_util::registry::AtomicStorage>,
+);
+
+impl Default for Recorded {
+    fn default() -> Self {
+        Self(metrics_util::registry::Registry::atomic())
+    }
+}
+
+impl metrics::Recorder for &'static Recorded {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.0
+            .get_or_create_counter(key, |c| metrics::Counter::from_arc(c.clone()))
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        self.0
+            .get_or_create_gauge(key, |g| metrics::Gauge::from_arc(g.clone()))
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        self.0
+            .get_or_create_histogram(key, |h| metrics::Histogram::from_arc(h.clone()))
+    }
+}
+
+fn recorded() -> &'static Recorded {
+    static RECORDED: std::sync::OnceLock<&'static Recorded> = std::sync::OnceLock::new();
+    RECORDED.get_or_init(|| {
+        let recorded: &'static Recorded = Box::leak(Box::default());
+        metrics::set_global_recorder(recorded).unwrap();
+        recorded
+    })
+}
+
+/// The value of counter or gauge `name` of `control_plane` with the given
+/// labels.
+fn metric(control_plane: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matches = |key: &metrics::Key| {
+        let has = |k: &str, v: &str| key.labels().any(|l| l.key() == k && l.value() == v);
+        key.name() == name
+            && has("control_plane", control_plane)
+            && labels.iter().all(|(k, v)| has(k, v))
+    };
+    let registry = &recorded().0;
+    let counter = registry
+        .get_counter_handles()
+        .into_iter()
+        .find(|(key, _)| matches(key))
+        .map(|(_, c)| c.load(Ordering::SeqCst) as f64);
+    counter.or_else(|| {
+        registry
+            .get_gauge_handles()
+            .into_iter()
+            .find(|(key, _)| matches(key))
+            .map(|(_, g)| f64::from_bits(g.load(Ordering::SeqCst)))
+    })
+}
+
+#[tokio::test]
+async fn the_discovery_client_reports_its_state_as_metrics() {
+    recorded();
+    let (a, _) = named("a").await;
+    let ads = Ads::default();
+    reviews(&ads, &[("reviews-v1", &[a.addr])]);
+    let control = ads.serve().await;
+    let cp = control.url("");
+    let (_mesh, client) = reviews_client(&cp).await;
+    get(&client).await.unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| metric(&cp, name, labels);
+    assert_eq!(value("sinew_xds_connected", &[]), Some(1.0));
+    assert_eq!(value("sinew_xds_from_cache", &[]), Some(0.0));
+    for kind in [
+        "Listener",
+        "RouteConfiguration",
+        "Cluster",
+        "ClusterLoadAssignment",
+    ] {
+        let acked = [("type", kind), ("state", "acked")];
+        assert_eq!(value("sinew_xds_resources", &acked), Some(1.0), "{kind}");
+        let ack = [("type", kind), ("result", "ack")];
+        assert!(
+            value("sinew_xds_responses_total", &ack) >= Some(1.0),
+            "{kind}"
+        );
+    }
+
+    // A rejected cluster: a NACK counted, the cluster counted as NACKed.
+    ads.update(|r| {
+        r.put(
+            CLUSTER,
+            "reviews-v1",
+            server::eds_cluster("reviews-v1", LbPolicy::ClusterProvided),
+        )
+    });
+    let nacked = [("type", "Cluster"), ("state", "nacked")];
+    while value("sinew_xds_resources", &nacked) != Some(1.0) {
+        tokio::task::yield_now().await;
+    }
+    let nack = [("type", "Cluster"), ("result", "nack")];
+    assert_eq!(value("sinew_xds_responses_total", &nack), Some(1.0));
+
+    // The control plane goes away: the stream's failure is counted.
+    drop(control);
+    while value("sinew_xds_stream_failures_total", &[]).is_none() {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(value("sinew_xds_connected", &[]), Some(0.0));
+}
