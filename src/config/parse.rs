@@ -16,6 +16,40 @@ impl MeshConfig {
         serde_path_to_error::deserialize(&mut deserializer).map_err(path_error)
     }
 
+    /// Reads a file: JSON when its name ends in `.json`, YAML otherwise.
+    /// Errors name the field, or `config_file` when the file cannot be
+    /// read.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let contents = std::fs::read(path).map_err(|e| {
+            ConfigError::new(
+                "config_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        Self::from_file_contents(path, &contents)
+    }
+
+    /// Parses `contents` as the file at `path` would be read by
+    /// [`from_file`](Self::from_file).
+    pub fn from_file_contents(
+        path: impl AsRef<std::path::Path>,
+        contents: &[u8],
+    ) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::str::from_utf8(contents).map_err(|_| {
+            ConfigError::new("config_file", format!("{} is not UTF-8", path.display()))
+        })?;
+        let json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        if json {
+            Self::from_json(text)
+        } else {
+            Self::from_yaml(text)
+        }
+    }
+
     /// Writes the configuration as YAML.
     pub fn to_yaml(&self) -> Result<String, ConfigError> {
         serde_yaml_ng::to_string(self).map_err(|e| ConfigError::new("config", e.to_string()))

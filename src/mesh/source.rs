@@ -15,16 +15,7 @@ pub(super) fn read_file(path: &Path) -> Result<(MeshConfig, Vec<u8>), ConfigErro
             format!("cannot read {}: {e}", path.display()),
         )
     })?;
-    let text = std::str::from_utf8(&contents)
-        .map_err(|_| ConfigError::new("config_file", format!("{} is not UTF-8", path.display())))?;
-    let json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let config = if json {
-        MeshConfig::from_json(text)?
-    } else {
-        MeshConfig::from_yaml(text)?
-    };
+    let config = MeshConfig::from_file_contents(path, &contents)?;
     Ok((config, contents))
 }
 

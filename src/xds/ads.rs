@@ -102,12 +102,14 @@ impl Task {
     }
 
     fn notify(&self) {
-        let warm = {
+        {
+            // Under the state's lock, as `Discovery::watch` clears it: a
+            // service watched meanwhile cannot be missed.
             let state = lock(&self.state);
             super::metrics::state(self.control_plane(), &state);
-            state.all_serving()
-        };
-        self.warm.store(warm, std::sync::atomic::Ordering::Relaxed);
+            self.warm
+                .store(state.all_serving(), std::sync::atomic::Ordering::Relaxed);
+        }
         self.changed.send_modify(|n| *n += 1);
     }
 
@@ -165,10 +167,11 @@ impl Task {
                 opened = &mut call => break opened,
                 command = self.commands.recv() => match command {
                     Some(service) => {
+                        // The handle put the service in the state already;
+                        // its subscriptions follow here.
                         let mut state = lock(&self.state);
-                        if state.watch(&service) {
-                            resubscribe(&mut state, node, &requests);
-                        }
+                        state.watch(&service);
+                        resubscribe(&mut state, node, &requests);
                     }
                     None => return Ended::Stopped,
                 },
@@ -203,10 +206,11 @@ impl Task {
                 },
                 command = self.commands.recv() => match command {
                     Some(service) => {
+                        // The handle put the service in the state already;
+                        // its subscriptions follow here.
                         let mut state = lock(&self.state);
-                        if state.watch(&service) {
-                            resubscribe(&mut state, node, &requests);
-                        }
+                        state.watch(&service);
+                        resubscribe(&mut state, node, &requests);
                     }
                     None => return Ended::Stopped,
                 },

@@ -99,7 +99,12 @@ impl Discovery {
         let mut watched = self.watched_at.lock().unwrap_or_else(|p| p.into_inner());
         if !watched.contains_key(service) {
             watched.insert(service.to_owned(), Instant::now());
+            // In the state at once, so that no readiness computed before
+            // the task takes the command leaves it out.
+            let mut state = self.state();
+            state.watch(service);
             self.warm.store(false, Ordering::Relaxed);
+            drop(state);
             let _ = self.commands.send(service.to_owned());
         }
     }
