@@ -32,9 +32,21 @@ pub(crate) struct Config {
 }
 
 #[derive(Debug)]
+pub(crate) struct ControlPlane {
+    pub(crate) mesh: Option<String>,
+    pub(crate) xds: std::net::SocketAddr,
+    pub(crate) admin: std::net::SocketAddr,
+    pub(crate) store: Option<String>,
+    pub(crate) token_file: Option<String>,
+    pub(crate) open_writes: bool,
+}
+
+#[derive(Debug)]
 pub(crate) enum Command {
     Call(Call),
     Config(Config),
+    ControlPlane(ControlPlane),
+    Check(String),
     Help,
 }
 
@@ -51,6 +63,15 @@ usage:
       Prints, as JSON, what a client of those services sees from the
       control plane: each resource's version, ACK or NACK, last error, and
       the connection.
+  sinew control-plane [--mesh FILE] [--xds ADDR] [--admin ADDR] [--store FILE]
+                      [--token-file FILE] [--allow-unauthenticated-writes]
+      Serves xDS (default 127.0.0.1:18000) from the mesh file, reloaded when
+      it changes, and registered instances; the admin and registration API
+      on --admin (default 127.0.0.1:18001). Registrations are kept in
+      --store. Writes need the token in --token-file (or the environment's
+      SINEW_CONTROL_PLANE_TOKEN); without one they are refused.
+  sinew check FILE
+      Validates a mesh file offline, with the control plane's errors.
 ";
 
 /// Parses the arguments after the program name.
@@ -67,6 +88,12 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
     let mut path = "/".to_owned();
     let mut json = false;
     let mut wait = Duration::from_secs(15);
+    let mut mesh = None;
+    let mut xds = std::net::SocketAddr::from(([127, 0, 0, 1], 18000));
+    let mut admin = std::net::SocketAddr::from(([127, 0, 0, 1], 18001));
+    let mut store = None;
+    let mut token_file = None;
+    let mut open_writes = false;
     let mut i = 0;
     while i < rest.len() {
         let flag = rest[i].as_str();
@@ -86,6 +113,12 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
             "--path" => path = value()?,
             "--wait" => wait = Duration::from_secs(number(flag, &value()?)? as u64),
             "--json" => json = true,
+            "--mesh" => mesh = Some(value()?),
+            "--xds" => xds = address(flag, &value()?)?,
+            "--admin" => admin = address(flag, &value()?)?,
+            "--store" => store = Some(value()?),
+            "--token-file" => token_file = Some(value()?),
+            "--allow-unauthenticated-writes" => open_writes = true,
             "-h" | "--help" => return Ok(Command::Help),
             other if other.starts_with("--") => return Err(format!("unknown flag {other}")),
             other => positional.push(other.to_owned()),
@@ -126,9 +159,31 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
                 wait,
             }))
         }
+        "control-plane" => {
+            if let Some(extra) = positional.first() {
+                return Err(format!("control-plane takes no argument `{extra}`"));
+            }
+            Ok(Command::ControlPlane(ControlPlane {
+                mesh,
+                xds,
+                admin,
+                store,
+                token_file,
+                open_writes,
+            }))
+        }
+        "check" => match positional.as_slice() {
+            [file] => Ok(Command::Check(file.clone())),
+            _ => Err("check takes one mesh file".to_owned()),
+        },
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => Err(format!("unknown command `{other}`")),
     }
+}
+
+fn address(flag: &str, text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{flag}: `{text}` is not an ip:port address"))
 }
 
 fn number(flag: &str, text: &str) -> Result<usize, String> {

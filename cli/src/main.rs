@@ -7,6 +7,7 @@
 mod args;
 mod call;
 mod config;
+mod control_plane;
 
 use args::{Command, Source, USAGE};
 use sinew::mesh::Mesh;
@@ -23,6 +24,8 @@ async fn main() -> ExitCode {
         }
         Ok(Command::Call(call)) => call::run(call).await,
         Ok(Command::Config(config)) => config::run(config).await,
+        Ok(Command::ControlPlane(options)) => control_plane::serve(options).await,
+        Ok(Command::Check(file)) => Ok(control_plane::check(&file)),
         Err(message) => {
             eprint!("sinew: {message}\n\n{USAGE}");
             return ExitCode::from(2);

@@ -1,0 +1,290 @@
+//! The ADS server, state of the world. Each stream keeps, per type, the
+//! names it subscribes to and the version of each resource it was sent;
+//! a published change goes to a stream as a response for each type with
+//! something new for it, in make-before-break order (clusters, endpoints,
+//! listeners, routes). For listeners and clusters the response holds every
+//! subscribed resource, as the protocol requires (absence means removal);
+//! for routes and endpoints it holds only those that changed.
+
+use crate::clients::{Clients, Nack};
+use crate::generate::{CLUSTER, LISTENER, PUSH_ORDER, ResourceSet};
+use crate::state::Published;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    aggregated_discovery_service_server::AggregatedDiscoveryService,
+};
+use futures_util::Stream;
+use std::collections::{BTreeSet, HashMap};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+type Responses = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+type DeltaResponses = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+
+/// The ADS service.
+#[derive(Clone, Debug)]
+pub struct Ads {
+    published: watch::Receiver<Arc<Published>>,
+    clients: Clients,
+    streams: Arc<AtomicU64>,
+}
+
+impl Ads {
+    pub(crate) fn new(published: watch::Receiver<Arc<Published>>, clients: Clients) -> Self {
+        Self {
+            published,
+            clients,
+            streams: Arc::default(),
+        }
+    }
+}
+
+/// What one stream subscribes to and was sent, for one type.
+#[derive(Debug, Default)]
+struct Subscription {
+    names: BTreeSet<String>,
+    /// Listeners and clusters with no names: every resource of the type.
+    wildcard: bool,
+    /// Resource versions sent, by name.
+    sent: HashMap<String, u64>,
+    /// The nonce of the last response.
+    nonce: String,
+    /// The version of the last response.
+    version: String,
+    /// Whether anything was sent yet.
+    answered: bool,
+}
+
+fn short(type_url: &str) -> &str {
+    type_url.rsplit('.').next().unwrap_or(type_url)
+}
+
+fn full_state(type_url: &str) -> bool {
+    type_url == LISTENER || type_url == CLUSTER
+}
+
+struct StreamTask {
+    id: u64,
+    clients: Clients,
+    subscriptions: HashMap<&'static str, Subscription>,
+    nonces: u64,
+    out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+}
+
+impl StreamTask {
+    /// Handles one request: records its ACK or NACK, takes its names, and
+    /// answers what the client does not have yet.
+    async fn on_request(&mut self, request: DiscoveryRequest, published: &Published) -> bool {
+        let Some(type_url) = PUSH_ORDER.iter().find(|t| **t == request.type_url) else {
+            tracing::debug!(type_url = %request.type_url, "ignoring a request for an unknown type");
+            return true;
+        };
+        if let Some(node) = &request.node {
+            self.clients.update(self.id, |c| {
+                if c.node_id.is_empty() {
+                    c.node_id = node.id.clone();
+                    c.user_agent = node.user_agent_name.clone();
+                }
+            });
+        }
+        let sub = self.subscriptions.entry(type_url).or_default();
+        if !request.response_nonce.is_empty() && request.response_nonce == sub.nonce {
+            let short = short(type_url).to_owned();
+            let acked = request.version_info.clone();
+            let rejected = sub.version.clone();
+            let error = request.error_detail.map(|e| e.message);
+            if let Some(message) = &error {
+                tracing::warn!(stream = self.id, r#type = %short, version = %rejected, %message, "NACK");
+            }
+            self.clients.update(self.id, |c| {
+                let view = c.types.entry(short).or_default();
+                match error {
+                    Some(message) => {
+                        view.last_nack = Some(Nack {
+                            version: rejected,
+                            message,
+                            at: SystemTime::now(),
+                        })
+                    }
+                    None => view.acked = Some(acked),
+                }
+            });
+        } else if !request.response_nonce.is_empty() {
+            // An answer to an older response: the newer one is on its way.
+            return true;
+        }
+        let names: BTreeSet<String> = request.resource_names.into_iter().collect();
+        let wildcard = full_state(type_url) && (names.is_empty() || names.contains("*"));
+        let changed = names != sub.names || wildcard != sub.wildcard;
+        if changed {
+            sub.names = names;
+            sub.wildcard = wildcard;
+            // Names no longer subscribed are forgotten, so that a new
+            // subscription to them is answered again.
+            let (names, wildcard) = (&sub.names, sub.wildcard);
+            sub.sent.retain(|n, _| wildcard || names.contains(n));
+            let count = if wildcard { 1 } else { sub.names.len() };
+            let short = short(type_url).to_owned();
+            self.clients.update(self.id, |c| {
+                c.types.entry(short).or_default().subscribed = count;
+            });
+        }
+        // Full-state types answer every change of names (an empty answer
+        // says the names do not exist); the others answer what is new.
+        let force = changed && full_state(type_url);
+        self.send(type_url, published, force).await
+    }
+
+    /// Sends `type_url`'s news to the client; false when the stream is
+    /// gone.
+    async fn send(&mut self, type_url: &'static str, published: &Published, force: bool) -> bool {
+        let Some(sub) = self.subscriptions.get_mut(type_url) else {
+            return true;
+        };
+        let empty = Default::default();
+        let current = published.resources.get(type_url).unwrap_or(&empty);
+        let wanted: Vec<&String> = if sub.wildcard {
+            current.keys().collect()
+        } else {
+            sub.names.iter().collect()
+        };
+        let resources: Vec<(&String, &crate::generate::Encoded)> = if full_state(type_url) {
+            let present: Vec<_> = wanted
+                .iter()
+                .filter_map(|n| current.get(*n).map(|e| (*n, e)))
+                .collect();
+            let differs = present.len() != sub.sent.len()
+                || present
+                    .iter()
+                    .any(|(n, e)| sub.sent.get(*n) != Some(&e.version));
+            if !(force || differs || !sub.answered) {
+                return true;
+            }
+            sub.sent = present
+                .iter()
+                .map(|(n, e)| ((*n).clone(), e.version))
+                .collect();
+            present
+        } else {
+            let news: Vec<_> = wanted
+                .iter()
+                .filter_map(|n| current.get(*n).map(|e| (*n, e)))
+                .filter(|(n, e)| sub.sent.get(*n) != Some(&e.version))
+                .collect();
+            sub.sent.retain(|n, _| current.contains_key(n));
+            if news.is_empty() {
+                return true;
+            }
+            for (n, e) in &news {
+                sub.sent.insert((*n).clone(), e.version);
+            }
+            news
+        };
+        self.nonces += 1;
+        let nonce = self.nonces.to_string();
+        let version = published.version.to_string();
+        sub.nonce = nonce.clone();
+        sub.version = version.clone();
+        sub.answered = true;
+        let response = DiscoveryResponse {
+            version_info: version.clone(),
+            resources: resources.into_iter().map(|(_, e)| e.any.clone()).collect(),
+            type_url: type_url.to_owned(),
+            nonce,
+            ..DiscoveryResponse::default()
+        };
+        let short = short(type_url).to_owned();
+        self.clients.update(self.id, |c| {
+            c.types.entry(short).or_default().sent = Some(version);
+        });
+        self.out.send(Ok(response)).await.is_ok()
+    }
+
+    /// Sends a newly published version's news, type by type.
+    async fn on_publish(&mut self, published: &Published) -> bool {
+        for type_url in PUSH_ORDER {
+            if !self.send(type_url, published, false).await {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Ads {
+    type StreamAggregatedResourcesStream = Responses;
+    type DeltaAggregatedResourcesStream = DeltaResponses;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Responses>, Status> {
+        let peer = request.remote_addr();
+        let mut inbound = request.into_inner();
+        let id = self.streams.fetch_add(1, Ordering::Relaxed) + 1;
+        // A few responses may wait for a slow client; then its stream
+        // waits too, instead of the control plane buffering without end.
+        let (out, rx) = mpsc::channel(4);
+        let mut published = self.published.clone();
+        let clients = self.clients.clone();
+        clients.opened(id, peer);
+        tokio::spawn(async move {
+            let mut task = StreamTask {
+                id,
+                clients: clients.clone(),
+                subscriptions: HashMap::new(),
+                nonces: 0,
+                out,
+            };
+            loop {
+                tokio::select! {
+                    message = inbound.message() => match message {
+                        Ok(Some(request)) => {
+                            let current = published.borrow_and_update().clone();
+                            if !task.on_request(request, &current).await {
+                                break;
+                            }
+                        }
+                        Ok(None) | Err(_) => break,
+                    },
+                    changed = published.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let current = published.borrow_and_update().clone();
+                        if !task.on_publish(&current).await {
+                            break;
+                        }
+                    }
+                }
+            }
+            clients.closed(id);
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<DeltaResponses>, Status> {
+        Err(Status::unimplemented(
+            "delta xDS is not served; use state of the world (StreamAggregatedResources)",
+        ))
+    }
+}
+
+/// The resources of one type (for tests and the admin API).
+pub fn names_of(resources: &ResourceSet, type_url: &str) -> Vec<String> {
+    resources
+        .get(type_url)
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,30 @@
+//! Sinew's reference control plane: an xDS server (ADS, state of the
+//! world) fed by a declarative mesh file and a live service registry.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use sinew_control_plane::ControlPlane;
+//!
+//! let control_plane = ControlPlane::builder()
+//!     .mesh_file("mesh.yaml")
+//!     .registry_store("registry.json")
+//!     .token("s3cret")
+//!     .start()
+//!     .await?;
+//! println!("xDS on {}", control_plane.xds_addr());
+//! # Ok(()) }
+//! ```
+//!
+//! The mesh file is Sinew's own configuration model
+//! ([`sinew::config::MeshConfig`]), the same types the library reads; see
+//! `docs/control-plane.md` for the file, the admin API and replicas.
+
+pub mod admin;
+pub mod ads;
+pub mod clients;
+pub mod generate;
+pub mod registry;
+mod server;
+pub mod state;
+
+pub use server::{ControlPlane, ControlPlaneBuilder, StartError, check_mesh_file};

@@ -1,0 +1,332 @@
+//! Starting the control plane: the mesh file (and its watcher), the
+//! registry, the ADS server and the admin API.
+
+use crate::admin::{Admin, WriteAccess, expire_leases};
+use crate::ads::Ads;
+use crate::clients::{ClientView, Clients};
+use crate::registry::Registry;
+use crate::state::{MeshFileStatus, Published, State};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use hyper_util::rt::TokioIo;
+use sinew::config::{MeshConfig, Snapshot};
+use sinew::error::ConfigError;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Why the control plane could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The mesh file is missing or invalid; the error names the field.
+    MeshFile(ConfigError),
+    /// The registry store cannot be read.
+    Store(String),
+    /// A listening address cannot be bound.
+    Bind {
+        /// `xds` or `admin`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::MeshFile(e) => write!(f, "mesh file: {e}"),
+            StartError::Store(e) => write!(f, "registry store: {e}"),
+            StartError::Bind { what, addr, error } => {
+                write!(f, "cannot listen for {what} on {addr}: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Reads and validates a mesh file, with the errors `sinew check` prints.
+pub fn check_mesh_file(path: &Path) -> Result<MeshConfig, ConfigError> {
+    let config = MeshConfig::from_file(path)?;
+    Snapshot::build(config.clone(), 0)?;
+    Ok(config)
+}
+
+/// Builds a [`ControlPlane`].
+#[derive(Debug)]
+pub struct ControlPlaneBuilder {
+    mesh_file: Option<PathBuf>,
+    mesh: MeshConfig,
+    store: Option<PathBuf>,
+    access: WriteAccess,
+    xds_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    reload_interval: Duration,
+}
+
+impl Default for ControlPlaneBuilder {
+    fn default() -> Self {
+        Self {
+            mesh_file: None,
+            mesh: MeshConfig::default(),
+            store: None,
+            access: WriteAccess::Refused,
+            xds_addr: SocketAddr::from(([127, 0, 0, 1], 18000)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 18001)),
+            reload_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ControlPlaneBuilder {
+    /// Serves the mesh file at `path`, reloaded when it changes. Without
+    /// one, the mesh is what [`mesh`](Self::mesh) gives plus
+    /// registrations.
+    pub fn mesh_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.mesh_file = Some(path.into());
+        self
+    }
+
+    /// Serves this mesh (when there is no mesh file).
+    pub fn mesh(mut self, mesh: MeshConfig) -> Self {
+        self.mesh = mesh;
+        self
+    }
+
+    /// Keeps registrations in this file, so that they survive a restart.
+    /// Default: memory only.
+    pub fn registry_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = Some(path.into());
+        self
+    }
+
+    /// The bearer token registration and other writes must present.
+    /// Without one, writes are refused.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.access = WriteAccess::Token(token.into());
+        self
+    }
+
+    /// Lets anyone write, without a token: for local development only.
+    pub fn allow_unauthenticated_writes(mut self) -> Self {
+        self.access = WriteAccess::Anyone;
+        self
+    }
+
+    /// Where ADS is served. Default: `127.0.0.1:18000`; port 0 picks one.
+    pub fn xds_addr(mut self, addr: SocketAddr) -> Self {
+        self.xds_addr = addr;
+        self
+    }
+
+    /// Where the admin API is served. Default: `127.0.0.1:18001`.
+    pub fn admin_addr(mut self, addr: SocketAddr) -> Self {
+        self.admin_addr = addr;
+        self
+    }
+
+    /// How often the mesh file is checked for changes. Default: 1 s.
+    pub fn reload_interval(mut self, interval: Duration) -> Self {
+        self.reload_interval = interval;
+        self
+    }
+
+    /// Reads the mesh file and the registry store, binds both addresses
+    /// and starts serving.
+    pub async fn start(self) -> Result<ControlPlane, StartError> {
+        let (mesh, seen) = match &self.mesh_file {
+            Some(path) => {
+                let contents = std::fs::read(path).map_err(|e| {
+                    StartError::MeshFile(ConfigError::new(
+                        "config_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    ))
+                })?;
+                let mesh = MeshConfig::from_file_contents(path, &contents)
+                    .and_then(|m| Snapshot::build(m.clone(), 0).map(|_| m))
+                    .map_err(StartError::MeshFile)?;
+                (mesh, contents)
+            }
+            None => {
+                Snapshot::build(self.mesh.clone(), 0).map_err(StartError::MeshFile)?;
+                (self.mesh, Vec::new())
+            }
+        };
+        let registry = Registry::open(self.store).map_err(StartError::Store)?;
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|error| StartError::Bind { what, addr, error })
+        };
+        let xds_listener = bind("xds", self.xds_addr).await?;
+        let admin_listener = bind("admin", self.admin_addr).await?;
+        let xds_addr = xds_listener
+            .local_addr()
+            .map_err(|error| StartError::Bind {
+                what: "xds",
+                addr: self.xds_addr,
+                error,
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|error| StartError::Bind {
+                what: "admin",
+                addr: self.admin_addr,
+                error,
+            })?;
+
+        let (state, published) = State::new(mesh, registry);
+        let state = Arc::new(Mutex::new(state));
+        let clients = Clients::default();
+        let admin = Admin {
+            state: state.clone(),
+            clients: clients.clone(),
+            access: self.access,
+            leases_changed: Arc::default(),
+        };
+        let mut tasks = JoinSet::new();
+        let ads = Ads::new(published.clone(), clients.clone());
+        tasks.spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(xds_listener);
+            let served = tonic::transport::Server::builder()
+                .add_service(
+                    AggregatedDiscoveryServiceServer::new(ads).max_decoding_message_size(16 << 20),
+                )
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "the ADS server stopped");
+            }
+        });
+        tasks.spawn(serve_admin(admin_listener, admin.clone()));
+        tasks.spawn(expire_leases(admin.clone()));
+        if let Some(path) = self.mesh_file {
+            tasks.spawn(watch_mesh_file(
+                state.clone(),
+                path,
+                seen,
+                self.reload_interval,
+            ));
+        }
+        tracing::info!(%xds_addr, %admin_addr, "control plane serving");
+        Ok(ControlPlane {
+            xds_addr,
+            admin_addr,
+            state,
+            clients,
+            published,
+            _tasks: tasks,
+        })
+    }
+}
+
+/// A running control plane. Dropping it stops it.
+#[derive(Debug)]
+pub struct ControlPlane {
+    xds_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    clients: Clients,
+    published: watch::Receiver<Arc<Published>>,
+    _tasks: JoinSet<()>,
+}
+
+impl ControlPlane {
+    /// Starts building one.
+    pub fn builder() -> ControlPlaneBuilder {
+        ControlPlaneBuilder::default()
+    }
+
+    /// Where ADS is served.
+    pub fn xds_addr(&self) -> SocketAddr {
+        self.xds_addr
+    }
+
+    /// Where the admin API is served.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The version in force.
+    pub fn published(&self) -> Arc<Published> {
+        self.published.borrow().clone()
+    }
+
+    /// A receiver of every version published.
+    pub fn versions(&self) -> watch::Receiver<Arc<Published>> {
+        self.published.clone()
+    }
+
+    /// How the mesh file stands.
+    pub fn mesh_file_status(&self) -> MeshFileStatus {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .mesh_status
+            .clone()
+    }
+
+    /// The connected clients.
+    pub fn clients(&self) -> Vec<ClientView> {
+        self.clients.list()
+    }
+}
+
+async fn serve_admin(listener: TcpListener, admin: Admin) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let admin = admin.clone();
+                async move { Ok::<_, std::convert::Infallible>(admin.handle(request).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Checks the mesh file every `interval`; applies it when its contents
+/// change and it is valid, reports it otherwise.
+async fn watch_mesh_file(
+    state: Arc<Mutex<State>>,
+    path: PathBuf,
+    mut seen: Vec<u8>,
+    interval: Duration,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        // A file being rewritten may be briefly missing or empty: only
+        // contents that differ from the last seen count.
+        let Ok(contents) = std::fs::read(&path) else {
+            continue;
+        };
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        state.mesh_status.checked_at = Some(SystemTime::now());
+        if contents == seen {
+            continue;
+        }
+        seen = contents;
+        let checked = MeshConfig::from_file_contents(&path, &seen)
+            .and_then(|m| Snapshot::build(m.clone(), 0).map(|_| m));
+        match checked {
+            Ok(mesh) => {
+                tracing::info!(path = %path.display(), "mesh file changed");
+                state.set_mesh(mesh);
+            }
+            Err(error) => state.reject_mesh(error.to_string()),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The control plane on loopback, driving a Sinew client to real HTTP
+//! servers: registrations, mesh file edits, an invalid file, a restart.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub,
+    dead_code
+)]
+
+#[path = "../../tests/resilience/support.rs"]
+mod support;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use serde_json::{Value, json};
+use sinew::mesh::{HttpClient, Mesh};
+use sinew_control_plane::ControlPlane;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use support::{body_text, named};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token";
+
+/// A fresh directory for one test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sinew-cp-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn mesh_file(static_endpoints: &[SocketAddr]) -> String {
+    let endpoints: Vec<String> = static_endpoints
+        .iter()
+        .map(|a| format!("{{ address: \"{a}\" }}"))
+        .collect();
+    format!(
+        "services:\n  reviews:\n    routes:\n      - split: [{{ cluster: reviews-v1 }}]\n        timeout: 5s\nclusters:\n  reviews-v1:\n    lb: {{ policy: round_robin }}\n    endpoints: [{}]\n",
+        endpoints.join(", ")
+    )
+}
+
+async fn start(dir: &Path, xds: SocketAddr) -> ControlPlane {
+    ControlPlane::builder()
+        .mesh_file(dir.join("mesh.yaml"))
+        .registry_store(dir.join("registry.json"))
+        .token(TOKEN)
+        .xds_addr(xds)
+        .admin_addr("127.0.0.1:0".parse().unwrap())
+        .reload_interval(std::time::Duration::from_millis(20))
+        .start()
+        .await
+        .unwrap()
+}
+
+/// One admin API call: the status and the JSON answer.
+async fn admin(
+    cp: &ControlPlane,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let client = support::client::<Full<Bytes>>();
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", cp.admin_addr()));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn get(client: &HttpClient<Empty<Bytes>>) -> String {
+    let request = Request::get("http://reviews/").body(Empty::new()).unwrap();
+    let response = client.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    body_text(response.into_body()).await
+}
+
+/// Requests until `name` answers; every request must succeed.
+async fn until_served_by(client: &HttpClient<Empty<Bytes>>, name: &str) {
+    for _ in 0..10_000 {
+        if get(client).await == name {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("{name} never answered");
+}
+
+/// Waits until the client's configuration version moves past `version`.
+async fn newer_than(mesh: &Mesh, version: u64) {
+    let mut versions = mesh.versions();
+    while *versions.borrow_and_update() <= version {
+        versions.changed().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_sinew_client_follows_registrations_file_edits_and_a_restart() {
+    let dir = scratch("follow");
+    let (a, _) = named("a").await;
+    let (b, _) = named("b").await;
+    std::fs::write(dir.join("mesh.yaml"), mesh_file(&[a.addr])).unwrap();
+    let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
+    let xds = cp.xds_addr();
+    let mesh = Mesh::builder()
+        .control_plane(&format!("http://{xds}"))
+        .build()
+        .await
+        .unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    assert_eq!(get(&client).await, "a");
+
+    // Registration: refused without the token, refused with a bad
+    // address (naming the field), accepted with both right.
+    let registration =
+        json!({ "name": "reviews-v1", "address": b.addr.to_string(), "ttl_seconds": 60 });
+    let (status, _) = admin(
+        &cp,
+        Method::POST,
+        "/v1/registrations",
+        None,
+        registration.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let bad = json!({ "name": "reviews-v1", "address": "b:80" });
+    let (status, answer) = admin(&cp, Method::POST, "/v1/registrations", Some(TOKEN), bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer["error"],
+        "invalid registration: address: `b:80` is not an ip:port address"
+    );
+    let (status, answer) = admin(
+        &cp,
+        Method::POST,
+        "/v1/registrations",
+        Some(TOKEN),
+        registration,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let lease = answer["lease"].as_str().unwrap().to_owned();
+    until_served_by(&client, "b").await;
+
+    // The mesh file drops the static endpoint: only the registered one
+    // serves.
+    let version = *mesh.versions().borrow();
+    std::fs::write(dir.join("mesh.yaml"), mesh_file(&[])).unwrap();
+    newer_than(&mesh, version).await;
+    for _ in 0..20 {
+        assert_eq!(get(&client).await, "b");
+    }
+
+    // An invalid file: the previous stays in force; the error names the
+    // field, in the API too.
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        "clusters:\n  reviews-v1:\n    lb: { policy: fastest }\n",
+    )
+    .unwrap();
+    let error = loop {
+        if let Some(error) = cp.mesh_file_status().error {
+            break error;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert!(
+        error.starts_with("clusters.reviews-v1.lb.policy: unknown variant `fastest`"),
+        "{error}"
+    );
+    let (_, health) = admin(&cp, Method::GET, "/v1/health", None, Value::Null).await;
+    assert_eq!(health["mesh_file"]["error"], error.as_str());
+    assert_eq!(get(&client).await, "b");
+
+    // Which client holds which version.
+    let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
+    let sinew_client = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["user_agent"] == "sinew")
+        .expect("the Sinew client is listed");
+    let published = cp.published().version.to_string();
+    assert_eq!(
+        sinew_client["types"]["ClusterLoadAssignment"]["acked"],
+        published.as_str()
+    );
+
+    // A restart on the same port, with the same store: the client keeps
+    // serving meanwhile, and the registration survives.
+    drop(cp);
+    assert_eq!(get(&client).await, "b");
+    std::fs::write(dir.join("mesh.yaml"), mesh_file(&[a.addr])).unwrap();
+    let cp = start(&dir, xds).await;
+    let (_, leases) = admin(&cp, Method::GET, "/v1/registrations", None, Value::Null).await;
+    assert_eq!(leases[0]["lease"], lease.as_str());
+    until_served_by(&client, "a").await;
+
+    // Deregistration takes the endpoint out.
+    let path = format!("/v1/registrations/{lease}");
+    let version = *mesh.versions().borrow();
+    let (status, _) = admin(&cp, Method::DELETE, &path, Some(TOKEN), Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    newer_than(&mesh, version).await;
+    for _ in 0..20 {
+        assert_eq!(get(&client).await, "a");
+    }
+    let (status, _) = admin(&cp, Method::PUT, &path, Some(TOKEN), Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a renewal of an ended lease");
+    let _ = std::fs::remove_dir_all(&dir);
+}
