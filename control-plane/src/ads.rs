@@ -31,14 +31,21 @@ pub struct Ads {
     published: watch::Receiver<Arc<Published>>,
     clients: Clients,
     streams: Arc<AtomicU64>,
+    /// Set when the control plane stops: every stream ends.
+    stop: watch::Receiver<bool>,
 }
 
 impl Ads {
-    pub(crate) fn new(published: watch::Receiver<Arc<Published>>, clients: Clients) -> Self {
+    pub(crate) fn new(
+        published: watch::Receiver<Arc<Published>>,
+        clients: Clients,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             published,
             clients,
             streams: Arc::default(),
+            stop,
         }
     }
 }
@@ -107,7 +114,7 @@ impl StreamTask {
                         view.last_nack = Some(Nack {
                             version: rejected,
                             message,
-                            at: SystemTime::now(),
+                            at_unix_ms: crate::clients::unix_ms(SystemTime::now()),
                         })
                     }
                     None => view.acked = Some(acked),
@@ -231,6 +238,7 @@ impl AggregatedDiscoveryService for Ads {
         // waits too, instead of the control plane buffering without end.
         let (out, rx) = mpsc::channel(4);
         let mut published = self.published.clone();
+        let mut stop = self.stop.clone();
         let clients = self.clients.clone();
         clients.opened(id, peer);
         tokio::spawn(async move {
@@ -261,6 +269,8 @@ impl AggregatedDiscoveryService for Ads {
                             break;
                         }
                     }
+                    // The only change is to stopped.
+                    _ = stop.changed() => break,
                 }
             }
             clients.closed(id);

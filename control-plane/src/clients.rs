@@ -18,8 +18,8 @@ pub struct ClientView {
     pub user_agent: String,
     /// Its address, when known.
     pub peer: Option<SocketAddr>,
-    /// When its stream opened.
-    pub connected_at: SystemTime,
+    /// When its stream opened, in milliseconds since the Unix epoch.
+    pub connected_at_unix_ms: u64,
     /// Per resource type (by its short name): what it holds.
     pub types: BTreeMap<String, TypeView>,
 }
@@ -44,8 +44,8 @@ pub struct Nack {
     pub version: String,
     /// The client's error message.
     pub message: String,
-    /// When.
-    pub at: SystemTime,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
 }
 
 /// Every connected client.
@@ -66,7 +66,7 @@ impl Clients {
                 node_id: String::new(),
                 user_agent: String::new(),
                 peer,
-                connected_at: SystemTime::now(),
+                connected_at_unix_ms: unix_ms(SystemTime::now()),
                 types: BTreeMap::new(),
             },
         );
@@ -88,4 +88,10 @@ impl Clients {
     pub fn list(&self) -> Vec<ClientView> {
         self.lock().values().cloned().collect()
     }
+}
+
+/// A time as milliseconds since the Unix epoch (0 before it).
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

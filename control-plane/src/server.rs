@@ -190,20 +190,26 @@ impl ControlPlaneBuilder {
             leases_changed: Arc::default(),
         };
         let mut tasks = JoinSet::new();
-        let ads = Ads::new(published.clone(), clients.clone());
-        tasks.spawn(async move {
+        let (stop, stopped) = watch::channel(false);
+        let ads = Ads::new(published.clone(), clients.clone(), stopped.clone());
+        // Not in the join set: stopping must close the connections (and
+        // their streams), which aborting the server's future would not.
+        let mut until_stopped = stopped.clone();
+        let ads_server = tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(xds_listener);
             let served = tonic::transport::Server::builder()
                 .add_service(
                     AggregatedDiscoveryServiceServer::new(ads).max_decoding_message_size(16 << 20),
                 )
-                .serve_with_incoming(incoming)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = until_stopped.changed().await;
+                })
                 .await;
             if let Err(error) = served {
                 tracing::error!(%error, "the ADS server stopped");
             }
         });
-        tasks.spawn(serve_admin(admin_listener, admin.clone()));
+        tasks.spawn(serve_admin(admin_listener, admin.clone(), stopped));
         tasks.spawn(expire_leases(admin.clone()));
         if let Some(path) = self.mesh_file {
             tasks.spawn(watch_mesh_file(
@@ -220,6 +226,8 @@ impl ControlPlaneBuilder {
             state,
             clients,
             published,
+            stop,
+            ads_server: Some(ads_server),
             _tasks: tasks,
         })
     }
@@ -233,7 +241,17 @@ pub struct ControlPlane {
     state: Arc<Mutex<State>>,
     clients: Clients,
     published: watch::Receiver<Arc<Published>>,
+    stop: watch::Sender<bool>,
+    ads_server: Option<tokio::task::JoinHandle<()>>,
     _tasks: JoinSet<()>,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // Ends every ADS stream and admin connection; the tasks in the
+        // join set are aborted with it.
+        let _ = self.stop.send(true);
+    }
 }
 
 impl ControlPlane {
@@ -275,22 +293,42 @@ impl ControlPlane {
     pub fn clients(&self) -> Vec<ClientView> {
         self.clients.list()
     }
+
+    /// Stops serving: ends every stream and connection, and returns once
+    /// the addresses are free again (at most a few seconds). Dropping the
+    /// control plane stops it too, without waiting.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(server) = self.ads_server.take() {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
 }
 
-async fn serve_admin(listener: TcpListener, admin: Admin) {
+async fn serve_admin(listener: TcpListener, admin: Admin, stopped: watch::Receiver<bool>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let admin = admin.clone();
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let admin = admin.clone();
                 async move { Ok::<_, std::convert::Infallible>(admin.handle(request).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = stopped.changed() => {}
+            }
         });
     }
 }
@@ -314,7 +352,7 @@ async fn watch_mesh_file(
             continue;
         };
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-        state.mesh_status.checked_at = Some(SystemTime::now());
+        state.mesh_status.checked_at_unix_ms = Some(crate::clients::unix_ms(SystemTime::now()));
         if contents == seen {
             continue;
         }

@@ -30,8 +30,9 @@ pub struct MeshFileStatus {
     /// The last rejected version's error, naming the field, until a
     /// later version is accepted.
     pub error: Option<String>,
-    /// When the file was last read, changed or not.
-    pub checked_at: Option<SystemTime>,
+    /// When the file was last read, changed or not, in milliseconds since
+    /// the Unix epoch.
+    pub checked_at_unix_ms: Option<u64>,
 }
 
 /// The inputs and what was published from them.
@@ -57,7 +58,7 @@ impl State {
             mesh_status: MeshFileStatus {
                 accepted: 1,
                 error: None,
-                checked_at: Some(SystemTime::now()),
+                checked_at_unix_ms: Some(crate::clients::unix_ms(SystemTime::now())),
             },
             registry,
             publish,

@@ -208,7 +208,7 @@ async fn a_sinew_client_follows_registrations_file_edits_and_a_restart() {
 
     // A restart on the same port, with the same store: the client keeps
     // serving meanwhile, and the registration survives.
-    drop(cp);
+    cp.shutdown().await;
     assert_eq!(get(&client).await, "b");
     std::fs::write(dir.join("mesh.yaml"), mesh_file(&[a.addr])).unwrap();
     let cp = start(&dir, xds).await;
