@@ -229,3 +229,58 @@ async fn a_sinew_client_follows_registrations_file_edits_and_a_restart() {
     assert_eq!(status, StatusCode::NOT_FOUND, "a renewal of an ended lease");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_library_registers_keeps_its_lease_and_deregisters() {
+    let dir = scratch("library");
+    let (a, _) = named("a").await;
+    std::fs::write(dir.join("mesh.yaml"), mesh_file(&[])).unwrap();
+    let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
+    let url = format!("http://{}", cp.admin_addr());
+    let leases = || async {
+        let (_, leases) = admin(&cp, Method::GET, "/v1/registrations", None, Value::Null).await;
+        leases.as_array().unwrap().clone()
+    };
+
+    // A wrong token is refused with the control plane's reason.
+    let refused = sinew::mesh::Registration::builder(&url, "reviews-v1", a.addr)
+        .token("wrong")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, sinew::mesh::RegistrationError::Refused { status: 401, message } if message == "wrong token"),
+        "{refused}"
+    );
+
+    let registration = sinew::mesh::Registration::builder(&url, "reviews-v1", a.addr)
+        .token(TOKEN)
+        .metadata("version", "v1")
+        .heartbeat_interval(std::time::Duration::from_millis(10))
+        .start()
+        .await
+        .unwrap();
+    let first = registration.lease();
+    let listed = leases().await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["lease"], first.as_str());
+    assert_eq!(listed[0]["registration"]["metadata"]["version"], "v1");
+
+    // The control plane loses the lease: the next heartbeat registers
+    // again, under a new lease.
+    let path = format!("/v1/registrations/{first}");
+    let (status, _) = admin(&cp, Method::DELETE, &path, Some(TOKEN), Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    loop {
+        let listed = leases().await;
+        if listed.len() == 1 && listed[0]["lease"] != first.as_str() {
+            assert_eq!(listed[0]["lease"], registration.lease().as_str());
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    registration.deregister().await.unwrap();
+    assert!(leases().await.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

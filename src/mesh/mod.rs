@@ -43,6 +43,7 @@ mod locality;
 mod outlier;
 #[cfg(feature = "grpc")]
 mod raw_codec;
+mod registration;
 mod route;
 mod runtime;
 mod source;
@@ -58,6 +59,7 @@ pub use connect::ConnectBackoff;
 pub use grpc::GrpcChannel;
 #[cfg(feature = "grpc")]
 pub use raw_codec::RawCodec;
+pub use registration::{Registration, RegistrationBuilder, RegistrationError};
 pub use route::{ClusterOverloaded, RouteDecision, RouteError};
 pub use runtime::HashKey;
 pub use status::ConfigStatus;
