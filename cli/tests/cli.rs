@@ -115,3 +115,35 @@ async fn call_and_config_through_a_control_plane() {
     assert_eq!(code, 2);
     assert!(err.contains("--control-plane or --bootstrap is required"));
 }
+
+#[tokio::test]
+async fn check_validates_a_mesh_file_offline() {
+    let dir = std::env::temp_dir().join(format!("sinew-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.yaml");
+    std::fs::write(
+        &good,
+        "services:\n  reviews:\n    routes: [{ split: [{ cluster: v1 }] }]\nclusters:\n  v1:\n    endpoints: [{ address: \"127.0.0.1:9001\" }]\n",
+    )
+    .unwrap();
+    let (code, out, _) = sinew(&["check", good.to_str().unwrap()]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.ends_with("valid (1 services, 1 clusters, 1 static endpoints)\n"),
+        "{out}"
+    );
+
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "services:\n  reviews:\n    routes: [{ split: [{ cluster: v2 }] }]\nclusters:\n  v1: {}\n",
+    )
+    .unwrap();
+    let (code, _, err) = sinew(&["check", bad.to_str().unwrap()]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.ends_with("services.reviews.routes[0].split[0].cluster: unknown cluster `v2`\n"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

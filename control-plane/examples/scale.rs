@@ -17,12 +17,17 @@
 //! cluster 0; it counts as arrived at a subscriber when that subscriber
 //! receives an assignment of the new version.
 
-#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DiscoveryRequest, aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
 };
-use envoy_types::pb::envoy::config::core::v3::Node;
 use sinew::config::{
     ClusterConfig, EndpointConfig, LbPolicy, Locality, MeshConfig, RouteConfig, ServiceConfig,
     WeightedCluster,
@@ -112,10 +117,13 @@ async fn subscriber(xds: SocketAddr, i: usize, seen: Arc<Seen>, epoch: Instant) 
         .connect()
         .await
         .unwrap();
-    let mut client = AggregatedDiscoveryServiceClient::new(channel)
-        .max_decoding_message_size(64 << 20);
+    let mut client =
+        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20);
     let (requests, outbound) = mpsc::unbounded_channel::<DiscoveryRequest>();
-    let names = vec!["svc-0".to_owned(), format!("svc-{}", 1 + i % (SERVICES - 1))];
+    let names = vec![
+        "svc-0".to_owned(),
+        format!("svc-{}", 1 + i % (SERVICES - 1)),
+    ];
     let node = Node {
         id: format!("scale-{i}"),
         user_agent_name: "scale".to_owned(),

@@ -284,3 +284,72 @@ async fn the_library_registers_keeps_its_lease_and_deregisters() {
     assert!(leases().await.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Everything the mesh file says that xDS carries reaches a Sinew client
+/// unchanged: the control plane's resources, read back by Sinew's own
+/// discovery client, give the file's routes and clusters again.
+#[tokio::test]
+async fn the_mesh_file_reaches_a_sinew_client_unchanged() {
+    let dir = scratch("fidelity");
+    let yaml = r#"
+services:
+  reviews:
+    routes:
+      - match: { path: { prefix: /api }, method: GET, headers: [{ name: x-canary, exact: "1" }, { name: x-debug, present: false }] }
+        split: [{ cluster: v2 }]
+        timeout: 2s
+        retry:
+          max_attempts: 3
+          per_try_timeout: 500ms
+          backoff: { base: 10ms, max: 100ms }
+          retry_on: { statuses: [409, 503], grpc: [unavailable], errors: true }
+        hash_header: x-user
+        fault: { abort: { http_status: 503, percent: 12.5 }, delay: { fixed: 20ms, percent: 1 }, max_active: 10 }
+      - match: { path: { regex: "/v[0-9]+/.*" } }
+        split: [{ cluster: v1, weight: 90 }, { cluster: v2, weight: 10 }]
+        retry: { max_attempts: 2, hedge: { delay: 50ms, max_attempts: 2 }, retry_on: { grpc: [unavailable] } }
+clusters:
+  v1:
+    protocol: http2
+    lb: { policy: ring_hash, min_ring_size: 2048 }
+    thresholds: { max_requests: 100, max_pending: 10, max_retries: 2 }
+    outlier_detection: { consecutive_5xx: 3, interval: 5s, base_ejection_time: 10s, max_ejection_time: 60s, max_ejection_percent: 20, failure_percentage: { threshold: 70 } }
+    locality_lb: { panic_threshold_percent: 40 }
+    endpoints:
+      - { address: "127.0.0.1:1001", locality: { region: eu, zone: a } }
+      - { address: "127.0.0.1:1002", weight: 3, locality: { region: eu, zone: b }, priority: 1 }
+  v2:
+    lb: { policy: round_robin }
+    endpoints: [{ address: "127.0.0.1:1003", health: draining }]
+"#;
+    std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
+    let file = sinew::config::MeshConfig::from_yaml(yaml).unwrap();
+    let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
+    let mesh = Mesh::builder()
+        .control_plane(&format!("http://{}", cp.xds_addr()))
+        .build()
+        .await
+        .unwrap();
+    let _client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let mut versions = mesh.versions();
+    let seen = loop {
+        let seen = mesh.snapshot().to_config();
+        let endpoints: usize = seen.clusters.values().map(|c| c.endpoints.len()).sum();
+        if seen.services.contains_key("reviews") && endpoints == 3 {
+            break seen;
+        }
+        versions.changed().await.unwrap();
+    };
+    assert_eq!(seen.services, file.services);
+    for (name, cluster) in &file.clusters {
+        let mut got = seen.clusters[name].clone();
+        // Locality weights are folded into endpoint weights, scaled by a
+        // thousand to keep precision.
+        for e in &mut got.endpoints {
+            e.weight /= 1000;
+        }
+        got.endpoints.sort_by(|a, b| a.address.cmp(&b.address));
+        assert_eq!(&got, cluster, "cluster {name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
