@@ -138,12 +138,16 @@ async fn sinew_calls(mesh: &Mesh, n: usize) -> (HashMap<String, usize>, Vec<Stri
 }
 
 fn mesh_file(dir: &Path, endpoints: &[SocketAddr]) {
+    mesh_file_with(dir, endpoints, "round_robin");
+}
+
+fn mesh_file_with(dir: &Path, endpoints: &[SocketAddr], lb: &str) {
     let endpoints: Vec<String> = endpoints
         .iter()
         .map(|a| format!("{{ address: \"{a}\" }}"))
         .collect();
     let yaml = format!(
-        "services:\n  greeter:\n    routes:\n      - split: [{{ cluster: greeter }}]\n        timeout: 10s\nclusters:\n  greeter:\n    protocol: http2\n    lb: {{ policy: round_robin }}\n    endpoints: [{}]\n",
+        "services:\n  greeter:\n    routes:\n      - split: [{{ cluster: greeter }}]\n        timeout: 10s\nclusters:\n  greeter:\n    protocol: http2\n    lb: {{ policy: {lb} }}\n    endpoints: [{}]\n",
         endpoints.join(", ")
     );
     std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
@@ -305,6 +309,30 @@ async fn grpc_and_sinew_clients_follow_the_control_plane() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "the lease survived the restart");
+    until_only(&mut grpc, &mesh, &["c"]).await;
+
+    // A cluster gRPC cannot use (it has no Maglev): gRPC NACKs it and
+    // keeps its last good one, Sinew takes it; the control plane shows
+    // each client's standing.
+    mesh_file_with(&dir, &[c], "maglev");
+    let nack = loop {
+        let (_, clients) = admin(&cp, Method::GET, "/v1/clients", Value::Null).await;
+        let python = clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node_id"] == "interop-python")
+            .cloned();
+        if let Some(nack) =
+            python.and_then(|p| p["types"]["Cluster"]["last_nack"].as_object().cloned())
+        {
+            break nack;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(nack["version"], cp.published().version.to_string().as_str());
+    assert!(!nack["message"].as_str().unwrap().is_empty(), "{nack:?}");
+    eprintln!("gRPC NACK: {}", nack["message"]);
     until_only(&mut grpc, &mesh, &["c"]).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
