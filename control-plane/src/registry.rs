@@ -276,3 +276,101 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(name: &str, address: &str) -> Registration {
+        Registration {
+            name: name.to_owned(),
+            address: address.to_owned(),
+            locality: Locality::default(),
+            metadata: BTreeMap::new(),
+            ttl_seconds: Some(10),
+        }
+    }
+
+    #[test]
+    fn registrations_are_checked_field_by_field() {
+        let field = |change: fn(&mut Registration)| {
+            let mut r = registration("reviews", "127.0.0.1:80");
+            change(&mut r);
+            r.validate().err().map(|e| e.field)
+        };
+        assert_eq!(field(|_| {}), None);
+        assert_eq!(field(|r| r.name = "a b".into()), Some("name"));
+        assert_eq!(field(|r| r.name = "x".repeat(254)), Some("name"));
+        assert_eq!(field(|r| r.address = "reviews:80".into()), Some("address"));
+        assert_eq!(
+            field(|r| r.locality.zone = "z".repeat(257)),
+            Some("locality.zone")
+        );
+        assert_eq!(
+            field(|r| { r.metadata = (0..33).map(|i| (i.to_string(), String::new())).collect() }),
+            Some("metadata")
+        );
+        assert_eq!(
+            field(|r| {
+                r.metadata.insert("k".into(), "v".repeat(257));
+            }),
+            Some("metadata")
+        );
+        assert_eq!(field(|r| r.ttl_seconds = Some(0)), Some("ttl_seconds"));
+        assert_eq!(field(|r| r.ttl_seconds = Some(3601)), Some("ttl_seconds"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_expire_unless_renewed_and_reregistering_replaces() {
+        let mut registry = Registry::default();
+        let (a, ttl) = registry
+            .register(registration("reviews", "127.0.0.1:80"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(ttl, Duration::from_secs(10));
+        let (b, _) = registry
+            .register(registration("reviews", "127.0.0.1:81"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(registry.renew(&a), Some(ttl));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(registry.expire(Instant::now()), "b ran out");
+        assert_eq!(registry.renew(&b), None);
+        assert!(registry.renew(&a).is_some(), "a was renewed");
+        // The same name and address again: one lease, the new one.
+        let (c, _) = registry
+            .register(registration("reviews", "127.0.0.1:80"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(registry.leases().count(), 1);
+        assert_eq!(registry.renew(&a), None);
+        assert!(registry.deregister(&c));
+        assert!(!registry.deregister(&c));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_store_keeps_registrations_across_a_restart_with_a_fresh_ttl() {
+        let path = std::env::temp_dir().join(format!(
+            "sinew-registry-{}-{}.json",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let mut registry =
+            Registry::open(Some(path.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+        let (id, _) = registry
+            .register(registration("reviews", "127.0.0.1:80"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        tokio::time::advance(Duration::from_secs(9)).await;
+        drop(registry);
+        let mut reopened =
+            Registry::open(Some(path.clone())).unwrap_or_else(|e| unreachable!("{e}"));
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(
+            !reopened.expire(Instant::now()),
+            "a full TTL from the restart"
+        );
+        assert!(reopened.renew(&id).is_some());
+        std::fs::write(&path, "not json").unwrap_or_else(|e| unreachable!("{e}"));
+        let error = Registry::open(Some(path.clone())).err().unwrap_or_default();
+        assert!(error.contains("is not a registry store"), "{error}");
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -353,3 +353,206 @@ clusters:
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A raw ADS stream: what the control plane pushes, response by response.
+struct RawStream {
+    requests: tokio::sync::mpsc::UnboundedSender<
+        envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest,
+    >,
+    inbound: tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>,
+}
+
+impl RawStream {
+    async fn open(xds: SocketAddr) -> Self {
+        use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{xds}"))
+            .await
+            .unwrap();
+        let (requests, rx) = tokio::sync::mpsc::unbounded_channel();
+        let outbound =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+            );
+        let inbound = client
+            .stream_aggregated_resources(outbound)
+            .await
+            .unwrap()
+            .into_inner();
+        Self { requests, inbound }
+    }
+
+    fn request(
+        &self,
+        type_url: &str,
+        names: &[&str],
+        version: &str,
+        nonce: &str,
+        error: Option<&str>,
+    ) {
+        use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+        self.requests
+            .send(DiscoveryRequest {
+                node: Some(envoy_types::pb::envoy::config::core::v3::Node {
+                    id: "raw".to_owned(),
+                    ..Default::default()
+                }),
+                type_url: type_url.to_owned(),
+                resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
+                version_info: version.to_owned(),
+                response_nonce: nonce.to_owned(),
+                error_detail: error.map(|message| envoy_types::pb::google::rpc::Status {
+                    code: 3,
+                    message: message.to_owned(),
+                    details: Vec::new(),
+                }),
+                ..Default::default()
+            })
+            .unwrap();
+    }
+
+    /// The next response: its type, version, nonce and resource names.
+    async fn next(&mut self) -> (String, String, String, Vec<String>) {
+        use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+        use prost::Message;
+        let r = self.inbound.message().await.unwrap().unwrap();
+        let names = r
+            .resources
+            .iter()
+            .map(|any| {
+                ClusterLoadAssignment::decode(any.value.as_slice())
+                    .map(|c| c.cluster_name)
+                    .unwrap_or_default()
+            })
+            .collect();
+        (r.type_url, r.version_info, r.nonce, names)
+    }
+}
+
+#[tokio::test]
+async fn a_change_pushes_only_the_assignment_that_changed_and_nacks_are_recorded() {
+    use sinew_control_plane::generate::{CLUSTER, ENDPOINTS};
+    let dir = scratch("push");
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        "clusters:\n  c1:\n    endpoints: [{ address: \"127.0.0.1:1001\" }]\n  c2:\n    endpoints: [{ address: \"127.0.0.1:1002\" }]\n",
+    )
+    .unwrap();
+    let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
+    let mut stream = RawStream::open(cp.xds_addr()).await;
+    stream.request(CLUSTER, &["c1", "c2"], "", "", None);
+    stream.request(ENDPOINTS, &["c1", "c2"], "", "", None);
+    for _ in 0..2 {
+        let (type_url, version, nonce, _) = stream.next().await;
+        stream.request(&type_url, &["c1", "c2"], &version, &nonce, None);
+    }
+
+    let register = |address: &'static str, cluster: &'static str| {
+        let cp = &cp;
+        async move {
+            let body = json!({ "name": cluster, "address": address });
+            let (status, _) = admin(cp, Method::POST, "/v1/registrations", Some(TOKEN), body).await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+    };
+    register("127.0.0.1:2001", "c1").await;
+    let (type_url, version, nonce, names) = stream.next().await;
+    assert_eq!(
+        (type_url.as_str(), names),
+        (ENDPOINTS, vec!["c1".to_owned()])
+    );
+    stream.request(ENDPOINTS, &["c1", "c2"], &version, &nonce, None);
+
+    // The next push, for c2, comes straight after: nothing else was sent.
+    register("127.0.0.1:2002", "c2").await;
+    let (type_url, version, nonce, names) = stream.next().await;
+    assert_eq!(
+        (type_url.as_str(), names),
+        (ENDPOINTS, vec!["c2".to_owned()])
+    );
+
+    // A NACK of it is recorded, with the client's message; the ACKed
+    // version stays the previous one.
+    stream.request(ENDPOINTS, &["c1", "c2"], "", &nonce, Some("c2: not today"));
+    let view = loop {
+        let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
+        let eds = clients[0]["types"]["ClusterLoadAssignment"].clone();
+        if eds["last_nack"].is_object() {
+            break eds;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(view["last_nack"]["version"], version.as_str());
+    assert_eq!(view["last_nack"]["message"], "c2: not today");
+    assert_ne!(view["acked"], version.as_str());
+    assert_eq!(clients_node(&cp).await, "raw");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn clients_node(cp: &ControlPlane) -> String {
+    cp.clients()[0].node_id.clone()
+}
+
+#[tokio::test]
+async fn the_admin_api_refuses_oversized_or_unknown_input() {
+    let dir = scratch("input");
+    std::fs::write(dir.join("mesh.yaml"), "{}\n").unwrap();
+    let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
+    let huge =
+        json!({ "name": "x", "address": "127.0.0.1:1", "metadata": { "k": "v".repeat(70_000) } });
+    let (status, answer) = admin(&cp, Method::POST, "/v1/registrations", Some(TOKEN), huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    let extra = json!({ "name": "x", "address": "127.0.0.1:1", "weight": 3 });
+    let (status, answer) = admin(&cp, Method::POST, "/v1/registrations", Some(TOKEN), extra).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `weight`"),
+        "{answer}"
+    );
+    let (status, _) = admin(
+        &cp,
+        Method::POST,
+        "/v1/registrations",
+        Some("nope"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = admin(&cp, Method::GET, "/v1/nothing", None, Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = admin(
+        &cp,
+        Method::DELETE,
+        "/v1/services",
+        Some(TOKEN),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // Without a token configured, writes are refused.
+    let closed = ControlPlane::builder()
+        .xds_addr("127.0.0.1:0".parse().unwrap())
+        .admin_addr("127.0.0.1:0".parse().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let body = json!({ "name": "x", "address": "127.0.0.1:1" });
+    let (status, answer) = admin(
+        &closed,
+        Method::POST,
+        "/v1/registrations",
+        Some(TOKEN),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        answer["error"],
+        "writes are refused: the control plane has no token configured"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
