@@ -147,3 +147,79 @@ async fn check_validates_a_mesh_file_offline() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `sinew control-plane` serves the mesh file to `sinew call`, and takes a
+/// registration with the token from its token file.
+#[tokio::test]
+async fn the_control_plane_command_serves_a_mesh_file_and_registrations() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = std::env::temp_dir().join(format!("sinew-cp-cmd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, _) = named("a").await;
+    let (b, _) = named("b").await;
+    let mesh = dir.join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        format!(
+            "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: reviews-v1 }}] }}]\nclusters:\n  reviews-v1:\n    lb: {{ policy: round_robin }}\n    endpoints: [{{ address: \"{}\" }}]\n",
+            a.addr
+        ),
+    )
+    .unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
+        .args([
+            "control-plane",
+            "--mesh",
+            mesh.to_str().unwrap(),
+            "--xds",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--token-file",
+            token.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner = lines.next_line().await.unwrap().unwrap();
+    // "sinew control plane: xDS on ADDR, admin on http://ADDR"
+    let xds = banner
+        .split("xDS on ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    let admin = banner.split("admin on ").nth(1).unwrap().to_owned();
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<String>();
+    let body = format!(r#"{{"name":"reviews-v1","address":"{}"}}"#, b.addr);
+    let request = http::Request::post(format!("{admin}/v1/registrations"))
+        .header("authorization", "Bearer s3cret")
+        .body(body)
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::CREATED);
+
+    let url = format!("http://{xds}");
+    let (code, out, err) = sinew(&[
+        "call",
+        "reviews",
+        "--control-plane",
+        &url,
+        "--count",
+        "10",
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["served_by"][a.addr.to_string()], 5, "{report}");
+    assert_eq!(report["served_by"][b.addr.to_string()], 5, "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
