@@ -556,3 +556,24 @@ async fn the_admin_api_refuses_oversized_or_unknown_input() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_expired_lease_takes_its_endpoint_out() {
+    let dir = scratch("expiry");
+    std::fs::write(dir.join("mesh.yaml"), "{}\n").unwrap();
+    let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
+    let mut versions = cp.versions();
+    let body = json!({ "name": "reviews", "address": "127.0.0.1:1001", "ttl_seconds": 1 });
+    let (status, _) = admin(&cp, Method::POST, "/v1/registrations", Some(TOKEN), body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let registered = versions.borrow_and_update().clone();
+    assert_eq!(registered.config.clusters["reviews"].endpoints.len(), 1);
+    // No heartbeat: one second later the lease runs out.
+    versions.changed().await.unwrap();
+    let expired = versions.borrow_and_update().clone();
+    assert!(expired.version > registered.version);
+    assert!(!expired.config.clusters.contains_key("reviews"));
+    let (_, leases) = admin(&cp, Method::GET, "/v1/registrations", None, Value::Null).await;
+    assert_eq!(leases, json!([]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
