@@ -7,7 +7,7 @@
 //! for routes and endpoints it holds only those that changed.
 
 use crate::clients::{Clients, Nack};
-use crate::generate::{CLUSTER, LISTENER, PUSH_ORDER, ResourceSet};
+use crate::generate::{CLUSTER, LISTENER, PUSH_ORDER};
 use crate::state::Published;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
@@ -289,12 +289,4 @@ impl AggregatedDiscoveryService for Ads {
             "delta xDS is not served; use state of the world (StreamAggregatedResources)",
         ))
     }
-}
-
-/// The resources of one type (for tests and the admin API).
-pub fn names_of(resources: &ResourceSet, type_url: &str) -> Vec<String> {
-    resources
-        .get(type_url)
-        .map(|r| r.keys().cloned().collect())
-        .unwrap_or_default()
 }
