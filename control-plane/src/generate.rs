@@ -6,17 +6,18 @@
 //! weighted localities.
 
 use envoy_types::pb::envoy::config::cluster::v3::{
-    CircuitBreakers, Cluster, OutlierDetection,
+    CircuitBreakers, Cluster, LoadBalancingPolicy, OutlierDetection,
     circuit_breakers::Thresholds,
     cluster::{
         ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig,
         LbPolicy as EnvoyLb, RingHashLbConfig,
     },
+    load_balancing_policy::Policy,
 };
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, HealthStatus, Http2ProtocolOptions,
-    Locality as PbLocality, SocketAddress, address, config_source::ConfigSourceSpecifier,
-    socket_address::PortSpecifier,
+    Locality as PbLocality, SocketAddress, TypedExtensionConfig, address,
+    config_source::ConfigSourceSpecifier, socket_address::PortSpecifier,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -38,6 +39,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier,
     http_filter::ConfigType,
 };
+use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatcher, StringMatcher, string_matcher::MatchPattern,
 };
@@ -70,6 +73,12 @@ const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_con
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 const FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
 const FAULT_FILTER: &str = "envoy.filters.http.fault";
+/// Sinew's P2C Peak-EWMA policy, as Sinew's discovery client reads it.
+pub const P2C_EWMA: &str = "type.googleapis.com/sinew.lb.v1.P2cEwma";
+const LEAST_REQUEST: &str =
+    "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
+const ROUND_ROBIN: &str =
+    "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
 
 /// One encoded resource and the version of its contents.
 #[derive(Clone, Debug, PartialEq)]
@@ -413,8 +422,39 @@ fn cluster_resource(name: &str, c: &ClusterConfig) -> Cluster {
         ),
         LbPolicy::Maglev { .. } => (EnvoyLb::Maglev, None),
     };
+    // Envoy has no Peak-EWMA: Sinew's own policy goes first in the list,
+    // then least request and round robin for every other client (gRFC
+    // A52: the first policy a client supports is used).
+    let load_balancing_policy = matches!(c.lb, LbPolicy::P2cEwma).then(|| LoadBalancingPolicy {
+        policies: vec![
+            Policy {
+                typed_extension_config: Some(TypedExtensionConfig {
+                    name: "sinew.p2c_ewma".to_owned(),
+                    typed_config: Some(Any {
+                        type_url: P2C_EWMA.to_owned(),
+                        value: Vec::new(),
+                    }),
+                }),
+            },
+            Policy {
+                typed_extension_config: Some(TypedExtensionConfig {
+                    name: "envoy.load_balancing_policies.least_request".to_owned(),
+                    typed_config: Some(pack(LEAST_REQUEST, &LeastRequest::default())),
+                }),
+            },
+            // gRPC has least request only behind an opt-in: round robin
+            // last, so that every client finds one it has.
+            Policy {
+                typed_extension_config: Some(TypedExtensionConfig {
+                    name: "envoy.load_balancing_policies.round_robin".to_owned(),
+                    typed_config: Some(pack(ROUND_ROBIN, &RoundRobin::default())),
+                }),
+            },
+        ],
+    });
     let t = &c.thresholds;
     Cluster {
+        load_balancing_policy,
         name: name.to_owned(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {

@@ -306,7 +306,7 @@ services:
         hash_header: x-user
         fault: { abort: { http_status: 503, percent: 12.5 }, delay: { fixed: 20ms, percent: 1 }, max_active: 10 }
       - match: { path: { regex: "/v[0-9]+/.*" } }
-        split: [{ cluster: v1, weight: 90 }, { cluster: v2, weight: 10 }]
+        split: [{ cluster: v1, weight: 90 }, { cluster: v2, weight: 10 }, { cluster: v3, weight: 5 }]
         retry: { max_attempts: 2, hedge: { delay: 50ms, max_attempts: 2 }, retry_on: { grpc: [unavailable] } }
 clusters:
   v1:
@@ -321,6 +321,8 @@ clusters:
   v2:
     lb: { policy: round_robin }
     endpoints: [{ address: "127.0.0.1:1003", health: draining }]
+  v3:
+    endpoints: [{ address: "127.0.0.1:1004" }]
 "#;
     std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
     let file = sinew::config::MeshConfig::from_yaml(yaml).unwrap();
@@ -335,7 +337,7 @@ clusters:
     let seen = loop {
         let seen = mesh.snapshot().to_config();
         let endpoints: usize = seen.clusters.values().map(|c| c.endpoints.len()).sum();
-        if seen.services.contains_key("reviews") && endpoints == 3 {
+        if seen.services.contains_key("reviews") && endpoints == 4 {
             break seen;
         }
         versions.changed().await.unwrap();

@@ -338,5 +338,29 @@ async fn grpc_and_sinew_clients_follow_the_control_plane() {
         "{nack:?}"
     );
     until_only(&mut grpc, &mesh, &["c"]).await;
+
+    // Sinew's default policy, which gRPC does not have, comes with least
+    // request after it: gRPC takes the cluster again.
+    mesh_file_with(&dir, &[c], "p2c_ewma");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let version = cp.published().version.to_string();
+        let (_, clients) = admin(&cp, Method::GET, "/v1/clients", Value::Null).await;
+        let acked = clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["types"]["Cluster"]["acked"] == version.as_str())
+            .count();
+        if acked == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ACKed by both clients: {clients}"
+        );
+        tokio::task::yield_now().await;
+    }
+    until_only(&mut grpc, &mesh, &["c"]).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

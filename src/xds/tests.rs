@@ -631,3 +631,59 @@ fn upstream_tls_contexts_give_the_identities_endpoints_may_present() {
             .ends_with("[0].san_type: only URI SANs (SPIFFE IDs) are supported")
     );
 }
+
+#[test]
+fn load_balancing_policy_lists_give_the_first_policy_sinew_knows() {
+    use envoy_types::pb::envoy::config::cluster::v3::{
+        LoadBalancingPolicy, load_balancing_policy::Policy,
+    };
+    use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+    use envoy_types::pb::envoy::extensions::load_balancing_policies::ring_hash::v3::RingHash;
+    use envoy_types::pb::google::protobuf::UInt64Value;
+    let policy = |type_url: &str, value: Vec<u8>| Policy {
+        typed_extension_config: Some(TypedExtensionConfig {
+            name: "p".to_owned(),
+            typed_config: Some(Any {
+                type_url: type_url.to_owned(),
+                value,
+            }),
+        }),
+    };
+    let cluster = |policies: Vec<Policy>| {
+        let c = Cluster {
+            name: "c".to_owned(),
+            load_balancing_policy: Some(LoadBalancingPolicy { policies }),
+            ..Cluster::default()
+        };
+        any(Kind::Cluster, &c)
+    };
+    let ring = RingHash {
+        minimum_ring_size: Some(UInt64Value { value: 4096 }),
+        ..RingHash::default()
+    };
+    let listed = cluster(vec![
+        policy("type.googleapis.com/some.other.Policy", Vec::new()),
+        policy(
+            "type.googleapis.com/envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash",
+            ring.encode_to_vec(),
+        ),
+    ]);
+    match decode(Kind::Cluster, &listed) {
+        Ok((_, Resource::Cluster(c))) => assert_eq!(
+            c.config.lb,
+            crate::config::LbPolicy::RingHash {
+                header: None,
+                min_ring_size: 4096
+            }
+        ),
+        other => unreachable!("a valid cluster: {other:?}"),
+    }
+    let unknown = cluster(vec![policy(
+        "type.googleapis.com/some.other.Policy",
+        Vec::new(),
+    )]);
+    assert_eq!(
+        error_of(Kind::Cluster, &unknown),
+        "c: load_balancing_policy.policies: none of them is supported"
+    );
+}

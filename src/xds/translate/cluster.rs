@@ -47,27 +47,9 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
         }
         _ => return Err("type: only EDS and STATIC clusters are supported".to_owned()),
     };
-    config.lb = match EnvoyLb::try_from(c.lb_policy) {
-        Ok(EnvoyLb::RoundRobin) => LbPolicy::RoundRobin,
-        Ok(EnvoyLb::LeastRequest) => LbPolicy::LeastRequest,
-        Ok(EnvoyLb::Random) => LbPolicy::Random,
-        Ok(EnvoyLb::RingHash) => LbPolicy::RingHash {
-            header: None,
-            min_ring_size: c
-                .lb_config
-                .as_ref()
-                .and_then(|l| match l {
-                    envoy_types::pb::envoy::config::cluster::v3::cluster::LbConfig::RingHashLbConfig(r) => {
-                        r.minimum_ring_size.as_ref().map(|m| m.value.min(8_388_608) as u32)
-                    }
-                    _ => None,
-                })
-                .unwrap_or(1024)
-                .max(1),
-        },
-        Ok(EnvoyLb::Maglev) => LbPolicy::Maglev { header: None },
-        Ok(other) => return Err(format!("lb_policy: {} is not supported", other.as_str_name())),
-        Err(_) => return Err(format!("lb_policy: unknown value {}", c.lb_policy)),
+    config.lb = match &c.load_balancing_policy {
+        Some(policy) => load_balancing_policy(policy).map_err(within("load_balancing_policy"))?,
+        None => legacy_lb(&c)?,
     };
     if let Some(breakers) = &c.circuit_breakers {
         // The default priority's thresholds.
@@ -154,4 +136,74 @@ fn outlier(od: &OutlierDetection) -> Result<OutlierDetectionConfig, Invalid> {
             false => None,
         },
     })
+}
+
+/// The legacy `lb_policy` field (with `lb_config` for ring hash).
+fn legacy_lb(c: &Cluster) -> Result<LbPolicy, Invalid> {
+    Ok(match EnvoyLb::try_from(c.lb_policy) {
+            Ok(EnvoyLb::RoundRobin) => LbPolicy::RoundRobin,
+            Ok(EnvoyLb::LeastRequest) => LbPolicy::LeastRequest,
+            Ok(EnvoyLb::Random) => LbPolicy::Random,
+            Ok(EnvoyLb::RingHash) => LbPolicy::RingHash {
+                header: None,
+                min_ring_size: c
+                    .lb_config
+                    .as_ref()
+                    .and_then(|l| match l {
+                        envoy_types::pb::envoy::config::cluster::v3::cluster::LbConfig::RingHashLbConfig(r) => {
+                            r.minimum_ring_size.as_ref().map(|m| m.value.min(8_388_608) as u32)
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(1024)
+                    .max(1),
+            },
+            Ok(EnvoyLb::Maglev) => LbPolicy::Maglev { header: None },
+            Ok(other) => return Err(format!("lb_policy: {} is not supported", other.as_str_name())),
+            Err(_) => return Err(format!("lb_policy: unknown value {}", c.lb_policy)),
+        })
+}
+
+/// Sinew's own P2C Peak-EWMA, which Envoy's policies do not have: the
+/// control plane lists it first, with least request after it for other
+/// clients.
+pub(crate) const P2C_EWMA: &str = "type.googleapis.com/sinew.lb.v1.P2cEwma";
+const POLICIES: &str = "type.googleapis.com/envoy.extensions.load_balancing_policies.";
+
+/// `load_balancing_policy`: the first policy of the list Sinew knows, as
+/// gRPC picks (gRFC A52).
+fn load_balancing_policy(
+    policy: &envoy_types::pb::envoy::config::cluster::v3::LoadBalancingPolicy,
+) -> Result<LbPolicy, Invalid> {
+    for p in &policy.policies {
+        let Some(any) = p
+            .typed_extension_config
+            .as_ref()
+            .and_then(|t| t.typed_config.as_ref())
+        else {
+            continue;
+        };
+        let lb = match any.type_url.strip_prefix(POLICIES) {
+            _ if any.type_url == P2C_EWMA => LbPolicy::P2cEwma,
+            Some("least_request.v3.LeastRequest") => LbPolicy::LeastRequest,
+            Some("round_robin.v3.RoundRobin") => LbPolicy::RoundRobin,
+            Some("random.v3.Random") => LbPolicy::Random,
+            Some("maglev.v3.Maglev") => LbPolicy::Maglev { header: None },
+            Some("ring_hash.v3.RingHash") => {
+                use envoy_types::pb::envoy::extensions::load_balancing_policies::ring_hash::v3::RingHash;
+                let ring = <RingHash as prost::Message>::decode(any.value.as_slice())
+                    .map_err(|e| format!("policies: cannot decode RingHash: {e}"))?;
+                LbPolicy::RingHash {
+                    header: None,
+                    min_ring_size: ring
+                        .minimum_ring_size
+                        .map_or(1024, |m| m.value.min(8_388_608) as u32)
+                        .max(1),
+                }
+            }
+            _ => continue,
+        };
+        return Ok(lb);
+    }
+    Err("policies: none of them is supported".to_owned())
 }
