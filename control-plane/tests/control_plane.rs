@@ -10,32 +10,20 @@
     dead_code
 )]
 
+mod common;
 #[path = "../../tests/resilience/support.rs"]
 mod support;
 
 use bytes::Bytes;
+use common::{TOKEN, admin, scratch, start};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Empty;
 use serde_json::{Value, json};
 use sinew::mesh::{HttpClient, Mesh};
 use sinew_control_plane::ControlPlane;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use support::{body_text, named};
 use tower::ServiceExt;
-
-const TOKEN: &str = "test-token";
-
-/// A fresh directory for one test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sinew-cp-{name}-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn mesh_file(static_endpoints: &[SocketAddr]) -> String {
     let endpoints: Vec<String> = static_endpoints
@@ -45,46 +33,6 @@ fn mesh_file(static_endpoints: &[SocketAddr]) -> String {
     format!(
         "services:\n  reviews:\n    routes:\n      - split: [{{ cluster: reviews-v1 }}]\n        timeout: 5s\nclusters:\n  reviews-v1:\n    lb: {{ policy: round_robin }}\n    endpoints: [{}]\n",
         endpoints.join(", ")
-    )
-}
-
-async fn start(dir: &Path, xds: SocketAddr) -> ControlPlane {
-    ControlPlane::builder()
-        .mesh_file(dir.join("mesh.yaml"))
-        .registry_store(dir.join("registry.json"))
-        .token(TOKEN)
-        .xds_addr(xds)
-        .admin_addr("127.0.0.1:0".parse().unwrap())
-        .reload_interval(std::time::Duration::from_millis(20))
-        .start()
-        .await
-        .unwrap()
-}
-
-/// One admin API call: the status and the JSON answer.
-async fn admin(
-    cp: &ControlPlane,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Value,
-) -> (StatusCode, Value) {
-    let client = support::client::<Full<Bytes>>();
-    let mut request = Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", cp.admin_addr()));
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
 }
 

@@ -16,20 +16,19 @@
     dead_code
 )]
 
+mod common;
+
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use common::{TOKEN, admin, scratch, start};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use sinew::mesh::{Mesh, RawCodec};
-use sinew_control_plane::ControlPlane;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-
-const TOKEN: &str = "interop-token";
 
 fn python() -> String {
     std::env::var("SINEW_XDS_PYTHON").unwrap_or_else(|_| "python3".to_owned())
@@ -153,37 +152,6 @@ fn mesh_file_with(dir: &Path, endpoints: &[SocketAddr], lb: &str) {
     std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
 }
 
-async fn start(dir: &Path, xds: SocketAddr) -> ControlPlane {
-    ControlPlane::builder()
-        .mesh_file(dir.join("mesh.yaml"))
-        .registry_store(dir.join("registry.json"))
-        .token(TOKEN)
-        .xds_addr(xds)
-        .admin_addr("127.0.0.1:0".parse().unwrap())
-        .reload_interval(Duration::from_millis(20))
-        .start()
-        .await
-        .unwrap()
-}
-
-async fn admin(cp: &ControlPlane, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", cp.admin_addr()))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
 /// Calls through both clients until every answer comes from `expected`
 /// (each of them at least once); no call may fail on the way.
 async fn until_only(grpc: &mut Python, mesh: &Mesh, expected: &[&str]) {
@@ -210,19 +178,9 @@ async fn until_only(grpc: &mut Python, mesh: &Mesh, expected: &[&str]) {
     }
 }
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sinew-interop-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_and_sinew_clients_follow_the_control_plane() {
-    let dir = scratch();
+    let dir = scratch("interop");
     let (_a, a) = echo_server("a").await;
     let (_b, b) = echo_server("b").await;
     let (_c, c) = echo_server("c").await;
@@ -262,6 +220,7 @@ async fn grpc_and_sinew_clients_follow_the_control_plane() {
         &cp,
         Method::POST,
         "/v1/registrations",
+        Some(TOKEN),
         json!({ "name": "greeter", "address": b.to_string(), "ttl_seconds": 300 }),
     )
     .await;
@@ -274,7 +233,7 @@ async fn grpc_and_sinew_clients_follow_the_control_plane() {
     until_only(&mut grpc, &mesh, &["b", "c"]).await;
 
     // Both gRPC clients are listed, each holding the version in force.
-    let (_, clients) = admin(&cp, Method::GET, "/v1/clients", Value::Null).await;
+    let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
     let version = cp.published().version.to_string();
     for (agent, node) in [("sinew", "sinew-"), ("gRPC C-core", "interop-python")] {
         let client = clients
@@ -305,6 +264,7 @@ async fn grpc_and_sinew_clients_follow_the_control_plane() {
         &cp,
         Method::DELETE,
         &format!("/v1/registrations/{lease}"),
+        Some(TOKEN),
         Value::Null,
     )
     .await;
@@ -316,7 +276,7 @@ async fn grpc_and_sinew_clients_follow_the_control_plane() {
     // each client's standing.
     mesh_file_with(&dir, &[c], "maglev");
     let nack = loop {
-        let (_, clients) = admin(&cp, Method::GET, "/v1/clients", Value::Null).await;
+        let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
         let python = clients
             .as_array()
             .unwrap()
@@ -345,7 +305,7 @@ async fn grpc_and_sinew_clients_follow_the_control_plane() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let version = cp.published().version.to_string();
-        let (_, clients) = admin(&cp, Method::GET, "/v1/clients", Value::Null).await;
+        let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
         let acked = clients
             .as_array()
             .unwrap()
