@@ -8,7 +8,7 @@ use crate::registry::Registry;
 use crate::state::{MeshFileStatus, Published, State};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use hyper_util::rt::TokioIo;
-use sinew::config::{MeshConfig, Snapshot};
+use sinew::config::{MeshConfig, SettledFile, Snapshot};
 use sinew::error::ConfigError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -338,26 +338,24 @@ async fn serve_admin(listener: TcpListener, admin: Admin, stopped: watch::Receiv
 async fn watch_mesh_file(
     state: Arc<Mutex<State>>,
     path: PathBuf,
-    mut seen: Vec<u8>,
+    seen: Vec<u8>,
     interval: Duration,
 ) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
+    // A file caught half written is never taken: a change counts once it
+    // reads the same twice in a row.
+    let mut file = SettledFile::new(&path, seen);
     loop {
         ticks.tick().await;
-        // A file being rewritten may be briefly missing or empty: only
-        // contents that differ from the last seen count.
-        let Ok(contents) = std::fs::read(&path) else {
-            continue;
-        };
+        let changed = file.check();
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         state.mesh_status.checked_at_unix_ms = Some(crate::clients::unix_ms(SystemTime::now()));
-        if contents == seen {
+        let Some(contents) = changed else {
             continue;
-        }
-        seen = contents;
-        let checked = MeshConfig::from_file_contents(&path, &seen)
+        };
+        let checked = MeshConfig::from_file_contents(&path, &contents)
             .and_then(|m| Snapshot::build(m.clone(), 0).map(|_| m));
         match checked {
             Ok(mesh) => {

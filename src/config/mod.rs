@@ -46,6 +46,7 @@ mod endpoint;
 mod fault;
 mod parse;
 mod route;
+mod settled_file;
 mod snapshot;
 mod validate;
 
@@ -62,6 +63,7 @@ pub use cluster::{
 pub use endpoint::{EndpointConfig, Health, Locality};
 pub use fault::{FaultAbort, FaultConfig, FaultDelay};
 pub use route::{HeaderMatch, PathMatch, RouteConfig, RouteMatch, ServiceConfig, WeightedCluster};
+pub use settled_file::SettledFile;
 pub use snapshot::{Cluster, Endpoint, Endpoints, Route, Service, Snapshot};
 
 use serde::{Deserialize, Serialize};

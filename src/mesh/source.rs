@@ -1,5 +1,5 @@
 use super::Shared;
-use crate::config::MeshConfig;
+use crate::config::{MeshConfig, SettledFile};
 use crate::error::ConfigError;
 use std::path::{Path, PathBuf};
 use std::sync::Weak;
@@ -19,33 +19,23 @@ pub(super) fn read_file(path: &Path) -> Result<(MeshConfig, Vec<u8>), ConfigErro
     Ok((config, contents))
 }
 
-/// Checks the file every `interval`; applies its contents when they change.
-/// Ends when the mesh is gone.
-pub(super) async fn watch(
-    mesh: Weak<Shared>,
-    path: PathBuf,
-    mut seen: Vec<u8>,
-    interval: Duration,
-) {
+/// Checks the file every `interval`; applies its contents when a change
+/// has settled (see [`SettledFile`]). Ends when the mesh is gone.
+pub(super) async fn watch(mesh: Weak<Shared>, path: PathBuf, seen: Vec<u8>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticks.tick().await;
+    let mut file = SettledFile::new(&path, seen);
     loop {
         ticks.tick().await;
         let Some(mesh) = mesh.upgrade() else {
             return;
         };
-        // A file that is being rewritten may be briefly missing or empty;
-        // only contents that differ from the last seen are considered.
-        let Ok(contents) = std::fs::read(&path) else {
+        let Some(contents) = file.check() else {
             continue;
         };
-        if contents == seen {
-            continue;
-        }
-        seen = contents;
-        match read_file(&path) {
-            Ok((config, _)) => {
+        match MeshConfig::from_file_contents(&path, &contents) {
+            Ok(config) => {
                 let _ = mesh.apply(config);
             }
             Err(error) => mesh.reject(error),

@@ -106,12 +106,28 @@ async fn a_watched_file_reloads_and_a_broken_one_changes_nothing() {
             tokio::task::yield_now().await;
         }
     };
+    // A change is taken once it reads the same twice in a row: a file
+    // caught half written never is.
+    write(&config(1, 0)[..20]);
+    next_tick().await;
     write(&config(1, 0));
+    next_tick().await;
+    assert_eq!(
+        mesh.config_status().version(),
+        1,
+        "read once: not yet taken"
+    );
+    assert_eq!(
+        mesh.config_status().rejected(),
+        0,
+        "the torn read was not taken"
+    );
     next_tick().await;
     assert_eq!(mesh.config_status().version(), 2);
     assert_eq!(share_of_v2(&mesh, 100), 0.0, "the reload changed routing");
 
     write(&config(1, 0).replace("weight: 1", "weight: lots"));
+    next_tick().await;
     next_tick().await;
     let status = mesh.config_status();
     assert_eq!(status.version(), 2, "nothing applied");
