@@ -82,6 +82,20 @@ pub(crate) mod check {
         Ok(())
     }
 
+    /// Refuses a duration longer than [`MAX_DURATION`](crate::bounds::MAX_DURATION).
+    pub(crate) fn bounded_duration(field: &str, value: Duration) -> Result<(), ConfigError> {
+        if value > crate::bounds::MAX_DURATION {
+            return Err(ConfigError::new(field, "must be at most 365 days"));
+        }
+        Ok(())
+    }
+
+    /// A positive duration of at most [`MAX_DURATION`](crate::bounds::MAX_DURATION).
+    pub(crate) fn duration(field: &str, value: Duration) -> Result<(), ConfigError> {
+        positive_duration(field, value)?;
+        bounded_duration(field, value)
+    }
+
     pub(crate) fn at_least<T: PartialOrd + std::fmt::Display>(
         field: &str,
         value: T,

@@ -72,6 +72,7 @@ pub(crate) use inner_accessors;
 mod addr_hash;
 #[cfg(feature = "balance")]
 pub mod balance;
+pub mod bounds;
 pub mod classify;
 mod clock;
 #[cfg(feature = "config")]

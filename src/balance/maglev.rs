@@ -5,6 +5,7 @@
 //! number of turns in proportion to their weight. A lookup is one index.
 
 use super::PickerEndpoint;
+use super::edf::Turns;
 use super::hash::hash_endpoint;
 
 /// Envoy's default table size; larger tables are used for more endpoints,
@@ -34,7 +35,6 @@ fn table_size(endpoints: usize) -> u64 {
 impl Maglev {
     pub(super) fn new(endpoints: &[PickerEndpoint]) -> Self {
         let m = table_size(endpoints.len());
-        let max_weight = endpoints.iter().map(|e| e.weight.max(1)).max().unwrap_or(1);
         let perms: Vec<(u64, u64)> = endpoints
             .iter()
             .map(|e| {
@@ -43,31 +43,22 @@ impl Maglev {
                 (offset, skip)
             })
             .collect();
+        let weights: Vec<u64> = endpoints.iter().map(|e| u64::from(e.weight)).collect();
         let mut next = vec![0u64; endpoints.len()];
-        let mut credit = vec![0u64; endpoints.len()];
         let mut table = vec![u32::MAX; m as usize];
-        let mut filled = 0;
-        'fill: loop {
-            for (i, e) in endpoints.iter().enumerate() {
-                // Weighted turns: an endpoint claims a slot each time its
-                // credit reaches the largest weight.
-                credit[i] += u64::from(e.weight.max(1));
-                if credit[i] < u64::from(max_weight) {
-                    continue;
-                }
-                credit[i] -= u64::from(max_weight);
-                let (offset, skip) = perms[i];
-                loop {
-                    let slot = ((offset + next[i] * skip) % m) as usize;
-                    next[i] += 1;
-                    if table[slot] == u32::MAX {
-                        table[slot] = i as u32;
-                        filled += 1;
-                        break;
-                    }
-                }
-                if filled == m {
-                    break 'fill;
+        // Weighted turns, each claiming the endpoint's next free slot in its
+        // permutation: m turns in O(m log N), whatever the weights (a
+        // round of every endpoint per turn of the heaviest one cost
+        // O(m × N) with skewed weights).
+        for i in Turns::new(&weights).take(m as usize) {
+            let i = i as usize;
+            let (offset, skip) = perms[i];
+            loop {
+                let slot = ((offset + next[i] * skip) % m) as usize;
+                next[i] += 1;
+                if table[slot] == u32::MAX {
+                    table[slot] = i as u32;
+                    break;
                 }
             }
         }

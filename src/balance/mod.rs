@@ -4,14 +4,18 @@
 //! weight, address, and a shared [`EndpointLoad`]) whenever the endpoint
 //! set changes, and then answers [`Picker::pick`] without locks:
 //!
-//! | policy | how | cost of a pick |
-//! |---|---|---|
-//! | P2C Peak-EWMA (default) | two weighted-random candidates, the one with the lower `latency × (in flight + 1) / weight` wins | O(1) |
-//! | least request | the same on in-flight requests alone | O(1) |
-//! | round robin | a precomputed smooth weighted sequence, walked by an atomic counter | O(1) |
-//! | random | weighted, by Vose's alias method | O(1) |
-//! | ring hash | consistent hashing on a ring of weighted points (xxHash64) | O(log ring) |
-//! | maglev | Google's Maglev table (xxHash64) | O(1) |
+//! | policy | how | cost of a pick | size of its table (N endpoints) |
+//! |---|---|---|---|
+//! | P2C Peak-EWMA (default) | two weighted-random candidates, the one with the lower `latency × (in flight + 1) / weight` wins | O(1) | an alias table of N when weights differ |
+//! | least request | the same on in-flight requests alone | O(1) | the same |
+//! | round robin | a precomputed smooth weighted sequence, walked by an atomic counter | O(1) | at most 65,536 + N turns when weights differ, built in O(turns × log N) |
+//! | random | weighted, by Vose's alias method | O(1) | N |
+//! | ring hash | consistent hashing on a ring of weighted points (xxHash64) | O(log ring) | fewer than 2 × `min_ring_size` + N points |
+//! | maglev | Google's Maglev table (xxHash64) | O(1) | the first prime ≥ max(65,537, 13 × N) |
+//!
+//! Every table is bounded by the number of endpoints, never by their
+//! weights: weights are scaled down (keeping at least one entry per
+//! endpoint) where their sum would pass the bound.
 //!
 //! [`EndpointLoad`] lives outside the picker, shared by `Arc`, so that a
 //! rebuilt picker keeps each surviving endpoint's latency estimate and
@@ -36,6 +40,7 @@
 //! ```
 
 mod alias;
+mod edf;
 mod hash;
 mod load;
 mod maglev;

@@ -1,14 +1,19 @@
 //! Smooth weighted round robin, precomputed.
 //!
-//! The sequence nginx's smooth weighted round robin produces is computed
-//! once per endpoint set; a pick is one atomic increment and one load.
-//! Weights whose sum exceeds the sequence cap are scaled down first (each
-//! endpoint keeping at least one slot).
+//! The sequence is computed once per endpoint set, each endpoint
+//! `weight` times, in the order of [`Turns`] (which spreads each
+//! endpoint's turns evenly, as nginx's smooth round robin does); a pick is one atomic increment and one load. Weights whose sum
+//! exceeds [`MAX_SEQUENCE`] are scaled down first, each endpoint keeping at
+//! least one turn, so the sequence holds at most `MAX_SEQUENCE` turns plus
+//! one per endpoint and builds in O(turns × log endpoints) whatever the
+//! weights.
 
+use super::edf::Turns;
 use super::{PickerChange, PickerEndpoint};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-const MAX_SEQUENCE: u64 = 1 << 20;
+/// The most turns a sequence holds before one per endpoint is added.
+const MAX_SEQUENCE: u64 = 1 << 16;
 
 #[derive(Debug)]
 pub(super) struct RoundRobin {
@@ -25,31 +30,15 @@ impl RoundRobin {
     pub(super) fn new(endpoints: &[PickerEndpoint]) -> Self {
         let total: u64 = endpoints.iter().map(|e| u64::from(e.weight.max(1))).sum();
         let scale = total.div_ceil(MAX_SEQUENCE).max(1);
-        let weights: Vec<i64> = endpoints
-            .iter()
-            .map(|e| (u64::from(e.weight.max(1)) / scale).max(1) as i64)
-            .collect();
-        let total: i64 = weights.iter().sum();
         let uniform = endpoints.windows(2).all(|w| w[0].weight == w[1].weight);
-        let sequence = if uniform {
-            None
-        } else {
-            let mut current = vec![0i64; weights.len()];
-            let sequence = (0..total)
-                .map(|_| {
-                    let mut best = 0;
-                    for (i, w) in weights.iter().enumerate() {
-                        current[i] += w;
-                        if current[i] > current[best] {
-                            best = i;
-                        }
-                    }
-                    current[best] -= total;
-                    best as u32
-                })
+        let sequence = (!uniform).then(|| {
+            let weights: Vec<u64> = endpoints
+                .iter()
+                .map(|e| (u64::from(e.weight.max(1)) / scale).max(1))
                 .collect();
-            Some(sequence)
-        };
+            let total: u64 = weights.iter().sum();
+            Turns::new(&weights).take(total as usize).collect()
+        });
         Self {
             sequence,
             len: endpoints.len(),
@@ -76,6 +65,12 @@ impl RoundRobin {
             uniform: Some(weight),
             next: AtomicUsize::new(self.next.load(Relaxed)),
         })
+    }
+
+    /// The turns in one walk of the sequence.
+    #[cfg(test)]
+    pub(super) fn turns(&self) -> usize {
+        self.sequence.as_ref().map_or(self.len, Vec::len)
     }
 
     #[inline]

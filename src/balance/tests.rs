@@ -156,3 +156,68 @@ fn consistent_hashing_follows_weights() {
         shares_within(&picks, &weights, 0.1);
     }
 }
+
+#[test]
+fn a_ring_stays_under_twice_its_minimum_plus_one_point_per_endpoint() {
+    // 100,000 endpoints whose weights were scaled by a thousand (as
+    // weighted localities are) used to make a ring of 1e8 points.
+    let many = endpoints(&vec![1000; 100_000]);
+    let ring = ring::Ring::new(&many, 1024);
+    assert!(ring.len() <= 2 * 1024 + many.len(), "{} points", ring.len());
+    // The largest weights the model allows, and a few.
+    let heavy = endpoints(&[1_000_000, 1_000_000, 1, 3]);
+    let ring = ring::Ring::new(&heavy, 4096);
+    assert!(
+        (4096..2 * 4096 + 4).contains(&ring.len()),
+        "{} points",
+        ring.len()
+    );
+    // Small weights are scaled up to the minimum.
+    let light = endpoints(&[1, 2, 1]);
+    assert!(ring::Ring::new(&light, 4096).len() >= 4096);
+}
+
+#[test]
+fn weighted_round_robin_stays_bounded_and_smooth_whatever_the_weights() {
+    // 100,000 weighted endpoints used to cost 1e6 turns × 1e5 endpoints.
+    let mut weights = vec![1000; 100_000];
+    weights[0] = 1_000_000;
+    let rr = round_robin::RoundRobin::new(&endpoints(&weights));
+    assert!(
+        rr.turns() <= (1 << 16) + weights.len(),
+        "{} turns",
+        rr.turns()
+    );
+
+    // Turns are spread: weights 1 and 3 never give the heavy endpoint
+    // more than three turns in a row, nor the light one two.
+    let rr = round_robin::RoundRobin::new(&endpoints(&[1, 3]));
+    let walk: Vec<usize> = (0..400).map(|_| rr.pick()).collect();
+    let mut longest = [0usize; 2];
+    let mut run = 0;
+    for (i, w) in walk.iter().enumerate() {
+        run = if i > 0 && walk[i - 1] == *w {
+            run + 1
+        } else {
+            1
+        };
+        longest[*w] = longest[*w].max(run);
+    }
+    assert_eq!(longest, [1, 3]);
+    assert_eq!(walk.iter().filter(|&&w| w == 1).count(), 300);
+}
+
+#[test]
+fn maglev_builds_skewed_weights_in_turns_not_rounds() {
+    // One endpoint a million times heavier than 20,000 others: a round of
+    // every endpoint per slot of the heavy one took billions of steps.
+    let mut weights = vec![1; 20_000];
+    weights[7] = 1_000_000;
+    let picker = Picker::build(&LbPolicy::Maglev { header: None }, &endpoints(&weights));
+    let picks = counts(&picker, 20_000, |k| Some(hash_key(&k.to_le_bytes())));
+    let heavy = picks.get(7).copied().unwrap_or(0);
+    assert!(
+        heavy > 19_000,
+        "the heavy endpoint got {heavy} of 20000 keys"
+    );
+}

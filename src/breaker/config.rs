@@ -96,7 +96,7 @@ impl BreakerConfig {
             }
             check::at_least("failure_rate.min_requests", rate.min_requests, 1)?;
         }
-        check::positive_duration("open_for", self.open_for)?;
+        check::duration("open_for", self.open_for)?;
         if !(1..=1000).contains(&self.half_open_probes) {
             return Err(ConfigError::new(
                 "half_open_probes",

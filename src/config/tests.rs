@@ -292,6 +292,85 @@ fn every_invalid_field_is_named() {
 }
 
 #[test]
+fn durations_past_a_year_are_named_wherever_they_are() {
+    // `i64::MAX` seconds used to be taken, then overflowed the clock on the
+    // first request (route timeout) or the first ejection.
+    const FOREVER: Duration = Duration::from_secs(i64::MAX as u64);
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "services.reviews.routes[1].timeout",
+            Box::new(|c| route(c, 1).timeout = Some(FOREVER)),
+        ),
+        (
+            "services.reviews.routes[1].retry.per_try_timeout",
+            Box::new(|c| {
+                if let Some(r) = &mut route(c, 1).retry {
+                    r.per_try_timeout = Some(FOREVER)
+                }
+            }),
+        ),
+        (
+            "services.reviews.routes[2].retry.hedge.delay",
+            Box::new(|c| {
+                if let Some(h) = route(c, 2).retry.as_mut().and_then(|r| r.hedge.as_mut()) {
+                    h.delay = FOREVER
+                }
+            }),
+        ),
+        (
+            "services.reviews.routes[0].fault.delay.fixed",
+            Box::new(|c| {
+                route(c, 0).fault = Some(FaultConfig {
+                    delay: Some(FaultDelay {
+                        fixed: FOREVER,
+                        percent: 100.0,
+                    }),
+                    ..FaultConfig::default()
+                })
+            }),
+        ),
+        (
+            "clusters.reviews-v1.outlier_detection.base_ejection_time",
+            Box::new(|c| {
+                if let Some(od) = &mut cluster(c, "reviews-v1").outlier_detection {
+                    od.base_ejection_time = FOREVER;
+                    od.max_ejection_time = FOREVER;
+                }
+            }),
+        ),
+        (
+            "clusters.reviews-v1.outlier_detection.max_ejection_time",
+            Box::new(|c| {
+                if let Some(od) = &mut cluster(c, "reviews-v1").outlier_detection {
+                    od.max_ejection_time = FOREVER;
+                }
+            }),
+        ),
+        (
+            "clusters.reviews-v1.outlier_detection.interval",
+            Box::new(|c| {
+                if let Some(od) = &mut cluster(c, "reviews-v1").outlier_detection {
+                    od.interval = FOREVER;
+                }
+            }),
+        ),
+    ];
+    for (field, edit) in cases {
+        assert_eq!(failing_field(edit).as_deref(), Some(field));
+    }
+    // The same from a file: the message says what the bound is.
+    let yaml = EXAMPLE.replace("timeout: 2s", "timeout: 400days");
+    let error = MeshConfig::from_yaml(&yaml)
+        .and_then(|c| Snapshot::build(c, 1))
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        error.as_deref(),
+        Some("services.reviews.routes[1].timeout: must be at most 365 days")
+    );
+}
+
+#[test]
 fn endpoint_changes_are_checked_and_share_the_rest() {
     use crate::config::{EndpointChanges, EndpointConfig};
     let config = MeshConfig::from_yaml(

@@ -12,6 +12,7 @@ use regex::Regex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The path of a field, built as validation descends.
 #[derive(Clone, Debug)]
@@ -118,8 +119,8 @@ pub(super) fn checked_route(
             .field("split")
             .error("weights must add up to more than 0"));
     }
-    if route.timeout.is_some_and(|t| t.is_zero()) {
-        return Err(at.field("timeout").error("must be greater than zero"));
+    if let Some(timeout) = route.timeout {
+        positive_duration(&at.field("timeout"), timeout)?;
     }
     if let Some(retry) = &route.retry {
         retry.validate().map_err(|e| within(e, at))?;
@@ -143,6 +144,24 @@ pub(super) fn checked_route(
     })
 }
 
+/// A duration greater than zero and at most
+/// [`MAX_DURATION`](crate::bounds::MAX_DURATION).
+fn positive_duration(at: &Fields, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(at.error("must be greater than zero"));
+    }
+    bounded_duration(at, value)
+}
+
+/// A duration of at most [`MAX_DURATION`](crate::bounds::MAX_DURATION),
+/// so that no clock arithmetic on it can overflow.
+fn bounded_duration(at: &Fields, value: Duration) -> Result<(), ConfigError> {
+    if value > crate::bounds::MAX_DURATION {
+        return Err(at.error("must be at most 365 days"));
+    }
+    Ok(())
+}
+
 fn checked_fault(at: &Fields, fault: &FaultConfig) -> Result<(), ConfigError> {
     let percent = |at: Fields, p: f64| {
         if (0.0..=100.0).contains(&p) {
@@ -153,6 +172,7 @@ fn checked_fault(at: &Fields, fault: &FaultConfig) -> Result<(), ConfigError> {
     };
     if let Some(delay) = &fault.delay {
         percent(at.field("delay").field("percent"), delay.percent)?;
+        bounded_duration(&at.field("delay").field("fixed"), delay.fixed)?;
     }
     if let Some(abort) = &fault.abort {
         let at = at.field("abort");
@@ -359,10 +379,9 @@ fn check_outlier(at: &Fields, od: &super::OutlierDetectionConfig) -> Result<(), 
         ("interval", od.interval),
         ("base_ejection_time", od.base_ejection_time),
     ] {
-        if value.is_zero() {
-            return Err(at.field(field).error("must be greater than zero"));
-        }
+        positive_duration(&at.field(field), value)?;
     }
+    bounded_duration(&at.field("max_ejection_time"), od.max_ejection_time)?;
     if od.max_ejection_time < od.base_ejection_time {
         return Err(at
             .field("max_ejection_time")

@@ -31,17 +31,11 @@ pub struct EnforceDeadlineConfig {
 impl EnforceDeadlineConfig {
     /// Checks the values, naming the field that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::new(
-                "deadline.max",
-                "must be greater than zero",
-            ));
+        if let Some(max) = self.max {
+            crate::error::check::duration("deadline.max", max)?;
         }
-        if self.default.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::new(
-                "deadline.default",
-                "must be greater than zero",
-            ));
+        if let Some(default) = self.default {
+            crate::error::check::duration("deadline.default", default)?;
         }
         Ok(())
     }
@@ -138,7 +132,7 @@ where
                 response: Some(exceeded(grpc)),
             });
         }
-        let at = Instant::now() + budget;
+        let at = crate::bounds::later(Instant::now(), budget);
         let deadline = Deadline::at(at);
         let scope = super::scope::enter(deadline);
         let future = self.inner.call(request);

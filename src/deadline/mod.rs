@@ -60,9 +60,10 @@ impl Deadline {
         Self(instant)
     }
 
-    /// A deadline `budget` from now.
+    /// A deadline `budget` from now (a budget over
+    /// [`MAX_DURATION`](crate::bounds::MAX_DURATION) counts as that).
     pub fn after(budget: Duration) -> Self {
-        Self(Instant::now() + budget)
+        Self(crate::bounds::later(Instant::now(), budget))
     }
 
     /// The instant of the deadline.

@@ -76,9 +76,9 @@ impl AdaptiveLimitConfig {
                 "must be between min_limit and max_limit",
             ));
         }
-        check::positive_duration("sample_window", self.sample_window)?;
+        check::duration("sample_window", self.sample_window)?;
         check::between("buffer", self.buffer, 0.0, 1.0)?;
-        check::positive_duration("min_rtt_interval", self.min_rtt_interval)?;
+        check::duration("min_rtt_interval", self.min_rtt_interval)?;
         check::at_least("min_rtt_samples", self.min_rtt_samples, 1)
     }
 }

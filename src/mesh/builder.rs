@@ -128,12 +128,7 @@ impl MeshBuilder {
     /// watcher on the current tokio runtime; it stops when the last clone
     /// of the mesh is dropped.
     pub async fn build(self) -> Result<Mesh, ConfigError> {
-        if self.reload_interval.is_zero() {
-            return Err(ConfigError::new(
-                "reload_interval",
-                "must be greater than zero",
-            ));
-        }
+        crate::error::check::duration("reload_interval", self.reload_interval)?;
         match self.source {
             Source::Config(config) => {
                 let shared = Shared::new(Snapshot::build(config, 1)?, self.locality);
@@ -154,12 +149,7 @@ impl MeshBuilder {
             }
             #[cfg(feature = "xds")]
             Source::ControlPlane(bootstrap) => {
-                if self.initial_fetch_timeout.is_zero() {
-                    return Err(ConfigError::new(
-                        "initial_fetch_timeout",
-                        "must be greater than zero",
-                    ));
-                }
+                crate::error::check::duration("initial_fetch_timeout", self.initial_fetch_timeout)?;
                 let locality = self.locality.or_else(|| bootstrap.locality.clone());
                 let settings = crate::xds::Settings {
                     bootstrap,

@@ -80,7 +80,7 @@ impl Detector {
         previous: Option<&Detector>,
         all: &Outliers,
     ) -> Self {
-        let interval = config.interval.as_millis() as u64;
+        let interval = crate::bounds::millis(config.interval);
         let base = previous.map_or_else(Instant::now, |p| p.base);
         let ejected = all.iter().filter(|o| o.ejected_until().is_some()).count();
         Self {
@@ -162,10 +162,12 @@ impl Detector {
         }
         self.ejected.fetch_add(1, Relaxed);
         let n = endpoint.ejections.fetch_add(1, Relaxed) + 1;
-        let base = self.config.base_ejection_time.as_millis() as u64;
-        let max = (self.config.max_ejection_time.as_millis() as u64).max(base);
+        let base = crate::bounds::millis(self.config.base_ejection_time);
+        let max = crate::bounds::millis(self.config.max_ejection_time).max(base);
         let time = base.saturating_mul(u64::from(n)).min(max);
-        endpoint.ejected_until.store(now + time, Relaxed);
+        endpoint
+            .ejected_until
+            .store(now.saturating_add(time), Relaxed);
         self.epoch.fetch_add(1, Relaxed);
         for counter in [
             &endpoint.consecutive_5xx,
@@ -212,8 +214,9 @@ impl Detector {
         let Ok(_only_one) = self.evaluating.try_lock() else {
             return false;
         };
-        let interval = self.config.interval.as_millis() as u64;
-        self.next_evaluation.store(now + interval, Relaxed);
+        let interval = crate::bounds::millis(self.config.interval);
+        self.next_evaluation
+            .store(now.saturating_add(interval), Relaxed);
         let stats: Vec<(u64, u64)> = all
             .iter()
             .map(|e| {

@@ -185,7 +185,7 @@ impl RegistrationBuilder {
             .builder
             .heartbeat
             .unwrap_or(shared.builder.ttl / 3)
-            .max(Duration::from_millis(1));
+            .clamp(Duration::from_millis(1), crate::bounds::MAX_DURATION);
         let beating = shared.clone();
         let heartbeats = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);

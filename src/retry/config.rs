@@ -165,14 +165,16 @@ impl RetryConfig {
             return Err(ConfigError::new("max_attempts", "must be between 1 and 10"));
         }
         let b = &self.backoff;
-        check::positive_duration("backoff.base", b.base)?;
+        check::duration("backoff.base", b.base)?;
         if b.max < b.base {
             return Err(ConfigError::new(
                 "backoff.max",
                 "must not be less than backoff.base",
             ));
         }
+        check::bounded_duration("backoff.max", b.max)?;
         check::between("backoff.jitter", b.jitter, 0.0, 100.0)?;
+        check::bounded_duration("min_attempt_time", self.min_attempt_time)?;
         let budget = &self.budget;
         check::between("budget.ratio", budget.ratio, 0.0, 1.0)?;
         if budget.min_per_second > 1_000_000 {
@@ -187,16 +189,17 @@ impl RetryConfig {
                 "must be between 1 s and 60 s",
             ));
         }
-        if let Some(hedge) = &self.hedge
-            && !(2..=10).contains(&hedge.max_attempts)
-        {
-            return Err(ConfigError::new(
-                "hedge.max_attempts",
-                "must be between 2 and 10",
-            ));
+        if let Some(hedge) = &self.hedge {
+            if !(2..=10).contains(&hedge.max_attempts) {
+                return Err(ConfigError::new(
+                    "hedge.max_attempts",
+                    "must be between 2 and 10",
+                ));
+            }
+            check::bounded_duration("hedge.delay", hedge.delay)?;
         }
         if let Some(limit) = self.per_try_timeout {
-            check::positive_duration("per_try_timeout", limit)?;
+            check::duration("per_try_timeout", limit)?;
         }
         if let Some(on) = &self.retry_on {
             on.validate().map_err(|e| e.within("retry_on"))?;
@@ -249,6 +252,36 @@ mod tests {
         assert_eq!(
             field(|c| c.per_try_timeout = Some(Duration::ZERO)).as_deref(),
             Some("retry.per_try_timeout")
+        );
+        // Longer than any clock can add without overflowing.
+        const FOREVER: Duration = Duration::from_secs(i64::MAX as u64);
+        assert_eq!(
+            field(|c| c.per_try_timeout = Some(FOREVER)).as_deref(),
+            Some("retry.per_try_timeout")
+        );
+        assert_eq!(
+            field(|c| {
+                c.backoff.base = FOREVER;
+                c.backoff.max = FOREVER;
+            })
+            .as_deref(),
+            Some("retry.backoff.base")
+        );
+        assert_eq!(
+            field(|c| c.backoff.max = FOREVER).as_deref(),
+            Some("retry.backoff.max")
+        );
+        assert_eq!(
+            field(|c| c.min_attempt_time = FOREVER).as_deref(),
+            Some("retry.min_attempt_time")
+        );
+        assert_eq!(
+            field(|c| c.hedge = Some(HedgeConfig {
+                max_attempts: 2,
+                delay: FOREVER
+            }))
+            .as_deref(),
+            Some("retry.hedge.delay")
         );
         let c = |c: &mut RetryConfig| {
             c.retry_on = Some(RetryOn {

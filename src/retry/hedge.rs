@@ -59,7 +59,7 @@ where
                     inflight.push(send(&service, sent + 1));
                     sent += 1;
                     Counters::bump(&shared.counters.hedges);
-                    timer.as_mut().reset(Instant::now() + hedge.delay);
+                    timer.as_mut().reset(crate::bounds::later(Instant::now(), hedge.delay));
                 } else if inflight.is_empty() {
                     break;
                 }
@@ -69,7 +69,7 @@ where
                     inflight.push(send(&service, sent + 1));
                     sent += 1;
                     Counters::bump(&shared.counters.hedges);
-                    timer.as_mut().reset(Instant::now() + hedge.delay);
+                    timer.as_mut().reset(crate::bounds::later(Instant::now(), hedge.delay));
                 } else {
                     // No budget or time for more: wait for what is in flight.
                     sent = hedge.max_attempts;

@@ -30,6 +30,6 @@ impl TimeoutConfig {
 
     /// Checks the values, naming the field that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check::positive_duration("timeout.timeout", self.timeout)
+        check::duration("timeout.timeout", self.timeout)
     }
 }

@@ -62,7 +62,7 @@ where
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let clock = crate::clock::enter();
-        let own = Deadline::at(crate::clock::now() + self.timeout);
+        let own = Deadline::at(crate::bounds::later(crate::clock::now(), self.timeout));
         let (deadline, inherited) = match Deadline::for_request(&request) {
             Some(outer) if outer < own => (outer, true),
             _ => (own, false),

@@ -128,7 +128,7 @@ impl Discovery {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(service)
-            .map_or_else(Instant::now, |at| *at + self.timeout);
+            .map_or_else(Instant::now, |at| crate::bounds::later(*at, self.timeout));
         let mut changed = self.changed.clone();
         loop {
             if self.state().serving(service) && known() {

@@ -687,3 +687,94 @@ fn load_balancing_policy_lists_give_the_first_policy_sinew_knows() {
         "c: load_balancing_policy.policies: none of them is supported"
     );
 }
+
+#[test]
+fn durations_past_the_cap_are_refused_by_field_and_backoff_without_max_stays_bounded() {
+    use envoy_types::pb::envoy::config::route::v3::{RetryPolicy, retry_policy::RetryBackOff};
+    use envoy_types::pb::google::protobuf::Duration as PbDuration;
+    let forever = PbDuration {
+        seconds: i64::MAX,
+        nanos: 0,
+    };
+    let refused = |f: fn(&mut RouteAction, PbDuration), d: PbDuration| {
+        error_of(Kind::Route, &route_config(with_action(|a| f(a, d))))
+    };
+    assert_eq!(
+        refused(|a, d| a.timeout = Some(d), forever),
+        "r: virtual_hosts[0].routes[0].route.timeout: must be at most 365 days"
+    );
+    let retry = |a: &mut RouteAction, d: PbDuration| {
+        a.retry_policy = Some(RetryPolicy {
+            retry_on: "5xx".to_owned(),
+            per_try_timeout: Some(d),
+            ..RetryPolicy::default()
+        })
+    };
+    assert!(refused(retry, forever).ends_with("per_try_timeout: must be at most 365 days"));
+    let bad_nanos = PbDuration {
+        seconds: 1,
+        nanos: 2_000_000_000,
+    };
+    assert!(
+        refused(retry, bad_nanos).ends_with("per_try_timeout.nanos: must be at most 999999999")
+    );
+
+    // 2e18 s was accepted and then overflowed `base * 10` in the discovery
+    // task; a year's base with no maximum is capped, not multiplied past it.
+    let backoff = |a: &mut RouteAction, d: PbDuration| {
+        a.retry_policy = Some(RetryPolicy {
+            retry_on: "5xx".to_owned(),
+            retry_back_off: Some(RetryBackOff {
+                base_interval: Some(d),
+                max_interval: None,
+            }),
+            ..RetryPolicy::default()
+        })
+    };
+    assert!(
+        refused(
+            backoff,
+            PbDuration {
+                seconds: 2_000_000_000_000_000_000,
+                nanos: 0
+            }
+        )
+        .ends_with("retry_back_off.base_interval: must be at most 365 days")
+    );
+    let year = PbDuration {
+        seconds: crate::bounds::MAX_DURATION.as_secs() as i64,
+        nanos: 0,
+    };
+    let route = routed(with_action(|a| backoff(a, year)));
+    let retry = route
+        .retry
+        .unwrap_or_else(|| unreachable!("a retry policy"));
+    assert_eq!(retry.backoff.max, crate::bounds::MAX_DURATION);
+    assert_eq!(retry.validate(), Ok(()));
+}
+
+#[test]
+fn the_largest_locality_and_endpoint_weights_do_not_overflow() {
+    let any = cla(
+        "pool",
+        vec![
+            (
+                "a",
+                Some(u32::MAX),
+                0,
+                vec![
+                    lb("10.0.0.1", 80, Some(u32::MAX), 0),
+                    lb("10.0.0.2", 80, Some(1), 0),
+                ],
+            ),
+            ("b", Some(1), 0, vec![lb("10.0.0.3", 80, Some(u32::MAX), 0)]),
+        ],
+    );
+    let Ok((_, Resource::Endpoints(endpoints))) = decode(Kind::Endpoints, &any) else {
+        unreachable!("a valid assignment")
+    };
+    let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
+    // Each endpoint's share of its locality, scaled by 1000 and capped at
+    // the model's largest weight.
+    assert_eq!(weights, [1_000_000, 999, 1000]);
+}

@@ -46,7 +46,9 @@ pub(crate) fn assignment(bytes: &[u8]) -> Result<(String, Vec<Endpoint>), Invali
             let weight = if weighted {
                 // The locality's weight shared among its endpoints by
                 // theirs, scaled to keep precision in integers.
-                let scaled = u64::from(locality_weight) * u64::from(own) * 1000 / sum.max(1);
+                // In 128 bits: two u32 weights and the scale overflow u64.
+                let scaled =
+                    u128::from(locality_weight) * u128::from(own) * 1000 / u128::from(sum.max(1));
                 scaled.clamp(1, 1_000_000) as u32
             } else {
                 own.min(1_000_000)

@@ -90,12 +90,21 @@ pub(super) fn decode(
     }
 }
 
-/// A protobuf duration, refused when negative.
+/// A protobuf duration, refused when negative, when its nanos are out of
+/// range, or when longer than [`MAX_DURATION`](crate::bounds::MAX_DURATION)
+/// (so that no clock arithmetic on it can overflow).
 fn duration(field: &str, d: &PbDuration) -> Result<Duration, Invalid> {
     if d.seconds < 0 || d.nanos < 0 {
         return Err(format!("{field}: must not be negative"));
     }
-    Ok(Duration::new(d.seconds as u64, d.nanos as u32))
+    if d.nanos > 999_999_999 {
+        return Err(format!("{field}.nanos: must be at most 999999999"));
+    }
+    let value = Duration::new(d.seconds as u64, d.nanos as u32);
+    if value > crate::bounds::MAX_DURATION {
+        return Err(format!("{field}: must be at most 365 days"));
+    }
+    Ok(value)
 }
 
 /// Prefixes a nested error with the field it came from.

@@ -273,7 +273,7 @@ fn retry(
         };
         let max = match &backoff.max_interval {
             Some(d) => duration("retry_back_off.max_interval", d)?,
-            None => base * 10,
+            None => base.saturating_mul(10).min(crate::bounds::MAX_DURATION),
         };
         if base.is_zero() {
             return Err("retry_back_off.base_interval: must be greater than zero".to_owned());
