@@ -129,8 +129,13 @@ pub struct OutlierDetectionConfig {
     /// Eject after this many gateway errors (502, 503, 504) in a row.
     /// Default: none.
     pub consecutive_gateway_failure: Option<u32>,
-    /// Eject after this many locally originated failures (connect errors,
-    /// resets) in a row. Default: 5.
+    /// Locally originated failures (connect errors, resets, timeouts) are
+    /// counted apart from the server's answers when this is set, and this
+    /// many in a row eject (Envoy's `split_external_local_origin_errors`
+    /// with its `consecutive_local_origin_failure`). Unset, as by default,
+    /// they count as gateway errors (502-504) toward `consecutive_5xx`,
+    /// `consecutive_gateway_failure`, success rate and failure percentage,
+    /// as Envoy counts them by default. Default: none.
     pub consecutive_local_origin_failure: Option<u32>,
     /// How often success rate and failure percentage are evaluated.
     /// Default: 10 s.
@@ -156,7 +161,7 @@ impl Default for OutlierDetectionConfig {
         Self {
             consecutive_5xx: Some(5),
             consecutive_gateway_failure: None,
-            consecutive_local_origin_failure: Some(5),
+            consecutive_local_origin_failure: None,
             interval: Duration::from_secs(10),
             base_ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),

@@ -1,3 +1,4 @@
+use super::outlier_report::OutlierReport;
 use super::thresholds::ClusterPermit;
 use crate::balance::InFlight;
 use bytes::Bytes;
@@ -10,12 +11,16 @@ use std::task::{Context, Poll};
 /// [`GrpcChannel`](super::GrpcChannel)): hyper's body, counted as in flight
 /// to its endpoint and its cluster until it ends, fails or is dropped. A
 /// streaming response thus holds its place under the cluster's
-/// `max_requests`, and its endpoint's load counts it.
+/// `max_requests`, and its endpoint's load counts it. A gRPC response
+/// whose status comes in trailers reports it to outlier detection when
+/// they arrive.
 #[derive(Debug)]
 pub struct ResponseBody {
     /// `None` for an answer made here (an injected fault).
     inner: Option<Incoming>,
     held: Option<Held>,
+    /// Outlier detection's verdict, when it waits for the trailers.
+    report: Option<OutlierReport>,
 }
 
 #[derive(Debug)]
@@ -25,15 +30,25 @@ struct Held {
 }
 
 impl ResponseBody {
-    pub(super) fn new(inner: Incoming, permit: ClusterPermit, in_flight: InFlight) -> Self {
+    pub(super) fn new(
+        inner: Incoming,
+        permit: ClusterPermit,
+        in_flight: InFlight,
+        report: Option<OutlierReport>,
+    ) -> Self {
         let held = Held {
             _permit: permit,
             _in_flight: in_flight,
         };
         let ended = inner.is_end_stream();
+        let mut report = report;
+        if ended && let Some(report) = &mut report {
+            report.trailers(None);
+        }
         Self {
             inner: Some(inner),
             held: (!ended).then_some(held),
+            report: report.filter(|_| !ended),
         }
     }
 
@@ -42,6 +57,7 @@ impl ResponseBody {
         Self {
             inner: None,
             held: None,
+            report: None,
         }
     }
 }
@@ -63,8 +79,19 @@ impl Body for ResponseBody {
             Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
             Poll::Pending => false,
         };
+        if let Some(report) = &mut self.report {
+            match &polled {
+                Poll::Ready(Some(Err(_))) => report.failed(),
+                Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
+                    report.trailers(frame.trailers_ref());
+                }
+                _ if ended => report.trailers(None),
+                _ => {}
+            }
+        }
         if ended {
             self.held = None;
+            self.report = None;
         }
         polled
     }

@@ -1,7 +1,7 @@
 use super::Mesh;
 use super::body::ResponseBody;
 use super::connect::BackoffConnector;
-use super::outlier::Result_ as OutlierResult;
+use super::outlier_report::OutlierReport;
 use super::route::RouteError;
 use super::runtime::{ClusterRuntime, HashKey};
 use crate::balance::hash_key;
@@ -269,20 +269,26 @@ where
                 Protocol::Http2 => &clients.http2,
             };
             let in_flight = endpoint.load.start();
-            let result = client.request(request).await;
-            let outcome = match &result {
-                Ok(response) if response.status().is_server_error() => OutlierResult::ServerError {
-                    gateway: matches!(response.status().as_u16(), 502..=504),
-                },
-                Ok(_) => OutlierResult::Success,
-                Err(_) => OutlierResult::LocalFailure,
+            // Polled inside the route's and the attempt's deadline scopes:
+            // the earlier of the two, by which a hung endpoint is judged.
+            let mut report = OutlierReport::new(
+                cluster.clone(),
+                endpoint.outlier.clone(),
+                Deadline::for_request(&request),
+            );
+            let response = match client.request(request).await {
+                Ok(response) => response,
+                Err(error) => {
+                    report.failed();
+                    return Err(error.into());
+                }
             };
-            cluster.record(&endpoint.outlier, outcome);
-            let response = result?;
+            let report = report.head(response.status(), response.headers());
             // Latency is time to the response head; the request stays in
             // flight (and in the cluster's count) until its body ends.
             in_flight.observe();
-            let mut response = response.map(|body| ResponseBody::new(body, permit, in_flight));
+            let mut response =
+                response.map(|body| ResponseBody::new(body, permit, in_flight, report));
             response.extensions_mut().insert(ServedBy(endpoint.address));
             Ok(response)
         })

@@ -41,6 +41,7 @@ mod fault;
 mod grpc;
 mod locality;
 mod outlier;
+mod outlier_report;
 #[cfg(feature = "grpc")]
 mod raw_codec;
 mod registration;

@@ -22,6 +22,7 @@ pub(super) enum Result_ {
         gateway: bool,
     },
     /// A failure that originated here: connect error, reset, timeout.
+    /// Unless the cluster counts them apart, it counts as a gateway error.
     LocalFailure,
 }
 
@@ -112,6 +113,11 @@ impl Detector {
     ) -> bool {
         let c = &self.config;
         let mut eject = false;
+        // Not split (Envoy's default): a local failure is a gateway error.
+        let result = match (result, c.consecutive_local_origin_failure) {
+            (Result_::LocalFailure, None) => Result_::ServerError { gateway: true },
+            (result, _) => result,
+        };
         match result {
             Result_::Success => {
                 endpoint.interval_successes.fetch_add(1, Relaxed);
@@ -137,7 +143,7 @@ impl Detector {
                 }
             }
             Result_::LocalFailure => {
-                endpoint.interval_failures.fetch_add(1, Relaxed);
+                // Split: counted on its own, not in the server's rates.
                 let n = endpoint.consecutive_local.fetch_add(1, Relaxed) + 1;
                 eject |= c.consecutive_local_origin_failure.is_some_and(|t| n >= t);
             }
@@ -399,5 +405,61 @@ mod tests {
         assert!(d.record(&all, &at(&all, 0), Result_::Success));
         assert!(at(&all, 2).is_ejected(d.now_ms()));
         assert!(!at(&all, 0).is_ejected(d.now_ms()) && !at(&all, 1).is_ejected(d.now_ms()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_failures_count_as_gateway_errors_unless_split() {
+        // Envoy's default: connect errors and timeouts are 5xx. They used
+        // to be counted only apart, so an unreachable endpoint of a
+        // cluster configured from xDS without the split was never ejected.
+        let d = detector(100);
+        let all: Outliers = (0..2).map(|_| Arc::default()).collect();
+        for _ in 0..2 {
+            assert!(!d.record(&all, &at(&all, 0), Result_::LocalFailure));
+        }
+        assert!(d.record(&all, &at(&all, 0), Result_::LocalFailure));
+
+        // Split: counted apart, by their own threshold, not as 5xx.
+        let split = Detector::new(OutlierDetectionConfig {
+            consecutive_5xx: Some(1),
+            consecutive_local_origin_failure: Some(2),
+            max_ejection_percent: 100,
+            ..OutlierDetectionConfig::default()
+        });
+        assert!(!split.record(&all, &at(&all, 1), Result_::LocalFailure));
+        assert!(split.record(&all, &at(&all, 1), Result_::LocalFailure));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_rate_ejects_below_mean_minus_stdev_factor_deviations() {
+        let d = Detector::new(OutlierDetectionConfig {
+            consecutive_5xx: None,
+            interval: Duration::from_secs(1),
+            max_ejection_percent: 100,
+            success_rate: Some(crate::config::SuccessRateConfig {
+                minimum_hosts: 5,
+                request_volume: 10,
+                stdev_factor: 1.0,
+            }),
+            ..OutlierDetectionConfig::default()
+        });
+        let all: Outliers = (0..6).map(|_| Arc::default()).collect();
+        // Five endpoints at 100% and one at 50%: mean 91.7%, stdev 18.6%.
+        for i in 0..20 {
+            for (n, e) in all.iter().enumerate() {
+                let result = if n == 5 && i % 2 == 0 {
+                    Result_::ServerError { gateway: false }
+                } else {
+                    Result_::Success
+                };
+                d.record(&all, e, result);
+            }
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(d.record(&all, &at(&all, 0), Result_::Success));
+        let ejected: Vec<usize> = (0..6)
+            .filter(|&i| at(&all, i).is_ejected(d.now_ms()))
+            .collect();
+        assert_eq!(ejected, [5]);
     }
 }

@@ -1,3 +1,4 @@
+use crate::deadline::Deadline;
 use crate::error::BoxError;
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -21,22 +22,31 @@ impl std::error::Error for AttemptTimedOut {}
 
 pin_project! {
     /// An attempt, cut off after the per-try timeout when there is one.
+    /// The attempt runs with the earlier of that and the enclosing deadline
+    /// as its [`Deadline::current`], so that what it calls (the mesh's
+    /// outlier accounting, a propagated budget) sees the attempt's own.
     pub(super) struct PerTry<F> {
         #[pin]
         future: F,
         #[pin]
         timer: Option<Sleep>,
         limit: Duration,
+        deadline: Option<Deadline>,
     }
 }
 
 impl<F> PerTry<F> {
     #[inline]
     pub(super) fn new(future: F, limit: Option<Duration>) -> Self {
+        let deadline = limit.map(|limit| {
+            let own = Deadline::after(limit);
+            Deadline::current().map_or(own, |outer| outer.min(own))
+        });
         Self {
             future,
             timer: limit.map(tokio::time::sleep),
             limit: limit.unwrap_or_default(),
+            deadline,
         }
     }
 }
@@ -51,7 +61,10 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Poll::Ready(result) = this.future.poll(cx) {
+        let entered = this.deadline.map(crate::deadline::scope::enter);
+        let polled = this.future.poll(cx);
+        drop(entered);
+        if let Poll::Ready(result) = polled {
             return Poll::Ready(result.map_err(Into::into));
         }
         match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {

@@ -12,6 +12,8 @@
 #[path = "../resilience/support.rs"]
 mod support;
 
+mod outlier;
+
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
