@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// A route's fault injection, with its count of faults in progress (for
-/// `max_active`), shared by every request through the route.
-#[derive(Debug)]
+/// `max_active`), shared by every request through the route (and by its
+/// clones, which updates keeping the fault make).
+#[derive(Clone, Debug)]
 pub(super) struct Faults {
     config: FaultConfig,
     active: Arc<AtomicU32>,
@@ -41,6 +42,10 @@ impl Faults {
             config,
             active: Arc::default(),
         }
+    }
+
+    pub(super) fn config(&self) -> &FaultConfig {
+        &self.config
     }
 
     /// Draws the faults for one request, or none.

@@ -16,7 +16,8 @@ use super::route::ClusterOverloaded;
 use super::thresholds::{ClusterPermit, Limits};
 use crate::balance::{EndpointLoad, Picker, PickerChange, PickerEndpoint, hash_key};
 use crate::config::{
-    Cluster, Endpoint, EndpointOp, Health, LbPolicy, Locality, LocalityLbConfig, Protocol, Snapshot,
+    Cluster, Endpoint, EndpointOp, Health, LbPolicy, Locality, LocalityLbConfig, Protocol, Route,
+    Snapshot,
 };
 use crate::cow_list::CowList;
 use crate::retry::RetryLayer;
@@ -51,6 +52,34 @@ pub(super) struct RouteRuntime {
     pub(super) faults: Option<Faults>,
 }
 
+impl RouteRuntime {
+    /// The state of route `i` of a service, carried over from the route
+    /// that had the same policy before (the same place first, then any of
+    /// the service's), so that an update keeping a policy keeps its retry
+    /// budget and its count of active faults: a control plane that pushes
+    /// often must not reset the budget that bounds retries.
+    fn new(route: &Route, i: usize, before: Option<&[RouteRuntime]>) -> Self {
+        let before = before.unwrap_or_default();
+        let same_place_first = before.get(i).into_iter().chain(before);
+        let retry = route.retry().and_then(|config| {
+            let kept = same_place_first
+                .clone()
+                .filter_map(|r| r.retry.as_ref())
+                .find(|layer| layer.config() == config);
+            // Validated with the snapshot: building cannot fail.
+            kept.cloned()
+                .or_else(|| RetryLayer::new(config.clone()).ok())
+        });
+        let faults = route.fault().map(|config| {
+            let kept = same_place_first
+                .filter_map(|r| r.faults.as_ref())
+                .find(|faults| faults.config() == config);
+            kept.cloned().unwrap_or_else(|| Faults::new(config.clone()))
+        });
+        Self { retry, faults }
+    }
+}
+
 impl Routing {
     pub(super) fn build(
         snapshot: Arc<Snapshot>,
@@ -70,14 +99,12 @@ impl Routing {
             .services_in_order()
             .iter()
             .map(|service| {
+                let before = previous.and_then(|p| p.service_routes(service.name()));
                 service
                     .routes()
                     .iter()
-                    .map(|route| RouteRuntime {
-                        // Validated with the snapshot: building cannot fail.
-                        retry: route.retry().and_then(|c| RetryLayer::new(c.clone()).ok()),
-                        faults: route.fault().cloned().map(Faults::new),
-                    })
+                    .enumerate()
+                    .map(|(i, route)| RouteRuntime::new(route, i, before))
                     .collect()
             })
             .collect();
@@ -117,6 +144,16 @@ impl Routing {
 
     pub(super) fn cluster(&self, name: &str) -> Option<&Arc<ClusterRuntime>> {
         self.clusters.get(name)
+    }
+
+    /// The run-time state of a service's routes, by name.
+    fn service_routes(&self, name: &str) -> Option<&[RouteRuntime]> {
+        let i = self
+            .snapshot
+            .services_in_order()
+            .iter()
+            .position(|s| s.name() == name)?;
+        self.routes.get(i).map(Vec::as_slice)
     }
 
     /// The run-time state of a route, by (service, route) index.
@@ -614,5 +651,53 @@ mod tests {
             },
         );
         assert_eq!(picks(&again, 5), [addr("127.0.0.1:9")]);
+    }
+
+    #[test]
+    fn an_update_that_keeps_a_policy_keeps_its_budget_and_active_faults() {
+        let yaml = |retry_ratio: &str, other_route: &str| {
+            format!(
+                "services:\n  reviews:\n    routes:\n{other_route}      - split: [{{ cluster: pool }}]\n        retry: {{ budget: {{ ratio: {retry_ratio} }} }}\n        fault: {{ delay: {{ fixed: 1s, percent: 100 }}, max_active: 1 }}\nclusters:\n  pool:\n    endpoints: [{{ address: \"127.0.0.1:1\" }}]\n"
+            )
+        };
+        let build = |yaml: &str, previous: Option<&Routing>| {
+            let snapshot = MeshConfig::from_yaml(yaml)
+                .and_then(|c| Snapshot::build(c, 2))
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            Routing::build(Arc::new(snapshot), previous, None)
+        };
+        let first = build(&yaml("0.2", ""), None);
+        let route = |r: &Routing, i: usize| -> (Option<RetryLayer>, Option<Faults>) {
+            let route = r.route((0, i));
+            (
+                route.and_then(|r| r.retry.clone()),
+                route.and_then(|r| r.faults.clone()),
+            )
+        };
+        let (retry, faults) = route(&first, 0);
+        let held = faults.as_ref().and_then(Faults::draw);
+        assert!(held.is_some(), "the one fault allowed is active");
+
+        // The same policies, even moved behind a new route: the same
+        // budget, and the active fault still counts.
+        let moved =
+            "      - match: { path: { prefix: /other } }\n        split: [{ cluster: pool }]\n";
+        let second = build(&yaml("0.2", moved), Some(&first));
+        let (kept, kept_faults) = route(&second, 1);
+        let same = |a: &Option<RetryLayer>, b: &Option<RetryLayer>| match (a, b) {
+            (Some(a), Some(b)) => a.shares_state_with(b),
+            _ => false,
+        };
+        assert!(same(&retry, &kept), "the budget is carried over");
+        assert!(
+            kept_faults.as_ref().and_then(Faults::draw).is_none(),
+            "max_active still counts the fault in progress"
+        );
+
+        // A changed policy starts afresh.
+        let third = build(&yaml("0.5", ""), Some(&second));
+        let (fresh, _) = route(&third, 0);
+        assert!(!same(&kept, &fresh));
+        drop(held);
     }
 }

@@ -91,6 +91,12 @@ impl<C: Classify> RetryLayer<C> {
     pub fn config(&self) -> &RetryConfig {
         &self.shared.config
     }
+
+    /// True when both layers share one budget and counters: one is a clone
+    /// of the other.
+    pub fn shares_state_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
 }
 
 impl<S, C> Layer<S> for RetryLayer<C> {

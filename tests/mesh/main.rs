@@ -13,6 +13,7 @@
 mod support;
 
 mod outlier;
+mod updates;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
