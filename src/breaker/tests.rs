@@ -152,9 +152,12 @@ async fn half_open_admits_exactly_n_probes_among_a_thousand_callers() {
     let everyone = futures_util::future::join_all(callers);
     let opener = async {
         // Release the probes only once every caller has reached the breaker.
-        while calls.load(Ordering::SeqCst) < 4 {
-            tokio::task::yield_now().await;
-        }
+        let reached = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while calls.load(Ordering::SeqCst) < 4 {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert!(reached.await.is_ok(), "every caller reached the breaker");
         release.add_permits(1000);
     };
     let (results, ()) = tokio::join!(everyone, opener);

@@ -110,9 +110,10 @@ async fn endpoints_change_under_load_without_a_failed_request() {
         16,
         sent.clone(),
     ));
-    while sent.load(Ordering::SeqCst) < 1_000 {
-        tokio::task::yield_now().await;
-    }
+    support::until("1,000 requests sent", || {
+        sent.load(Ordering::SeqCst) >= 1_000
+    })
+    .await;
     // Swap a for c while requests are in flight.
     mesh.apply(config(&[b.addr, c.addr])).unwrap();
     let a_at_swap = served_a.load(Ordering::SeqCst);
@@ -149,9 +150,10 @@ async fn endpoint_changes_apply_under_load_without_a_failed_request() {
         16,
         sent.clone(),
     ));
-    while sent.load(Ordering::SeqCst) < 1_000 {
-        tokio::task::yield_now().await;
-    }
+    support::until("1,000 requests sent", || {
+        sent.load(Ordering::SeqCst) >= 1_000
+    })
+    .await;
     let join = EndpointChanges {
         upsert: vec![EndpointConfig::new(c.addr.to_string())],
         ..EndpointChanges::default()
@@ -225,16 +227,15 @@ async fn a_file_reload_changes_routing_and_a_broken_one_changes_nothing() {
 
     let first = mesh.config_status().version();
     std::fs::write(&path, config("v2")).unwrap();
-    while mesh.config_status().version() == first {
-        tokio::task::yield_now().await;
-    }
+    support::until("the reload", || mesh.config_status().version() != first).await;
     assert_eq!(answer().await, "v2", "the reload changed routing");
 
     let rejected = mesh.config_status().rejected();
     std::fs::write(&path, config("v2").replace("address:", "adress:")).unwrap();
-    while mesh.config_status().rejected() == rejected {
-        tokio::task::yield_now().await;
-    }
+    support::until("the rejection", || {
+        mesh.config_status().rejected() != rejected
+    })
+    .await;
     let status = mesh.config_status();
     let err = status.last_error().unwrap();
     assert!(

@@ -58,13 +58,12 @@ async fn a_full_server_refuses_at_once_with_503() {
     let running: Vec<_> = (0..2)
         .map(|_| tokio::spawn(get_status(server.url("/"))))
         .collect();
-    while arrived.load(Ordering::SeqCst) < 2 {
-        tokio::task::yield_now().await;
-    }
+    crate::support::until("two requests at the server", || {
+        arrived.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     let queued = tokio::spawn(get_status(server.url("/")));
-    while limit.queued() < 1 {
-        tokio::task::yield_now().await;
-    }
+    crate::support::until("one request queued", || limit.queued() >= 1).await;
     // Two in flight, one queued: the next is refused without waiting.
     assert_eq!(
         get_status(server.url("/")).await,
@@ -122,9 +121,10 @@ async fn load_shedding_refuses_when_the_service_is_not_ready() {
     )
     .await;
     let first = tokio::spawn(get_status(server.url("/")));
-    while arrived.load(Ordering::SeqCst) < 1 {
-        tokio::task::yield_now().await;
-    }
+    crate::support::until("one request at the server", || {
+        arrived.load(Ordering::SeqCst) >= 1
+    })
+    .await;
     assert_eq!(
         get_status(server.url("/")).await,
         StatusCode::SERVICE_UNAVAILABLE

@@ -205,3 +205,16 @@ pub async fn send_all(
     }
     seen
 }
+
+/// Waits until `condition` holds, yielding between checks; fails naming
+/// `what` after 10 seconds instead of hanging.
+#[allow(dead_code)] // Not every test crate that includes this uses it.
+pub async fn until(what: &str, condition: impl Fn() -> bool) {
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !condition() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting for {what}");
+}
