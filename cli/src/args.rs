@@ -1,243 +1,207 @@
-//! The command line, parsed by hand: a few flags do not need a parser
-//! crate's build time.
+//! The command line, declared with clap: help for each subcommand, shell
+//! completions, and errors that name the flag. The checks on values live
+//! in `values.rs`.
 
+use crate::values;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where the configuration comes from.
-#[derive(Debug)]
-pub(crate) enum Source {
-    ControlPlane(String),
-    Bootstrap(String),
+/// Call services through a Sinew mesh, see what a client sees from its
+/// control plane, and run one.
+#[derive(Debug, Parser)]
+#[command(name = "sinew", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
 }
 
-#[derive(Debug)]
-pub(crate) struct Call {
-    pub(crate) source: Source,
-    pub(crate) service: String,
-    pub(crate) count: usize,
-    pub(crate) concurrency: usize,
-    /// `Some(method path)` for a unary gRPC call with raw message bytes.
-    pub(crate) grpc: Option<String>,
-    pub(crate) data: Vec<u8>,
-    pub(crate) path: String,
-    pub(crate) json: bool,
-    pub(crate) wait: Duration,
-}
-
-#[derive(Debug)]
-pub(crate) struct Config {
-    pub(crate) source: Source,
-    pub(crate) services: Vec<String>,
-    pub(crate) wait: Duration,
-}
-
-#[derive(Debug)]
-pub(crate) struct ControlPlane {
-    pub(crate) mesh: Option<String>,
-    pub(crate) xds: std::net::SocketAddr,
-    pub(crate) admin: std::net::SocketAddr,
-    pub(crate) store: Option<String>,
-    pub(crate) token_file: Option<String>,
-    pub(crate) open_writes: bool,
-}
-
-#[derive(Debug)]
+#[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     Call(Call),
     Config(Config),
     ControlPlane(ControlPlane),
-    Check(String),
-    Help,
+    Check(Check),
+    Completions(Completions),
 }
 
-pub(crate) const USAGE: &str = "\
-usage:
-  sinew call <service> (--control-plane URL | --bootstrap FILE)
-             [--count N] [--concurrency C] [--path /p]
-             [--grpc /package.Service/Method [--data-hex HEX]]
-             [--wait SECONDS] [--json]
-      Sends N requests (default 1) through the mesh to <service>, C at a
-      time (default 1). Prints how many each endpoint served and every
-      failure with its reason; exits 1 if any request failed.
-  sinew config <service>... (--control-plane URL | --bootstrap FILE) [--wait SECONDS]
-      Prints, as JSON, what a client of those services sees from the
-      control plane: each resource's version, ACK or NACK, last error, and
-      the connection.
-  sinew control-plane [--mesh FILE] [--xds ADDR] [--admin ADDR] [--store FILE]
-                      [--token-file FILE] [--allow-unauthenticated-writes]
-      Serves xDS (default 127.0.0.1:18000) from the mesh file, reloaded when
-      it changes, and registered instances; the admin and registration API
-      on --admin (default 127.0.0.1:18001). Registrations are kept in
-      --store. Writes need the token in --token-file (or the environment's
-      SINEW_CONTROL_PLANE_TOKEN); without one they are refused.
-  sinew check FILE
-      Validates a mesh file offline, with the control plane's errors.
-";
+/// Where the configuration comes from: one of the two.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct Source {
+    /// The xDS control plane to ask (http://host:port).
+    #[arg(long, value_name = "URL", value_parser = values::control_plane_url)]
+    pub(crate) control_plane: Option<String>,
+    /// A gRPC xDS bootstrap file naming the control planes.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) bootstrap: Option<PathBuf>,
+}
 
-/// Parses the arguments after the program name.
-pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
-    let Some((command, rest)) = args.split_first() else {
-        return Ok(Command::Help);
-    };
-    let mut source = None;
-    let mut positional = Vec::new();
-    let mut count = 1;
-    let mut concurrency = 1;
-    let mut grpc = None;
-    let mut data = Vec::new();
-    let mut path = "/".to_owned();
-    let mut json = false;
-    let mut wait = Duration::from_secs(15);
-    let mut mesh = None;
-    let mut xds = std::net::SocketAddr::from(([127, 0, 0, 1], 18000));
-    let mut admin = std::net::SocketAddr::from(([127, 0, 0, 1], 18001));
-    let mut store = None;
-    let mut token_file = None;
-    let mut open_writes = false;
-    let mut i = 0;
-    while i < rest.len() {
-        let flag = rest[i].as_str();
-        let mut value = || {
-            i += 1;
-            rest.get(i)
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag {
-            "--control-plane" => source = Some(Source::ControlPlane(value()?)),
-            "--bootstrap" => source = Some(Source::Bootstrap(value()?)),
-            "--count" => count = number(flag, &value()?)?,
-            "--concurrency" => concurrency = number(flag, &value()?)?,
-            "--grpc" => grpc = Some(value()?),
-            "--data-hex" => data = hex(&value()?)?,
-            "--path" => path = value()?,
-            "--wait" => wait = Duration::from_secs(number(flag, &value()?)? as u64),
-            "--json" => json = true,
-            "--mesh" => mesh = Some(value()?),
-            "--xds" => xds = address(flag, &value()?)?,
-            "--admin" => admin = address(flag, &value()?)?,
-            "--store" => store = Some(value()?),
-            "--token-file" => token_file = Some(value()?),
-            "--allow-unauthenticated-writes" => open_writes = true,
-            "-h" | "--help" => return Ok(Command::Help),
-            other if other.starts_with("--") => return Err(format!("unknown flag {other}")),
-            other => positional.push(other.to_owned()),
-        }
-        i += 1;
-    }
-    let source = || source.ok_or_else(|| "--control-plane or --bootstrap is required".to_owned());
-    match command.as_str() {
-        "call" => {
-            let [service] = positional.as_slice() else {
-                return Err("call takes one service".to_owned());
-            };
-            if count == 0 || concurrency == 0 {
-                return Err("--count and --concurrency must be at least 1".to_owned());
-            }
-            if grpc.as_ref().is_some_and(|m| !m.starts_with('/')) {
-                return Err("--grpc takes a method path: /package.Service/Method".to_owned());
-            }
-            Ok(Command::Call(Call {
-                source: source()?,
-                service: service.clone(),
-                count,
-                concurrency,
-                grpc,
-                data,
-                path,
-                json,
-                wait,
-            }))
-        }
-        "config" => {
-            if positional.is_empty() {
-                return Err("config takes at least one service".to_owned());
-            }
-            Ok(Command::Config(Config {
-                source: source()?,
-                services: positional,
-                wait,
-            }))
-        }
-        "control-plane" => {
-            if let Some(extra) = positional.first() {
-                return Err(format!("control-plane takes no argument `{extra}`"));
-            }
-            Ok(Command::ControlPlane(ControlPlane {
-                mesh,
-                xds,
-                admin,
-                store,
-                token_file,
-                open_writes,
-            }))
-        }
-        "check" => match positional.as_slice() {
-            [file] => Ok(Command::Check(file.clone())),
-            _ => Err("check takes one mesh file".to_owned()),
-        },
-        "help" | "-h" | "--help" => Ok(Command::Help),
-        other => Err(format!("unknown command `{other}`")),
+/// Send requests through the mesh to a service: how many each endpoint
+/// served, and every failure with its reason.
+///
+/// Exits 1 if any request failed.
+#[derive(Debug, Args)]
+// As before clap: a flag given twice takes its last value.
+#[command(args_override_self = true)]
+pub(crate) struct Call {
+    /// The service to call, by its mesh name.
+    #[arg(value_parser = values::service)]
+    pub(crate) service: String,
+    #[command(flatten)]
+    pub(crate) source: Source,
+    /// How many requests to send.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = values::at_least_one)]
+    pub(crate) count: usize,
+    /// How many requests are in flight at a time.
+    #[arg(long, value_name = "C", default_value = "1", value_parser = values::concurrency)]
+    pub(crate) concurrency: usize,
+    /// The HTTP request's path (and query).
+    #[arg(long, value_name = "/PATH", default_value = "/", value_parser = values::request_path)]
+    pub(crate) path: String,
+    /// Make a unary gRPC call to this method instead, with raw message
+    /// bytes.
+    #[arg(long, value_name = "/package.Service/Method", value_parser = values::grpc_method)]
+    pub(crate) grpc: Option<http::uri::PathAndQuery>,
+    /// The gRPC request message, in hex (protobuf wire format).
+    #[arg(long, value_name = "HEX", requires = "grpc", value_parser = values::hex)]
+    pub(crate) data_hex: Option<values::HexBytes>,
+    /// The most bytes a response body (or gRPC message) may have; a larger
+    /// one fails that request.
+    #[arg(long, value_name = "BYTES", default_value_t = values::DEFAULT_MAX_BODY,
+          value_parser = values::at_least_one)]
+    pub(crate) max_body_bytes: usize,
+    /// How long (in seconds) to wait for the configuration.
+    #[arg(long, value_name = "SECONDS", default_value = "15", value_parser = values::wait)]
+    pub(crate) wait: Duration,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl Call {
+    /// The gRPC request message (empty unless `--data-hex` says otherwise).
+    pub(crate) fn data(&self) -> &[u8] {
+        self.data_hex.as_ref().map_or(&[], |d| d.0.as_slice())
     }
 }
 
-fn address(flag: &str, text: &str) -> Result<std::net::SocketAddr, String> {
-    text.parse()
-        .map_err(|_| format!("{flag}: `{text}` is not an ip:port address"))
+/// Print, as JSON, what a client of some services sees from the control
+/// plane: each resource's version, ACK or NACK, last error, and the
+/// connection.
+#[derive(Debug, Args)]
+#[command(args_override_self = true)]
+pub(crate) struct Config {
+    /// The services whose configuration to fetch.
+    #[arg(required = true, value_name = "SERVICE")]
+    pub(crate) services: Vec<String>,
+    #[command(flatten)]
+    pub(crate) source: Source,
+    /// How long (in seconds) to wait for the configuration.
+    #[arg(long, value_name = "SECONDS", default_value = "15", value_parser = values::wait)]
+    pub(crate) wait: Duration,
 }
 
-fn number(flag: &str, text: &str) -> Result<usize, String> {
-    text.parse()
-        .map_err(|_| format!("{flag}: `{text}` is not a whole number"))
+/// Serve xDS from a mesh file (reloaded when it changes) and registered
+/// instances, and the admin and registration API.
+///
+/// Writes need the token in --token-file (or the environment's
+/// SINEW_CONTROL_PLANE_TOKEN); without one they are refused.
+#[derive(Debug, Args)]
+#[command(args_override_self = true)]
+pub(crate) struct ControlPlane {
+    /// The mesh file to serve.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) mesh: Option<PathBuf>,
+    /// Where to serve xDS.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18000")]
+    pub(crate) xds: SocketAddr,
+    /// Where to serve the admin and registration API.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18001")]
+    pub(crate) admin: SocketAddr,
+    /// Where registrations are kept.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) store: Option<PathBuf>,
+    /// A file holding the token that writes need.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// With no token, take writes from anyone.
+    #[arg(long)]
+    pub(crate) allow_unauthenticated_writes: bool,
 }
 
-fn hex(text: &str) -> Result<Vec<u8>, String> {
-    if !text.len().is_multiple_of(2) {
-        return Err("--data-hex: an even number of hex digits is needed".to_owned());
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&text[i..i + 2], 16)
-                .map_err(|_| format!("--data-hex: `{}` is not hex", &text[i..i + 2]))
-        })
-        .collect()
+/// Validate a mesh file offline, with the control plane's errors.
+#[derive(Debug, Args)]
+pub(crate) struct Check {
+    /// The mesh file.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+}
+
+/// Print a shell's completion script for sinew.
+///
+/// bash: `source <(sinew completions bash)`;
+/// zsh: `sinew completions zsh > "${fpath[1]}/_sinew"`;
+/// fish: `sinew completions fish > ~/.config/fish/completions/sinew.fish`.
+#[derive(Debug, Args)]
+pub(crate) struct Completions {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_owned).collect()
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sinew").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn the_declaration_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn parses_calls_and_refuses_bad_flags() {
-        let Ok(Command::Call(call)) = parse(&args(
+        let Ok(Cli {
+            command: Some(Command::Call(call)),
+        }) = parse(
             "call greeter --control-plane http://cp:1 --count 5 --concurrency 2 --grpc /a.B/C --data-hex 0a03",
-        )) else {
+        )
+        else {
             unreachable!("a valid call")
         };
         assert_eq!((call.count, call.concurrency), (5, 2));
-        assert_eq!(call.data, [0x0a, 0x03]);
-        assert_eq!(call.grpc.as_deref(), Some("/a.B/C"));
-        assert_eq!(
-            parse(&args("call greeter")).err().as_deref(),
-            Some("--control-plane or --bootstrap is required")
+        assert_eq!(call.data(), [0x0a, 0x03]);
+        assert_eq!(call.grpc.as_ref().map(|m| m.as_str()), Some("/a.B/C"));
+        assert_eq!(call.max_body_bytes, values::DEFAULT_MAX_BODY);
+        assert_eq!(call.wait, Duration::from_secs(15));
+
+        let error = |line| parse(line).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error("call greeter").contains("--control-plane <URL>|--bootstrap <FILE>"));
+        assert!(
+            error("call greeter --bootstrap b.json --count x")
+                .contains("invalid value 'x' for '--count <N>'")
         );
-        assert_eq!(
-            parse(&args("call greeter --bootstrap b.json --count x"))
-                .err()
-                .as_deref(),
-            Some("--count: `x` is not a whole number")
+        assert!(
+            error("call g --bootstrap b --grpc /a.B/C --data-hex 0g")
+                .contains("'--data-hex <HEX>': `g` (at 2) is not a hex digit")
         );
-        assert_eq!(
-            parse(&args("call g --bootstrap b --data-hex 0g"))
-                .err()
-                .as_deref(),
-            Some("--data-hex: `0g` is not hex")
-        );
-        assert!(matches!(parse(&[]), Ok(Command::Help)));
+        assert!(matches!(parse(""), Ok(Cli { command: None })));
+    }
+
+    #[test]
+    fn a_flag_given_twice_takes_the_last_value() {
+        let Ok(Cli {
+            command: Some(Command::Call(call)),
+        }) = parse("call greeter --bootstrap b --count 2 --count 3")
+        else {
+            unreachable!("a valid call")
+        };
+        assert_eq!(call.count, 3);
     }
 }

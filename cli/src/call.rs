@@ -1,8 +1,9 @@
 //! `sinew call`: requests through the mesh, and who served them.
 
-use super::args::Call;
+use crate::args::Call;
+use crate::{body, output};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use sinew::mesh::{RawCodec, ServedBy};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -18,7 +19,7 @@ struct Tally {
 }
 
 pub(crate) async fn run(call: Call) -> Result<ExitCode, String> {
-    let mesh = super::mesh(&call.source, call.wait).await?;
+    let mesh = crate::mesh(&call.source, call.wait).await?;
     let call = Arc::new(call);
     let tally = Arc::new(Mutex::new(Tally::default()));
     let next = Arc::new(AtomicUsize::new(0));
@@ -46,6 +47,16 @@ pub(crate) async fn run(call: Call) -> Result<ExitCode, String> {
     }
     let tally = tally.lock().await;
     let failed: usize = tally.failures.values().sum();
+    output::print(&report(&call, &tally, failed))?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The report: JSON with `--json`, lines of text otherwise.
+fn report(call: &Call, tally: &Tally, failed: usize) -> String {
     if call.json {
         let report = serde_json::json!({
             "service": call.service,
@@ -55,26 +66,21 @@ pub(crate) async fn run(call: Call) -> Result<ExitCode, String> {
             "served_by": tally.served_by,
             "failures": tally.failures.iter().map(|(reason, count)| serde_json::json!({"reason": reason, "count": count})).collect::<Vec<_>>(),
         });
-        println!("{report:#}");
-    } else {
-        println!(
-            "{} requests to {}: {} ok, {failed} failed",
-            call.count,
-            call.service,
-            call.count - failed
-        );
-        for (endpoint, n) in &tally.served_by {
-            println!("  {endpoint:<24} {n}");
-        }
-        for (reason, n) in &tally.failures {
-            println!("  failed ×{n}: {reason}");
-        }
+        return format!("{report:#}\n");
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let mut text = format!(
+        "{} requests to {}: {} ok, {failed} failed\n",
+        call.count,
+        call.service,
+        call.count - failed
+    );
+    for (endpoint, n) in &tally.served_by {
+        text += &format!("  {endpoint:<24} {n}\n");
+    }
+    for (reason, n) in &tally.failures {
+        text += &format!("  failed ×{n}: {reason}\n");
+    }
+    text
 }
 
 fn served_by(extensions: &http::Extensions) -> String {
@@ -95,29 +101,31 @@ async fn http_once(mesh: &sinew::mesh::Mesh, call: &Call) -> Result<String, Stri
         .map_err(|e| e.to_string())?;
     let endpoint = served_by(response.extensions());
     let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
+    // Only the start of a body is shown; all of it is read, within the limit.
+    let head = body::read(response.into_body(), call.max_body_bytes, 200)
         .await
-        .map_err(|e| format!("{endpoint}: reading the body: {e}"))?
-        .to_bytes();
+        .map_err(|e| format!("{endpoint}: {e}"))?;
     if status.is_success() {
         Ok(endpoint)
     } else {
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        let text = String::from_utf8_lossy(&head).into_owned();
         Err(format!("{endpoint}: HTTP {status}: {text}"))
     }
 }
 
-async fn grpc_once(mesh: &sinew::mesh::Mesh, call: &Call, method: &str) -> Result<String, String> {
-    let path = http::uri::PathAndQuery::try_from(method).map_err(|e| e.to_string())?;
+async fn grpc_once(
+    mesh: &sinew::mesh::Mesh,
+    call: &Call,
+    method: &http::uri::PathAndQuery,
+) -> Result<String, String> {
     let origin: http::Uri = format!("http://{}", call.service)
         .parse()
         .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-    let mut grpc = tonic::client::Grpc::with_origin(mesh.grpc_channel(&call.service), origin);
+    let mut grpc = tonic::client::Grpc::with_origin(mesh.grpc_channel(&call.service), origin)
+        .max_decoding_message_size(call.max_body_bytes);
     grpc.ready().await.map_err(|e| e.to_string())?;
-    let request = tonic::Request::new(Bytes::from(call.data.clone()));
-    match grpc.unary(request, path, RawCodec).await {
+    let request = tonic::Request::new(Bytes::copy_from_slice(call.data()));
+    match grpc.unary(request, method.clone(), RawCodec).await {
         Ok(response) => Ok(served_by(response.extensions())),
         Err(status) => Err(format!("gRPC {:?}: {}", status.code(), status.message())),
     }

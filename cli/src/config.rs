@@ -1,12 +1,13 @@
 //! `sinew config`: what a client of some services sees from the control
 //! plane.
 
-use super::args::Config;
+use crate::args::Config;
+use crate::output;
 use std::process::ExitCode;
 use tokio::time::Instant;
 
 pub(crate) async fn run(config: Config) -> Result<ExitCode, String> {
-    let mesh = super::mesh(&config.source, config.wait).await?;
+    let mesh = crate::mesh(&config.source, config.wait).await?;
     for service in &config.services {
         // A client subscribes to its service's configuration.
         let _ = mesh.http_client::<http_body_util::Empty<bytes::Bytes>>(service);
@@ -37,6 +38,6 @@ pub(crate) async fn run(config: Config) -> Result<ExitCode, String> {
         "status": mesh.xds_status(),
         "config": mesh.snapshot().to_config(),
     });
-    println!("{report:#}");
+    output::print(&format!("{report:#}\n"))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,27 +1,52 @@
 //! `sinew control-plane` and `sinew check`.
 
 use crate::args::ControlPlane as Options;
+use crate::output;
 use sinew_control_plane::{ControlPlane, check_mesh_file};
+use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// The longest token file read: a token is a line, and a file that is not
+/// (a log, a device) should fail clearly rather than fill memory.
+const MAX_TOKEN_BYTES: u64 = 4096;
+
 /// Validates a mesh file; prints what it holds or the error.
-pub(crate) fn check(file: &str) -> ExitCode {
-    match check_mesh_file(Path::new(file)) {
+pub(crate) fn check(file: &Path) -> Result<ExitCode, String> {
+    match check_mesh_file(file) {
         Ok(mesh) => {
             let endpoints: usize = mesh.clusters.values().map(|c| c.endpoints.len()).sum();
-            println!(
-                "{file}: valid ({} services, {} clusters, {endpoints} static endpoints)",
+            output::print(&format!(
+                "{}: valid ({} services, {} clusters, {endpoints} static endpoints)\n",
+                file.display(),
                 mesh.services.len(),
                 mesh.clusters.len()
-            );
-            ExitCode::SUCCESS
+            ))?;
+            Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            eprintln!("{file}: {error}");
-            ExitCode::FAILURE
+            output::eprint(&format!("{}: {error}\n", file.display()));
+            Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The token in `path`: its text, trimmed, at most
+/// [`MAX_TOKEN_BYTES`] long.
+fn read_token(path: &Path) -> Result<String, String> {
+    let what = || format!("--token-file {}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_TOKEN_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("{}: {e}", what()))?;
+    if bytes.len() as u64 > MAX_TOKEN_BYTES {
+        return Err(format!(
+            "{}: over {MAX_TOKEN_BYTES} bytes; a token file holds one token",
+            what()
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", what()))?;
+    Ok(text.trim().to_owned())
 }
 
 /// Serves until interrupted.
@@ -36,27 +61,26 @@ pub(crate) async fn serve(options: Options) -> Result<ExitCode, String> {
         builder = builder.registry_store(store);
     }
     let token = match &options.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("--token-file {path}: {e}"))?
-                .trim()
-                .to_owned(),
-        ),
+        Some(path) => Some(read_token(path)?),
         None => std::env::var("SINEW_CONTROL_PLANE_TOKEN").ok(),
     };
-    match (token.filter(|t| !t.is_empty()), options.open_writes) {
+    match (
+        token.filter(|t| !t.is_empty()),
+        options.allow_unauthenticated_writes,
+    ) {
         (Some(token), _) => builder = builder.token(token),
         (None, true) => builder = builder.allow_unauthenticated_writes(),
         (None, false) => {
-            eprintln!("sinew: no token: registration and other writes are refused");
+            output::eprint("sinew: no token: registration and other writes are refused\n");
         }
     }
     let control_plane = builder.start().await.map_err(|e| e.to_string())?;
-    println!(
-        "sinew control plane: xDS on {}, admin on http://{}",
+    // A closed stdout does not stop the server: the banner is only news.
+    output::print(&format!(
+        "sinew control plane: xDS on {}, admin on http://{}\n",
         control_plane.xds_addr(),
         control_plane.admin_addr()
-    );
+    ))?;
     tokio::signal::ctrl_c()
         .await
         .map_err(|e| format!("cannot wait for ctrl-c: {e}"))?;

@@ -1,35 +1,9 @@
-//! The `sinew` binary against an ADS server and HTTP servers on loopback.
+//! The commands against an ADS server and HTTP servers on loopback.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    missing_docs,
-    unreachable_pub,
-    dead_code
-)]
-
-#[path = "../../tests/xds/server.rs"]
-mod server;
-#[path = "../../tests/resilience/support.rs"]
-mod support;
-
+use crate::server::{self, Ads, CLUSTER, ENDPOINTS, LISTENER, ROUTE};
+use crate::sinew;
+use crate::support::named;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
-use server::{Ads, CLUSTER, ENDPOINTS, LISTENER, ROUTE};
-use support::named;
-
-async fn sinew(args: &[&str]) -> (i32, String, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 #[tokio::test]
 async fn call_and_config_through_a_control_plane() {
@@ -113,7 +87,12 @@ async fn call_and_config_through_a_control_plane() {
 
     let (code, _, err) = sinew(&["call", "reviews"]).await;
     assert_eq!(code, 2);
-    assert!(err.contains("--control-plane or --bootstrap is required"));
+    // Clap's wording: the two flags, one of which is required.
+    assert!(
+        err.contains("required arguments were not provided")
+            && err.contains("<--control-plane <URL>|--bootstrap <FILE>>"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
