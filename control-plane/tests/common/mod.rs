@@ -39,6 +39,19 @@ pub async fn start(dir: &Path, xds: SocketAddr) -> ControlPlane {
         .unwrap()
 }
 
+/// How long any one wait in these tests may take before the test fails
+/// (generous: a busy machine is slow, a hang is forever).
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Awaits `future`, failing the test (naming `what`) if it takes longer
+/// than [`DEADLINE`].
+pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: not within {DEADLINE:?}"),
+    }
+}
+
 /// One admin API call: the status and the JSON answer.
 pub async fn admin(
     cp: &ControlPlane,
@@ -51,16 +64,22 @@ pub async fn admin(
         .build_http::<Full<Bytes>>();
     let mut request = Request::builder()
         .method(method)
-        .uri(format!("http://{}{path}", cp.admin_addr()));
+        .uri(format!("http://{}{path}", cp.admin_addr()))
+        .header("content-type", "application/json");
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
     let request = request
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap();
-    let response = client.request(request).await.unwrap();
+    let response = within("an admin API answer", client.request(request))
+        .await
+        .unwrap();
     let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let bytes = within("an admin API body", response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
