@@ -258,9 +258,11 @@ async fn the_library_registers_keeps_its_lease_and_deregisters() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Everything the mesh file says that xDS carries reaches a Sinew client
-/// unchanged: the control plane's resources, read back by Sinew's own
-/// discovery client, give the file's routes and clusters again.
+/// Everything the mesh file says reaches a Sinew client unchanged (what
+/// xDS cannot carry, `sinew check` refuses): the control plane's
+/// resources, read back by Sinew's own discovery client, give the file's
+/// routes and clusters again. Every field has a value other than its
+/// default somewhere.
 #[tokio::test]
 async fn the_mesh_file_reaches_a_sinew_client_unchanged() {
     let dir = scratch("fidelity");
@@ -281,21 +283,42 @@ services:
       - match: { path: { regex: "/v[0-9]+/.*" } }
         split: [{ cluster: v1, weight: 90 }, { cluster: v2, weight: 10 }, { cluster: v3, weight: 5 }]
         retry: { max_attempts: 2, hedge: { delay: 50ms, max_attempts: 2 }, retry_on: { grpc: [unavailable] } }
+      - match: { path: { exact: /exact }, headers: [{ name: x-a, prefix: p }, { name: x-b, regex: "r+" }] }
+        split: [{ cluster: v4, weight: 1 }, { cluster: v5, weight: 2 }]
+        fault: { abort: { grpc_status: UNAVAILABLE, percent: 50 } }
 clusters:
   v1:
     protocol: http2
     lb: { policy: ring_hash, min_ring_size: 2048 }
     thresholds: { max_requests: 100, max_pending: 10, max_retries: 2 }
-    outlier_detection: { consecutive_5xx: 3, interval: 5s, base_ejection_time: 10s, max_ejection_time: 60s, max_ejection_percent: 20, failure_percentage: { threshold: 70 } }
-    locality_lb: { panic_threshold_percent: 40 }
+    outlier_detection:
+      consecutive_5xx: 3
+      consecutive_gateway_failure: 4
+      consecutive_local_origin_failure: 6
+      interval: 5s
+      base_ejection_time: 10s
+      max_ejection_time: 60s
+      max_ejection_percent: 20
+      success_rate: { minimum_hosts: 7, request_volume: 50, stdev_factor: 1.5 }
+      failure_percentage: { threshold: 70, minimum_hosts: 3, request_volume: 20 }
+    locality_lb: { prefer_local_zone: false, failover_threshold_percent: 55, panic_threshold_percent: 40 }
+    identities: [spiffe://example.org/ns/shop/sa/reviews, spiffe://example.org/ns/shop/sa/reviews-v1]
     endpoints:
       - { address: "127.0.0.1:1001", locality: { region: eu, zone: a } }
       - { address: "127.0.0.1:1002", weight: 3, locality: { region: eu, zone: b }, priority: 1 }
   v2:
     lb: { policy: round_robin }
+    locality_lb: { failover_threshold_percent: 0 }
     endpoints: [{ address: "127.0.0.1:1003", health: draining }]
   v3:
-    endpoints: [{ address: "127.0.0.1:1004" }]
+    lb: { policy: maglev }
+    endpoints: [{ address: "127.0.0.1:1004", health: unhealthy }]
+  v4:
+    lb: { policy: least_request }
+    endpoints: [{ address: "[::1]:1005" }]
+  v5:
+    lb: { policy: random }
+    endpoints: [{ address: "127.0.0.1:1006" }]
 "#;
     std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
     let file = sinew::config::MeshConfig::from_yaml(yaml).unwrap();
@@ -314,7 +337,7 @@ clusters:
         loop {
             let seen = mesh.snapshot().to_config();
             let endpoints: usize = seen.clusters.values().map(|c| c.endpoints.len()).sum();
-            if seen.services.contains_key("reviews") && endpoints == 4 {
+            if seen.services.contains_key("reviews") && endpoints == 6 {
                 break seen;
             }
             versions.changed().await.unwrap();

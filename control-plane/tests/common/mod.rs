@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
-use sinew_control_plane::ControlPlane;
+use sinew_control_plane::{ControlPlane, Limits};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +27,11 @@ pub fn scratch(name: &str) -> PathBuf {
 /// A control plane serving `dir`'s `mesh.yaml` (checked every 20 ms), with
 /// its registry in `dir`, ADS on `xds` and the admin API on a free port.
 pub async fn start(dir: &Path, xds: SocketAddr) -> ControlPlane {
+    start_with(dir, xds, Limits::default()).await
+}
+
+/// [`start`], with these limits.
+pub async fn start_with(dir: &Path, xds: SocketAddr, limits: Limits) -> ControlPlane {
     ControlPlane::builder()
         .mesh_file(dir.join("mesh.yaml"))
         .registry_store(dir.join("registry.json"))
@@ -34,9 +39,41 @@ pub async fn start(dir: &Path, xds: SocketAddr) -> ControlPlane {
         .xds_addr(xds)
         .admin_addr("127.0.0.1:0".parse().unwrap())
         .reload_interval(Duration::from_millis(20))
+        .limits(limits)
         .start()
         .await
         .unwrap()
+}
+
+/// One admin API call as sent: any headers, any body bytes.
+pub async fn raw_admin(
+    cp: &ControlPlane,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> (StatusCode, Value) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", cp.admin_addr()));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(body.into())).unwrap();
+    let response = within("an admin API answer", client.request(request))
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = within("an admin API body", response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// How long any one wait in these tests may take before the test fails
