@@ -272,6 +272,12 @@ impl Admin {
                 );
             }
         };
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid registration: body: must be a JSON object",
+            );
+        }
         let mut reader = serde_json::Deserializer::from_slice(&bytes);
         let registration: Registration = match serde_path_to_error::deserialize(&mut reader) {
             Ok(r) => r,

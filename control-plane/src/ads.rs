@@ -131,7 +131,7 @@ impl StreamTask {
                     tracing::debug!(stream = self.id, r#type = %short, version = %rejected, "NACK repeated");
                 } else {
                     sub.nacked = request.response_nonce.clone();
-                    tracing::warn!(stream = self.id, r#type = %short, version = %rejected, %message, "NACK");
+                    tracing::warn!(stream = self.id, r#type = %short, version = %rejected, error = %message, "NACK");
                 }
             }
             self.clients.update(self.id, |c| {
@@ -287,7 +287,13 @@ impl AggregatedDiscoveryService for Ads {
                                 break;
                             }
                         }
-                        Ok(None) | Err(_) => break,
+                        Ok(None) => break,
+                        // Undecodable or too large: the client is told why.
+                        Err(status) => {
+                            tracing::debug!(stream = id, %status, "a request could not be read");
+                            let _ = task.out.send(Err(status)).await;
+                            break;
+                        }
                     },
                     changed = published.changed() => {
                         if changed.is_err() {

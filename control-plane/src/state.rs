@@ -102,6 +102,14 @@ pub struct State {
     publish: watch::Sender<Arc<Published>>,
 }
 
+/// A cluster validated and encoded, with the service made for it.
+#[derive(Debug)]
+struct Ready {
+    service: Option<ServiceConfig>,
+    encoded: [(&'static str, Arc<Encoded>); 2],
+    cluster: ClusterConfig,
+}
+
 /// The service made for a registered name the mesh file does not know.
 fn service_for(name: &str) -> ServiceConfig {
     ServiceConfig {
@@ -248,7 +256,7 @@ impl State {
                 message: format!("the mesh cannot take this instance: {e}"),
             })
         })?;
-        if encoded.1[1].1.any.value.len() > self.limits.max_message_bytes {
+        if encoded.encoded[1].1.any.value.len() > self.limits.max_message_bytes {
             return Err(full(
                 "name",
                 format!(
@@ -329,18 +337,7 @@ impl State {
 
     /// Validates `name`'s cluster (with the service made for it, if the
     /// file has none) and encodes it.
-    fn check_cluster(
-        &self,
-        name: &str,
-        cluster: ClusterConfig,
-    ) -> Result<
-        (
-            Option<ServiceConfig>,
-            [(&'static str, Arc<Encoded>); 2],
-            ClusterConfig,
-        ),
-        ConfigError,
-    > {
+    fn check_cluster(&self, name: &str, cluster: ClusterConfig) -> Result<Ready, ConfigError> {
         let service = (!self.mesh.services.contains_key(name)).then(|| service_for(name));
         let mut alone = MeshConfig::default();
         if let Some(service) = &service {
@@ -349,28 +346,30 @@ impl State {
         alone.clusters.insert(name.to_owned(), cluster.clone());
         Snapshot::build(alone, 0)?;
         let encoded = cluster_resources(name, &cluster);
-        Ok((service, encoded, cluster))
+        Ok(Ready {
+            service,
+            encoded,
+            cluster,
+        })
     }
 
     fn put_cluster(
         &mut self,
         name: &str,
-        (service, encoded, cluster): (
-            Option<ServiceConfig>,
-            [(&'static str, Arc<Encoded>); 2],
-            ClusterConfig,
-        ),
+        Ready {
+            service,
+            encoded,
+            cluster,
+        }: Ready,
     ) {
-        if let Some(service) = service {
-            if !self.services.contains_key(name) {
-                for (type_url, e) in service_resources(name, &service) {
-                    self.resources
-                        .entry(type_url)
-                        .or_default()
-                        .insert(name.to_owned(), e);
-                }
-                self.services.insert(name.to_owned(), Arc::new(service));
+        if let Some(service) = service.filter(|_| !self.services.contains_key(name)) {
+            for (type_url, e) in service_resources(name, &service) {
+                self.resources
+                    .entry(type_url)
+                    .or_default()
+                    .insert(name.to_owned(), e);
             }
+            self.services.insert(name.to_owned(), Arc::new(service));
         }
         for (type_url, e) in encoded {
             self.resources

@@ -15,7 +15,7 @@ mod common;
 mod support;
 
 use bytes::Bytes;
-use common::{TOKEN, admin, scratch, start, within};
+use common::{RawStream, TOKEN, admin, scratch, start, within};
 use http::{Method, Request, StatusCode};
 use http_body_util::Empty;
 use serde_json::{Value, json};
@@ -356,86 +356,6 @@ clusters:
         assert_eq!(&got, cluster, "cluster {name}");
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A raw ADS stream: what the control plane pushes, response by response.
-struct RawStream {
-    requests: tokio::sync::mpsc::UnboundedSender<
-        envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest,
-    >,
-    inbound: tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>,
-}
-
-impl RawStream {
-    async fn open(xds: SocketAddr) -> Self {
-        use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-        let mut client = within(
-            "a connection",
-            AggregatedDiscoveryServiceClient::connect(format!("http://{xds}")),
-        )
-        .await
-        .unwrap();
-        let (requests, rx) = tokio::sync::mpsc::unbounded_channel();
-        let outbound =
-            futures_util::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
-            );
-        let inbound = within("a stream", client.stream_aggregated_resources(outbound))
-            .await
-            .unwrap()
-            .into_inner();
-        Self { requests, inbound }
-    }
-
-    fn request(
-        &self,
-        type_url: &str,
-        names: &[&str],
-        version: &str,
-        nonce: &str,
-        error: Option<&str>,
-    ) {
-        use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-        self.requests
-            .send(DiscoveryRequest {
-                node: Some(envoy_types::pb::envoy::config::core::v3::Node {
-                    id: "raw".to_owned(),
-                    ..Default::default()
-                }),
-                type_url: type_url.to_owned(),
-                resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
-                version_info: version.to_owned(),
-                response_nonce: nonce.to_owned(),
-                error_detail: error.map(|message| envoy_types::pb::google::rpc::Status {
-                    code: 3,
-                    message: message.to_owned(),
-                    details: Vec::new(),
-                }),
-                ..Default::default()
-            })
-            .unwrap();
-    }
-
-    /// The next response: its type, version, nonce and resource names.
-    async fn next(&mut self) -> (String, String, String, Vec<String>) {
-        use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-        use prost::Message;
-        let r = within("a response", self.inbound.message())
-            .await
-            .unwrap()
-            .unwrap();
-        let names = r
-            .resources
-            .iter()
-            .map(|any| {
-                ClusterLoadAssignment::decode(any.value.as_slice())
-                    .map(|c| c.cluster_name)
-                    .unwrap_or_default()
-            })
-            .collect();
-        (r.type_url, r.version_info, r.nonce, names)
-    }
 }
 
 #[tokio::test]

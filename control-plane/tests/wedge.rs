@@ -226,3 +226,68 @@ async fn a_registration_re_encodes_only_its_cluster() {
     assert!(Arc::ptr_eq(&after.clusters["c4"], &before.clusters["c4"]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A response larger than gRPC's usual 4 MiB: the control plane sends it
+/// and Sinew's client takes it, both sides agreeing on the largest
+/// message.
+#[tokio::test]
+async fn client_and_server_agree_on_the_largest_message() {
+    use sinew::config::{ClusterConfig, EndpointConfig, Locality, MeshConfig};
+    assert_eq!(
+        sinew::xds::MAX_MESSAGE_BYTES,
+        sinew_control_plane::DEFAULT_MAX_MESSAGE_BYTES
+    );
+    // 15,000 endpoints, each in a zone of its own with a long name:
+    // about 4.5 MB in one assignment.
+    let endpoints: Vec<EndpointConfig> = (0..15_000u32)
+        .map(|i| EndpointConfig {
+            locality: Locality {
+                region: "r".repeat(100),
+                zone: format!("{i:0>200}"),
+            },
+            ..EndpointConfig::new(format!("127.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255))
+        })
+        .collect();
+    let mut mesh =
+        MeshConfig::from_yaml("services:\n  big:\n    routes: [{ split: [{ cluster: big }] }]\n")
+            .unwrap();
+    mesh.clusters.insert(
+        "big".to_owned(),
+        ClusterConfig {
+            endpoints,
+            ..ClusterConfig::default()
+        },
+    );
+    let cp = ControlPlane::builder()
+        .mesh(mesh)
+        .xds_addr("127.0.0.1:0".parse().unwrap())
+        .admin_addr("127.0.0.1:0".parse().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let size = cp.published().resources[sinew_control_plane::generate::ENDPOINTS]["big"]
+        .any
+        .value
+        .len();
+    assert!(size > 4 << 20, "{size} bytes");
+    let client = within(
+        "the mesh",
+        sinew::mesh::Mesh::builder()
+            .control_plane(&format!("http://{}", cp.xds_addr()))
+            .build(),
+    )
+    .await
+    .unwrap();
+    let _big = client.http_client::<http_body_util::Empty<bytes::Bytes>>("big");
+    let mut versions = client.versions();
+    within("15,000 endpoints", async {
+        loop {
+            let seen = client.snapshot().to_config();
+            if seen.clusters.get("big").map(|c| c.endpoints.len()) == Some(15_000) {
+                break;
+            }
+            versions.changed().await.unwrap();
+        }
+    })
+    .await;
+}
