@@ -190,7 +190,11 @@ impl State {
                 self.publish_status.error = None;
                 self.publish_now();
             }
-            Err(error) => self.reject_mesh(format!("with the registrations: {error}")),
+            Err(error) => {
+                let error = format!("with the registrations: {error}");
+                self.fail(format!("mesh file: {error}"));
+                self.reject_mesh(error);
+            }
         }
     }
 

@@ -626,3 +626,44 @@ async fn sinew_control_plane_test_connect(xds: std::net::SocketAddr) -> bool {
         Ok(Ok(Some(_)))
     )
 }
+
+/// The HTTP/2 settings the ADS server announces first: the limit on
+/// concurrent streams per connection is among them.
+#[tokio::test]
+async fn ads_announces_its_streams_per_connection() {
+    let dir = scratch("streams");
+    mesh(&dir);
+    let limits = Limits {
+        max_streams_per_connection: 3,
+        ..Limits::default()
+    };
+    let cp = start_with(&dir, "127.0.0.1:0".parse().unwrap(), limits).await;
+    let mut connection = tokio::net::TcpStream::connect(cp.xds_addr()).await.unwrap();
+    // The client preface and an empty SETTINGS frame.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    connection.write_all(&hello).await.unwrap();
+    let mut header = [0u8; 9];
+    within("the server's settings", connection.read_exact(&mut header))
+        .await
+        .unwrap();
+    assert_eq!(header[3], 4, "a SETTINGS frame first");
+    let length =
+        usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+    let mut payload = vec![0u8; length];
+    within("the settings", connection.read_exact(&mut payload))
+        .await
+        .unwrap();
+    let settings: Vec<(u16, u32)> = payload
+        .chunks_exact(6)
+        .map(|s| {
+            (
+                u16::from_be_bytes([s[0], s[1]]),
+                u32::from_be_bytes([s[2], s[3], s[4], s[5]]),
+            )
+        })
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS is 0x3.
+    assert!(settings.contains(&(3, 3)), "{settings:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -291,3 +291,81 @@ async fn client_and_server_agree_on_the_largest_message() {
     })
     .await;
 }
+
+/// The value of `name`, a counter, in the recorder's snapshot.
+fn counter(snapshotter: &metrics_util::debugging::Snapshotter, name: &str) -> u64 {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .map(|(.., value)| match value {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum()
+}
+
+// Single-threaded (the default): the control plane's tasks record to
+// the recorder set on this thread.
+#[tokio::test]
+async fn failures_to_publish_or_store_show_in_health_and_metrics() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recorder = metrics::set_default_local_recorder(&recorder);
+    let dir = scratch("failures");
+    std::fs::write(dir.join("mesh.yaml"), "clusters:\n  c: {}\n").unwrap();
+    let cp = ControlPlane::builder()
+        .mesh_file(dir.join("mesh.yaml"))
+        .registry_store(dir.join("missing").join("registry.json"))
+        .token(TOKEN)
+        .xds_addr("127.0.0.1:0".parse().unwrap())
+        .admin_addr("127.0.0.1:0".parse().unwrap())
+        .reload_interval(std::time::Duration::from_millis(20))
+        .limits(sinew_control_plane::Limits {
+            max_message_bytes: 4096,
+            ..Default::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let (status, _) = register(&cp, "c", "127.0.0.1:80").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(
+        counter(
+            &snapshotter,
+            "sinew_control_plane_store_write_failures_total"
+        ) >= 1
+    );
+
+    // A file whose clusters no longer fit in one response: not published,
+    // and said so.
+    let version = cp.published().version;
+    let clusters: String = (0..100).map(|i| format!("  cluster-{i}: {{}}\n")).collect();
+    std::fs::write(dir.join("mesh.yaml"), format!("clusters:\n{clusters}")).unwrap();
+    let error = within("the rejection", async {
+        loop {
+            if let Some(error) = cp.mesh_file_status().error {
+                break error;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(error.contains("exceed the largest xDS message"), "{error}");
+    assert_eq!(cp.published().version, version);
+    let (_, health) = admin(&cp, Method::GET, "/v1/health", None, Value::Null).await;
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["publish"]["failures"], 1, "{health}");
+    assert!(
+        health["publish"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exceed")
+    );
+    assert_eq!(
+        counter(&snapshotter, "sinew_control_plane_publish_failures_total"),
+        1
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
