@@ -155,18 +155,50 @@ impl State {
             resources: ResourceSet::new(),
             publish,
         };
-        if let Err(error) = state.rebuild(state.mesh.clone()) {
-            // The file was validated alone and there are no registrations
-            // yet: this does not happen, but if it did the file is still
-            // what is served.
-            state.fail(format!("the mesh file: {error}"));
-        }
         let mut dropped = Vec::new();
+        let mut drop_lease = |id: &str, why: Invalid| {
+            tracing::warn!(lease = %id, %why, "a stored registration is dropped");
+            dropped.push(format!("lease {id}: {why}"));
+        };
+        // Fast: every lease checked alone, then the whole mesh validated
+        // once. Only when that fails (a store written by an older version,
+        // or edited) is each lease admitted in turn, cluster by cluster,
+        // to find the ones the mesh cannot take.
+        let mut admitted = Vec::new();
         for (id, registration) in stored {
-            if let Err(refusal) = state.admit(Some(id.clone()), registration, false) {
-                let (Refusal::Invalid(why) | Refusal::Full(why)) = refusal;
-                tracing::warn!(lease = %id, %why, "a stored registration is dropped");
-                dropped.push(format!("lease {id}: {why}"));
+            match registration.check() {
+                Ok(checked) => {
+                    let (total, in_cluster) = state.registry.counts(&checked.registration.name);
+                    if total >= state.limits.max_leases
+                        || in_cluster >= state.limits.max_leases_per_cluster
+                    {
+                        drop_lease(
+                            &id,
+                            Invalid {
+                                field: "name",
+                                message: "over the lease limits".to_owned(),
+                            },
+                        );
+                        continue;
+                    }
+                    admitted.push((id.clone(), checked.registration.clone()));
+                    state.registry.insert(id, checked);
+                }
+                Err(why) => drop_lease(&id, why),
+            }
+        }
+        if let Err(error) = state.rebuild(state.mesh.clone()) {
+            tracing::warn!(%error, "the stored registrations do not fit the mesh: admitting them one by one");
+            state.registry = Registry::default();
+            if let Err(error) = state.rebuild(state.mesh.clone()) {
+                state.fail(format!("the mesh file: {error}"));
+            }
+            for (id, registration) in admitted {
+                if let Err(Refusal::Invalid(why) | Refusal::Full(why)) =
+                    state.admit(Some(id.clone()), registration, false)
+                {
+                    drop_lease(&id, why);
+                }
             }
         }
         state.publish_now();
@@ -438,6 +470,23 @@ impl State {
         self.mesh = previous;
         Snapshot::build(config.clone(), 0)?;
         let set = resources(&config);
+        let largest = set
+            .values()
+            .flat_map(|m| m.iter())
+            .max_by_key(|(_, e)| e.any.value.len());
+        if let Some((name, e)) =
+            largest.filter(|(_, e)| e.any.value.len() > self.limits.max_message_bytes)
+        {
+            return Err(ConfigError::new(
+                name.clone(),
+                format!(
+                    "its {} resource ({} bytes) exceeds the largest xDS message ({} bytes)",
+                    crate::ads::short(&e.any.type_url),
+                    e.any.value.len(),
+                    self.limits.max_message_bytes
+                ),
+            ));
+        }
         for type_url in [CLUSTER, LISTENER] {
             let size: usize = set
                 .get(type_url)
@@ -491,5 +540,68 @@ impl State {
             clusters: self.clusters.clone(),
             resources: self.resources.clone(),
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::cluster_resources;
+    use sinew::config::EndpointConfig;
+
+    fn registration(port: u16) -> Registration {
+        Registration {
+            name: "c".to_owned(),
+            address: format!("127.0.0.1:{port}"),
+            locality: zone(port),
+            metadata: Default::default(),
+            ttl_seconds: None,
+        }
+    }
+
+    /// A zone of its own per endpoint, with a long name: an assignment
+    /// grows by some 250 bytes per endpoint.
+    fn zone(port: u16) -> sinew::config::Locality {
+        sinew::config::Locality {
+            region: String::new(),
+            zone: format!("{port:0>250}"),
+        }
+    }
+
+    /// A store whose leases do not all fit: the first ones are served,
+    /// the rest dropped, each with its reason.
+    #[tokio::test]
+    async fn a_store_that_does_not_fit_is_admitted_lease_by_lease() {
+        let size = |n: u16| {
+            let cluster = ClusterConfig {
+                endpoints: (1..=n)
+                    .map(|p| EndpointConfig {
+                        locality: zone(p),
+                        ..EndpointConfig::new(format!("127.0.0.1:{p}"))
+                    })
+                    .collect(),
+                ..ClusterConfig::default()
+            };
+            cluster_resources("c", &cluster)
+                .iter()
+                .map(|(_, e)| e.any.value.len())
+                .collect::<Vec<_>>()
+        };
+        // Room for the cluster and an assignment of two endpoints, not
+        // three.
+        let limit = size(2).into_iter().max().unwrap_or(0) + 64;
+        assert!(size(3)[1] > limit, "{:?} {limit}", size(3));
+        let limits = Limits {
+            max_message_bytes: limit,
+            ..Limits::default()
+        };
+        let stored = (1..=3)
+            .map(|p| (format!("l{p}"), registration(p)))
+            .collect();
+        let (state, published, dropped) = State::new(MeshConfig::default(), stored, limits);
+        assert_eq!(published.borrow().clusters["c"].endpoints.len(), 2);
+        assert_eq!(state.registry.leases().count(), 2);
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert!(dropped[0].starts_with("lease l3: name: "), "{dropped:?}");
     }
 }

@@ -381,6 +381,9 @@ async fn slow_clients_are_cut_off_and_connections_capped() {
     // A connection that never sends a byte is cut off too.
     let mut first = _first;
     until_closed(&mut first).await;
+    // And so is one kept alive after its answer, idle.
+    let rest = until_closed(&mut second).await;
+    assert!(!rest.is_empty(), "the rest of the answer, then the close");
     // Once the places are free, the API answers again.
     drop(second);
     within("the API answering again", async {
