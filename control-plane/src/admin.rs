@@ -1,19 +1,26 @@
 //! The admin and registration API: JSON over HTTP/1.1.
 //!
 //! Reads are open; registration and every other write needs
-//! `Authorization: Bearer <token>`. With no token configured, writes are
-//! refused unless the control plane was started with unauthenticated
-//! writes allowed on purpose.
+//! `Authorization: Bearer <token>` (the scheme in any case, the token
+//! compared in constant time) and `Content-Type: application/json`, which
+//! a web page cannot send to another origin without asking first: a form
+//! on some page cannot register endpoints, even with unauthenticated
+//! writes allowed. With no token configured, writes are refused unless
+//! the control plane was started with unauthenticated writes allowed on
+//! purpose.
 
 use crate::clients::Clients;
 use crate::registry::{Invalid, Registration};
-use crate::state::State;
+use crate::state::{Refusal, State};
+use crate::store::Store;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Serialize;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -37,6 +44,10 @@ pub struct Admin {
     pub(crate) access: WriteAccess,
     /// Wakes the lease expiry task when a lease is added.
     pub(crate) leases_changed: Arc<tokio::sync::Notify>,
+    /// Writes the registry to its file.
+    pub(crate) store: Store,
+    /// How long a request's body may take to arrive.
+    pub(crate) read_timeout: Duration,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -56,9 +67,24 @@ fn error(status: StatusCode, message: impl Into<String>) -> Reply {
     reply(status, json!({ "error": message.into() }))
 }
 
-/// Compares without stopping at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The credentials of an `Authorization: Bearer <token>` header; the
+/// scheme is case-insensitive (RFC 9110).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+}
+
+/// Whether the request says its body is JSON (`application/json`, with
+/// parameters or not).
+fn is_json<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
 impl Admin {
@@ -68,6 +94,12 @@ impl Admin {
 
     /// `None` when the caller may write; the refusal otherwise.
     fn refusal<B>(&self, request: &Request<B>) -> Option<Reply> {
+        if !is_json(request) {
+            return Some(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type: writes must be sent as `application/json`",
+            ));
+        }
         let token = match &self.access {
             WriteAccess::Anyone => return None,
             WriteAccess::Refused => {
@@ -82,9 +114,9 @@ impl Admin {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer);
         match presented {
-            Some(p) if same(p.as_bytes(), token.as_bytes()) => None,
+            Some(p) if bool::from(p.as_bytes().ct_eq(token.as_bytes())) => None,
             Some(_) => Some(error(StatusCode::UNAUTHORIZED, "wrong token")),
             None => Some(error(
                 StatusCode::UNAUTHORIZED,
@@ -112,7 +144,7 @@ impl Admin {
                 if let Some(denied) = self.refusal(&request) {
                     return denied;
                 }
-                let renewed = self.lock().registry.renew(id);
+                let renewed = self.lock().renew(id);
                 match renewed {
                     Some(ttl) => reply(
                         StatusCode::OK,
@@ -128,12 +160,19 @@ impl Admin {
                 if let Some(denied) = self.refusal(&request) {
                     return denied;
                 }
-                let mut state = self.lock();
-                if state.registry.deregister(id) {
-                    state.republish();
-                    reply(StatusCode::OK, json!({ "lease": id, "deregistered": true }))
-                } else {
-                    error(StatusCode::NOT_FOUND, format!("no lease `{id}`"))
+                let change = {
+                    let mut state = self.lock();
+                    state.deregister(id).then(|| state.registry.changes())
+                };
+                match change {
+                    Some(change) => {
+                        let stored = self.persist(change).await;
+                        reply(
+                            StatusCode::OK,
+                            json!({ "lease": id, "deregistered": true, "stored": stored }),
+                        )
+                    }
+                    None => error(StatusCode::NOT_FOUND, format!("no lease `{id}`")),
                 }
             }
             (
@@ -148,15 +187,34 @@ impl Admin {
         }
     }
 
+    /// Writes registry change `change` to the store; whether it was
+    /// (`true` also without a store).
+    async fn persist(&self, change: u64) -> bool {
+        self.store
+            .persist(change, Duration::from_secs(10))
+            .await
+            .is_ok()
+    }
+
     fn health(&self) -> Reply {
         let state = self.lock();
         let published = state.published();
+        let store = self.store.status();
+        // Serving, always (the last good version stays in force); degraded
+        // while something could not be taken, published or stored.
+        let degraded = state.mesh_status.error.is_some()
+            || state.publish_status.error.is_some()
+            || store.error.is_some()
+            || !store.dropped.is_empty();
         reply(
             StatusCode::OK,
             json!({
-                "status": "serving",
+                "status": if degraded { "degraded" } else { "serving" },
                 "version": published.version,
                 "mesh_file": state.mesh_status,
+                "publish": state.publish_status,
+                "store": store,
+                "leases": state.registry.leases().count(),
                 "clients": self.clients.list().len(),
             }),
         )
@@ -164,12 +222,13 @@ impl Admin {
 
     fn services(&self) -> Reply {
         let published = self.lock().published();
+        let config = published.config();
         reply(
             StatusCode::OK,
             json!({
                 "version": published.version,
-                "services": published.config.services,
-                "clusters": published.config.clusters,
+                "services": config.services,
+                "clusters": config.clusters,
             }),
         )
     }
@@ -194,38 +253,72 @@ impl Admin {
     }
 
     async fn register(&self, body: hyper::body::Incoming) -> Reply {
-        let bytes = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
+        let read = Limited::new(body, MAX_BODY).collect();
+        let bytes = match tokio::time::timeout(self.read_timeout, read).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) => {
                 return error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("the body is larger than {MAX_BODY} bytes or could not be read"),
                 );
             }
-        };
-        let registration: Registration = match serde_json::from_slice(&bytes) {
-            Ok(r) => r,
-            Err(e) => {
+            Err(_) => {
                 return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid registration: {e}"),
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {} s",
+                        self.read_timeout.as_secs()
+                    ),
                 );
             }
         };
-        let mut state = self.lock();
-        match state.registry.register(registration) {
-            Ok((id, ttl)) => {
-                state.republish();
-                drop(state);
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid registration: body: must be a JSON object",
+            );
+        }
+        let mut reader = serde_json::Deserializer::from_slice(&bytes);
+        let registration: Registration = match serde_path_to_error::deserialize(&mut reader) {
+            Ok(r) => r,
+            Err(e) => {
+                let path = e.path().to_string();
+                // The body as a whole when no field is to blame.
+                let field = if path == "." { "body".to_owned() } else { path };
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid registration: {field}: {}", e.inner()),
+                );
+            }
+        };
+        if let Err(e) = reader.end() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid registration: body: {e}"),
+            );
+        }
+        let registered = {
+            let mut state = self.lock();
+            state
+                .register(registration)
+                .map(|granted| (granted, state.registry.changes()))
+        };
+        match registered {
+            Ok(((id, ttl), change)) => {
                 self.leases_changed.notify_one();
+                let stored = self.persist(change).await;
                 reply(
                     StatusCode::CREATED,
-                    json!({ "lease": id, "ttl_seconds": ttl.as_secs() }),
+                    json!({ "lease": id, "ttl_seconds": ttl.as_secs(), "stored": stored }),
                 )
             }
-            Err(Invalid { field, message }) => error(
+            Err(Refusal::Invalid(Invalid { field, message })) => error(
                 StatusCode::BAD_REQUEST,
                 format!("invalid registration: {field}: {message}"),
+            ),
+            Err(Refusal::Full(Invalid { field, message })) => error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("registration refused: {field}: {message}"),
             ),
         }
     }
@@ -245,9 +338,9 @@ pub(crate) async fn expire_leases(admin: Admin) {
             () = wait => {}
             () = admin.leases_changed.notified() => continue,
         }
-        let mut state = admin.lock();
-        if state.registry.expire(tokio::time::Instant::now()) {
-            state.republish();
+        let expired = admin.lock().expire(tokio::time::Instant::now());
+        if expired {
+            admin.store.wake();
         }
     }
 }

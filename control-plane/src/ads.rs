@@ -8,6 +8,7 @@
 
 use crate::clients::{Clients, Nack};
 use crate::generate::{CLUSTER, LISTENER, PUSH_ORDER};
+use crate::limits::{Limits, truncate};
 use crate::state::Published;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
@@ -33,6 +34,7 @@ pub struct Ads {
     streams: Arc<AtomicU64>,
     /// Set when the control plane stops: every stream ends.
     stop: watch::Receiver<bool>,
+    limits: Limits,
 }
 
 impl Ads {
@@ -40,12 +42,14 @@ impl Ads {
         published: watch::Receiver<Arc<Published>>,
         clients: Clients,
         stop: watch::Receiver<bool>,
+        limits: Limits,
     ) -> Self {
         Self {
             published,
             clients,
             streams: Arc::default(),
             stop,
+            limits,
         }
     }
 }
@@ -64,9 +68,11 @@ struct Subscription {
     version: String,
     /// Whether anything was sent yet.
     answered: bool,
+    /// The nonce last NACKed: a client repeating a NACK is logged once.
+    nacked: String,
 }
 
-fn short(type_url: &str) -> &str {
+pub(crate) fn short(type_url: &str) -> &str {
     type_url.rsplit('.').next().unwrap_or(type_url)
 }
 
@@ -80,32 +86,53 @@ struct StreamTask {
     subscriptions: HashMap<&'static str, Subscription>,
     nonces: u64,
     out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    limits: Limits,
 }
 
 impl StreamTask {
     /// Handles one request: records its ACK or NACK, takes its names, and
     /// answers what the client does not have yet.
     async fn on_request(&mut self, request: DiscoveryRequest, published: &Published) -> bool {
+        if request.resource_names.len() > self.limits.max_resource_names {
+            let status = Status::invalid_argument(format!(
+                "resource_names: {} names, more than the {} allowed in one request",
+                request.resource_names.len(),
+                self.limits.max_resource_names
+            ));
+            let _ = self.out.send(Err(status)).await;
+            return false;
+        }
         let Some(type_url) = PUSH_ORDER.iter().find(|t| **t == request.type_url) else {
-            tracing::debug!(type_url = %request.type_url, "ignoring a request for an unknown type");
+            tracing::debug!(
+                type_url = %truncate(&request.type_url, 256),
+                "ignoring a request for an unknown type"
+            );
             return true;
         };
         if let Some(node) = &request.node {
+            let max = self.limits.max_node_id_bytes;
             self.clients.update(self.id, |c| {
                 if c.node_id.is_empty() {
-                    c.node_id = node.id.clone();
-                    c.user_agent = node.user_agent_name.clone();
+                    c.node_id = truncate(&node.id, max);
+                    c.user_agent = truncate(&node.user_agent_name, max);
                 }
             });
         }
         let sub = self.subscriptions.entry(type_url).or_default();
         if !request.response_nonce.is_empty() && request.response_nonce == sub.nonce {
             let short = short(type_url).to_owned();
-            let acked = request.version_info.clone();
+            let acked = truncate(&request.version_info, 64);
             let rejected = sub.version.clone();
-            let error = request.error_detail.map(|e| e.message);
+            let max = self.limits.max_nack_message_bytes;
+            let error = request.error_detail.map(|e| truncate(&e.message, max));
             if let Some(message) = &error {
-                tracing::warn!(stream = self.id, r#type = %short, version = %rejected, %message, "NACK");
+                if sub.nacked == request.response_nonce {
+                    // The same NACK again: recorded, not logged again.
+                    tracing::debug!(stream = self.id, r#type = %short, version = %rejected, "NACK repeated");
+                } else {
+                    sub.nacked = request.response_nonce.clone();
+                    tracing::warn!(stream = self.id, r#type = %short, version = %rejected, error = %message, "NACK");
+                }
             }
             self.clients.update(self.id, |c| {
                 let view = c.types.entry(short).or_default();
@@ -159,7 +186,7 @@ impl StreamTask {
         } else {
             sub.names.iter().collect()
         };
-        let resources: Vec<(&String, &crate::generate::Encoded)> = if full_state(type_url) {
+        let resources: Vec<(&String, &Arc<crate::generate::Encoded>)> = if full_state(type_url) {
             let present: Vec<_> = wanted
                 .iter()
                 .filter_map(|n| current.get(*n).map(|e| (*n, e)))
@@ -240,6 +267,7 @@ impl AggregatedDiscoveryService for Ads {
         let mut published = self.published.clone();
         let mut stop = self.stop.clone();
         let clients = self.clients.clone();
+        let limits = self.limits.clone();
         clients.opened(id, peer);
         tokio::spawn(async move {
             let mut task = StreamTask {
@@ -248,6 +276,7 @@ impl AggregatedDiscoveryService for Ads {
                 subscriptions: HashMap::new(),
                 nonces: 0,
                 out,
+                limits,
             };
             loop {
                 tokio::select! {
@@ -258,7 +287,13 @@ impl AggregatedDiscoveryService for Ads {
                                 break;
                             }
                         }
-                        Ok(None) | Err(_) => break,
+                        Ok(None) => break,
+                        // Undecodable or too large: the client is told why.
+                        Err(status) => {
+                            tracing::debug!(stream = id, %status, "a request could not be read");
+                            let _ = task.out.send(Err(status)).await;
+                            break;
+                        }
                     },
                     changed = published.changed() => {
                         if changed.is_err() {

@@ -11,13 +11,14 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     cluster::{
         ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig,
         LbPolicy as EnvoyLb, RingHashLbConfig,
+        common_lb_config::{LocalityConfigSpecifier, ZoneAwareLbConfig},
     },
     load_balancing_policy::Policy,
 };
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, HealthStatus, Http2ProtocolOptions,
-    Locality as PbLocality, SocketAddress, TypedExtensionConfig, address,
-    config_source::ConfigSourceSpecifier, socket_address::PortSpecifier,
+    Locality as PbLocality, Metadata, SocketAddress, TransportSocket, TypedExtensionConfig,
+    address, config_source::ConfigSourceSpecifier, socket_address::PortSpecifier, transport_socket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -41,18 +42,24 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
+    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
+};
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatcher, StringMatcher, string_matcher::MatchPattern,
 };
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, Percent};
 use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration, UInt32Value, UInt64Value};
+use envoy_types::pb::google::protobuf::{Struct, Value, value};
 use prost::Message;
 use sinew::config::{
-    ClusterConfig, EndpointConfig, FaultConfig, Health, LbPolicy, MeshConfig,
-    OutlierDetectionConfig, PathMatch, Protocol, RouteConfig,
+    ClusterConfig, EndpointConfig, FaultConfig, Health, LbPolicy, LocalityLbConfig, MeshConfig,
+    OutlierDetectionConfig, PathMatch, Protocol, RouteConfig, ServiceConfig,
 };
 use sinew::retry::RetryConfig;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The four resource types, by their type URLs.
@@ -73,6 +80,8 @@ const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_con
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 const FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
 const FAULT_FILTER: &str = "envoy.filters.http.fault";
+const UPSTREAM_TLS: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 /// Sinew's P2C Peak-EWMA policy, as Sinew's discovery client reads it.
 pub const P2C_EWMA: &str = "type.googleapis.com/sinew.lb.v1.P2cEwma";
 const LEAST_REQUEST: &str =
@@ -89,38 +98,71 @@ pub struct Encoded {
     pub any: Any,
 }
 
-/// Every resource of the mesh, per type URL, then per name.
-pub type ResourceSet = BTreeMap<&'static str, BTreeMap<String, Encoded>>;
+/// Every resource of the mesh, per type URL, then per name; shared, so
+/// that a version differing in one cluster from the last copies only
+/// pointers.
+pub type ResourceSet = BTreeMap<&'static str, BTreeMap<String, Arc<Encoded>>>;
+
+fn encoded(type_url: &'static str, value: Vec<u8>) -> Arc<Encoded> {
+    let version = hash(&value);
+    Arc::new(Encoded {
+        version,
+        any: Any {
+            type_url: type_url.to_owned(),
+            value,
+        },
+    })
+}
+
+/// A service's Listener and RouteConfiguration.
+pub fn service_resources(name: &str, service: &ServiceConfig) -> [(&'static str, Arc<Encoded>); 2] {
+    [
+        (
+            LISTENER,
+            encoded(LISTENER, listener(name, &service.routes).encode_to_vec()),
+        ),
+        (
+            ROUTE,
+            encoded(
+                ROUTE,
+                route_configuration(name, &service.routes).encode_to_vec(),
+            ),
+        ),
+    ]
+}
+
+/// A cluster's Cluster and ClusterLoadAssignment.
+pub fn cluster_resources(name: &str, cluster: &ClusterConfig) -> [(&'static str, Arc<Encoded>); 2] {
+    [
+        (
+            CLUSTER,
+            encoded(CLUSTER, cluster_resource(name, cluster).encode_to_vec()),
+        ),
+        (
+            ENDPOINTS,
+            encoded(
+                ENDPOINTS,
+                assignment(name, &cluster.endpoints).encode_to_vec(),
+            ),
+        ),
+    ]
+}
 
 /// The resources of `mesh` (already validated).
 pub fn resources(mesh: &MeshConfig) -> ResourceSet {
     let mut set: ResourceSet = PUSH_ORDER.iter().map(|t| (*t, BTreeMap::new())).collect();
-    let mut put = |type_url: &'static str, name: &str, message: &dyn Fn() -> Vec<u8>| {
-        let value = message();
-        let any = Any {
-            type_url: type_url.to_owned(),
-            value,
-        };
-        let version = hash(&any.value);
-        if let Some(of_type) = set.get_mut(type_url) {
-            of_type.insert(name.to_owned(), Encoded { version, any });
+    let mut put = |name: &str, pairs: [(&'static str, Arc<Encoded>); 2]| {
+        for (type_url, e) in pairs {
+            if let Some(of_type) = set.get_mut(type_url) {
+                of_type.insert(name.to_owned(), e);
+            }
         }
     };
     for (name, service) in &mesh.services {
-        put(LISTENER, name, &|| {
-            listener(name, &service.routes).encode_to_vec()
-        });
-        put(ROUTE, name, &|| {
-            route_configuration(name, &service.routes).encode_to_vec()
-        });
+        put(name, service_resources(name, service));
     }
     for (name, cluster) in &mesh.clusters {
-        put(CLUSTER, name, &|| {
-            cluster_resource(name, cluster).encode_to_vec()
-        });
-        put(ENDPOINTS, name, &|| {
-            assignment(name, &cluster.endpoints).encode_to_vec()
-        });
+        put(name, cluster_resources(name, cluster));
     }
     set
 }
@@ -477,10 +519,74 @@ fn cluster_resource(name: &str, c: &ClusterConfig) -> Cluster {
             healthy_panic_threshold: Some(Percent {
                 value: f64::from(c.locality_lb.panic_threshold_percent),
             }),
+            // Envoy routes to the local zone by default: said only when
+            // it is off.
+            locality_config_specifier: (!c.locality_lb.prefer_local_zone).then(|| {
+                LocalityConfigSpecifier::ZoneAwareLbConfig(ZoneAwareLbConfig {
+                    routing_enabled: Some(Percent { value: 0.0 }),
+                    ..ZoneAwareLbConfig::default()
+                })
+            }),
             ..CommonLbConfig::default()
         }),
+        metadata: sinew_metadata(c),
+        transport_socket: (!c.identities.is_empty()).then(|| upstream_tls(&c.identities)),
         http2_protocol_options: (c.protocol == Protocol::Http2).then(Http2ProtocolOptions::default),
         ..Cluster::default()
+    }
+}
+
+/// What Envoy's Cluster has no field for, under the `sinew` filter
+/// metadata: the failover threshold (Envoy's overprovisioning factor
+/// lives in each assignment, and is read by no proxyless client).
+fn sinew_metadata(c: &ClusterConfig) -> Option<Metadata> {
+    let threshold = c.locality_lb.failover_threshold_percent;
+    if threshold == LocalityLbConfig::default().failover_threshold_percent {
+        return None;
+    }
+    let fields = [(
+        "failover_threshold_percent".to_owned(),
+        Value {
+            kind: Some(value::Kind::NumberValue(f64::from(threshold))),
+        },
+    )];
+    let mut metadata = Metadata::default();
+    metadata.filter_metadata.insert(
+        "sinew".to_owned(),
+        Struct {
+            fields: fields.into_iter().collect(),
+        },
+    );
+    Some(metadata)
+}
+
+/// The identities the endpoints may present, as exact URI SAN matchers
+/// of an `UpstreamTlsContext` (certificates come with the identity work).
+fn upstream_tls(identities: &[String]) -> TransportSocket {
+    let validation = CertificateValidationContext {
+        match_typed_subject_alt_names: identities
+            .iter()
+            .map(|id| SubjectAltNameMatcher {
+                san_type: SanType::Uri as i32,
+                matcher: Some(string_matcher(MatchPattern::Exact(id.clone()))),
+                ..SubjectAltNameMatcher::default()
+            })
+            .collect(),
+        ..CertificateValidationContext::default()
+    };
+    let tls = UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            validation_context_type: Some(ValidationContextType::ValidationContext(validation)),
+            ..CommonTlsContext::default()
+        }),
+        ..UpstreamTlsContext::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_owned(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack(
+            UPSTREAM_TLS,
+            &tls,
+        ))),
     }
 }
 

@@ -22,9 +22,15 @@
 pub mod admin;
 pub mod ads;
 pub mod clients;
+mod files;
 pub mod generate;
+mod limits;
+mod listen;
 pub mod registry;
+mod served;
 mod server;
 pub mod state;
+pub mod store;
 
+pub use limits::{DEFAULT_MAX_MESSAGE_BYTES, Limits};
 pub use server::{ControlPlane, ControlPlaneBuilder, StartError, check_mesh_file};

@@ -1,15 +1,16 @@
 //! The service registry: instances registered over the admin API, each
 //! under a lease that heartbeats renew and that expires after its TTL.
-//! Registrations are kept in a file, written on every registration,
-//! deregistration and expiry (not on renewals): after a restart every
-//! stored lease gets a full TTL again, so instances that are still alive
-//! renew it and those that died meanwhile expire one TTL later.
+//! Registrations are kept in a file, written after every registration,
+//! deregistration and expiry (not on renewals) by the store task, outside
+//! any lock: after a restart every stored lease gets a full TTL again, so
+//! instances that are still alive renew it and those that died meanwhile
+//! expire one TTL later.
 
 use serde::{Deserialize, Serialize};
 use sinew::config::{EndpointConfig, Locality};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -129,123 +130,216 @@ impl Registration {
     }
 }
 
+/// A registration checked, with its address parsed (and written the one
+/// way [`SocketAddr`] writes it) and its TTL.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The registration, its address normalised.
+    pub registration: Registration,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its TTL.
+    pub ttl: Duration,
+}
+
+impl Registration {
+    /// Validates and normalises: `[0:0:0:0:0:0:0:1]:80` and `[::1]:80`
+    /// are one address, written `[::1]:80`.
+    pub fn check(mut self) -> Result<Checked, Invalid> {
+        let ttl = self.validate()?;
+        let addr: SocketAddr = self
+            .address
+            .parse()
+            .map_err(|_| invalid("address", "not an ip:port address"))?;
+        self.address = addr.to_string();
+        Ok(Checked {
+            registration: self,
+            addr,
+            ttl,
+        })
+    }
+}
+
 /// A live lease.
 #[derive(Clone, Debug)]
 pub struct Lease {
-    /// The registration it holds.
+    /// The registration it holds (its address normalised).
     pub registration: Registration,
+    /// Its address.
+    pub addr: SocketAddr,
     /// Its TTL.
     pub ttl: Duration,
     /// When it expires unless renewed.
     pub expires: Instant,
 }
 
-/// The registry's leases, by lease id.
+/// The registry's leases, by lease id, with indexes that keep every
+/// change at O(log n): by cluster and address, and by expiry.
 #[derive(Debug, Default)]
 pub struct Registry {
     leases: HashMap<String, Lease>,
-    store: Option<PathBuf>,
+    members: HashMap<String, BTreeMap<SocketAddr, String>>,
+    expiries: BTreeSet<(Instant, String)>,
+    /// Counts the changes the store must see (not renewals).
+    changes: u64,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Stored {
-    leases: BTreeMap<String, Registration>,
+struct Stored<T> {
+    leases: BTreeMap<String, T>,
+}
+
+/// Reads a registry store: its leases by id, each one decoded alone (a
+/// lease that does not decode is reported, not fatal). A missing file is
+/// an empty store; an unreadable one, or one that is not a store, an
+/// error.
+pub fn read_store(path: &Path) -> Result<StoredLeases, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StoredLeases::default()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let stored: Stored<serde_json::Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{} is not a registry store: {e}", path.display()))?;
+    let mut leases = StoredLeases::default();
+    for (id, value) in stored.leases {
+        match serde_json::from_value::<Registration>(value) {
+            Ok(registration) => leases.valid.push((id, registration)),
+            Err(e) => leases.dropped.push(format!("lease {id}: {e}")),
+        }
+    }
+    Ok(leases)
+}
+
+/// What a store held.
+#[derive(Debug, Default)]
+pub struct StoredLeases {
+    /// The leases that decode, by id.
+    pub valid: Vec<(String, Registration)>,
+    /// Why the others were dropped.
+    pub dropped: Vec<String>,
 }
 
 impl Registry {
-    /// A registry kept in `store` (read now if it exists), or only in
-    /// memory.
-    pub fn open(store: Option<PathBuf>) -> Result<Self, String> {
-        let mut registry = Self {
-            leases: HashMap::new(),
-            store,
-        };
-        let Some(path) = &registry.store else {
-            return Ok(registry);
-        };
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(registry),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        let stored: Stored = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{} is not a registry store: {e}", path.display()))?;
-        let now = Instant::now();
-        for (id, registration) in stored.leases {
-            // A stored registration that no longer validates is dropped.
-            if let Ok(ttl) = registration.validate() {
-                let expires = now + ttl;
-                registry.leases.insert(
-                    id,
-                    Lease {
-                        registration,
-                        ttl,
-                        expires,
-                    },
-                );
-            }
-        }
-        Ok(registry)
+    /// The lease a cluster holds for `addr`, if any.
+    pub fn member(&self, name: &str, addr: &SocketAddr) -> Option<&String> {
+        self.members.get(name).and_then(|m| m.get(addr))
     }
 
-    /// Registers an instance; returns its lease id and TTL. Registering
-    /// the same name and address again replaces the earlier lease.
-    pub fn register(&mut self, registration: Registration) -> Result<(String, Duration), Invalid> {
-        let ttl = registration.validate()?;
-        self.leases.retain(|_, l| {
-            l.registration.name != registration.name
-                || l.registration.address != registration.address
-        });
-        let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    /// Leases in all, and in `name`'s cluster.
+    pub fn counts(&self, name: &str) -> (usize, usize) {
+        (
+            self.leases.len(),
+            self.members.get(name).map_or(0, BTreeMap::len),
+        )
+    }
+
+    /// The registrations in `name`'s cluster, by address.
+    pub fn members(&self, name: &str) -> impl Iterator<Item = &Lease> {
+        self.members
+            .get(name)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(|id| self.leases.get(id))
+    }
+
+    /// The clusters with registrations.
+    pub fn clusters(&self) -> impl Iterator<Item = &String> {
+        self.members.keys()
+    }
+
+    /// Adds a checked registration under `id`, replacing the lease the
+    /// same name and address held.
+    pub fn insert(&mut self, id: String, checked: Checked) {
+        let Checked {
+            registration,
+            addr,
+            ttl,
+        } = checked;
+        if let Some(old) = self.member(&registration.name, &addr).cloned() {
+            self.remove(&old);
+        }
         let expires = Instant::now() + ttl;
+        self.members
+            .entry(registration.name.clone())
+            .or_default()
+            .insert(addr, id.clone());
+        self.expiries.insert((expires, id.clone()));
         self.leases.insert(
-            id.clone(),
+            id,
             Lease {
                 registration,
+                addr,
                 ttl,
                 expires,
             },
         );
-        self.save();
-        Ok((id, ttl))
+        self.changes += 1;
+    }
+
+    /// A new lease id.
+    pub fn new_id() -> String {
+        format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
     }
 
     /// Renews a lease; `None` when it is unknown or has expired.
     pub fn renew(&mut self, id: &str) -> Option<Duration> {
         let lease = self.leases.get_mut(id)?;
+        self.expiries.remove(&(lease.expires, id.to_owned()));
         lease.expires = Instant::now() + lease.ttl;
+        self.expiries.insert((lease.expires, id.to_owned()));
         Some(lease.ttl)
     }
 
-    /// Ends a lease; false when it is unknown.
-    pub fn deregister(&mut self, id: &str) -> bool {
-        let removed = self.leases.remove(id).is_some();
-        if removed {
-            self.save();
-        }
-        removed
+    /// Ends a lease; its cluster's name, `None` when it is unknown.
+    pub fn deregister(&mut self, id: &str) -> Option<String> {
+        let name = self.remove(id)?;
+        self.changes += 1;
+        Some(name)
     }
 
-    /// Removes the leases that have expired by `now`; true if any did.
-    pub fn expire(&mut self, now: Instant) -> bool {
-        let before = self.leases.len();
-        self.leases.retain(|id, l| {
-            let alive = l.expires > now;
-            if !alive {
-                tracing::info!(lease = %id, name = %l.registration.name, address = %l.registration.address, "lease expired");
+    fn remove(&mut self, id: &str) -> Option<String> {
+        let lease = self.leases.remove(id)?;
+        self.expiries.remove(&(lease.expires, id.to_owned()));
+        let name = lease.registration.name;
+        if let Some(members) = self.members.get_mut(&name) {
+            members.remove(&lease.addr);
+            if members.is_empty() {
+                self.members.remove(&name);
             }
-            alive
-        });
-        let expired = self.leases.len() != before;
-        if expired {
-            self.save();
         }
-        expired
+        Some(name)
+    }
+
+    /// Removes the leases that have expired by `now`; the clusters they
+    /// were in.
+    pub fn expire(&mut self, now: Instant) -> BTreeSet<String> {
+        let mut clusters = BTreeSet::new();
+        while let Some((at, id)) = self.expiries.first().cloned() {
+            if at > now {
+                break;
+            }
+            if let Some(lease) = self.leases.get(&id) {
+                tracing::info!(lease = %id, name = %lease.registration.name, address = %lease.registration.address, "lease expired");
+            }
+            match self.remove(&id) {
+                Some(name) => {
+                    clusters.insert(name);
+                }
+                None => {
+                    self.expiries.remove(&(at, id));
+                }
+            }
+        }
+        if !clusters.is_empty() {
+            self.changes += 1;
+        }
+        clusters
     }
 
     /// When the next lease expires.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.leases.values().map(|l| l.expires).min()
+        self.expiries.first().map(|(at, _)| *at)
     }
 
     /// The leases, by id.
@@ -253,27 +347,21 @@ impl Registry {
         self.leases.iter()
     }
 
-    fn save(&self) {
-        let Some(path) = &self.store else {
-            return;
-        };
+    /// Counts the changes the store must see.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The store's contents.
+    pub fn to_store(&self) -> Result<Vec<u8>, String> {
         let stored = Stored {
             leases: self
                 .leases
                 .iter()
-                .map(|(id, l)| (id.clone(), l.registration.clone()))
+                .map(|(id, l)| (id.clone(), &l.registration))
                 .collect(),
         };
-        let result = serde_json::to_vec_pretty(&stored)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                let temporary = path.with_extension("tmp");
-                std::fs::write(&temporary, bytes)?;
-                std::fs::rename(&temporary, path)
-            });
-        if let Err(error) = result {
-            tracing::warn!(path = %path.display(), %error, "cannot write the registry store");
-        }
+        serde_json::to_vec_pretty(&stored).map_err(|e| e.to_string())
     }
 }
 
@@ -320,57 +408,82 @@ mod tests {
         assert_eq!(field(|r| r.ttl_seconds = Some(3601)), Some("ttl_seconds"));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn leases_expire_unless_renewed_and_reregistering_replaces() {
-        let mut registry = Registry::default();
-        let (a, ttl) = registry
-            .register(registration("reviews", "127.0.0.1:80"))
-            .unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!(ttl, Duration::from_secs(10));
-        let (b, _) = registry
-            .register(registration("reviews", "127.0.0.1:81"))
-            .unwrap_or_else(|e| unreachable!("{e}"));
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert_eq!(registry.renew(&a), Some(ttl));
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert!(registry.expire(Instant::now()), "b ran out");
-        assert_eq!(registry.renew(&b), None);
-        assert!(registry.renew(&a).is_some(), "a was renewed");
-        // The same name and address again: one lease, the new one.
-        let (c, _) = registry
-            .register(registration("reviews", "127.0.0.1:80"))
-            .unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!(registry.leases().count(), 1);
-        assert_eq!(registry.renew(&a), None);
-        assert!(registry.deregister(&c));
-        assert!(!registry.deregister(&c));
+    fn register(registry: &mut Registry, r: Registration) -> String {
+        let id = Registry::new_id();
+        let checked = r.check().unwrap_or_else(|e| unreachable!("{e}"));
+        registry.insert(id.clone(), checked);
+        id
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_store_keeps_registrations_across_a_restart_with_a_fresh_ttl() {
+    async fn leases_expire_unless_renewed_and_reregistering_replaces() {
+        let mut registry = Registry::default();
+        let a = register(&mut registry, registration("reviews", "127.0.0.1:80"));
+        let b = register(&mut registry, registration("reviews", "127.0.0.1:81"));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(registry.renew(&a), Some(Duration::from_secs(10)));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let expired = registry.expire(Instant::now());
+        assert_eq!(expired.into_iter().collect::<Vec<_>>(), ["reviews"]);
+        assert_eq!(registry.renew(&b), None);
+        assert!(registry.renew(&a).is_some(), "a was renewed");
+        // The same name and address again: one lease, the new one.
+        let c = register(&mut registry, registration("reviews", "127.0.0.1:80"));
+        assert_eq!(registry.leases().count(), 1);
+        assert_eq!(registry.renew(&a), None);
+        assert_eq!(registry.deregister(&c).as_deref(), Some("reviews"));
+        assert_eq!(registry.deregister(&c), None);
+        assert_eq!(registry.next_expiry(), None);
+    }
+
+    #[test]
+    fn addresses_are_normalised() {
+        let one = registration("reviews", "[0:0:0:0:0:0:0:1]:80")
+            .check()
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(one.registration.address, "[::1]:80");
+        let mut registry = Registry::default();
+        let first = register(&mut registry, registration("reviews", "[::1]:80"));
+        let second = register(
+            &mut registry,
+            registration("reviews", "[0:0:0:0:0:0:0:1]:80"),
+        );
+        assert_ne!(first, second);
+        assert_eq!(registry.members("reviews").count(), 1);
+        assert_eq!(registry.counts("reviews"), (1, 1));
+    }
+
+    #[test]
+    fn a_store_keeps_leases_and_reports_the_ones_it_cannot_read() {
         let path = std::env::temp_dir().join(format!(
             "sinew-registry-{}-{}.json",
             std::process::id(),
             fastrand::u64(..)
         ));
-        let mut registry =
-            Registry::open(Some(path.clone())).unwrap_or_else(|e| unreachable!("{e}"));
-        let (id, _) = registry
-            .register(registration("reviews", "127.0.0.1:80"))
-            .unwrap_or_else(|e| unreachable!("{e}"));
-        tokio::time::advance(Duration::from_secs(9)).await;
-        drop(registry);
-        let mut reopened =
-            Registry::open(Some(path.clone())).unwrap_or_else(|e| unreachable!("{e}"));
-        tokio::time::advance(Duration::from_secs(9)).await;
+        let mut registry = Registry::default();
+        let id = register(&mut registry, registration("reviews", "127.0.0.1:80"));
+        let bytes = registry.to_store().unwrap_or_else(|e| unreachable!("{e}"));
+        std::fs::write(&path, bytes).unwrap_or_else(|e| unreachable!("{e}"));
+        let read = read_store(&path).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(read.valid.len(), 1);
+        assert_eq!(read.valid[0].0, id);
+        std::fs::write(
+            &path,
+            r#"{"leases": {"a": {"name": "x", "address": 5}, "b": {"name": "y", "address": "127.0.0.1:1"}}}"#,
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let read = read_store(&path).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(read.valid.len(), 1);
+        assert_eq!(read.dropped.len(), 1);
         assert!(
-            !reopened.expire(Instant::now()),
-            "a full TTL from the restart"
+            read.dropped[0].starts_with("lease a: "),
+            "{:?}",
+            read.dropped
         );
-        assert!(reopened.renew(&id).is_some());
         std::fs::write(&path, "not json").unwrap_or_else(|e| unreachable!("{e}"));
-        let error = Registry::open(Some(path.clone())).err().unwrap_or_default();
+        let error = read_store(&path).err().unwrap_or_default();
         assert!(error.contains("is not a registry store"), "{error}");
         let _ = std::fs::remove_file(&path);
+        assert!(read_store(&path).is_ok_and(|r| r.valid.is_empty()));
     }
 }

@@ -4,8 +4,10 @@
 use crate::admin::{Admin, WriteAccess, expire_leases};
 use crate::ads::Ads;
 use crate::clients::{ClientView, Clients};
-use crate::registry::Registry;
+use crate::limits::Limits;
+use crate::registry::read_store;
 use crate::state::{MeshFileStatus, Published, State};
+use crate::store::Store;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use hyper_util::rt::TokioIo;
 use sinew::config::{MeshConfig, SettledFile, Snapshot};
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 /// Why the control plane could not start.
@@ -50,10 +52,22 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Reads and validates a mesh file, with the errors `sinew check` prints.
+/// Reads and validates a mesh file, with the errors `sinew check` prints:
+/// those of the library, and a field xDS would not carry.
 pub fn check_mesh_file(path: &Path) -> Result<MeshConfig, ConfigError> {
-    let config = MeshConfig::from_file(path)?;
+    let contents = std::fs::read(path).map_err(|e| {
+        ConfigError::new(
+            "config_file",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    check_mesh(path, &contents)
+}
+
+fn check_mesh(path: &Path, contents: &[u8]) -> Result<MeshConfig, ConfigError> {
+    let config = MeshConfig::from_file_contents(path, contents)?;
     Snapshot::build(config.clone(), 0)?;
+    crate::served::check(&config)?;
     Ok(config)
 }
 
@@ -67,6 +81,7 @@ pub struct ControlPlaneBuilder {
     xds_addr: SocketAddr,
     admin_addr: SocketAddr,
     reload_interval: Duration,
+    limits: Limits,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -79,6 +94,7 @@ impl Default for ControlPlaneBuilder {
             xds_addr: SocketAddr::from(([127, 0, 0, 1], 18000)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 18001)),
             reload_interval: Duration::from_secs(1),
+            limits: Limits::default(),
         }
     }
 }
@@ -136,6 +152,13 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// The limits on leases, connections, streams and what clients send.
+    /// Default: [`Limits::default`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Reads the mesh file and the registry store, binds both addresses
     /// and starts serving.
     pub async fn start(self) -> Result<ControlPlane, StartError> {
@@ -147,17 +170,19 @@ impl ControlPlaneBuilder {
                         format!("cannot read {}: {e}", path.display()),
                     ))
                 })?;
-                let mesh = MeshConfig::from_file_contents(path, &contents)
-                    .and_then(|m| Snapshot::build(m.clone(), 0).map(|_| m))
-                    .map_err(StartError::MeshFile)?;
+                let mesh = check_mesh(path, &contents).map_err(StartError::MeshFile)?;
                 (mesh, contents)
             }
             None => {
                 Snapshot::build(self.mesh.clone(), 0).map_err(StartError::MeshFile)?;
+                crate::served::check(&self.mesh).map_err(StartError::MeshFile)?;
                 (self.mesh, Vec::new())
             }
         };
-        let registry = Registry::open(self.store).map_err(StartError::Store)?;
+        let stored = match &self.store {
+            Some(path) => read_store(path).map_err(StartError::Store)?,
+            None => Default::default(),
+        };
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
                 .await
@@ -180,26 +205,40 @@ impl ControlPlaneBuilder {
                 error,
             })?;
 
-        let (state, published) = State::new(mesh, registry);
+        let limits = self.limits;
+        let (state, published, mut dropped) = State::new(mesh, stored.valid, limits.clone());
+        dropped.extend(stored.dropped);
         let state = Arc::new(Mutex::new(state));
         let clients = Clients::default();
+        let mut tasks = JoinSet::new();
+        let store = Store::start(self.store, dropped, state.clone(), &mut tasks);
         let admin = Admin {
             state: state.clone(),
             clients: clients.clone(),
             access: self.access,
             leases_changed: Arc::default(),
+            store,
+            read_timeout: limits.admin_read_timeout,
         };
-        let mut tasks = JoinSet::new();
         let (stop, stopped) = watch::channel(false);
-        let ads = Ads::new(published.clone(), clients.clone(), stopped.clone());
+        let ads = Ads::new(
+            published.clone(),
+            clients.clone(),
+            stopped.clone(),
+            limits.clone(),
+        );
         // Not in the join set: stopping must close the connections (and
         // their streams), which aborting the server's future would not.
         let mut until_stopped = stopped.clone();
+        let connections = Arc::new(Semaphore::new(limits.max_ads_connections));
         let ads_server = tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(xds_listener);
+            let incoming = crate::listen::incoming(xds_listener, connections, "xds");
             let served = tonic::transport::Server::builder()
+                .max_concurrent_streams(limits.max_streams_per_connection)
                 .add_service(
-                    AggregatedDiscoveryServiceServer::new(ads).max_decoding_message_size(16 << 20),
+                    AggregatedDiscoveryServiceServer::new(ads)
+                        .max_decoding_message_size(limits.max_message_bytes)
+                        .max_encoding_message_size(limits.max_message_bytes),
                 )
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = until_stopped.changed().await;
@@ -209,7 +248,12 @@ impl ControlPlaneBuilder {
                 tracing::error!(%error, "the ADS server stopped");
             }
         });
-        tasks.spawn(serve_admin(admin_listener, admin.clone(), stopped));
+        tasks.spawn(serve_admin(
+            admin_listener,
+            admin.clone(),
+            stopped,
+            Arc::new(Semaphore::new(limits.max_admin_connections)),
+        ));
         tasks.spawn(expire_leases(admin.clone()));
         if let Some(path) = self.mesh_file {
             tasks.spawn(watch_mesh_file(
@@ -311,19 +355,27 @@ impl ControlPlane {
     }
 }
 
-async fn serve_admin(listener: TcpListener, admin: Admin, stopped: watch::Receiver<bool>) {
+async fn serve_admin(
+    listener: TcpListener,
+    admin: Admin,
+    stopped: watch::Receiver<bool>,
+    cap: Arc<Semaphore>,
+) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let stream = crate::listen::accept(&listener, &cap, "admin").await;
         let admin = admin.clone();
+        let read_timeout = admin.read_timeout;
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let admin = admin.clone();
                 async move { Ok::<_, std::convert::Infallible>(admin.handle(request).await) }
             });
+            // A client that trickles its headers (slow-loris) is cut off;
+            // its body has the same time, in `Admin::register`.
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(read_timeout)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
@@ -349,14 +401,14 @@ async fn watch_mesh_file(
     let mut file = SettledFile::new(&path, seen);
     loop {
         ticks.tick().await;
+        // Read and checked before the lock is taken: no file I/O under it.
         let changed = file.check();
+        let checked = changed.map(|contents| check_mesh(&path, &contents));
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         state.mesh_status.checked_at_unix_ms = Some(crate::clients::unix_ms(SystemTime::now()));
-        let Some(contents) = changed else {
+        let Some(checked) = checked else {
             continue;
         };
-        let checked = MeshConfig::from_file_contents(&path, &contents)
-            .and_then(|m| Snapshot::build(m.clone(), 0).map(|_| m));
         match checked {
             Ok(mesh) => {
                 tracing::info!(path = %path.display(), "mesh file changed");

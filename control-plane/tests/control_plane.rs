@@ -15,7 +15,7 @@ mod common;
 mod support;
 
 use bytes::Bytes;
-use common::{TOKEN, admin, scratch, start};
+use common::{RawStream, TOKEN, admin, scratch, start, within};
 use http::{Method, Request, StatusCode};
 use http_body_util::Empty;
 use serde_json::{Value, json};
@@ -38,28 +38,32 @@ fn mesh_file(static_endpoints: &[SocketAddr]) -> String {
 
 async fn get(client: &HttpClient<Empty<Bytes>>) -> String {
     let request = Request::get("http://reviews/").body(Empty::new()).unwrap();
-    let response = client.clone().oneshot(request).await.unwrap();
+    let response = within("an answer", client.clone().oneshot(request))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    body_text(response.into_body()).await
+    within("a body", body_text(response.into_body())).await
 }
 
 /// Requests until `name` answers; every request must succeed.
 async fn until_served_by(client: &HttpClient<Empty<Bytes>>, name: &str) {
-    for _ in 0..10_000 {
-        if get(client).await == name {
-            return;
+    within(&format!("{name} answering"), async {
+        while get(client).await != name {
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
-    panic!("{name} never answered");
+    })
+    .await;
 }
 
 /// Waits until the client's configuration version moves past `version`.
 async fn newer_than(mesh: &Mesh, version: u64) {
     let mut versions = mesh.versions();
-    while *versions.borrow_and_update() <= version {
-        versions.changed().await.unwrap();
-    }
+    within("a newer version", async {
+        while *versions.borrow_and_update() <= version {
+            versions.changed().await.unwrap();
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -70,11 +74,14 @@ async fn a_sinew_client_follows_registrations_file_edits_and_a_restart() {
     std::fs::write(dir.join("mesh.yaml"), mesh_file(&[a.addr])).unwrap();
     let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
     let xds = cp.xds_addr();
-    let mesh = Mesh::builder()
-        .control_plane(&format!("http://{xds}"))
-        .build()
-        .await
-        .unwrap();
+    let mesh = within(
+        "the mesh",
+        Mesh::builder()
+            .control_plane(&format!("http://{xds}"))
+            .build(),
+    )
+    .await
+    .unwrap();
     let client = mesh.http_client::<Empty<Bytes>>("reviews");
     assert_eq!(get(&client).await, "a");
 
@@ -126,12 +133,15 @@ async fn a_sinew_client_follows_registrations_file_edits_and_a_restart() {
         "clusters:\n  reviews-v1:\n    lb: { policy: fastest }\n",
     )
     .unwrap();
-    let error = loop {
-        if let Some(error) = cp.mesh_file_status().error {
-            break error;
+    let error = within("the file's rejection", async {
+        loop {
+            if let Some(error) = cp.mesh_file_status().error {
+                break error;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    };
+    })
+    .await;
     assert!(
         error.starts_with("clusters.reviews-v1.lb.policy: unknown variant `fastest`"),
         "{error}"
@@ -191,23 +201,29 @@ async fn the_library_registers_keeps_its_lease_and_deregisters() {
     };
 
     // A wrong token is refused with the control plane's reason.
-    let refused = sinew::mesh::Registration::builder(&url, "reviews-v1", a.addr)
-        .token("wrong")
-        .start()
-        .await
-        .unwrap_err();
+    let refused = within(
+        "a refusal",
+        sinew::mesh::Registration::builder(&url, "reviews-v1", a.addr)
+            .token("wrong")
+            .start(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&refused, sinew::mesh::RegistrationError::Refused { status: 401, message } if message == "wrong token"),
         "{refused}"
     );
 
-    let registration = sinew::mesh::Registration::builder(&url, "reviews-v1", a.addr)
-        .token(TOKEN)
-        .metadata("version", "v1")
-        .heartbeat_interval(std::time::Duration::from_millis(10))
-        .start()
-        .await
-        .unwrap();
+    let registration = within(
+        "a registration",
+        sinew::mesh::Registration::builder(&url, "reviews-v1", a.addr)
+            .token(TOKEN)
+            .metadata("version", "v1")
+            .heartbeat_interval(std::time::Duration::from_millis(10))
+            .start(),
+    )
+    .await
+    .unwrap();
     let first = registration.lease();
     let listed = leases().await;
     assert_eq!(listed.len(), 1);
@@ -219,23 +235,34 @@ async fn the_library_registers_keeps_its_lease_and_deregisters() {
     let path = format!("/v1/registrations/{first}");
     let (status, _) = admin(&cp, Method::DELETE, &path, Some(TOKEN), Value::Null).await;
     assert_eq!(status, StatusCode::OK);
-    loop {
-        let listed = leases().await;
-        if listed.len() == 1 && listed[0]["lease"] != first.as_str() {
-            assert_eq!(listed[0]["lease"], registration.lease().as_str());
-            break;
+    within("a new lease", async {
+        loop {
+            // The client learns its new lease when the answer arrives,
+            // a moment after the control plane lists it.
+            let listed = leases().await;
+            if listed.len() == 1
+                && listed[0]["lease"] != first.as_str()
+                && listed[0]["lease"] == registration.lease().as_str()
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
+    })
+    .await;
 
-    registration.deregister().await.unwrap();
+    within("the deregistration", registration.deregister())
+        .await
+        .unwrap();
     assert!(leases().await.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Everything the mesh file says that xDS carries reaches a Sinew client
-/// unchanged: the control plane's resources, read back by Sinew's own
-/// discovery client, give the file's routes and clusters again.
+/// Everything the mesh file says reaches a Sinew client unchanged (what
+/// xDS cannot carry, `sinew check` refuses): the control plane's
+/// resources, read back by Sinew's own discovery client, give the file's
+/// routes and clusters again. Every field has a value other than its
+/// default somewhere.
 #[tokio::test]
 async fn the_mesh_file_reaches_a_sinew_client_unchanged() {
     let dir = scratch("fidelity");
@@ -256,40 +283,67 @@ services:
       - match: { path: { regex: "/v[0-9]+/.*" } }
         split: [{ cluster: v1, weight: 90 }, { cluster: v2, weight: 10 }, { cluster: v3, weight: 5 }]
         retry: { max_attempts: 2, hedge: { delay: 50ms, max_attempts: 2 }, retry_on: { grpc: [unavailable] } }
+      - match: { path: { exact: /exact }, headers: [{ name: x-a, prefix: p }, { name: x-b, regex: "r+" }] }
+        split: [{ cluster: v4, weight: 1 }, { cluster: v5, weight: 2 }]
+        fault: { abort: { grpc_status: UNAVAILABLE, percent: 50 } }
 clusters:
   v1:
     protocol: http2
     lb: { policy: ring_hash, min_ring_size: 2048 }
     thresholds: { max_requests: 100, max_pending: 10, max_retries: 2 }
-    outlier_detection: { consecutive_5xx: 3, interval: 5s, base_ejection_time: 10s, max_ejection_time: 60s, max_ejection_percent: 20, failure_percentage: { threshold: 70 } }
-    locality_lb: { panic_threshold_percent: 40 }
+    outlier_detection:
+      consecutive_5xx: 3
+      consecutive_gateway_failure: 4
+      consecutive_local_origin_failure: 6
+      interval: 5s
+      base_ejection_time: 10s
+      max_ejection_time: 60s
+      max_ejection_percent: 20
+      success_rate: { minimum_hosts: 7, request_volume: 50, stdev_factor: 1.5 }
+      failure_percentage: { threshold: 70, minimum_hosts: 3, request_volume: 20 }
+    locality_lb: { prefer_local_zone: false, failover_threshold_percent: 55, panic_threshold_percent: 40 }
+    identities: [spiffe://example.org/ns/shop/sa/reviews, spiffe://example.org/ns/shop/sa/reviews-v1]
     endpoints:
       - { address: "127.0.0.1:1001", locality: { region: eu, zone: a } }
       - { address: "127.0.0.1:1002", weight: 3, locality: { region: eu, zone: b }, priority: 1 }
   v2:
     lb: { policy: round_robin }
+    locality_lb: { failover_threshold_percent: 0 }
     endpoints: [{ address: "127.0.0.1:1003", health: draining }]
   v3:
-    endpoints: [{ address: "127.0.0.1:1004" }]
+    lb: { policy: maglev }
+    endpoints: [{ address: "127.0.0.1:1004", health: unhealthy }]
+  v4:
+    lb: { policy: least_request }
+    endpoints: [{ address: "[::1]:1005" }]
+  v5:
+    lb: { policy: random }
+    endpoints: [{ address: "127.0.0.1:1006" }]
 "#;
     std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
     let file = sinew::config::MeshConfig::from_yaml(yaml).unwrap();
     let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
-    let mesh = Mesh::builder()
-        .control_plane(&format!("http://{}", cp.xds_addr()))
-        .build()
-        .await
-        .unwrap();
+    let mesh = within(
+        "the mesh",
+        Mesh::builder()
+            .control_plane(&format!("http://{}", cp.xds_addr()))
+            .build(),
+    )
+    .await
+    .unwrap();
     let _client = mesh.http_client::<Empty<Bytes>>("reviews");
     let mut versions = mesh.versions();
-    let seen = loop {
-        let seen = mesh.snapshot().to_config();
-        let endpoints: usize = seen.clusters.values().map(|c| c.endpoints.len()).sum();
-        if seen.services.contains_key("reviews") && endpoints == 4 {
-            break seen;
+    let seen = within("the whole mesh", async {
+        loop {
+            let seen = mesh.snapshot().to_config();
+            let endpoints: usize = seen.clusters.values().map(|c| c.endpoints.len()).sum();
+            if seen.services.contains_key("reviews") && endpoints == 6 {
+                break seen;
+            }
+            versions.changed().await.unwrap();
         }
-        versions.changed().await.unwrap();
-    };
+    })
+    .await;
     assert_eq!(seen.services, file.services);
     for (name, cluster) in &file.clusters {
         let mut got = seen.clusters[name].clone();
@@ -302,81 +356,6 @@ clusters:
         assert_eq!(&got, cluster, "cluster {name}");
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A raw ADS stream: what the control plane pushes, response by response.
-struct RawStream {
-    requests: tokio::sync::mpsc::UnboundedSender<
-        envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest,
-    >,
-    inbound: tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>,
-}
-
-impl RawStream {
-    async fn open(xds: SocketAddr) -> Self {
-        use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{xds}"))
-            .await
-            .unwrap();
-        let (requests, rx) = tokio::sync::mpsc::unbounded_channel();
-        let outbound =
-            futures_util::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
-            );
-        let inbound = client
-            .stream_aggregated_resources(outbound)
-            .await
-            .unwrap()
-            .into_inner();
-        Self { requests, inbound }
-    }
-
-    fn request(
-        &self,
-        type_url: &str,
-        names: &[&str],
-        version: &str,
-        nonce: &str,
-        error: Option<&str>,
-    ) {
-        use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-        self.requests
-            .send(DiscoveryRequest {
-                node: Some(envoy_types::pb::envoy::config::core::v3::Node {
-                    id: "raw".to_owned(),
-                    ..Default::default()
-                }),
-                type_url: type_url.to_owned(),
-                resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
-                version_info: version.to_owned(),
-                response_nonce: nonce.to_owned(),
-                error_detail: error.map(|message| envoy_types::pb::google::rpc::Status {
-                    code: 3,
-                    message: message.to_owned(),
-                    details: Vec::new(),
-                }),
-                ..Default::default()
-            })
-            .unwrap();
-    }
-
-    /// The next response: its type, version, nonce and resource names.
-    async fn next(&mut self) -> (String, String, String, Vec<String>) {
-        use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-        use prost::Message;
-        let r = self.inbound.message().await.unwrap().unwrap();
-        let names = r
-            .resources
-            .iter()
-            .map(|any| {
-                ClusterLoadAssignment::decode(any.value.as_slice())
-                    .map(|c| c.cluster_name)
-                    .unwrap_or_default()
-            })
-            .collect();
-        (r.type_url, r.version_info, r.nonce, names)
-    }
 }
 
 #[tokio::test]
@@ -424,14 +403,17 @@ async fn a_change_pushes_only_the_assignment_that_changed_and_nacks_are_recorded
     // A NACK of it is recorded, with the client's message; the ACKed
     // version stays the previous one.
     stream.request(ENDPOINTS, &["c1", "c2"], "", &nonce, Some("c2: not today"));
-    let view = loop {
-        let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
-        let eds = clients[0]["types"]["ClusterLoadAssignment"].clone();
-        if eds["last_nack"].is_object() {
-            break eds;
+    let view = within("the NACK recorded", async {
+        loop {
+            let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
+            let eds = clients[0]["types"]["ClusterLoadAssignment"].clone();
+            if eds["last_nack"].is_object() {
+                break eds;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    };
+    })
+    .await;
     assert_eq!(view["last_nack"]["version"], version.as_str());
     assert_eq!(view["last_nack"]["message"], "c2: not today");
     assert_ne!(view["acked"], version.as_str());
@@ -517,12 +499,12 @@ async fn an_expired_lease_takes_its_endpoint_out() {
     let (status, _) = admin(&cp, Method::POST, "/v1/registrations", Some(TOKEN), body).await;
     assert_eq!(status, StatusCode::CREATED);
     let registered = versions.borrow_and_update().clone();
-    assert_eq!(registered.config.clusters["reviews"].endpoints.len(), 1);
+    assert_eq!(registered.clusters["reviews"].endpoints.len(), 1);
     // No heartbeat: one second later the lease runs out.
-    versions.changed().await.unwrap();
+    within("the expiry", versions.changed()).await.unwrap();
     let expired = versions.borrow_and_update().clone();
     assert!(expired.version > registered.version);
-    assert!(!expired.config.clusters.contains_key("reviews"));
+    assert!(!expired.clusters.contains_key("reviews"));
     let (_, leases) = admin(&cp, Method::GET, "/v1/registrations", None, Value::Null).await;
     assert_eq!(leases, json!([]));
     let _ = std::fs::remove_dir_all(&dir);

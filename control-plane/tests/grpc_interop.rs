@@ -19,7 +19,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{TOKEN, admin, scratch, start};
+use common::{TOKEN, admin, scratch, start, within};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use sinew::mesh::{Mesh, RawCodec};
@@ -69,12 +69,15 @@ impl Python {
     }
 
     async fn line(&mut self) -> String {
-        self.lines.next_line().await.unwrap().unwrap_or_else(|| {
-            panic!(
-                "the Python process ended: install grpcio (scripts/test.sh does) or point \
+        within("a line from Python", self.lines.next_line())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| {
+                panic!(
+                    "the Python process ended: install grpcio (scripts/test.sh does) or point \
                  SINEW_XDS_PYTHON at an interpreter that has it"
-            )
-        })
+                )
+            })
     }
 
     async fn send(&mut self, line: &str) {
@@ -120,11 +123,13 @@ async fn sinew_calls(mesh: &Mesh, n: usize) -> (HashMap<String, usize>, Vec<Stri
             mesh.grpc_channel("greeter"),
             "http://greeter".parse().unwrap(),
         );
-        grpc.ready().await.unwrap();
+        within("a ready channel", grpc.ready()).await.unwrap();
         let path = http::uri::PathAndQuery::from_static("/sinew.test.Echo/Call");
-        match grpc
-            .unary(tonic::Request::new(Bytes::new()), path, RawCodec)
-            .await
+        match within(
+            "a call",
+            grpc.unary(tonic::Request::new(Bytes::new()), path, RawCodec),
+        )
+        .await
         {
             Ok(reply) => {
                 let name = String::from_utf8_lossy(reply.get_ref()).into_owned();
@@ -207,11 +212,14 @@ async fn grpc_and_sinew_clients_follow_the_control_plane() {
     )
     .await;
     assert_eq!(grpc.line().await, "ready");
-    let mesh = Mesh::builder()
-        .control_plane(&format!("http://{xds}"))
-        .build()
-        .await
-        .unwrap();
+    let mesh = within(
+        "the mesh",
+        Mesh::builder()
+            .control_plane(&format!("http://{xds}"))
+            .build(),
+    )
+    .await
+    .unwrap();
 
     until_only(&mut grpc, &mesh, &["a"]).await;
 
@@ -275,21 +283,24 @@ async fn grpc_and_sinew_clients_follow_the_control_plane() {
     // keeps its last good one, Sinew takes it; the control plane shows
     // each client's standing.
     mesh_file_with(&dir, &[c], "maglev");
-    let nack = loop {
-        let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
-        let python = clients
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["node_id"] == "interop-python")
-            .cloned();
-        if let Some(nack) =
-            python.and_then(|p| p["types"]["Cluster"]["last_nack"].as_object().cloned())
-        {
-            break nack;
+    let nack = within("gRPC's NACK", async {
+        loop {
+            let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
+            let python = clients
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["node_id"] == "interop-python")
+                .cloned();
+            if let Some(nack) =
+                python.and_then(|p| p["types"]["Cluster"]["last_nack"].as_object().cloned())
+            {
+                break nack;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    };
+    })
+    .await;
     assert_eq!(nack["version"], cp.published().version.to_string().as_str());
     // gRPC names the field: "... errors validating Cluster resource:
     // [field:lb_policy error:LB policy is not supported]".

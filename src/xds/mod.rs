@@ -65,3 +65,8 @@ pub use discovery::XdsStatus;
 pub(crate) use discovery::{Discovery, Settings};
 pub use resource::Kind;
 pub use state::{ConnectionState, ResourceState, ResourceStatus};
+
+/// The largest ADS message the discovery client accepts (64 MiB): as
+/// large as Sinew's control plane sends, so that a large mesh is never
+/// refused by the client after the server sent it.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;

@@ -82,6 +82,7 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
         }
         config.locality_lb.panic_threshold_percent = panic.value.round() as u32;
     }
+    locality(&c, &mut config.locality_lb)?;
     if let Some(socket) = &c.transport_socket {
         config.identities = super::tls::identities(socket)?;
     }
@@ -89,6 +90,41 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
         config.protocol = Protocol::Http2;
     }
     Ok(ClusterResource { config, eds_name })
+}
+
+/// Zone-aware routing (Envoy's `zone_aware_lb_config.routing_enabled`,
+/// off at 0 %) and the failover threshold, which Envoy's Cluster has no
+/// field for: Sinew's control plane sends it in the `sinew` filter
+/// metadata.
+fn locality(c: &Cluster, into: &mut crate::config::LocalityLbConfig) -> Result<(), Invalid> {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::common_lb_config::LocalityConfigSpecifier;
+    use envoy_types::pb::google::protobuf::value::Kind;
+    if let Some(LocalityConfigSpecifier::ZoneAwareLbConfig(zone)) = c
+        .common_lb_config
+        .as_ref()
+        .and_then(|l| l.locality_config_specifier.as_ref())
+    {
+        into.prefer_local_zone = zone.routing_enabled.as_ref().is_none_or(|p| p.value > 0.0);
+    }
+    let threshold = c
+        .metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get("sinew"))
+        .and_then(|s| s.fields.get("failover_threshold_percent"));
+    if let Some(value) = threshold {
+        match value.kind {
+            Some(Kind::NumberValue(n)) if (0.0..=100.0).contains(&n) => {
+                into.failover_threshold_percent = n.round() as u32;
+            }
+            _ => {
+                return Err(
+                    "metadata.filter_metadata.sinew.failover_threshold_percent: must be a number from 0 to 100"
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Envoy's outlier detection, with Envoy's defaults and its `enforcing_*`
