@@ -221,9 +221,12 @@ fn routes_translate_matchers_and_refuse_what_they_cannot_express() {
         action: None,
         ..Route::default()
     };
+    // Accepted, as gRPC does (gRFC A28): only this route's requests fail.
     assert_eq!(
-        error_of(Kind::Route, &route_config(redirect)),
-        "r: virtual_hosts[0].routes[0].action: only `route` actions are supported"
+        routed(redirect).fail.as_deref(),
+        Some(
+            "RouteConfiguration `r` virtual_hosts[0].routes[0].action: a missing action is not supported (only `route`)"
+        )
     );
 }
 
@@ -492,6 +495,7 @@ fn fault_filters_give_routes_their_faults_with_per_route_overrides() {
         let hcm = HttpConnectionManager {
             route_specifier: Some(RouteSpecifier::Rds(Rds {
                 route_config_name: "r".to_owned(),
+                config_source: Some(ads_source()),
                 ..Rds::default()
             })),
             http_filters: filters,
@@ -522,6 +526,11 @@ fn fault_filters_give_routes_their_faults_with_per_route_overrides() {
     };
     let router = HttpFilter {
         name: "envoy.filters.http.router".to_owned(),
+        config_type: Some(ConfigType::TypedConfig(Any {
+            type_url: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                .to_owned(),
+            value: Vec::new(),
+        })),
         ..HttpFilter::default()
     };
     let with_fault = listener(vec![fault_filter, router.clone()]);
@@ -686,4 +695,15 @@ fn load_balancing_policy_lists_give_the_first_policy_sinew_knows() {
         error_of(Kind::Cluster, &unknown),
         "c: load_balancing_policy.policies: none of them is supported"
     );
+}
+
+/// A config source pointing at the ADS stream.
+pub(super) fn ads_source() -> envoy_types::pb::envoy::config::core::v3::ConfigSource {
+    use envoy_types::pb::envoy::config::core::v3::{
+        AggregatedConfigSource, ConfigSource, config_source::ConfigSourceSpecifier,
+    };
+    ConfigSource {
+        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        ..ConfigSource::default()
+    }
 }
