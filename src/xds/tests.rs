@@ -262,13 +262,13 @@ fn wanted_names(state: &State) -> BTreeMap<Kind, BTreeSet<String>> {
 #[tokio::test(start_paused = true)]
 async fn the_does_not_exist_timer_runs_only_while_connected() {
     let mut state = subscribed();
-    state.connected("http://cp");
+    state.connected("http://cp", false);
     tokio::time::advance(Duration::from_secs(10)).await;
     state.disconnected("http://cp", "gone".to_owned());
     tokio::time::advance(Duration::from_secs(60)).await;
     let (expired, _) = state.expire(Duration::from_secs(15));
     assert!(!expired, "no timer while disconnected");
-    state.connected("http://cp");
+    state.connected("http://cp", false);
     tokio::time::advance(Duration::from_secs(14)).await;
     assert!(
         !state.expire(Duration::from_secs(15)).0,
