@@ -23,6 +23,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+/// The largest response taken (a 100,000-endpoint assignment is about
+/// 4 MiB).
+const MAX_RESPONSE: usize = 256 << 20;
+
 /// How a session ended.
 enum Ended {
     /// The mesh is gone: stop.
@@ -155,7 +159,11 @@ impl Task {
                 };
             }
         };
-        let mut client = AggregatedDiscoveryServiceClient::new(channel);
+        // gRPC lifts the message size limit on its xDS channel: a large
+        // mesh's assignment outgrows tonic's 4 MiB default, which would
+        // fail the stream rather than deliver it.
+        let mut client =
+            AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE);
         let (requests, outbound) = mpsc::unbounded_channel::<DiscoveryRequest>();
         {
             let mut state = lock(&self.state);

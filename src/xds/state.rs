@@ -405,7 +405,11 @@ impl State {
     /// Whether some subscribed resource has no value: what makes a
     /// fallback server worth trying (gRFC A71).
     pub(super) fn missing_any(&self) -> bool {
-        self.entries.values().any(|e| e.value.is_none())
+        // A watched service not subscribed yet (a fresh start) has nothing.
+        self.services
+            .iter()
+            .any(|s| !self.entries.contains_key(&(Kind::Listener, s.clone())))
+            || self.entries.values().any(|e| e.value.is_none())
     }
 
     /// Applies one response: valid resources take effect even when others
@@ -422,8 +426,26 @@ impl State {
         let mut applied = Applied::default();
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
+        // A resource refused before its name was known may be any of the
+        // subscribed ones: none is taken to be absent then.
+        let mut unnamed = false;
         for any in resources {
             match decode(kind, any) {
+                Ok((name, _)) if name.is_empty() => {
+                    unnamed = true;
+                    errors.push(format!(
+                        "{} (unnamed): name: must not be empty",
+                        kind.api_name()
+                    ));
+                }
+                Ok((name, _)) if seen.contains(&name) => {
+                    // gRPC refuses a response that names a resource twice;
+                    // the first copy stands (or was refused already).
+                    errors.push(format!(
+                        "{} {name}: name: listed more than once in the response",
+                        kind.api_name()
+                    ));
+                }
                 Ok((name, resource)) => {
                     let checked = check(&name, &resource);
                     let Some(entry) = self.entries.get_mut(&(kind, name.clone())) else {
@@ -453,6 +475,7 @@ impl State {
                     }
                 }
                 Err((name, message)) => {
+                    unnamed |= name.is_none();
                     let label = name.clone().unwrap_or_else(|| "(unnamed)".to_owned());
                     errors.push(format!("{} {label}: {message}", kind.api_name()));
                     if let Some((name, entry)) = name.and_then(|n| {
@@ -469,7 +492,7 @@ impl State {
                 }
             }
         }
-        if kind.absence_deletes() {
+        if kind.absence_deletes() && !unnamed {
             for ((k, name), entry) in self.entries.iter_mut() {
                 if *k == kind && !seen.contains(name) && entry.state != ResourceState::DoesNotExist
                 {

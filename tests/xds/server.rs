@@ -44,6 +44,9 @@ pub const ENDPOINTS: &str = "type.googleapis.com/envoy.config.endpoint.v3.Cluste
 pub struct Resources {
     pub version: u64,
     pub by_type: HashMap<&'static str, BTreeMap<String, Any>>,
+    /// Sent in every response of their type, whatever was subscribed:
+    /// for resources without a usable name (malformed, duplicated).
+    pub extra: HashMap<&'static str, Vec<Any>>,
 }
 
 impl Resources {
@@ -82,6 +85,11 @@ impl Ads {
     /// Serves on a fresh loopback port, or on `at`.
     pub async fn serve(&self) -> Server {
         serve(AggregatedDiscoveryServiceServer::new(self.clone())).await
+    }
+
+    /// The version of the resources now published.
+    pub fn version(&self) -> u64 {
+        self.resources.borrow().version
     }
 
     /// The requests received so far that carry an error (NACKs).
@@ -162,11 +170,14 @@ impl AggregatedDiscoveryService for Ads {
                         .find(|(t, _)| **t == type_url)
                         .map(|(_, r)| r.clone())
                         .unwrap_or_default();
-                    let chosen: Vec<Any> = all
+                    let mut chosen: Vec<Any> = all
                         .iter()
                         .filter(|(name, _)| names.is_empty() || names.contains(name))
                         .map(|(_, any)| any.clone())
                         .collect();
+                    if let Some(extra) = resources.extra.iter().find(|(t, _)| **t == type_url) {
+                        chosen.extend(extra.1.iter().cloned());
+                    }
                     if sent.get(&type_url) == Some(&chosen) {
                         continue;
                     }
