@@ -33,6 +33,14 @@ pub struct RouteConfig {
     /// Faults injected into this route's requests. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultConfig>,
+    /// When set, the route takes the requests it matches and fails each at
+    /// once, unsent, with [`RouteError::RouteFails`](crate::mesh::RouteError)
+    /// and this reason (gRPC `UNAVAILABLE`). Discovery sets it on a route
+    /// whose action Sinew cannot carry out (a redirect, a direct response),
+    /// as gRPC does (gRFC A28), so that the other routes stay in force. A
+    /// failing route names no cluster: `split` stays empty. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail: Option<String>,
 }
 
 /// What a request must look like for a route to take it. Every condition

@@ -300,6 +300,8 @@ pub struct Route {
     pub(super) retry: Option<RetryConfig>,
     pub(super) hash_header: Option<HeaderName>,
     pub(super) fault: Option<FaultConfig>,
+    /// Why the route fails its requests, when it does.
+    pub(super) fail: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -348,6 +350,12 @@ impl Route {
                 (ValueMatcher::Regex(r), Some(v)) => r.is_match(v),
             }
         })
+    }
+
+    /// Why the route fails every request it takes, when it does (see
+    /// [`RouteConfig::fail`](super::RouteConfig::fail)).
+    pub fn fails(&self) -> Option<&str> {
+        self.fail.as_deref()
     }
 
     /// The sum of the split's weights.

@@ -94,9 +94,21 @@ pub(super) fn checked_route(
         .map(|(i, h)| checked_header(&matcher.field("headers").index(i), h))
         .collect::<Result<_, _>>()?;
 
-    if route.split.is_empty() {
-        return Err(at.field("split").error("must name at least one cluster"));
-    }
+    let fail = match &route.fail {
+        Some(reason) if reason.trim().is_empty() => {
+            return Err(at.field("fail").error("must give a reason"));
+        }
+        Some(_) if !route.split.is_empty() => {
+            return Err(at
+                .field("split")
+                .error("must be empty on a route that fails its requests (`fail`)"));
+        }
+        Some(reason) => Some(Arc::from(reason.as_str())),
+        None if route.split.is_empty() => {
+            return Err(at.field("split").error("must name at least one cluster"));
+        }
+        None => None,
+    };
     let mut split = Vec::with_capacity(route.split.len());
     let mut total = 0u64;
     for (i, share) in route.split.iter().enumerate() {
@@ -114,7 +126,7 @@ pub(super) fn checked_route(
         total += u64::from(share.weight);
         split.push((Arc::from(share.cluster.as_str()), total));
     }
-    if total == 0 {
+    if total == 0 && fail.is_none() {
         return Err(at
             .field("split")
             .error("weights must add up to more than 0"));
@@ -141,6 +153,7 @@ pub(super) fn checked_route(
         retry: route.retry.clone(),
         hash_header,
         fault: route.fault.clone(),
+        fail,
     })
 }
 

@@ -79,6 +79,18 @@ impl Mesh {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
+        self.client_for(service, false)
+    }
+
+    /// A client whose requests go over HTTP/2 whatever the cluster says
+    /// when `http2_only` (gRPC is always HTTP/2, and control planes do not
+    /// mark gRPC clusters as such).
+    pub(super) fn client_for<B>(&self, service: &str, http2_only: bool) -> HttpClient<B>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         #[cfg(feature = "xds")]
         if let Some(discovery) = &self.shared.discovery {
             discovery.watch(service);
@@ -91,11 +103,15 @@ impl Mesh {
                 let mut http = HttpConnector::new();
                 http.set_nodelay(true);
                 let connector = BackoffConnector::new(http);
+                let http2 = Client::builder(TokioExecutor::new())
+                    .http2_only(true)
+                    .build(connector.clone());
                 Clients {
-                    http1: Client::builder(TokioExecutor::new()).build(connector.clone()),
-                    http2: Client::builder(TokioExecutor::new())
-                        .http2_only(true)
-                        .build(connector),
+                    http1: match http2_only {
+                        true => http2.clone(),
+                        false => Client::builder(TokioExecutor::new()).build(connector),
+                    },
+                    http2,
                 }
             },
         }

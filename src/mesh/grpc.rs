@@ -20,7 +20,8 @@ pub struct GrpcChannel {
 impl Mesh {
     /// A channel to the mesh service `service` for tonic clients
     /// (`GreeterClient::with_origin(mesh.grpc_channel("greeter"), origin)`).
-    /// The service's clusters should use `protocol: http2`.
+    /// gRPC is always HTTP/2: the channel speaks HTTP/2 to every
+    /// endpoint whatever its cluster's `protocol` says.
     ///
     /// ```
     /// # async fn f() -> Result<(), sinew::error::ConfigError> {
@@ -32,7 +33,7 @@ impl Mesh {
     /// ```
     pub fn grpc_channel(&self, service: &str) -> GrpcChannel {
         GrpcChannel {
-            inner: self.http_client(service),
+            inner: self.client_for(service, true),
         }
     }
 }

@@ -23,6 +23,17 @@ pub enum RouteError {
         /// The request's path.
         path: String,
     },
+    /// The route that took the request fails its requests (its
+    /// configuration asks for something Sinew cannot do: see
+    /// [`RouteConfig::fail`](crate::config::RouteConfig::fail)).
+    RouteFails {
+        /// The service.
+        service: String,
+        /// The route's index among the service's routes.
+        route: usize,
+        /// Why.
+        reason: String,
+    },
     /// The control plane has not (yet) configured the service.
     Undiscovered {
         /// The service.
@@ -44,6 +55,14 @@ impl fmt::Display for RouteError {
                 method,
                 path,
             } => write!(f, "service `{service}` has no route for {method} {path}"),
+            RouteError::RouteFails {
+                service,
+                route,
+                reason,
+            } => write!(
+                f,
+                "service `{service}` routes[{route}] fails its requests: {reason}"
+            ),
             RouteError::Undiscovered { service, reason } => {
                 write!(f, "service `{service}` is not configured: {reason}")
             }
@@ -147,6 +166,13 @@ impl Mesh {
             });
         };
         let chosen = &routes[route];
+        if let Some(reason) = chosen.fails() {
+            return Err(RouteError::RouteFails {
+                service: service.to_owned(),
+                route,
+                reason: reason.to_owned(),
+            });
+        }
         let roll = fastrand::u64(..chosen.total_weight().max(1));
         let cluster = chosen.cluster_arc(roll);
         Ok(RouteDecision {

@@ -29,6 +29,9 @@ enum Ended {
     Stopped,
     /// The stream failed; `worked` when it had delivered a response.
     Failed { worked: bool, error: String },
+    /// On a fallback server, the primary became reachable again: go back
+    /// to it now (gRFC A71).
+    PrimaryBack,
 }
 
 pub(super) struct Task {
@@ -50,15 +53,30 @@ impl Task {
         super::metrics::describe();
         let mut backoff = Backoff::default();
         let mut ever_received = false;
+        let servers = self.settings.bootstrap.servers.clone();
         loop {
-            for (i, server) in self.settings.bootstrap.servers.clone().iter().enumerate() {
+            let mut switch_back = false;
+            for (i, server) in servers.iter().enumerate() {
                 // A fallback server only while something watched has no
                 // value (gRFC A71); otherwise the primary is retried.
                 if i > 0 && !lock(&self.state).missing_any() {
                     break;
                 }
-                match self.session(server, &node).await {
+                let primary = servers.first().filter(|_| i > 0).map(String::as_str);
+                match self.session(server, primary, &node).await {
                     Ended::Stopped => return,
+                    Ended::PrimaryBack => {
+                        tracing::info!(
+                            server,
+                            "the primary control plane is reachable again: switching back to it"
+                        );
+                        lock(&self.state)
+                            .disconnected(server, "switching back to the primary".to_owned());
+                        self.notify();
+                        backoff.reset();
+                        switch_back = true;
+                        break;
+                    }
                     Ended::Failed { worked, error } => {
                         tracing::warn!(server, %error, "control plane stream ended");
                         super::metrics::stream_failed(self.control_plane());
@@ -71,6 +89,9 @@ impl Task {
                         }
                     }
                 }
+            }
+            if switch_back {
+                continue;
             }
             if !ever_received {
                 self.load_cache();
@@ -105,15 +126,17 @@ impl Task {
         {
             // Under the state's lock, as `Discovery::watch` clears it: a
             // service watched meanwhile cannot be missed.
-            let state = lock(&self.state);
+            let mut state = lock(&self.state);
             super::metrics::state(self.control_plane(), &state);
-            self.warm
-                .store(state.all_serving(), std::sync::atomic::Ordering::Relaxed);
+            let all = state.publish();
+            self.warm.store(all, std::sync::atomic::Ordering::Relaxed);
         }
         self.changed.send_modify(|n| *n += 1);
     }
 
-    async fn session(&mut self, server: &str, node: &Node) -> Ended {
+    /// One stream to `server`. On a fallback server, `primary` is probed
+    /// meanwhile, and the session ends as soon as it can be reached.
+    async fn session(&mut self, server: &str, primary: Option<&str>, node: &Node) -> Ended {
         let endpoint = match tonic::transport::Endpoint::from_shared(server.to_owned()) {
             Ok(e) => e.connect_timeout(Duration::from_secs(5)),
             Err(e) => {
@@ -140,7 +163,13 @@ impl Task {
             let mut state = lock(&self.state);
             let wanted = state.wanted();
             state.subscribe(&wanted, false);
-            state.connected(server);
+            let fail = self
+                .settings
+                .bootstrap
+                .fail_on_data_errors
+                .iter()
+                .any(|s| s == server);
+            state.connected(server, fail);
             for kind in Kind::ALL {
                 let names = state.names(kind);
                 if !names.is_empty() {
@@ -189,6 +218,8 @@ impl Task {
             }
         };
         let mut worked = false;
+        let probe = reachable(primary.map(str::to_owned));
+        tokio::pin!(probe);
         loop {
             let (expired, next_timer) =
                 lock(&self.state).expire(self.settings.initial_fetch_timeout);
@@ -217,6 +248,7 @@ impl Task {
                     None => return Ended::Stopped,
                 },
                 _ = tokio::time::sleep_until(timer) => {}
+                () = &mut probe => return Ended::PrimaryBack,
             }
             if self.shared.strong_count() == 0 {
                 return Ended::Stopped;
@@ -370,6 +402,25 @@ impl Task {
             Err(error) => {
                 tracing::info!(path = %path.display(), %error, "no configuration cache to start from")
             }
+        }
+    }
+}
+
+/// Completes once `primary` accepts a connection, trying with gRPC's
+/// backoff; never when there is no primary to go back to.
+async fn reachable(primary: Option<String>) {
+    let Some(primary) = primary else {
+        return std::future::pending().await;
+    };
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(primary) else {
+        return std::future::pending().await;
+    };
+    let endpoint = endpoint.connect_timeout(Duration::from_secs(5));
+    let mut backoff = Backoff::default();
+    loop {
+        tokio::time::sleep(backoff.next_delay()).await;
+        if endpoint.connect().await.is_ok() {
+            return;
         }
     }
 }

@@ -31,6 +31,12 @@ pub struct Bootstrap {
     /// Where this node runs, sent to the control plane and used for
     /// zone-aware balancing.
     pub locality: Option<Locality>,
+    /// The servers (of `servers`) whose `server_features` list
+    /// `fail_on_data_errors` (gRFC A88): from them, a rejected resource or
+    /// a Listener or Cluster left out of a response drops the cached value
+    /// and fails its requests. From the others, the cached value stays in
+    /// use.
+    pub fail_on_data_errors: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +52,8 @@ struct RawServer {
     server_uri: String,
     #[serde(default)]
     channel_creds: Vec<RawCreds>,
+    #[serde(default)]
+    server_features: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +90,7 @@ impl Bootstrap {
             node_id: default_node_id(),
             node_cluster: String::new(),
             locality: None,
+            fail_on_data_errors: Vec::new(),
         }
     }
 
@@ -99,6 +108,7 @@ impl Bootstrap {
             ));
         }
         let mut servers = Vec::with_capacity(raw.xds_servers.len());
+        let mut fail_on_data_errors = Vec::new();
         for (i, server) in raw.xds_servers.iter().enumerate() {
             let at = format!("bootstrap.xds_servers[{i}]");
             if server.server_uri.is_empty() {
@@ -116,6 +126,13 @@ impl Bootstrap {
                 ));
             }
             servers.push(normalize(&server.server_uri));
+            if server
+                .server_features
+                .iter()
+                .any(|f| f == "fail_on_data_errors")
+            {
+                fail_on_data_errors.push(normalize(&server.server_uri));
+            }
         }
         Ok(Self {
             servers,
@@ -129,6 +146,7 @@ impl Bootstrap {
                 region: l.region,
                 zone: l.zone,
             }),
+            fail_on_data_errors,
         })
     }
 

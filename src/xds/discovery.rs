@@ -131,7 +131,11 @@ impl Discovery {
             .map_or_else(Instant::now, |at| crate::bounds::later(*at, self.timeout));
         let mut changed = self.changed.clone();
         loop {
-            if self.state().serving(service) && known() {
+            // What is in force, not what has arrived: between a response's
+            // arrival and its application the cache runs ahead of the mesh
+            // (a request let through then met a cluster whose endpoints
+            // were on their way).
+            if self.state().published(service) && known() {
                 return Ok(());
             }
             if let Some(missing) = self.state().missing(service) {
@@ -150,7 +154,7 @@ impl Discovery {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -124,6 +124,16 @@ pub(super) struct State {
     /// earlier routes kept, or its first ones still incomplete): the next
     /// change, even of endpoints only, needs a whole assembly.
     pub(super) waiting: bool,
+    /// The services whose configuration was in force, whole, at the last
+    /// publication (after the mesh took the configuration): what requests
+    /// waiting for a service go by. The cache's own answer (`serving`)
+    /// runs ahead of the mesh between a response's arrival and its
+    /// application.
+    published: BTreeSet<String>,
+    /// Whether the server in use lists `fail_on_data_errors` (gRFC A88):
+    /// then a data error (a NACK, a Listener or Cluster left out of a
+    /// response) drops the cached value; otherwise the value stays.
+    fail_on_data_errors: bool,
 }
 
 impl State {
@@ -141,7 +151,26 @@ impl State {
             responses: 0,
             in_force: HashMap::new(),
             waiting: false,
+            published: BTreeSet::new(),
+            fail_on_data_errors: false,
         }
+    }
+
+    /// Records which services are serving, once what the cache holds is in
+    /// force in the mesh; returns whether every watched service is.
+    pub(super) fn publish(&mut self) -> bool {
+        self.published = self
+            .services
+            .iter()
+            .filter(|s| self.serving(s))
+            .cloned()
+            .collect();
+        self.published.len() == self.services.len()
+    }
+
+    /// Whether `service` was serving at the last publication.
+    pub(super) fn published(&self, service: &str) -> bool {
+        self.published.contains(service)
     }
 
     /// Adds a target service (its Listener is subscribed); true if new.
@@ -179,11 +208,6 @@ impl State {
                     _ => true,
                 }
         })
-    }
-
-    /// Whether requests for every watched service may go on.
-    pub(super) fn all_serving(&self) -> bool {
-        self.services.iter().all(|s| self.serving(s))
     }
 
     /// Whether requests for `service` may go on: it is ready, or routes
@@ -333,8 +357,9 @@ impl State {
 
     /// A new stream: nonces start over; resources without a value start
     /// their does-not-exist timers.
-    pub(super) fn connected(&mut self, server: &str) {
+    pub(super) fn connected(&mut self, server: &str, fail_on_data_errors: bool) {
         self.nonces.clear();
+        self.fail_on_data_errors = fail_on_data_errors;
         let now = Instant::now();
         for entry in self.entries.values_mut() {
             entry.requested_at = entry.value.is_none().then_some(now);
@@ -380,7 +405,11 @@ impl State {
     /// Whether some subscribed resource has no value: what makes a
     /// fallback server worth trying (gRFC A71).
     pub(super) fn missing_any(&self) -> bool {
-        self.entries.values().any(|e| e.value.is_none())
+        // A watched service not subscribed yet (a fresh start) has nothing.
+        self.services
+            .iter()
+            .any(|s| !self.entries.contains_key(&(Kind::Listener, s.clone())))
+            || self.entries.values().any(|e| e.value.is_none())
     }
 
     /// Applies one response: valid resources take effect even when others
@@ -397,8 +426,26 @@ impl State {
         let mut applied = Applied::default();
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
+        // A resource refused before its name was known may be any of the
+        // subscribed ones: none is taken to be absent then.
+        let mut unnamed = false;
         for any in resources {
             match decode(kind, any) {
+                Ok((name, _)) if name.is_empty() => {
+                    unnamed = true;
+                    errors.push(format!(
+                        "{} (unnamed): name: must not be empty",
+                        kind.api_name()
+                    ));
+                }
+                Ok((name, _)) if seen.contains(&name) => {
+                    // gRPC refuses a response that names a resource twice;
+                    // the first copy stands (or was refused already).
+                    errors.push(format!(
+                        "{} {name}: name: listed more than once in the response",
+                        kind.api_name()
+                    ));
+                }
                 Ok((name, resource)) => {
                     let checked = check(&name, &resource);
                     let Some(entry) = self.entries.get_mut(&(kind, name.clone())) else {
@@ -421,33 +468,50 @@ impl State {
                             errors.push(format!("{} {name}: {message}", kind.api_name()));
                             entry.state = ResourceState::Nacked;
                             entry.error = Some(message);
+                            if self.fail_on_data_errors && entry.value.take().is_some() {
+                                applied.changed.push((kind, name.clone()));
+                            }
                         }
                     }
                 }
                 Err((name, message)) => {
+                    unnamed |= name.is_none();
                     let label = name.clone().unwrap_or_else(|| "(unnamed)".to_owned());
                     errors.push(format!("{} {label}: {message}", kind.api_name()));
-                    if let Some(entry) = name.and_then(|n| {
+                    if let Some((name, entry)) = name.and_then(|n| {
                         seen.insert(n.clone());
-                        self.entries.get_mut(&(kind, n))
+                        self.entries.get_mut(&(kind, n.clone())).map(|e| (n, e))
                     }) {
                         entry.requested_at = None;
                         entry.state = ResourceState::Nacked;
                         entry.error = Some(message);
+                        if self.fail_on_data_errors && entry.value.take().is_some() {
+                            applied.changed.push((kind, name));
+                        }
                     }
                 }
             }
         }
-        if kind.absence_deletes() {
+        if kind.absence_deletes() && !unnamed {
             for ((k, name), entry) in self.entries.iter_mut() {
                 if *k == kind && !seen.contains(name) && entry.state != ResourceState::DoesNotExist
                 {
-                    if entry.value.take().is_some() {
-                        applied.changed.push((kind, name.clone()));
+                    // A data error (gRFC A88): the cached value stays in use
+                    // unless the server asks to fail on data errors.
+                    entry.error = None;
+                    if entry.value.is_some() {
+                        if self.fail_on_data_errors {
+                            entry.value = None;
+                            applied.changed.push((kind, name.clone()));
+                        } else {
+                            entry.error = Some(
+                                "left out of the server's response: the cached value stays in use (gRFC A88)"
+                                    .to_owned(),
+                            );
+                        }
                     }
                     entry.requested_at = None;
                     entry.state = ResourceState::DoesNotExist;
-                    entry.error = None;
                 }
             }
         }

@@ -221,9 +221,12 @@ fn routes_translate_matchers_and_refuse_what_they_cannot_express() {
         action: None,
         ..Route::default()
     };
+    // Accepted, as gRPC does (gRFC A28): only this route's requests fail.
     assert_eq!(
-        error_of(Kind::Route, &route_config(redirect)),
-        "r: virtual_hosts[0].routes[0].action: only `route` actions are supported"
+        routed(redirect).fail.as_deref(),
+        Some(
+            "RouteConfiguration `r` virtual_hosts[0].routes[0].action: a missing action is not supported (only `route`)"
+        )
     );
 }
 
@@ -259,13 +262,13 @@ fn wanted_names(state: &State) -> BTreeMap<Kind, BTreeSet<String>> {
 #[tokio::test(start_paused = true)]
 async fn the_does_not_exist_timer_runs_only_while_connected() {
     let mut state = subscribed();
-    state.connected("http://cp");
+    state.connected("http://cp", false);
     tokio::time::advance(Duration::from_secs(10)).await;
     state.disconnected("http://cp", "gone".to_owned());
     tokio::time::advance(Duration::from_secs(60)).await;
     let (expired, _) = state.expire(Duration::from_secs(15));
     assert!(!expired, "no timer while disconnected");
-    state.connected("http://cp");
+    state.connected("http://cp", false);
     tokio::time::advance(Duration::from_secs(14)).await;
     assert!(
         !state.expire(Duration::from_secs(15)).0,
@@ -492,6 +495,7 @@ fn fault_filters_give_routes_their_faults_with_per_route_overrides() {
         let hcm = HttpConnectionManager {
             route_specifier: Some(RouteSpecifier::Rds(Rds {
                 route_config_name: "r".to_owned(),
+                config_source: Some(ads_source()),
                 ..Rds::default()
             })),
             http_filters: filters,
@@ -522,6 +526,11 @@ fn fault_filters_give_routes_their_faults_with_per_route_overrides() {
     };
     let router = HttpFilter {
         name: "envoy.filters.http.router".to_owned(),
+        config_type: Some(ConfigType::TypedConfig(Any {
+            type_url: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                .to_owned(),
+            value: Vec::new(),
+        })),
         ..HttpFilter::default()
     };
     let with_fault = listener(vec![fault_filter, router.clone()]);
@@ -777,4 +786,15 @@ fn the_largest_locality_and_endpoint_weights_do_not_overflow() {
     // Each endpoint's share of its locality, scaled by 1000 and capped at
     // the model's largest weight.
     assert_eq!(weights, [1_000_000, 999, 1000]);
+}
+
+/// A config source pointing at the ADS stream.
+pub(super) fn ads_source() -> envoy_types::pb::envoy::config::core::v3::ConfigSource {
+    use envoy_types::pb::envoy::config::core::v3::{
+        AggregatedConfigSource, ConfigSource, config_source::ConfigSourceSpecifier,
+    };
+    ConfigSource {
+        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        ..ConfigSource::default()
+    }
 }

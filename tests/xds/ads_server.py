@@ -23,10 +23,11 @@ from concurrent import futures
 
 import grpc
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import api_listener_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -37,6 +38,9 @@ LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+# Config sources point at the ADS stream, as gRPC requires.
+ADS = config_source_pb2.ConfigSource(ads=config_source_pb2.AggregatedConfigSource())
 
 lock = threading.Lock()
 state = {"version": 0, "resources": {}}
@@ -53,8 +57,12 @@ def build(spec):
     resources = {LISTENER: {}, ROUTE: {}, CLUSTER: {}, ENDPOINTS: {}}
     for name, route in spec.get("listeners", {}).items():
         hcm = hcm_pb2.HttpConnectionManager(
-            rds=hcm_pb2.Rds(route_config_name=route),
-            http_filters=[hcm_pb2.HttpFilter(name="envoy.filters.http.router")],
+            rds=hcm_pb2.Rds(route_config_name=route, config_source=ADS),
+            http_filters=[
+                hcm_pb2.HttpFilter(
+                    name="envoy.filters.http.router", typed_config=packed(router_pb2.Router())
+                )
+            ],
         )
         resources[LISTENER][name] = packed(
             listener_pb2.Listener(
@@ -89,7 +97,9 @@ def build(spec):
             cluster_pb2.Cluster(
                 name=name,
                 type=cluster_pb2.Cluster.EDS,
-                eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name=name),
+                eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
+                    service_name=name, eds_config=ADS
+                ),
                 lb_policy=cluster_pb2.Cluster.LbPolicy.Value(policy),
             )
         )

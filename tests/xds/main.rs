@@ -10,7 +10,9 @@
     dead_code
 )]
 
+mod bad_input;
 mod interop;
+mod rules;
 mod server;
 #[path = "../resilience/support.rs"]
 mod support;

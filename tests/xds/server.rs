@@ -6,7 +6,8 @@
 use super::support::{Server, serve};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, Locality, SocketAddress, address, socket_address::PortSpecifier,
+    Address, AggregatedConfigSource, ConfigSource, Locality, SocketAddress, address, config_source,
+    socket_address::PortSpecifier,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -17,7 +18,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     route_action, route_match, weighted_cluster::ClusterWeight,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier,
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier, http_filter,
 };
 use envoy_types::pb::envoy::service::discovery::v3::{
     DiscoveryRequest, DiscoveryResponse,
@@ -43,6 +44,9 @@ pub const ENDPOINTS: &str = "type.googleapis.com/envoy.config.endpoint.v3.Cluste
 pub struct Resources {
     pub version: u64,
     pub by_type: HashMap<&'static str, BTreeMap<String, Any>>,
+    /// Sent in every response of their type, whatever was subscribed:
+    /// for resources without a usable name (malformed, duplicated).
+    pub extra: HashMap<&'static str, Vec<Any>>,
 }
 
 impl Resources {
@@ -81,6 +85,11 @@ impl Ads {
     /// Serves on a fresh loopback port, or on `at`.
     pub async fn serve(&self) -> Server {
         serve(AggregatedDiscoveryServiceServer::new(self.clone())).await
+    }
+
+    /// The version of the resources now published.
+    pub fn version(&self) -> u64 {
+        self.resources.borrow().version
     }
 
     /// The requests received so far that carry an error (NACKs).
@@ -161,11 +170,14 @@ impl AggregatedDiscoveryService for Ads {
                         .find(|(t, _)| **t == type_url)
                         .map(|(_, r)| r.clone())
                         .unwrap_or_default();
-                    let chosen: Vec<Any> = all
+                    let mut chosen: Vec<Any> = all
                         .iter()
                         .filter(|(name, _)| names.is_empty() || names.contains(name))
                         .map(|(_, any)| any.clone())
                         .collect();
+                    if let Some(extra) = resources.extra.iter().find(|(t, _)| **t == type_url) {
+                        chosen.extend(extra.1.iter().cloned());
+                    }
                     if sent.get(&type_url) == Some(&chosen) {
                         continue;
                     }
@@ -209,17 +221,37 @@ pub fn any<M: Message>(type_url: &str, message: &M) -> Any {
     }
 }
 
+/// A config source pointing at the ADS stream, as control planes write.
+pub fn ads_source() -> ConfigSource {
+    ConfigSource {
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        ..ConfigSource::default()
+    }
+}
+
+/// The router filter, last in every filter chain.
+pub fn router() -> HttpFilter {
+    HttpFilter {
+        name: "envoy.filters.http.router".to_owned(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+            type_url: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                .to_owned(),
+            value: Vec::new(),
+        })),
+        ..HttpFilter::default()
+    }
+}
+
 /// A client Listener for `service` whose routes come by RDS as `route`.
 pub fn listener(service: &str, route: &str) -> Any {
     let hcm = HttpConnectionManager {
         route_specifier: Some(RouteSpecifier::Rds(Rds {
             route_config_name: route.to_owned(),
-            ..Rds::default()
+            config_source: Some(ads_source()),
         })),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".to_owned(),
-            ..HttpFilter::default()
-        }],
+        http_filters: vec![router()],
         ..HttpConnectionManager::default()
     };
     any(
@@ -288,7 +320,7 @@ pub fn eds_cluster(name: &str, lb: cluster::LbPolicy) -> Any {
             )),
             eds_cluster_config: Some(cluster::EdsClusterConfig {
                 service_name: name.to_owned(),
-                ..cluster::EdsClusterConfig::default()
+                eds_config: Some(ads_source()),
             }),
             lb_policy: lb as i32,
             ..Cluster::default()

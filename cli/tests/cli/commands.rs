@@ -180,6 +180,7 @@ async fn the_control_plane_command_serves_a_mesh_file_and_registrations() {
     let body = format!(r#"{{"name":"reviews-v1","address":"{}"}}"#, b.addr);
     let request = http::Request::post(format!("{admin}/v1/registrations"))
         .header("authorization", "Bearer s3cret")
+        .header("content-type", "application/json")
         .body(body)
         .unwrap();
     let response = client.request(request).await.unwrap();

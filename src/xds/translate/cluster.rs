@@ -8,7 +8,8 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster, OutlierDetection,
     cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as EnvoyLb},
 };
-use envoy_types::pb::google::protobuf::UInt32Value;
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use std::time::Duration;
 
 /// A Cluster: EDS (endpoints by subscription) or STATIC (endpoints inline),
@@ -27,13 +28,21 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
         None => Some(DiscoveryType::Static),
     };
     let eds_name = match kind {
-        Some(DiscoveryType::Eds) => Some(
-            c.eds_cluster_config
-                .as_ref()
-                .map(|e| e.service_name.clone())
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| c.name.clone()),
-        ),
+        Some(DiscoveryType::Eds) => {
+            super::config_source(
+                c.eds_cluster_config
+                    .as_ref()
+                    .and_then(|e| e.eds_config.as_ref()),
+            )
+            .map_err(|e| format!("eds_cluster_config.eds_config: {e}"))?;
+            Some(
+                c.eds_cluster_config
+                    .as_ref()
+                    .map(|e| e.service_name.clone())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| c.name.clone()),
+            )
+        }
         Some(DiscoveryType::Static) => {
             let inline = c.load_assignment.clone().unwrap_or_default();
             // The same reader as for EDS, on the message's bytes.
@@ -88,6 +97,19 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
     }
     if c.http2_protocol_options.is_some() {
         config.protocol = Protocol::Http2;
+    }
+    if let Some(options) = c.typed_extension_protocol_options.get(HTTP_OPTIONS_NAME) {
+        let at = format!("typed_extension_protocol_options[{HTTP_OPTIONS_NAME}]");
+        if let Some(protocol) = http_protocol(options).map_err(|e| format!("{at}{e}"))? {
+            config.protocol = protocol;
+        }
+    }
+    if let Some(lrs) = &c.lrs_server {
+        // Load reports go to the control plane itself, or nowhere.
+        match &lrs.config_source_specifier {
+            Some(ConfigSourceSpecifier::Self_(_)) => {}
+            _ => return Err("lrs_server: only `self` is supported".to_owned()),
+        }
     }
     Ok(ClusterResource { config, eds_name })
 }
@@ -242,4 +264,44 @@ fn load_balancing_policy(
         return Ok(lb);
     }
     Err("policies: none of them is supported".to_owned())
+}
+
+const HTTP_OPTIONS_NAME: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+const HTTP_OPTIONS: &str =
+    "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// The protocol an `HttpProtocolOptions` (the modern form of
+/// `http2_protocol_options`) asks for: HTTP/2 or HTTP/1.1 when explicit;
+/// `None` (the cluster's default) for the automatic choices, which need
+/// ALPN or the downstream's protocol, neither of which a client has. An
+/// error starts with the field below the options.
+fn http_protocol(any: &Any) -> Result<Option<Protocol>, Invalid> {
+    use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+        HttpProtocolOptions,
+        http_protocol_options::{UpstreamProtocolOptions, explicit_http_config::ProtocolConfig},
+    };
+    if any.type_url != HTTP_OPTIONS {
+        return Err(format!(
+            ".type_url: `{}` is not {HTTP_OPTIONS}",
+            any.type_url
+        ));
+    }
+    let options = <HttpProtocolOptions as prost::Message>::decode(any.value.as_slice())
+        .map_err(|e| format!(": cannot decode: {e}"))?;
+    Ok(match options.upstream_protocol_options {
+        Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => {
+            match explicit.protocol_config {
+                Some(ProtocolConfig::Http2ProtocolOptions(_)) => Some(Protocol::Http2),
+                Some(ProtocolConfig::HttpProtocolOptions(_)) => Some(Protocol::Http1),
+                Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
+                    return Err(
+                        ".explicit_http_config.http3_protocol_options: HTTP/3 is not supported"
+                            .to_owned(),
+                    );
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    })
 }

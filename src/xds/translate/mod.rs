@@ -111,3 +111,17 @@ fn duration(field: &str, d: &PbDuration) -> Result<Duration, Invalid> {
 fn within(field: &str) -> impl Fn(Invalid) -> Invalid + '_ {
     move |e| format!("{field}.{e}")
 }
+
+/// A config source that points to the stream the resource came on: ADS or
+/// `self`. gRPC refuses any other (a path, a REST or gRPC API source), and
+/// so does Sinew rather than ignore where the control plane says to look.
+fn config_source(
+    source: Option<&envoy_types::pb::envoy::config::core::v3::ConfigSource>,
+) -> Result<(), Invalid> {
+    use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+    match source.and_then(|s| s.config_source_specifier.as_ref()) {
+        Some(ConfigSourceSpecifier::Ads(_) | ConfigSourceSpecifier::Self_(_)) => Ok(()),
+        None => Err("missing (must be `ads` or `self`)".to_owned()),
+        Some(_) => Err("only `ads` and `self` are supported".to_owned()),
+    }
+}

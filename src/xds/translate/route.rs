@@ -25,7 +25,8 @@ pub(crate) fn route_table(config: RouteConfiguration) -> Result<RouteTable, Inva
         let mut routes = Vec::with_capacity(vh.routes.len());
         for (j, r) in vh.routes.into_iter().enumerate() {
             let at = format!("{at}.routes[{j}]");
-            let mut route = one_route(r, vh_retry.as_ref()).map_err(within(&at))?;
+            let mut route =
+                one_route(r, vh_retry.as_ref(), &config.name, &at).map_err(within(&at))?;
             route.fault = route.fault.or_else(|| vh_fault.clone());
             routes.push(route);
         }
@@ -40,6 +41,8 @@ pub(crate) fn route_table(config: RouteConfiguration) -> Result<RouteTable, Inva
 fn one_route(
     r: envoy_types::pb::envoy::config::route::v3::Route,
     vh_retry: Option<&RetryPolicy>,
+    table: &str,
+    at: &str,
 ) -> Result<RouteConfig, Invalid> {
     let fault = fault::override_in(&r.typed_per_filter_config)?;
     let m = r.r#match.ok_or("match: missing")?;
@@ -80,8 +83,31 @@ fn one_route(
             Header::Other(matcher) => headers.push(matcher),
         }
     }
-    let Some(route::Action::Route(action)) = r.action else {
-        return Err("action: only `route` actions are supported".to_owned());
+    let matcher = RouteMatch {
+        path,
+        method,
+        headers,
+    };
+    let action = match r.action {
+        Some(route::Action::Route(action)) => action,
+        other => {
+            // As gRPC does (gRFC A28): the resource stands, and only the
+            // requests this route takes fail.
+            let what = match other {
+                Some(route::Action::Redirect(_)) => "`redirect`",
+                Some(route::Action::DirectResponse(_)) => "`direct_response`",
+                Some(route::Action::FilterAction(_)) => "`filter_action`",
+                Some(route::Action::NonForwardingAction(_)) => "`non_forwarding_action`",
+                Some(route::Action::Route(_)) | None => "a missing action",
+            };
+            return Ok(RouteConfig {
+                matcher,
+                fail: Some(format!(
+                    "RouteConfiguration `{table}` {at}.action: {what} is not supported (only `route`)"
+                )),
+                ..RouteConfig::default()
+            });
+        }
     };
     let split = match action.cluster_specifier {
         Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => vec![WeightedCluster {
@@ -144,16 +170,13 @@ fn one_route(
     };
     let hash_header = hash_header(&action.hash_policy)?;
     Ok(RouteConfig {
-        matcher: RouteMatch {
-            path,
-            method,
-            headers,
-        },
+        matcher,
         split,
         timeout,
         retry,
         hash_header,
         fault,
+        fail: None,
     })
 }
 
