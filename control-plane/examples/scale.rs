@@ -188,6 +188,7 @@ async fn register(admin: SocketAddr, n: usize) {
         n % 250
     );
     let request = http::Request::post(format!("http://{admin}/v1/registrations"))
+        .header(http::header::CONTENT_TYPE, "application/json")
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .unwrap();
     let response = client.request(request).await.unwrap();

@@ -188,12 +188,12 @@ impl Admin {
     }
 
     /// Writes registry change `change` to the store; whether it was
-    /// (`true` also without a store).
-    async fn persist(&self, change: u64) -> bool {
+    /// (`None` without a store).
+    async fn persist(&self, change: u64) -> Option<bool> {
         self.store
             .persist(change, Duration::from_secs(10))
             .await
-            .is_ok()
+            .map(|r| r.is_ok())
     }
 
     fn health(&self) -> Reply {

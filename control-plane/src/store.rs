@@ -62,19 +62,18 @@ impl Store {
 
     /// Asks for registry change `change` to be written, and waits (at
     /// most `wait`) until it is, or was tried; `Err` with the write's
-    /// error.
-    pub(crate) async fn persist(&self, change: u64, wait: Duration) -> Result<(), String> {
-        if self.status.borrow().path.is_none() {
-            return Ok(());
-        }
+    /// error; `None` without a store.
+    pub(crate) async fn persist(&self, change: u64, wait: Duration) -> Option<Result<(), String>> {
+        // Without a store there is nothing to wait for.
+        self.status.borrow().path.as_ref()?;
         self.wake.notify_one();
         let mut status = self.status.clone();
         let written = tokio::time::timeout(wait, status.wait_for(|s| s.attempted >= change)).await;
-        match written {
+        Some(match written {
             Ok(Ok(s)) => s.error.clone().map_or(Ok(()), Err),
             Ok(Err(_)) => Err("the store writer stopped".to_owned()),
             Err(_) => Err(format!("not written within {} s", wait.as_secs())),
-        }
+        })
     }
 
     /// Asks for the registry to be written, without waiting.

@@ -240,7 +240,7 @@ async fn writes_need_json_and_the_token_in_any_case_of_scheme() {
     }
     let (_, leases) = admin(&open, Method::GET, "/v1/registrations", None, Value::Null).await;
     assert_eq!(leases, json!([]));
-    let (status, _) = raw_admin(
+    let (status, answer) = raw_admin(
         &open,
         Method::POST,
         "/v1/registrations",
@@ -249,6 +249,7 @@ async fn writes_need_json_and_the_token_in_any_case_of_scheme() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(answer["stored"], Value::Null, "no store: {answer}");
 
     // With a token: the scheme in any case; anything else refused.
     let cp = start_with(&dir, "127.0.0.1:0".parse().unwrap(), Limits::default()).await;
