@@ -48,7 +48,9 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Task {
-    pub(super) async fn run(mut self) {
+    /// Runs until the mesh is gone. Borrowed, so that after a panic the
+    /// supervisor can run it again with what it held.
+    pub(super) async fn run(&mut self) {
         let node = node(&self.settings);
         super::metrics::describe();
         let mut backoff = Backoff::default();
@@ -113,6 +115,17 @@ impl Task {
         }
     }
 
+    /// Records a panic the supervisor caught, and shows it.
+    pub(super) fn restarted(&self, message: String) {
+        {
+            let mut state = lock(&self.state);
+            state.restarts += 1;
+            state.last_panic = Some(message);
+        }
+        super::metrics::task_restarted(self.control_plane());
+        self.notify();
+    }
+
     /// The first server of the bootstrap: the `control_plane` label.
     fn control_plane(&self) -> &str {
         self.settings
@@ -137,6 +150,8 @@ impl Task {
     /// One stream to `server`. On a fallback server, `primary` is probed
     /// meanwhile, and the session ends as soon as it can be reached.
     async fn session(&mut self, server: &str, primary: Option<&str>, node: &Node) -> Ended {
+        #[cfg(test)]
+        tests::panic_if_asked();
         let endpoint = match tonic::transport::Endpoint::from_shared(server.to_owned()) {
             Ok(e) => e.connect_timeout(Duration::from_secs(5)),
             Err(e) => {
@@ -531,4 +546,25 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Makes the next session on this thread panic: the supervisor's
+        /// test has no other way to make a bug.
+        static PANIC_NEXT_SESSION: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(in super::super) fn panic_next_session() {
+        PANIC_NEXT_SESSION.with(|p| p.set(true));
+    }
+
+    pub(super) fn panic_if_asked() {
+        if PANIC_NEXT_SESSION.with(|p| p.replace(false)) {
+            panic!("a bug, injected by a test");
+        }
+    }
 }

@@ -44,6 +44,11 @@ pub struct XdsStatus {
     pub last_apply: Option<Duration>,
     /// Responses received so far, on every stream.
     pub responses: u64,
+    /// Times the discovery task failed (a panic, which is a bug) and was
+    /// restarted; zero in a healthy client.
+    pub task_restarts: u64,
+    /// The message of the last such failure.
+    pub last_task_failure: Option<String>,
 }
 
 #[derive(Debug)]
@@ -89,7 +94,7 @@ impl Discovery {
                 changed: notify,
                 warm,
             };
-            tokio::spawn(task.run());
+            tokio::spawn(super::supervise::supervise(task));
         };
         (discovery, spawn)
     }
@@ -166,6 +171,8 @@ impl Discovery {
             resources: state.statuses(),
             last_apply: state.last_apply,
             responses: state.responses,
+            task_restarts: state.restarts,
+            last_task_failure: state.last_panic.clone(),
         }
     }
 }

@@ -36,6 +36,10 @@ pub(super) fn describe() {
         "xDS responses, ACKed or NACKed"
     );
     metrics::describe_counter!(
+        "sinew_xds_task_restarts_total",
+        "times the discovery task failed (a bug) and was restarted"
+    );
+    metrics::describe_counter!(
         "sinew_xds_stream_failures_total",
         "control plane streams that failed or could not open"
     );
@@ -89,5 +93,11 @@ pub(super) fn response(control_plane: &str, kind: Kind, accepted: bool, took: Du
 /// A stream that failed or could not open.
 pub(super) fn stream_failed(control_plane: &str) {
     counter!("sinew_xds_stream_failures_total", "control_plane" => control_plane.to_owned())
+        .increment(1);
+}
+
+/// The discovery task was restarted after a panic.
+pub(super) fn task_restarted(control_plane: &str) {
+    counter!("sinew_xds_task_restarts_total", "control_plane" => control_plane.to_owned())
         .increment(1);
 }

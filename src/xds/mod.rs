@@ -46,6 +46,7 @@
 //! | `sinew_xds_resources` | gauge | `type`, `state` | subscribed resources per state |
 //! | `sinew_xds_responses_total` | counter | `type`, `result` (`ack`, `nack`) | responses answered |
 //! | `sinew_xds_stream_failures_total` | counter | | streams that failed or could not open |
+//! | `sinew_xds_task_restarts_total` | counter | | times the discovery task failed (a bug: a panic) and was restarted |
 //! | `sinew_xds_apply_seconds` | histogram | | from a response's arrival to in force |
 
 mod ads;
@@ -55,6 +56,7 @@ mod discovery;
 mod metrics;
 mod resource;
 mod state;
+mod supervise;
 mod translate;
 
 #[cfg(test)]

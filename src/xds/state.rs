@@ -118,6 +118,10 @@ pub(super) struct State {
     pub(super) last_apply: Option<Duration>,
     /// Responses received, on every stream.
     pub(super) responses: u64,
+    /// Times the discovery task panicked and was restarted, with the last
+    /// panic's message.
+    pub(super) restarts: u64,
+    pub(super) last_panic: Option<String>,
     /// Per service, the routes last put in force while it was ready.
     in_force: HashMap<String, Vec<RouteConfig>>,
     /// Set when, at the last assembly, some service was not ready (its
@@ -149,6 +153,8 @@ impl State {
             from_cache: None,
             last_apply: None,
             responses: 0,
+            restarts: 0,
+            last_panic: None,
             in_force: HashMap::new(),
             waiting: false,
             published: BTreeSet::new(),

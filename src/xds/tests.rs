@@ -798,3 +798,39 @@ pub(super) fn ads_source() -> envoy_types::pb::envoy::config::core::v3::ConfigSo
         ..ConfigSource::default()
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_discovery_task_is_restarted_and_says_so() {
+    // The task runs on this test's thread (a current-thread runtime).
+    super::ads::tests::panic_next_session();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let mesh = crate::mesh::Mesh::builder()
+        .control_plane(&format!("http://{closed}"))
+        .build()
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let status = || {
+        mesh.xds_status()
+            .unwrap_or_else(|| unreachable!("an xDS mesh"))
+    };
+    // Restarted, and then at work again: it tried the server after.
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let now = status();
+            if now.task_restarts == 1
+                && matches!(now.connection, super::ConnectionState::Disconnected { .. })
+            {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| unreachable!("restarted within a minute: {:?}", status()));
+    assert_eq!(
+        seen.last_task_failure.as_deref(),
+        Some("a bug, injected by a test")
+    );
+}
