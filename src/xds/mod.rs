@@ -58,6 +58,8 @@ mod state;
 mod translate;
 
 #[cfg(test)]
+mod readiness_tests;
+#[cfg(test)]
 mod tests;
 
 pub use bootstrap::Bootstrap;
