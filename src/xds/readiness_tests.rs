@@ -182,7 +182,10 @@ async fn a_waiting_request_goes_on_only_once_the_configuration_is_in_force() {
         discovery.settled("svc", || true),
     )
     .await;
-    assert!(early.is_err(), "went on before the configuration was in force");
+    assert!(
+        early.is_err(),
+        "went on before the configuration was in force"
+    );
     // The task applies the configuration, then publishes.
     assert!(discovery.state().publish());
     let settled = tokio::time::timeout(

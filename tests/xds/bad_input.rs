@@ -421,7 +421,11 @@ async fn malformed_resources_are_nacked_by_name_and_field_and_lose_nothing() {
             assert!(status.has_value, "{}: {kind:?} {name} lost", case.what);
         }
     }
-    println!("{}", table.join("\n"));
+    // What each case got, as a table (shown with `--nocapture`).
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{}", table.join("\n"));
+    }
 
     // A resource past tonic's 4 MiB default message size is taken, not a
     // broken stream.
