@@ -25,7 +25,8 @@ pub enum ResourceState {
     /// use.
     Nacked,
     /// The control plane says it does not exist, or did not send it in
-    /// time while connected.
+    /// time while connected. A value it had may stay in use (gRFC A88:
+    /// see `has_value`).
     DoesNotExist,
 }
 

@@ -241,6 +241,12 @@ fn cases() -> Vec<Case> {
             nack: "Cluster reviews-v1: eds_cluster_config.eds_config: missing (must be `ads` or `self`)",
         },
         Case {
+            what: "load reports to a server other than self",
+            put: Replace(CLUSTER, "reviews-v1"),
+            resource: cluster_with(|c| c.lrs_server = Some(server::ads_source())),
+            nack: "Cluster reviews-v1: lrs_server: only `self` is supported",
+        },
+        Case {
             what: "a percentage above 100",
             put: Replace(CLUSTER, "reviews-v1"),
             resource: cluster_with(|c| {
