@@ -468,3 +468,52 @@ fn endpoint_changes_are_checked_and_share_the_rest() {
     assert_eq!(whole.clusters["pool"].endpoints[0].weight, 5);
     assert!(second.config().clusters["pool"].endpoints.is_empty());
 }
+
+#[test]
+fn a_failing_route_is_validated_and_round_trips_through_json() {
+    let yaml = "services:\n  s:\n    routes:\n      - match: { path: { prefix: /old } }\n        fail: redirects are not supported\n      - split: [{ cluster: c }]\nclusters:\n  c: {}\n";
+    let config = MeshConfig::from_yaml(yaml).map_err(|e| e.to_string());
+    let Ok(config) = config else {
+        unreachable!("a valid configuration: {config:?}")
+    };
+    // The fail-static cache writes the configuration as JSON.
+    let json = serde_json::to_string(&config).map_err(|e| e.to_string());
+    assert!(
+        json.as_ref()
+            .is_ok_and(|j| j.contains("\"fail\":\"redirects are not supported\""))
+    );
+    let back: Result<MeshConfig, _> = json
+        .map_err(|e| e.to_string())
+        .and_then(|j| serde_json::from_str(&j).map_err(|e| e.to_string()));
+    assert_eq!(back.as_ref(), Ok(&config));
+    let built = Snapshot::build(config.clone(), 1).map_err(|e| e.to_string());
+    let route = built
+        .as_ref()
+        .ok()
+        .and_then(|s| s.services_in_order().first())
+        .map(|s| s.routes()[0].fails().map(str::to_owned));
+    assert_eq!(route, Some(Some("redirects are not supported".to_owned())));
+
+    let mut with_split = config.clone();
+    if let Some(s) = with_split.services.get_mut("s") {
+        s.routes[0].split = vec![WeightedCluster {
+            cluster: "c".to_owned(),
+            weight: 1,
+        }];
+    }
+    assert_eq!(
+        Snapshot::build(with_split, 1).err().map(|e| e.to_string()),
+        Some(
+            "services.s.routes[0].split: must be empty on a route that fails its requests (`fail`)"
+                .to_owned()
+        )
+    );
+    let mut blank = config;
+    if let Some(s) = blank.services.get_mut("s") {
+        s.routes[0].fail = Some(" ".to_owned());
+    }
+    assert_eq!(
+        Snapshot::build(blank, 1).err().map(|e| e.to_string()),
+        Some("services.s.routes[0].fail: must give a reason".to_owned())
+    );
+}

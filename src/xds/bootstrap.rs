@@ -207,7 +207,11 @@ mod tests {
                 .is_some_and(|e| e.starts_with("bootstrap.xds_servers[0].server_uri: invalid type"))
         );
         let fine = Bootstrap::from_json(
-            r#"{"xds_servers": [{"server_uri": "a:1"}, {"server_uri": "https://b:2"}], "node": {"cluster": "web"}}"#,
+            r#"{"xds_servers": [{"server_uri": "a:1"}, {"server_uri": "https://b:2", "server_features": ["fail_on_data_errors"]}], "node": {"cluster": "web"}}"#,
+        );
+        assert!(
+            fine.as_ref()
+                .is_ok_and(|b| b.fail_on_data_errors == ["https://b:2"])
         );
         assert!(
             fine.as_ref()

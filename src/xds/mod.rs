@@ -15,13 +15,20 @@
 //! - every response is ACKed with its version and nonce, or NACKed with the
 //!   previous version and an error naming each rejected resource and field,
 //!   while the valid resources of the same response apply (gRFC A46);
-//! - a rejected resource, and every resource after the stream is lost,
-//!   keeps its last good value (gRFC A88);
+//! - a rejected resource, a Listener or Cluster left out of a response, and
+//!   every resource after the stream is lost, keeps its last good value,
+//!   unless the bootstrap's server lists `fail_on_data_errors` (gRFC A88);
+//! - the HTTP filter chain is checked: the router last, and no filter Sinew
+//!   does not implement unless it is marked `is_optional` (gRFC A39);
+//! - a route whose action Sinew cannot carry out fails only the requests
+//!   it takes (gRFC A28); config sources other than ADS and `self` are
+//!   refused;
 //! - a resource not received within the initial fetch timeout is taken not
 //!   to exist, but that timer runs only while connected (gRFC A57);
 //! - reconnects back off from 1 s, ×1.6, ±20%, up to 120 s;
 //! - a second server in the bootstrap is tried only while the first is
-//!   unreachable and something watched has no value (gRFC A71);
+//!   unreachable and something watched has no value, and left as soon as
+//!   the first is reachable again (gRFC A71);
 //! - opt-in fail-static: the configuration in force is written to a file,
 //!   and a process that starts while the control plane is unreachable
 //!   starts from it ([`MeshBuilder::xds_cache`](crate::mesh::MeshBuilder::xds_cache));
@@ -30,6 +37,9 @@
 //!   until those arrive (or are refused, or found not to exist), so that no
 //!   request meets a cluster without endpoints only because its assignment
 //!   came a moment after the route.
+//!
+//! `docs/xds.md` compares these rules with gRPC's, and lists where Sinew
+//! accepts more than gRPC does.
 //!
 //! [`Mesh::xds_status`](crate::mesh::Mesh::xds_status) shows what the
 //! client sees: per resource its version, ACK or NACK, last error, and the
@@ -59,6 +69,8 @@ mod state;
 mod supervise;
 mod translate;
 
+#[cfg(test)]
+mod readiness_tests;
 #[cfg(test)]
 mod tests;
 

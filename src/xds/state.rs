@@ -25,7 +25,8 @@ pub enum ResourceState {
     /// use.
     Nacked,
     /// The control plane says it does not exist, or did not send it in
-    /// time while connected.
+    /// time while connected. A value it had may stay in use (gRFC A88:
+    /// see `has_value`).
     DoesNotExist,
 }
 
@@ -227,20 +228,31 @@ impl State {
     /// said so: its Listener, or the route configuration it names, does
     /// not exist.
     pub(super) fn missing(&self, service: &str) -> Option<String> {
+        // Without a value, a resource that does not exist or was rejected
+        // cannot be used: requests fail at once, saying why, rather than
+        // wait for the initial fetch timeout.
         let gone = |kind: Kind, name: &str| {
-            self.entries
-                .get(&(kind, name.to_owned()))
-                .is_some_and(|e| e.value.is_none() && e.state == ResourceState::DoesNotExist)
+            let entry = self.entries.get(&(kind, name.to_owned()))?;
+            match (&entry.value, entry.state) {
+                (None, ResourceState::DoesNotExist) => Some(format!(
+                    "the control plane has no {} `{name}`",
+                    kind.api_name()
+                )),
+                (None, ResourceState::Nacked) => Some(format!(
+                    "{} `{name}` was rejected: {}",
+                    kind.api_name(),
+                    entry.error.as_deref().unwrap_or("")
+                )),
+                _ => None,
+            }
         };
-        if gone(Kind::Listener, service) {
-            return Some(format!("the control plane has no Listener `{service}`"));
+        if let Some(why) = gone(Kind::Listener, service) {
+            return Some(why);
         }
         if let Some(ListenerRoutes::Rds(route)) = self.listener(service).map(|l| &l.routes)
-            && gone(Kind::Route, route)
+            && let Some(why) = gone(Kind::Route, route)
         {
-            return Some(format!(
-                "the control plane has no RouteConfiguration `{route}` (named by Listener `{service}`)"
-            ));
+            return Some(format!("{why} (named by Listener `{service}`)"));
         }
         None
     }

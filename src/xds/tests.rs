@@ -496,7 +496,6 @@ fn fault_filters_give_routes_their_faults_with_per_route_overrides() {
             route_specifier: Some(RouteSpecifier::Rds(Rds {
                 route_config_name: "r".to_owned(),
                 config_source: Some(ads_source()),
-                ..Rds::default()
             })),
             http_filters: filters,
             ..HttpConnectionManager::default()

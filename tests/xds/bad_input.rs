@@ -241,6 +241,12 @@ fn cases() -> Vec<Case> {
             nack: "Cluster reviews-v1: eds_cluster_config.eds_config: missing (must be `ads` or `self`)",
         },
         Case {
+            what: "load reports to a server other than self",
+            put: Replace(CLUSTER, "reviews-v1"),
+            resource: cluster_with(|c| c.lrs_server = Some(server::ads_source())),
+            nack: "Cluster reviews-v1: lrs_server: only `self` is supported",
+        },
+        Case {
             what: "a percentage above 100",
             put: Replace(CLUSTER, "reviews-v1"),
             resource: cluster_with(|c| {
@@ -421,7 +427,11 @@ async fn malformed_resources_are_nacked_by_name_and_field_and_lose_nothing() {
             assert!(status.has_value, "{}: {kind:?} {name} lost", case.what);
         }
     }
-    println!("{}", table.join("\n"));
+    // What each case got, as a table (shown with `--nocapture`).
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{}", table.join("\n"));
+    }
 
     // A resource past tonic's 4 MiB default message size is taken, not a
     // broken stream.

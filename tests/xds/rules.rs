@@ -577,3 +577,45 @@ async fn the_fallback_serves_while_the_primary_is_down_and_the_primary_takes_ove
     assert_eq!(connected_to(&mesh), primary_url);
     assert!(!primary_ads.received().is_empty());
 }
+
+#[tokio::test]
+async fn a_listener_rejected_on_arrival_fails_requests_at_once_with_the_reason() {
+    let (a, _) = named("a").await;
+    let ads = Ads::default();
+    reviews(&ads, &[("reviews-v1", &[a.addr])]);
+    ads.update(|r| {
+        r.put(
+            LISTENER,
+            "reviews",
+            listener_with(
+                vec![filter("authz", RBAC, false), server::router()],
+                server::ads_source(),
+            ),
+        )
+    });
+    let control = ads.serve().await;
+    // A long initial fetch timeout: the request must not wait it out.
+    let mesh = Mesh::builder()
+        .control_plane(&control.url(""))
+        .initial_fetch_timeout(Duration::from_secs(120))
+        .build()
+        .await
+        .unwrap();
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let err = tokio::time::timeout(Duration::from_secs(20), get(&client))
+        .await
+        .expect("failed within 20 s, not after the initial fetch timeout")
+        .unwrap_err();
+    let Some(RouteError::Undiscovered { service, reason }) =
+        err.downcast_ref::<RouteError>().cloned()
+    else {
+        panic!("unexpected error: {err}");
+    };
+    assert_eq!(service, "reviews");
+    assert!(
+        reason.starts_with(
+            "Listener `reviews` was rejected: api_listener.http_filters[0]: filter `authz`"
+        ),
+        "{reason}"
+    );
+}
