@@ -305,6 +305,34 @@ fn route_entry(r: &RouteConfig) -> Route {
             ..HeaderMatcher::default()
         });
     }
+    let r#match = Some(RouteMatch {
+        path_specifier: Some(path_specifier),
+        headers,
+        ..RouteMatch::default()
+    });
+    if let Some(reason) = &r.fail {
+        // A route that fails its requests: gRPC (gRFC A28) and Sinew fail
+        // the requests a `direct_response` route takes, and keep the rest
+        // of the resource. The reason travels in the body.
+        return Route {
+            r#match,
+            action: Some(route::Action::DirectResponse(
+                envoy_types::pb::envoy::config::route::v3::DirectResponseAction {
+                    status: 503,
+                    body: Some(envoy_types::pb::envoy::config::core::v3::DataSource {
+                        specifier: Some(
+                            envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(
+                                reason.clone(),
+                            ),
+                        ),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )),
+            ..Route::default()
+        };
+    }
     let cluster_specifier = match r.split.as_slice() {
         [only] => route_action::ClusterSpecifier::Cluster(only.cluster.clone()),
         split => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
@@ -347,11 +375,7 @@ fn route_entry(r: &RouteConfig) -> Route {
         }];
     }
     let mut entry = Route {
-        r#match: Some(RouteMatch {
-            path_specifier: Some(path_specifier),
-            headers,
-            ..RouteMatch::default()
-        }),
+        r#match,
         action: Some(route::Action::Route(action)),
         ..Route::default()
     };

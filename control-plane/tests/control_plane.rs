@@ -286,6 +286,8 @@ services:
       - match: { path: { exact: /exact }, headers: [{ name: x-a, prefix: p }, { name: x-b, regex: "r+" }] }
         split: [{ cluster: v4, weight: 1 }, { cluster: v5, weight: 2 }]
         fault: { abort: { grpc_status: UNAVAILABLE, percent: 50 } }
+      - match: { path: { prefix: /retired } }
+        fail: "retired: use /v2"
 clusters:
   v1:
     protocol: http2

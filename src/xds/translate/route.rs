@@ -100,11 +100,21 @@ fn one_route(
                 Some(route::Action::NonForwardingAction(_)) => "`non_forwarding_action`",
                 Some(route::Action::Route(_)) | None => "a missing action",
             };
+            // A direct response's text body is the reason (as Sinew's
+            // control plane serves a route that fails its requests).
+            let said = match &other {
+                Some(route::Action::DirectResponse(d)) => match d.body.as_ref().and_then(|b| b.specifier.as_ref()) {
+                    Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(text))
+                        if !text.trim().is_empty() => Some(text.clone()),
+                    _ => None,
+                },
+                _ => None,
+            };
             return Ok(RouteConfig {
                 matcher,
-                fail: Some(format!(
+                fail: Some(said.unwrap_or_else(|| format!(
                     "RouteConfiguration `{table}` {at}.action: {what} is not supported (only `route`)"
-                )),
+                ))),
                 ..RouteConfig::default()
             });
         }
