@@ -259,6 +259,7 @@ impl Task {
                 error,
             ));
             resubscribe(&mut state, node, requests);
+            state.applying = !applied.changed.is_empty();
             (applied.changed, applied.rejected.is_none())
         };
         if !changed.is_empty() {
@@ -267,6 +268,7 @@ impl Task {
         let took = received.elapsed();
         {
             let mut state = lock(&self.state);
+            state.applying = false;
             state.last_apply = Some(took);
             state.responses += 1;
         }

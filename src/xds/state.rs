@@ -124,6 +124,10 @@ pub(super) struct State {
     /// earlier routes kept, or its first ones still incomplete): the next
     /// change, even of endpoints only, needs a whole assembly.
     pub(super) waiting: bool,
+    /// Set while a response is in this state but not yet in the mesh: a
+    /// request let through then would meet the mesh's older configuration
+    /// (a route whose cluster's endpoints have not been put in yet).
+    pub(super) applying: bool,
 }
 
 impl State {
@@ -141,6 +145,7 @@ impl State {
             responses: 0,
             in_force: HashMap::new(),
             waiting: false,
+            applying: false,
         }
     }
 
@@ -190,7 +195,7 @@ impl State {
     /// put in force while it was stay in force while newer ones wait for
     /// what they need.
     pub(super) fn serving(&self, service: &str) -> bool {
-        self.in_force.contains_key(service) || self.ready(service)
+        !self.applying && (self.in_force.contains_key(service) || self.ready(service))
     }
 
     /// Why `service` cannot be configured, when the control plane has
