@@ -141,9 +141,11 @@ pub(crate) struct Check {
 
 /// Print a shell's completion script for sinew.
 ///
-/// bash: `source <(sinew completions bash)`;
-/// zsh: `sinew completions zsh > "${fpath[1]}/_sinew"`;
-/// fish: `sinew completions fish > ~/.config/fish/completions/sinew.fish`.
+/// bash: `source <(sinew completions bash)` (in ~/.bashrc)
+///
+/// zsh: `sinew completions zsh > "${fpath[1]}/_sinew"`
+///
+/// fish: `sinew completions fish > ~/.config/fish/completions/sinew.fish`
 #[derive(Debug, Args)]
 pub(crate) struct Completions {
     /// The shell.

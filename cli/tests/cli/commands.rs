@@ -2,7 +2,7 @@
 
 use crate::server::{self, Ads, CLUSTER, ENDPOINTS, LISTENER, ROUTE};
 use crate::sinew;
-use crate::support::named;
+use crate::support::{self, named};
 use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
 
 #[tokio::test]
@@ -184,7 +184,9 @@ async fn the_control_plane_command_serves_a_mesh_file_and_registrations() {
         .body(body)
         .unwrap();
     let response = client.request(request).await.unwrap();
-    assert_eq!(response.status(), http::StatusCode::CREATED);
+    let status = response.status();
+    let answer = support::body_text(response.into_body()).await;
+    assert_eq!(status, http::StatusCode::CREATED, "{answer}");
 
     let url = format!("http://{xds}");
     let (code, out, err) = sinew(&[

@@ -20,7 +20,7 @@ mod body_limit;
 mod commands;
 mod output;
 
-use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster::LbPolicy};
 use server::{Ads, CLUSTER, ENDPOINTS, LISTENER, ROUTE};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,17 +51,41 @@ async fn sinew(args: &[&str]) -> (i32, String, String) {
 /// An ADS server with one service, `name`, of one round-robin cluster of
 /// `endpoints`.
 async fn control_plane(name: &str, endpoints: &[SocketAddr]) -> (Ads, support::Server) {
+    serve_one(name, endpoints, false).await
+}
+
+/// As [`control_plane`], with the cluster marked HTTP/2 (for gRPC).
+async fn control_plane_http2(name: &str, endpoints: &[SocketAddr]) -> (Ads, support::Server) {
+    serve_one(name, endpoints, true).await
+}
+
+#[allow(deprecated)] // `http2_protocol_options`: still how control planes mark HTTP/2.
+async fn serve_one(name: &str, endpoints: &[SocketAddr], http2: bool) -> (Ads, support::Server) {
+    use prost::Message;
     let ads = Ads::default();
-    let cluster = format!("{name}-v1");
+    let cluster_name = format!("{name}-v1");
+    let mut cluster = Cluster::decode(
+        server::eds_cluster(&cluster_name, LbPolicy::RoundRobin)
+            .value
+            .as_slice(),
+    )
+    .unwrap();
+    if http2 {
+        cluster.http2_protocol_options = Some(Default::default());
+    }
     ads.update(|r| {
         r.put(LISTENER, name, server::listener(name, name));
-        r.put(ROUTE, name, server::route_config(name, &[(&cluster, 1)]));
         r.put(
-            CLUSTER,
-            &cluster,
-            server::eds_cluster(&cluster, LbPolicy::RoundRobin),
+            ROUTE,
+            name,
+            server::route_config(name, &[(&cluster_name, 1)]),
         );
-        r.put(ENDPOINTS, &cluster, server::assignment(&cluster, endpoints));
+        r.put(CLUSTER, &cluster_name, server::any(CLUSTER, &cluster));
+        r.put(
+            ENDPOINTS,
+            &cluster_name,
+            server::assignment(&cluster_name, endpoints),
+        );
     });
     let server = ads.serve().await;
     (ads, server)

@@ -2,8 +2,8 @@
 //! full disk: a quiet exit with the command's own status, or a clear error;
 //! never a panic.
 
-use crate::support::named;
-use crate::{DEADLINE, control_plane};
+use crate::support::{closed_port, named};
+use crate::{DEADLINE, control_plane, sinew};
 
 /// Runs `sinew` with stdout a pipe whose read end is already closed: its
 /// exit code and stderr.
@@ -94,5 +94,49 @@ async fn a_full_stdout_is_an_error_that_says_so() {
     let (code, err) = with_stdout(full.into(), &["check", &good]).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("sinew: cannot write to stdout:"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A closed stdout does not stop the control plane: its banner is news,
+/// not its work. (It used to panic printing the banner, and exit.)
+#[tokio::test]
+async fn the_control_plane_keeps_serving_with_a_closed_stdout() {
+    let dir = std::env::temp_dir().join(format!("sinew-cp-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, _) = named("a").await;
+    let mesh = dir.join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        format!(
+            "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: v1 }}] }}]\nclusters:\n  v1:\n    endpoints: [{{ address: \"{}\" }}]\n",
+            a.addr
+        ),
+    )
+    .unwrap();
+    // Ports chosen here, as the banner cannot be read.
+    let (xds, admin) = (closed_port().await, closed_port().await);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
+        .args(["control-plane", "--mesh", mesh.to_str().unwrap()])
+        .args(["--xds", &xds.to_string(), "--admin", &admin.to_string()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The client connects once the control plane listens (it retries), and
+    // the call is served from its configuration: by then the banner, written
+    // as the control plane starts, has met the closed pipe.
+    let url = format!("http://{xds}");
+    let (code, out, err) =
+        sinew(&["call", "reviews", "--control-plane", &url, "--wait", "30"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the control plane exited: {:?}",
+        child.try_wait()
+    );
+    child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
