@@ -1,5 +1,5 @@
 //! Checks on the command line's values. Clap puts the flag's name in front
-//! of each error: "invalid value 'x' for '--count <N>': ...".
+//! of each error: `invalid value 'x' for '--count <N>': ...`.
 
 use std::time::Duration;
 
