@@ -194,7 +194,7 @@ struct Stored<T> {
 /// an empty store; an unreadable one, or one that is not a store, an
 /// error.
 pub fn read_store(path: &Path) -> Result<StoredLeases, String> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match sinew::config::read_limited(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StoredLeases::default()),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),

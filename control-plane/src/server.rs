@@ -55,7 +55,7 @@ impl std::error::Error for StartError {}
 /// Reads and validates a mesh file, with the errors `sinew check` prints:
 /// those of the library, and a field xDS would not carry.
 pub fn check_mesh_file(path: &Path) -> Result<MeshConfig, ConfigError> {
-    let contents = std::fs::read(path).map_err(|e| {
+    let contents = sinew::config::read_limited(path).map_err(|e| {
         ConfigError::new(
             "config_file",
             format!("cannot read {}: {e}", path.display()),
@@ -164,7 +164,7 @@ impl ControlPlaneBuilder {
     pub async fn start(self) -> Result<ControlPlane, StartError> {
         let (mesh, seen) = match &self.mesh_file {
             Some(path) => {
-                let contents = std::fs::read(path).map_err(|e| {
+                let contents = sinew::config::read_limited(path).map_err(|e| {
                     StartError::MeshFile(ConfigError::new(
                         "config_file",
                         format!("cannot read {}: {e}", path.display()),

@@ -45,6 +45,7 @@ mod cluster;
 mod endpoint;
 mod fault;
 mod parse;
+mod read_limited;
 mod route;
 mod settled_file;
 mod snapshot;
@@ -62,6 +63,8 @@ pub use cluster::{
 };
 pub use endpoint::{EndpointConfig, Health, Locality};
 pub use fault::{FaultAbort, FaultConfig, FaultDelay};
+pub(crate) use read_limited::read_at_most;
+pub use read_limited::{MAX_FILE_BYTES, read_limited};
 pub use route::{HeaderMatch, PathMatch, RouteConfig, RouteMatch, ServiceConfig, WeightedCluster};
 pub use settled_file::SettledFile;
 pub use snapshot::{Cluster, Endpoint, Endpoints, Route, Service, Snapshot};

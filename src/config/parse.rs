@@ -21,7 +21,7 @@ impl MeshConfig {
     /// read.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let contents = std::fs::read(path).map_err(|e| {
+        let contents = super::read_limited(path).map_err(|e| {
             ConfigError::new(
                 "config_file",
                 format!("cannot read {}: {e}", path.display()),

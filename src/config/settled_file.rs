@@ -41,7 +41,7 @@ impl SettledFile {
     /// Reads the file once; returns its contents when a change has
     /// settled. A file that cannot be read is a change not yet settled.
     pub fn check(&mut self) -> Option<Vec<u8>> {
-        let Ok(contents) = std::fs::read(&self.path) else {
+        let Ok(contents) = super::read_limited(&self.path) else {
             self.pending = None;
             return None;
         };

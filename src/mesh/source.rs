@@ -9,7 +9,7 @@ use tokio::time::MissedTickBehavior;
 /// Reads and parses a configuration file, returning its raw contents too
 /// (to notice changes).
 pub(super) fn read_file(path: &Path) -> Result<(MeshConfig, Vec<u8>), ConfigError> {
-    let contents = std::fs::read(path).map_err(|e| {
+    let contents = crate::config::read_limited(path).map_err(|e| {
         ConfigError::new(
             "config_file",
             format!("cannot read {}: {e}", path.display()),

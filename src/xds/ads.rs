@@ -395,7 +395,7 @@ impl Task {
         if lock(&self.state).from_cache.is_some() || shared.snapshot().version() > 1 {
             return;
         }
-        let read = std::fs::read(path)
+        let read = crate::config::read_limited(path)
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
                 let written = std::fs::metadata(path)

@@ -153,9 +153,15 @@ impl Bootstrap {
     /// Reads the bootstrap file at `path`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("bootstrap", format!("cannot read {}: {e}", path.display()))
-        })?;
+        // A bootstrap is a few hundred bytes; a megabyte is plenty.
+        let text = crate::config::read_at_most(path, 1 << 20)
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
+            .map_err(|e| {
+                ConfigError::new("bootstrap", format!("cannot read {}: {e}", path.display()))
+            })?;
         Self::from_json(&text)
     }
 
