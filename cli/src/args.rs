@@ -129,6 +129,36 @@ pub(crate) struct ControlPlane {
     /// With no token, take writes from anyone.
     #[arg(long)]
     pub(crate) allow_unauthenticated_writes: bool,
+    /// Leases in the whole registry; more registrations get 429.
+    #[arg(long, value_name = "N", default_value = "100000", value_parser = values::at_least_one)]
+    pub(crate) max_leases: usize,
+    /// Leases in one cluster.
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = values::at_least_one)]
+    pub(crate) max_leases_per_cluster: usize,
+    /// ADS connections at once; one more is closed at once.
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = values::at_least_one)]
+    pub(crate) max_ads_connections: usize,
+    /// Concurrent ADS streams on one connection.
+    #[arg(long, value_name = "N", default_value = "4", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) max_streams_per_connection: u32,
+    /// Resource names in one discovery request.
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = values::at_least_one)]
+    pub(crate) max_resource_names: usize,
+    /// Bytes of a client's node id kept and shown.
+    #[arg(long, value_name = "BYTES", default_value = "256", value_parser = values::at_least_one)]
+    pub(crate) max_node_id_bytes: usize,
+    /// Bytes of a NACK's message kept and logged.
+    #[arg(long, value_name = "BYTES", default_value = "1024", value_parser = values::at_least_one)]
+    pub(crate) max_nack_message_bytes: usize,
+    /// The largest ADS message sent or accepted (Sinew's clients accept 64 MiB).
+    #[arg(long, value_name = "BYTES", default_value = "67108864", value_parser = values::at_least_one)]
+    pub(crate) max_message_bytes: usize,
+    /// Admin API connections at once.
+    #[arg(long, value_name = "N", default_value = "256", value_parser = values::at_least_one)]
+    pub(crate) max_admin_connections: usize,
+    /// Seconds an admin API client may take to send its headers, then its body.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = values::wait)]
+    pub(crate) admin_read_timeout: std::time::Duration,
 }
 
 /// Validate a mesh file offline, with the control plane's errors.

@@ -2,7 +2,7 @@
 
 use crate::args::ControlPlane as Options;
 use crate::output;
-use sinew_control_plane::{ControlPlane, check_mesh_file};
+use sinew_control_plane::{ControlPlane, Limits, check_mesh_file};
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
@@ -53,7 +53,19 @@ fn read_token(path: &Path) -> Result<String, String> {
 pub(crate) async fn serve(options: Options) -> Result<ExitCode, String> {
     let mut builder = ControlPlane::builder()
         .xds_addr(options.xds)
-        .admin_addr(options.admin);
+        .admin_addr(options.admin)
+        .limits(Limits {
+            max_leases: options.max_leases,
+            max_leases_per_cluster: options.max_leases_per_cluster,
+            max_ads_connections: options.max_ads_connections,
+            max_streams_per_connection: options.max_streams_per_connection,
+            max_resource_names: options.max_resource_names,
+            max_node_id_bytes: options.max_node_id_bytes,
+            max_nack_message_bytes: options.max_nack_message_bytes,
+            max_message_bytes: options.max_message_bytes,
+            max_admin_connections: options.max_admin_connections,
+            admin_read_timeout: options.admin_read_timeout,
+        });
     if let Some(mesh) = &options.mesh {
         builder = builder.mesh_file(mesh);
     }

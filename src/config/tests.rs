@@ -520,7 +520,9 @@ fn a_failing_route_is_validated_and_round_trips_through_json() {
 
 #[test]
 fn an_endless_mesh_file_is_an_error_not_a_full_memory() {
-    let error = MeshConfig::from_file("/dev/zero").err().map(|e| e.to_string());
+    let error = MeshConfig::from_file("/dev/zero")
+        .err()
+        .map(|e| e.to_string());
     assert_eq!(
         error.as_deref(),
         Some("config_file: cannot read /dev/zero: larger than 67108864 bytes")

@@ -158,6 +158,8 @@ async fn the_control_plane_command_serves_a_mesh_file_and_registrations() {
             "127.0.0.1:0",
             "--token-file",
             token.to_str().unwrap(),
+            "--max-leases-per-cluster",
+            "1",
         ])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -203,5 +205,19 @@ async fn the_control_plane_command_serves_a_mesh_file_and_registrations() {
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["served_by"][a.addr.to_string()], 5, "{report}");
     assert_eq!(report["served_by"][b.addr.to_string()], 5, "{report}");
+
+    // The limit given on the command line holds: a second lease in the
+    // cluster is refused, naming the field.
+    let (c, _) = named("c").await;
+    let request = http::Request::post(format!("{admin}/v1/registrations"))
+        .header("authorization", "Bearer s3cret")
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"name":"reviews-v1","address":"{}"}}"#, c.addr))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let answer = support::body_text(response.into_body()).await;
+    assert_eq!(status, http::StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert!(answer.contains("name"), "{answer}");
     let _ = std::fs::remove_dir_all(&dir);
 }
