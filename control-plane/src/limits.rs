@@ -71,6 +71,45 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Checks that every limit lets something through: a zero (or an
+    /// admin read timeout of zero or over a day) would refuse everything.
+    /// The error names the field, e.g. `limits.max_message_bytes`.
+    pub fn validate(&self) -> Result<(), sinew::error::ConfigError> {
+        let counts = [
+            ("max_leases", self.max_leases),
+            ("max_leases_per_cluster", self.max_leases_per_cluster),
+            ("max_ads_connections", self.max_ads_connections),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection as usize,
+            ),
+            ("max_resource_names", self.max_resource_names),
+            ("max_node_id_bytes", self.max_node_id_bytes),
+            ("max_nack_message_bytes", self.max_nack_message_bytes),
+            ("max_message_bytes", self.max_message_bytes),
+            ("max_admin_connections", self.max_admin_connections),
+        ];
+        for (field, value) in counts {
+            if value == 0 {
+                return Err(sinew::error::ConfigError::new(
+                    format!("limits.{field}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if self.admin_read_timeout.is_zero()
+            || self.admin_read_timeout > Duration::from_secs(86_400)
+        {
+            return Err(sinew::error::ConfigError::new(
+                "limits.admin_read_timeout",
+                "must be from 1 ms to a day",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `text` cut to at most `max` bytes, on a character boundary, marked
 /// when cut.
 pub(crate) fn truncate(text: &str, max: usize) -> String {
@@ -86,6 +125,20 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_limit_that_refuses_everything_is_named() {
+        assert_eq!(super::Limits::default().validate(), Ok(()));
+        let zero = super::Limits {
+            max_message_bytes: 0,
+            ..super::Limits::default()
+        };
+        assert_eq!(
+            zero.validate().map_err(|e| e.to_string()),
+            Err("limits.max_message_bytes: must be at least 1".to_owned())
+        );
+    }
+
     use super::truncate;
 
     #[test]

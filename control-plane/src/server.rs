@@ -27,6 +27,8 @@ pub enum StartError {
     MeshFile(ConfigError),
     /// The registry store cannot be read.
     Store(String),
+    /// A limit is out of range; the error names it (`limits.max_leases`).
+    Limits(ConfigError),
     /// A listening address cannot be bound.
     Bind {
         /// `xds` or `admin`.
@@ -43,6 +45,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::MeshFile(e) => write!(f, "mesh file: {e}"),
             StartError::Store(e) => write!(f, "registry store: {e}"),
+            StartError::Limits(e) => write!(f, "{e}"),
             StartError::Bind { what, addr, error } => {
                 write!(f, "cannot listen for {what} on {addr}: {error}")
             }
@@ -162,6 +165,7 @@ impl ControlPlaneBuilder {
     /// Reads the mesh file and the registry store, binds both addresses
     /// and starts serving.
     pub async fn start(self) -> Result<ControlPlane, StartError> {
+        self.limits.validate().map_err(StartError::Limits)?;
         let (mesh, seen) = match &self.mesh_file {
             Some(path) => {
                 let contents = sinew::config::read_limited(path).map_err(|e| {
