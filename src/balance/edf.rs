@@ -8,13 +8,28 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 /// The endless sequence of turns, as endpoint indices.
-pub(super) struct Turns {
-    due: BinaryHeap<Reverse<Due>>,
+pub(super) enum Turns {
+    /// Equal weights: the endpoints in order, round and round (what the
+    /// heap would give, without its O(log N) per turn).
+    Equal {
+        n: u32,
+        next: u32,
+    },
+    Weighted {
+        due: BinaryHeap<Reverse<Due>>,
+    },
 }
 
 impl Turns {
     /// Turns for endpoints of these weights (a weight of 0 counts as 1).
     pub(super) fn new(weights: &[u64]) -> Self {
+        let equal = weights.windows(2).all(|w| w[0].max(1) == w[1].max(1));
+        if equal {
+            return Self::Equal {
+                n: weights.len() as u32,
+                next: 0,
+            };
+        }
         let due = weights
             .iter()
             .enumerate()
@@ -26,7 +41,7 @@ impl Turns {
                 })
             })
             .collect();
-        Self { due }
+        Self::Weighted { due }
     }
 }
 
@@ -34,17 +49,27 @@ impl Iterator for Turns {
     type Item = u32;
 
     fn next(&mut self) -> Option<u32> {
-        let mut next = self.due.peek_mut()?;
-        let index = next.0.index;
-        // Updating through `PeekMut` sifts it down once, on drop.
-        next.0.turn += 1;
-        Some(index)
+        match self {
+            Self::Equal { n: 0, .. } => None,
+            Self::Equal { n, next } => {
+                let index = *next;
+                *next = (*next + 1) % *n;
+                Some(index)
+            }
+            Self::Weighted { due } => {
+                let mut next = due.peek_mut()?;
+                let index = next.0.index;
+                // Updating through `PeekMut` sifts it down once, on drop.
+                next.0.turn += 1;
+                Some(index)
+            }
+        }
     }
 }
 
 /// An endpoint's next turn: its `turn`-th, due at `(turn + ½) / weight`.
 #[derive(PartialEq, Eq)]
-struct Due {
+pub(super) struct Due {
     turn: u64,
     weight: u64,
     index: u32,
@@ -75,5 +100,13 @@ mod tests {
         assert_eq!(turns, [1, 0, 1, 2, 1, 1, 0, 1, 2, 1]);
         let equal: Vec<u32> = Turns::new(&[5, 5, 5]).take(6).collect();
         assert_eq!(equal, [0, 1, 2, 0, 1, 2]);
+        // The heap gives the same order for equal weights.
+        let mut heap = Turns::new(&[5, 5, 5, 6]);
+        if let Turns::Weighted { due } = &mut heap {
+            due.retain(|d| d.0.index < 3);
+        }
+        let from_heap: Vec<u32> = heap.take(6).collect();
+        assert_eq!(from_heap, equal);
+        assert_eq!(Turns::new(&[]).next(), None);
     }
 }
