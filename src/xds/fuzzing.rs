@@ -6,7 +6,7 @@
 use super::resource::Kind;
 use super::state::{State, check};
 use super::translate::decode;
-use crate::config::MeshConfig;
+use crate::config::{Endpoint, EndpointConfig, MeshConfig};
 use envoy_types::pb::google::protobuf::Any;
 
 /// Decodes, translates and checks one resource as a response's would be:
@@ -48,4 +48,11 @@ impl Client {
     pub fn assemble(&mut self) -> MeshConfig {
         self.state.assemble()
     }
+}
+
+/// A ClusterLoadAssignment as Sinew's own wire reader reads it: its
+/// cluster name and endpoints, or the error that would NACK it.
+pub fn assignment(bytes: &[u8]) -> Result<(String, Vec<EndpointConfig>), String> {
+    let (name, endpoints) = super::translate::assignment(bytes)?;
+    Ok((name, endpoints.iter().map(Endpoint::to_config).collect()))
 }
