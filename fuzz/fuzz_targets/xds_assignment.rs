@@ -1,9 +1,18 @@
 //! Sinew's hand-written ClusterLoadAssignment reader against prost's
-//! generated decoder: for any bytes prost decodes, the reader accepts
-//! exactly when the assignment is valid, and reads the same endpoints
-//! (address, weight, locality, priority, health). The reference
-//! translation below is the one `translate/endpoint.rs` documents, written
-//! over prost's structs.
+//! generated decoder. For any bytes prost decodes:
+//!
+//! - the reader can read them too (a wire-level error is a defect: an
+//!   unknown group once made a valid assignment unreadable);
+//! - on prost's own encoding of what it decoded, the reader accepts
+//!   exactly when the assignment is valid, and reads the same endpoints
+//!   (address, weight, locality, priority, health).
+//!
+//! The comparison is made on the re-encoding because the reader is more
+//! lenient than protobuf's rules on encodings no encoder writes: two
+//! members of one oneof (it reads the endpoint, prost keeps the last), a
+//! singular message sent twice (prost merges them), a port varint past 32
+//! bits (prost truncates it). The reference translation below is the one
+//! `translate/endpoint.rs` documents, written over prost's structs.
 #![no_main]
 
 use envoy_types::pb::envoy::config::core::v3::{HealthStatus, address, socket_address};
@@ -87,6 +96,21 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cla) = ClusterLoadAssignment::decode(data) else {
         return;
     };
+    if let Err(e) = &read {
+        let wire = [
+            "wire type",
+            "truncated",
+            "varint",
+            "length",
+            "field number",
+            "group",
+        ];
+        assert!(
+            !wire.iter().any(|w| e.contains(w)),
+            "the reader cannot read what prost decodes: {e}"
+        );
+    }
+    let read = assignment(&cla.encode_to_vec());
     match (reference(&cla), read) {
         (Ok(expected), Ok((name, endpoints))) => {
             assert_eq!(name, cla.cluster_name);
