@@ -91,14 +91,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(deadline.is_expired(), "a call refused before its deadline");
             return;
         };
-        if grpc_in {
-            if let Some(said) = parsed {
-                let latest = after + said;
-                assert!(
-                    deadline.instant() <= latest,
-                    "a deadline past the header's {said:?}"
-                );
-            }
+        if grpc_in && let Some(said) = parsed {
+            let latest = after + said;
+            assert!(
+                deadline.instant() <= latest,
+                "a deadline past the header's {said:?}"
+            );
         }
         // What is left was at most this when the call was sent on.
         let budget = deadline.instant().saturating_duration_since(before);
