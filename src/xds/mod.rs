@@ -63,6 +63,9 @@ mod ads;
 mod backoff;
 mod bootstrap;
 mod discovery;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod resource;
 mod state;

@@ -646,7 +646,7 @@ impl State {
 
 /// Checks a translated resource against Sinew's own validation, so that a
 /// resource the snapshot would refuse is refused (and NACKed) alone.
-fn check(name: &str, resource: &Resource) -> Result<(), String> {
+pub(super) fn check(name: &str, resource: &Resource) -> Result<(), String> {
     let mut config = MeshConfig::default();
     let strip = |e: crate::error::ConfigError, prefix: &str| {
         let text = e.to_string();

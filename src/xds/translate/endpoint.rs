@@ -179,3 +179,49 @@ pub(crate) fn assignment_name(bytes: &[u8]) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::{
+        Address, SocketAddress, address, socket_address::PortSpecifier,
+    };
+    use envoy_types::pb::envoy::config::endpoint::v3::{
+        ClusterLoadAssignment, Endpoint as PbEndpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+    };
+    use prost::Message;
+
+    /// Found by the `xds_assignment` fuzz target: an unknown field of the
+    /// group wire type, which protobuf decoders skip, made a valid
+    /// assignment unreadable (`unsupported wire type 3`).
+    #[test]
+    fn unknown_groups_are_skipped() {
+        let socket = SocketAddress {
+            address: "10.0.0.1".to_owned(),
+            port_specifier: Some(PortSpecifier::PortValue(80)),
+            ..SocketAddress::default()
+        };
+        let cla = ClusterLoadAssignment {
+            cluster_name: "pool".to_owned(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(PbEndpoint {
+                        address: Some(Address {
+                            address: Some(address::Address::SocketAddress(socket)),
+                        }),
+                        ..PbEndpoint::default()
+                    })),
+                    ..LbEndpoint::default()
+                }],
+                ..LocalityLbEndpoints::default()
+            }],
+            ..ClusterLoadAssignment::default()
+        };
+        let mut bytes = cla.encode_to_vec();
+        // Field 7, a group holding field 1 = 1.
+        bytes.extend_from_slice(&[0x3b, 0x08, 0x01, 0x3c]);
+        assert!(ClusterLoadAssignment::decode(bytes.as_slice()).is_ok());
+        let read = assignment(&bytes).map(|(name, e)| (name, e.len()));
+        assert_eq!(read, Ok(("pool".to_owned(), 1)));
+    }
+}

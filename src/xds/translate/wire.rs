@@ -9,7 +9,7 @@ use super::Invalid;
 pub(super) enum Value<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
-    /// A fixed-width value, not used by the fields read here.
+    /// A fixed-width value or a group, not used by the fields read here.
     Fixed,
 }
 
@@ -89,9 +89,43 @@ impl<'a> Fields<'a> {
                 self.take(4)?;
                 Value::Fixed
             }
+            3 => {
+                self.skip_group(number)?;
+                Value::Fixed
+            }
             other => return Err(format!("unsupported wire type {other}")),
         };
         Ok((number, value))
+    }
+
+    /// Skips a group (wire type 3) through its end, as protobuf decoders
+    /// skip unknown fields of any type: an unknown group must not make a
+    /// valid message unreadable.
+    fn skip_group(&mut self, number: u32) -> Result<(), Invalid> {
+        // The groups open, innermost last; nesting is bounded as prost
+        // bounds it.
+        let mut open = vec![number];
+        while let Some(&innermost) = open.last() {
+            let key = self.varint()?;
+            let inner =
+                u32::try_from(key >> 3).map_err(|_| "field number out of range".to_owned())?;
+            match key & 7 {
+                0 => drop(self.varint()?),
+                1 => drop(self.take(8)?),
+                2 => {
+                    let len = usize::try_from(self.varint()?)
+                        .map_err(|_| "length out of range".to_owned())?;
+                    self.take(len)?;
+                }
+                3 if open.len() < 100 => open.push(inner),
+                3 => return Err("groups nested too deep".to_owned()),
+                4 if inner == innermost => drop(open.pop()),
+                4 => return Err(format!("group {innermost} ended as {inner}")),
+                5 => drop(self.take(4)?),
+                other => return Err(format!("unsupported wire type {other}")),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -110,4 +144,46 @@ pub(super) fn uint32_value(bytes: &[u8]) -> Result<u32, Invalid> {
 /// A string field's text.
 pub(super) fn text(bytes: &[u8]) -> Result<&str, Invalid> {
     std::str::from_utf8(bytes).map_err(|_| "string field is not UTF-8".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Field 1 (a varint), then an unknown group 7 holding a varint and
+    /// a nested group, then field 2 (bytes).
+    const WITH_GROUP: &[u8] = &[
+        0x08, 0x05, // 1: 5
+        0x3b, // 7: start group
+        0x08, 0x01, // 1: 1
+        0x13, 0x14, // 2: start group, end group
+        0x3c, // 7: end group
+        0x12, 0x01, b'x', // 2: "x"
+    ];
+
+    #[test]
+    fn skips_unknown_groups() {
+        let mut fields = Fields::new(WITH_GROUP);
+        let mut read = Vec::new();
+        while let Some(field) = fields.next_field() {
+            match field {
+                Ok((n, Value::Varint(v))) => read.push((n, v)),
+                Ok((n, Value::Bytes(b))) => read.push((n, b.len() as u64)),
+                Ok((_, Value::Fixed)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(read, vec![(1, 5), (2, 1)]);
+    }
+
+    #[test]
+    fn refuses_broken_groups() {
+        for broken in [&[0x3b, 0x08][..], &[0x3b, 0x44], &[0x3c]] {
+            let mut fields = Fields::new(broken);
+            assert!(
+                fields.next_field().is_some_and(|f| f.is_err()),
+                "{broken:?}"
+            );
+        }
+    }
 }
