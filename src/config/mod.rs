@@ -68,6 +68,7 @@ pub use read_limited::{MAX_FILE_BYTES, read_limited};
 pub use route::{HeaderMatch, PathMatch, RouteConfig, RouteMatch, ServiceConfig, WeightedCluster};
 pub use settled_file::SettledFile;
 pub use snapshot::{Cluster, Endpoint, Endpoints, Route, Service, Snapshot};
+pub(crate) use validate::MAX_RING_SIZE;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -528,3 +528,41 @@ fn an_endless_mesh_file_is_an_error_not_a_full_memory() {
         Some("config_file: cannot read /dev/zero: larger than 67108864 bytes")
     );
 }
+
+#[test]
+fn what_a_client_cannot_use_or_costs_too_much_is_named() {
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "clusters.reviews-v1.endpoints[0].address",
+            Box::new(|c| cluster(c, "reviews-v1").endpoints[0].address = "127.0.0.1:0".into()),
+        ),
+        (
+            "services.reviews.routes[0].fail",
+            Box::new(|c| {
+                let r = route(c, 0);
+                r.split.clear();
+                r.fail = Some("x".repeat(2000));
+            }),
+        ),
+        (
+            "services.reviews.routes[0].fail",
+            Box::new(|c| {
+                let r = route(c, 0);
+                r.split.clear();
+                r.fail = Some("bad\0reason".into());
+            }),
+        ),
+        (
+            "clusters.reviews-v2.lb.min_ring_size",
+            Box::new(|c| {
+                cluster(c, "reviews-v2").lb = LbPolicy::RingHash {
+                    header: None,
+                    min_ring_size: 70_000,
+                }
+            }),
+        ),
+    ];
+    for (field, edit) in cases {
+        assert_eq!(failing_field(edit).as_deref(), Some(field));
+    }
+}

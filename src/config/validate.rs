@@ -58,6 +58,15 @@ impl Fields {
 
 pub(super) const MAX_WEIGHT: u32 = 1_000_000;
 
+/// The longest reason a failing route gives (Envoy's direct responses take
+/// 4 KiB).
+const MAX_FAIL_REASON: usize = 1024;
+
+/// The largest `min_ring_size`: a ring of up to twice that many points
+/// (16 bytes each) per cluster, 2 MiB; gRPC caps its rings at 4,096 by
+/// default.
+pub(crate) const MAX_RING_SIZE: u32 = 65_536;
+
 fn regex(at: &Fields, pattern: &str) -> Result<Regex, ConfigError> {
     // Anchored: a route's regex matches the whole path or value.
     Regex::new(&format!("^(?:{pattern})$")).map_err(|e| at.error(format!("invalid regex: {e}")))
@@ -97,6 +106,11 @@ pub(super) fn checked_route(
     let fail = match &route.fail {
         Some(reason) if reason.trim().is_empty() => {
             return Err(at.field("fail").error("must give a reason"));
+        }
+        Some(reason) if reason.len() > MAX_FAIL_REASON || reason.chars().any(char::is_control) => {
+            return Err(at.field("fail").error(format!(
+                "must be at most {MAX_FAIL_REASON} bytes of text without control characters"
+            )));
         }
         Some(_) if !route.split.is_empty() => {
             return Err(at
@@ -256,10 +270,10 @@ pub(super) fn checked_cluster(
             min_ring_size,
         } => {
             check_hash_header(&at.field("lb"), header.as_deref())?;
-            if !(1..=8_388_608).contains(min_ring_size) {
+            if !(1..=MAX_RING_SIZE).contains(min_ring_size) {
                 return Err(at
                     .field("lb.min_ring_size")
-                    .error("must be between 1 and 8388608"));
+                    .error(format!("must be between 1 and {MAX_RING_SIZE}")));
             }
         }
         LbPolicy::Maglev { header } => check_hash_header(&at.field("lb"), header.as_deref())?,
@@ -360,9 +374,14 @@ impl Localities {
 }
 
 pub(super) fn checked_address(at: &Fields, address: &str) -> Result<SocketAddr, ConfigError> {
-    address
+    let parsed: SocketAddr = address
         .parse()
-        .map_err(|_| at.error(format!("`{address}` is not an ip:port")))
+        .map_err(|_| at.error(format!("`{address}` is not an ip:port")))?;
+    // Nothing listens on port 0, and the xDS clients refuse it.
+    if parsed.port() == 0 {
+        return Err(at.error("the port must be between 1 and 65535"));
+    }
+    Ok(parsed)
 }
 
 fn check_hash_header(at: &Fields, header: Option<&str>) -> Result<(), ConfigError> {

@@ -190,6 +190,16 @@ where
             clients: self.clients.clone(),
         };
         let route = routing.route(decision.indices());
+        // The deadlines the mesh itself sets, by which outlier detection
+        // judges an endpoint that did not answer in time (a caller's own
+        // deadline says nothing about the endpoint).
+        let route_deadline = decision.timeout().map(Deadline::after);
+        request.extensions_mut().insert(OwnDeadlines {
+            route: route_deadline,
+            per_try: route
+                .and_then(|r| r.retry.as_ref())
+                .and_then(|r| r.config().per_try_timeout),
+        });
         let drawn = route.and_then(|r| r.faults.as_ref()).and_then(|f| f.draw());
         let abort = drawn.as_ref().and_then(|d| d.abort(request.headers()));
         let mut sent: Sent = match (abort, route.and_then(|r| r.retry.as_ref())) {
@@ -211,17 +221,14 @@ where
                 result
             });
         }
-        match decision.timeout() {
-            None => sent,
-            Some(limit) => {
-                let deadline = Deadline::after(limit);
-                Box::pin(async move {
-                    match tokio::time::timeout_at(deadline.instant(), deadline.scope(sent)).await {
-                        Ok(result) => result,
-                        Err(_) => Err(Elapsed::new(limit).into()),
-                    }
-                })
-            }
+        match (decision.timeout(), route_deadline) {
+            (Some(limit), Some(deadline)) => Box::pin(async move {
+                match tokio::time::timeout_at(deadline.instant(), deadline.scope(sent)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Elapsed::new(limit).into()),
+                }
+            }),
+            _ => sent,
         }
     }
 }
@@ -287,10 +294,11 @@ where
             let in_flight = endpoint.load.start();
             // Polled inside the route's and the attempt's deadline scopes:
             // the earlier of the two, by which a hung endpoint is judged.
+            let own = request.extensions().get::<OwnDeadlines>().copied();
             let mut report = OutlierReport::new(
                 cluster.clone(),
                 endpoint.outlier.clone(),
-                Deadline::for_request(&request),
+                own.and_then(OwnDeadlines::for_attempt),
             );
             let response = match client.request(request).await {
                 Ok(response) => response,
@@ -308,6 +316,22 @@ where
             response.extensions_mut().insert(ServedBy(endpoint.address));
             Ok(response)
         })
+    }
+}
+
+/// The deadlines the mesh sets on a request: its route's timeout and its
+/// retry policy's per-try timeout.
+#[derive(Clone, Copy, Debug)]
+struct OwnDeadlines {
+    route: Option<Deadline>,
+    per_try: Option<std::time::Duration>,
+}
+
+impl OwnDeadlines {
+    /// The earlier of the two for an attempt starting now.
+    fn for_attempt(self) -> Option<Deadline> {
+        let per_try = self.per_try.map(Deadline::after);
+        crate::deadline::earliest(self.route, per_try)
     }
 }
 

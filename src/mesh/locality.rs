@@ -38,26 +38,19 @@ pub(super) fn select(
     if available == 0 || !reaches(available, total, settings.panic_threshold_percent) {
         return (0..total).collect();
     }
-    // Priority levels are few: collected without sorting every endpoint
-    // (unless they turn out not to be).
-    let mut levels: Vec<u32> = Vec::new();
+    // Per priority level, its endpoints and those available: one pass,
+    // whatever the number of levels (a control plane may send one level
+    // per endpoint).
+    let mut levels: std::collections::BTreeMap<u32, (usize, usize)> = Default::default();
     for c in candidates {
-        if !levels.contains(&c.priority) {
-            levels.push(c.priority);
-            if levels.len() > 32 {
-                levels = candidates.iter().map(|c| c.priority).collect();
-                levels.sort_unstable();
-                levels.dedup();
-                break;
-            }
-        }
+        let (n, up) = levels.entry(c.priority).or_default();
+        *n += 1;
+        *up += usize::from(c.available);
     }
-    levels.sort_unstable();
-    let level = levels.iter().copied().find(|&p| {
-        let in_level = candidates.iter().filter(|c| c.priority == p);
-        let (n, up) = in_level.fold((0, 0), |(n, up), c| (n + 1, up + usize::from(c.available)));
-        reaches(up, n, settings.failover_threshold_percent)
-    });
+    let level = levels
+        .iter()
+        .find(|(_, (n, up))| reaches(*up, *n, settings.failover_threshold_percent))
+        .map(|(&p, _)| p);
     let chosen: Vec<usize> = (0..total)
         .filter(|&i| candidates[i].available && level.is_none_or(|p| candidates[i].priority == p))
         .collect();
@@ -150,5 +143,27 @@ mod tests {
             vec![0, 1, 2, 3],
             "25% < 50%: use them all"
         );
+    }
+
+    #[test]
+    fn a_level_per_endpoint_is_one_pass_not_a_pass_per_level() {
+        // 100,000 endpoints each at its own priority, only the lowest
+        // priority's one available (no panic routing): the last level is
+        // the first to reach the failover threshold. A scan per level took
+        // 5e9 steps.
+        let a = zone("a");
+        let n = 100_000;
+        let candidates: Vec<Candidate<'_>> = (0..n)
+            .map(|i| Candidate {
+                priority: n as u32 - 1 - i as u32,
+                locality: &a,
+                available: i == 0,
+            })
+            .collect();
+        let settings = LocalityLbConfig {
+            panic_threshold_percent: 0,
+            ..LocalityLbConfig::default()
+        };
+        assert_eq!(select(&candidates, &settings, None), vec![0]);
     }
 }

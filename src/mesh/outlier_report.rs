@@ -5,11 +5,12 @@
 //! trailers for other gRPC responses, so a gRPC `UNAVAILABLE` in trailers
 //! is a failure although its HTTP status is 200. Errors (connect failures,
 //! resets) originate here. So does a timeout: an attempt dropped unfinished
-//! after its deadline (the route's timeout or its per-try timeout) passed
-//! is a local-origin failure, as Envoy counts its timeouts, so that an
-//! endpoint that hangs is ejected. An attempt dropped before its deadline
-//! (a hedge that lost the race, a caller that gave up) says nothing about
-//! the endpoint and is not counted.
+//! after a deadline the mesh set (the route's timeout or its per-try
+//! timeout) passed is a local-origin failure, as Envoy counts its
+//! timeouts, so that an endpoint that hangs is ejected. An attempt dropped
+//! otherwise (a hedge that lost the race, a caller that gave up, a
+//! caller's own deadline, which a remote client can make as short as it
+//! likes) says nothing about the endpoint and is not counted.
 
 use super::outlier::{EndpointOutlier, Result_};
 use super::runtime::ClusterRuntime;

@@ -95,11 +95,22 @@ impl Routing {
             let runtime = ClusterRuntime::new(cluster.clone(), old.map(|o| &**o), local);
             clusters.insert(name.clone(), Arc::new(runtime));
         }
+        // The previous routes by service, found by name once.
+        let before: HashMap<&str, &[RouteRuntime]> = previous
+            .map(|p| {
+                p.snapshot
+                    .services_in_order()
+                    .iter()
+                    .zip(p.routes.iter())
+                    .map(|(service, routes)| (service.name(), routes.as_slice()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let routes = snapshot
             .services_in_order()
             .iter()
             .map(|service| {
-                let before = previous.and_then(|p| p.service_routes(service.name()));
+                let before = before.get(service.name()).copied();
                 service
                     .routes()
                     .iter()
@@ -144,16 +155,6 @@ impl Routing {
 
     pub(super) fn cluster(&self, name: &str) -> Option<&Arc<ClusterRuntime>> {
         self.clusters.get(name)
-    }
-
-    /// The run-time state of a service's routes, by name.
-    fn service_routes(&self, name: &str) -> Option<&[RouteRuntime]> {
-        let i = self
-            .snapshot
-            .services_in_order()
-            .iter()
-            .position(|s| s.name() == name)?;
-        self.routes.get(i).map(Vec::as_slice)
     }
 
     /// The run-time state of a route, by (service, route) index.

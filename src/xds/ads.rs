@@ -377,7 +377,17 @@ impl Task {
         let config = shared.snapshot().to_config();
         let result = serde_json::to_vec(&config)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| write_private(path, &bytes));
+            .and_then(|bytes| {
+                // One that could not be read back would be no cache at all.
+                if bytes.len() as u64 > crate::config::MAX_FILE_BYTES {
+                    return Err(std::io::Error::other(format!(
+                        "the configuration is {} bytes, over the {} a cache may hold",
+                        bytes.len(),
+                        crate::config::MAX_FILE_BYTES
+                    )));
+                }
+                write_private(path, &bytes)
+            });
         if let Err(error) = result {
             tracing::warn!(path = %path.display(), %error, "cannot write the configuration cache");
         }
@@ -395,14 +405,15 @@ impl Task {
         if lock(&self.state).from_cache.is_some() || shared.snapshot().version() > 1 {
             return;
         }
+        // (whether the file is simply not there, why it cannot be used)
         let read = crate::config::read_limited(path)
-            .map_err(|e| e.to_string())
+            .map_err(|e| (e.kind() == std::io::ErrorKind::NotFound, e.to_string()))
             .and_then(|bytes| {
                 let written = std::fs::metadata(path)
                     .and_then(|m| m.modified())
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| (false, e.to_string()))?;
                 let config: MeshConfig =
-                    serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                    serde_json::from_slice(&bytes).map_err(|e| (false, e.to_string()))?;
                 Ok((config, written))
             });
         match read {
@@ -414,8 +425,11 @@ impl Task {
                 }
                 Err(error) => tracing::warn!(%error, "the configuration cache is invalid"),
             },
-            Err(error) => {
+            Err((true, error)) => {
                 tracing::info!(path = %path.display(), %error, "no configuration cache to start from")
+            }
+            Err((false, error)) => {
+                tracing::warn!(path = %path.display(), %error, "the configuration cache cannot be read")
             }
         }
     }

@@ -209,7 +209,7 @@ fn legacy_lb(c: &Cluster) -> Result<LbPolicy, Invalid> {
                     .as_ref()
                     .and_then(|l| match l {
                         envoy_types::pb::envoy::config::cluster::v3::cluster::LbConfig::RingHashLbConfig(r) => {
-                            r.minimum_ring_size.as_ref().map(|m| m.value.min(8_388_608) as u32)
+                            r.minimum_ring_size.as_ref().map(|m| m.value.min(u64::from(crate::config::MAX_RING_SIZE)) as u32)
                         }
                         _ => None,
                     })
@@ -255,7 +255,9 @@ fn load_balancing_policy(
                     header: None,
                     min_ring_size: ring
                         .minimum_ring_size
-                        .map_or(1024, |m| m.value.min(8_388_608) as u32)
+                        .map_or(1024, |m| {
+                            m.value.min(u64::from(crate::config::MAX_RING_SIZE)) as u32
+                        })
                         .max(1),
                 }
             }
