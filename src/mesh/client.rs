@@ -185,21 +185,21 @@ where
             let key = HashKey(hash_key(value.as_bytes()));
             request.extensions_mut().insert(key);
         }
+        let route = routing.route(decision.indices());
+        let route_deadline = decision.timeout().map(Deadline::after);
         let attempts = Attempts {
             cluster,
             clients: self.clients.clone(),
+            // The deadlines the mesh itself sets, by which outlier
+            // detection judges an endpoint that did not answer in time (a
+            // caller's own deadline says nothing about the endpoint).
+            own: OwnDeadlines {
+                route: route_deadline,
+                per_try: route
+                    .and_then(|r| r.retry.as_ref())
+                    .and_then(|r| r.config().per_try_timeout),
+            },
         };
-        let route = routing.route(decision.indices());
-        // The deadlines the mesh itself sets, by which outlier detection
-        // judges an endpoint that did not answer in time (a caller's own
-        // deadline says nothing about the endpoint).
-        let route_deadline = decision.timeout().map(Deadline::after);
-        request.extensions_mut().insert(OwnDeadlines {
-            route: route_deadline,
-            per_try: route
-                .and_then(|r| r.retry.as_ref())
-                .and_then(|r| r.config().per_try_timeout),
-        });
         let drawn = route.and_then(|r| r.faults.as_ref()).and_then(|f| f.draw());
         let abort = drawn.as_ref().and_then(|d| d.abort(request.headers()));
         let mut sent: Sent = match (abort, route.and_then(|r| r.retry.as_ref())) {
@@ -251,6 +251,7 @@ pub struct ServedBy(pub std::net::SocketAddr);
 struct Attempts<B> {
     cluster: Arc<ClusterRuntime>,
     clients: Clients<B>,
+    own: OwnDeadlines,
 }
 
 impl<B> Clone for Attempts<B> {
@@ -258,6 +259,7 @@ impl<B> Clone for Attempts<B> {
         Self {
             cluster: self.cluster.clone(),
             clients: self.clients.clone(),
+            own: self.own,
         }
     }
 }
@@ -279,6 +281,8 @@ where
         let retry = request.extensions().get::<Attempt>().is_some();
         let cluster = self.cluster.clone();
         let clients = self.clients.clone();
+        // From the attempt's start, as its per-try timer runs.
+        let deadline = self.own.for_attempt();
         Box::pin(async move {
             // Admitted first, so that a request that waited in line goes
             // to the endpoint that is best when it leaves the line.
@@ -294,12 +298,8 @@ where
             let in_flight = endpoint.load.start();
             // Polled inside the route's and the attempt's deadline scopes:
             // the earlier of the two, by which a hung endpoint is judged.
-            let own = request.extensions().get::<OwnDeadlines>().copied();
-            let mut report = OutlierReport::new(
-                cluster.clone(),
-                endpoint.outlier.clone(),
-                own.and_then(OwnDeadlines::for_attempt),
-            );
+            let mut report =
+                OutlierReport::new(cluster.clone(), endpoint.outlier.clone(), deadline);
             let response = match client.request(request).await {
                 Ok(response) => response,
                 Err(error) => {

@@ -26,6 +26,18 @@ async fn counting(answer: fn(usize) -> u16) -> (Server, Arc<AtomicUsize>) {
     (server, served)
 }
 
+/// A server that never answers, and the count of requests it took.
+async fn hung() -> (Server, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let server = serve(handler(move |_req| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        std::future::pending()
+    }))
+    .await;
+    (server, seen)
+}
+
 fn pool(outlier: &str, endpoints: &[&Server], extra: &str) -> String {
     let endpoints: Vec<String> = endpoints
         .iter()
@@ -86,13 +98,7 @@ async fn an_unreachable_endpoint_is_ejected_when_local_failures_are_not_split() 
 
 #[tokio::test]
 async fn a_hung_endpoint_is_ejected_after_its_per_try_timeouts() {
-    let hung_seen = Arc::new(AtomicUsize::new(0));
-    let seen = hung_seen.clone();
-    let hung = serve(handler(move |_req| {
-        seen.fetch_add(1, Ordering::SeqCst);
-        std::future::pending()
-    }))
-    .await;
+    let (hung, hung_seen) = hung().await;
     let (good, good_served) = named("good").await;
     let retry = "        retry: { max_attempts: 2, per_try_timeout: 250ms, backoff: { base: 1ms, max: 2ms } }\n";
     let mesh = mesh_of(&pool(
@@ -114,13 +120,7 @@ async fn a_hung_endpoint_is_ejected_after_its_per_try_timeouts() {
 
 #[tokio::test]
 async fn a_route_timeout_counts_against_a_hung_endpoint_too() {
-    let hung_seen = Arc::new(AtomicUsize::new(0));
-    let seen = hung_seen.clone();
-    let hung = serve(handler(move |_req| {
-        seen.fetch_add(1, Ordering::SeqCst);
-        std::future::pending()
-    }))
-    .await;
+    let (hung, hung_seen) = hung().await;
     let (good, _) = named("good").await;
     let mesh = mesh_of(&pool(
         "{ consecutive_5xx: 2, max_ejection_percent: 100 }",
@@ -269,13 +269,7 @@ async fn a_callers_own_deadline_does_not_count_against_the_endpoint() {
     use sinew::deadline::Deadline;
     // A caller (say a remote client through `grpc-timeout`) can make its
     // deadline as short as it likes: that must not eject the endpoint.
-    let slow_seen = Arc::new(AtomicUsize::new(0));
-    let seen = slow_seen.clone();
-    let slow = serve(handler(move |_req| {
-        seen.fetch_add(1, Ordering::SeqCst);
-        std::future::pending()
-    }))
-    .await;
+    let (slow, slow_seen) = hung().await;
     let (good, _) = named("good").await;
     let mesh = mesh_of(&pool(
         "{ consecutive_5xx: 2, max_ejection_percent: 100 }",
