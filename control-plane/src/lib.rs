@@ -22,7 +22,6 @@
 pub mod admin;
 pub mod ads;
 pub mod clients;
-mod files;
 pub mod generate;
 mod limits;
 mod listen;

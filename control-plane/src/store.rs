@@ -106,7 +106,7 @@ async fn write_after_changes(
         let target = path.clone();
         let written = match contents {
             Ok(bytes) => {
-                tokio::task::spawn_blocking(move || crate::files::write_private(&target, &bytes))
+                tokio::task::spawn_blocking(move || sinew::config::write_private(&target, &bytes))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()))

@@ -386,7 +386,7 @@ impl Task {
                         crate::config::MAX_FILE_BYTES
                     )));
                 }
-                write_private(path, &bytes)
+                crate::config::write_private(path, &bytes)
             });
         if let Err(error) = result {
             tracing::warn!(path = %path.display(), %error, "cannot write the configuration cache");
@@ -526,40 +526,6 @@ fn source_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-/// Replaces `path` with `bytes` so that neither a crash nor another
-/// process writing the same cache leaves it half written, and only its
-/// owner can read it: a temporary file of a unique name (mode 0600),
-/// flushed to disk, renamed over `path`, the directory flushed too.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let unique = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.{}.{unique}.tmp", std::process::id()));
-    let written = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written?;
-    #[cfg(unix)]
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
