@@ -73,6 +73,25 @@ pub async fn next_nack(ads: &Ads, seen: usize) -> String {
     .expect("a NACK within 20 s")
 }
 
+/// Sends until a request fails (for at most 20 s), and checks that it
+/// failed for want of `reviews-v1`'s endpoints.
+async fn assert_requests_fail_with_no_endpoint(client: &sinew::mesh::HttpClient<Empty<Bytes>>) {
+    let err = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match get(client).await {
+                Ok(_) => tokio::task::yield_now().await,
+                Err(err) => return err,
+            }
+        }
+    })
+    .await
+    .expect("a failed request within 20 s");
+    assert_eq!(
+        err.downcast_ref::<RouteError>(),
+        Some(&RouteError::NoEndpoint("reviews-v1".to_owned()))
+    );
+}
+
 /// Polls `check` until it holds, for at most 20 s.
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     tokio::time::timeout(Duration::from_secs(20), async {
@@ -496,16 +515,7 @@ async fn with_fail_on_data_errors_a_cluster_left_out_is_dropped() {
     })
     .await;
     // Its requests fail now, saying why.
-    let err = loop {
-        match get(&client).await {
-            Ok(_) => tokio::task::yield_now().await,
-            Err(err) => break err,
-        }
-    };
-    assert_eq!(
-        err.downcast_ref::<RouteError>(),
-        Some(&RouteError::NoEndpoint("reviews-v1".to_owned()))
-    );
+    assert_requests_fail_with_no_endpoint(&client).await;
 }
 
 #[tokio::test]
@@ -529,16 +539,7 @@ async fn with_fail_on_data_errors_a_rejected_cluster_is_dropped() {
             .is_some_and(|s| s.state == ResourceState::Nacked && !s.has_value)
     })
     .await;
-    let err = loop {
-        match get(&client).await {
-            Ok(_) => tokio::task::yield_now().await,
-            Err(err) => break err,
-        }
-    };
-    assert_eq!(
-        err.downcast_ref::<RouteError>(),
-        Some(&RouteError::NoEndpoint("reviews-v1".to_owned()))
-    );
+    assert_requests_fail_with_no_endpoint(&client).await;
 }
 
 #[tokio::test]
