@@ -83,3 +83,30 @@ pub trait Classify: Send + Sync + 'static {
     /// streaming its body).
     fn classify_error(&self, error: &(dyn std::error::Error + 'static)) -> Outcome;
 }
+
+/// A classifier shared by the layers that use it, chosen at run time (by
+/// the name a configuration gives, say).
+pub type SharedClassifier = std::sync::Arc<dyn Classify>;
+
+impl std::fmt::Debug for dyn Classify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Classify")
+    }
+}
+
+impl Classify for std::sync::Arc<dyn Classify> {
+    #[inline]
+    fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Option<Outcome> {
+        (**self).classify_response(status, headers)
+    }
+
+    #[inline]
+    fn classify_trailers(&self, trailers: Option<&HeaderMap>) -> Outcome {
+        (**self).classify_trailers(trailers)
+    }
+
+    #[inline]
+    fn classify_error(&self, error: &(dyn std::error::Error + 'static)) -> Outcome {
+        (**self).classify_error(error)
+    }
+}

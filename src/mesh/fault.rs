@@ -81,7 +81,7 @@ impl Faults {
 
 impl Drawn {
     /// The answer of an aborted request, or `None` when it goes on.
-    pub(super) fn abort(&self, request: &HeaderMap) -> Option<Response<ResponseBody>> {
+    pub(super) fn abort<B>(&self, request: &HeaderMap) -> Option<Response<ResponseBody<B>>> {
         let abort = self.abort.as_ref()?;
         let grpc_code = abort.grpc_status.as_deref().and_then(Code::from_name);
         let mut response = Response::new(ResponseBody::empty());
@@ -102,7 +102,7 @@ impl Drawn {
 }
 
 /// A trailers-only gRPC answer.
-fn grpc_answer(response: &mut Response<ResponseBody>, code: Code) {
+fn grpc_answer<B>(response: &mut Response<ResponseBody<B>>, code: Code) {
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -173,7 +173,8 @@ mod tests {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
         );
-        let answer = |f: &Faults, h: &HeaderMap| f.draw().and_then(|d| d.abort(h));
+        let answer =
+            |f: &Faults, h: &HeaderMap| f.draw().and_then(|d| d.abort::<hyper::body::Incoming>(h));
 
         let f = faults(Some(503), None);
         assert_eq!(
@@ -196,5 +197,74 @@ mod tests {
             ..FaultConfig::default()
         });
         assert!((0..1000).all(|_| never.draw().is_none()));
+    }
+}
+
+/// The client stack's fault step: a request the route's faults abort is
+/// answered here; one they delay waits before going on. The fault counts
+/// as active until its request is answered.
+#[derive(Clone, Debug)]
+pub(super) struct InjectFaults<S> {
+    faults: Option<Faults>,
+    inner: S,
+}
+
+impl<S> InjectFaults<S> {
+    pub(super) fn new(faults: Option<Faults>, inner: S) -> Self {
+        Self { faults, inner }
+    }
+}
+
+type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B, RB> tower::Service<http::Request<B>> for InjectFaults<S>
+where
+    S: tower::Service<http::Request<B>, Response = Response<ResponseBody<RB>>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    S::Error: Into<crate::error::BoxError>,
+    RB: Send + 'static,
+{
+    type Response = Response<ResponseBody<RB>>;
+    type Error = crate::error::BoxError;
+    type Future = futures_util::future::Either<
+        futures_util::future::ErrInto<S::Future, crate::error::BoxError>,
+        Boxed<Result<Self::Response, Self::Error>>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        use futures_util::TryFutureExt;
+        use futures_util::future::Either;
+        let Some(drawn) = self.faults.as_ref().and_then(Faults::draw) else {
+            return Either::Left(self.inner.call(request).err_into());
+        };
+        if let Some(answer) = drawn.abort(request.headers()) {
+            return Either::Right(Box::pin(async move {
+                drop(drawn);
+                Ok(answer)
+            }));
+        }
+        // Sent after the delay, as a slow network would send it.
+        let inner = self.inner.clone();
+        Either::Right(Box::pin(async move {
+            if let Some(delay) = drawn.delay {
+                tokio::time::sleep(delay).await;
+            }
+            let result = tower::ServiceExt::oneshot(inner, request)
+                .await
+                .map_err(Into::into);
+            drop(drawn);
+            result
+        }))
     }
 }

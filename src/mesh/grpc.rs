@@ -32,8 +32,12 @@ impl Mesh {
     /// # Ok(()) }
     /// ```
     pub fn grpc_channel(&self, service: &str) -> GrpcChannel {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build(self.connector());
         GrpcChannel {
-            inner: self.client_for(service, true),
+            inner: tower::Layer::layer(&self.client_layer(service), client),
         }
     }
 }

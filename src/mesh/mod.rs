@@ -35,7 +35,9 @@
 mod body;
 mod builder;
 mod client;
+mod cluster_balance;
 mod connect;
+mod connector;
 mod fault;
 #[cfg(feature = "grpc")]
 mod grpc;
@@ -48,14 +50,16 @@ mod registration;
 mod route;
 mod runtime;
 mod source;
+mod stack;
 mod status;
 mod thresholds;
 
 pub use body::ResponseBody;
 pub use builder::MeshBuilder;
-pub use client::HttpClient;
-pub use client::ServedBy;
+pub use client::{ClientLayer, HttpClient, MeshClient};
+pub use cluster_balance::ServedBy;
 pub use connect::ConnectBackoff;
+pub use connector::{MeshConnection, MeshConnector};
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcChannel;
 #[cfg(feature = "grpc")]

@@ -14,7 +14,7 @@
 
 use super::outlier::{EndpointOutlier, Result_};
 use super::runtime::ClusterRuntime;
-use crate::classify::{Classify, Outcome, StatusClassifier};
+use crate::classify::{Classify, Outcome};
 use crate::deadline::Deadline;
 use crate::grpc::Code;
 use http::{HeaderMap, StatusCode};
@@ -58,10 +58,17 @@ impl OutlierReport {
         self.record(Result_::LocalFailure);
     }
 
+    /// The attempt never reached the endpoint for a reason of the
+    /// caller's (its budget ran out in the cluster's queue): nothing to
+    /// say about the endpoint.
+    pub(super) fn withdraw(mut self) {
+        self.done = true;
+    }
+
     /// Reports from the response head; returns `self` when the verdict
     /// waits for the trailers.
     pub(super) fn head(mut self, status: StatusCode, headers: &HeaderMap) -> Option<Self> {
-        match StatusClassifier::default().classify_response(status, headers) {
+        match self.cluster.classifier().classify_response(status, headers) {
             Some(outcome) => {
                 self.record(result(outcome, status, headers));
                 None
@@ -75,7 +82,7 @@ impl OutlierReport {
 
     /// Reports from the trailers (`None`: the body ended without any).
     pub(super) fn trailers(&mut self, trailers: Option<&HeaderMap>) {
-        let outcome = StatusClassifier::default().classify_trailers(trailers);
+        let outcome = self.cluster.classifier().classify_trailers(trailers);
         let empty = HeaderMap::new();
         self.record(result(outcome, self.status, trailers.unwrap_or(&empty)));
     }

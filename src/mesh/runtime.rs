@@ -15,12 +15,15 @@ use super::outlier::{Detector, EndpointOutlier, Outliers, Result_ as OutlierResu
 use super::route::ClusterOverloaded;
 use super::thresholds::{ClusterPermit, Limits};
 use crate::balance::{EndpointLoad, Picker, PickerChange, PickerEndpoint, hash_key};
+use crate::breaker::BreakerLayer;
+use crate::classify::{SharedClassifier, StatusClassifier};
 use crate::config::{
     Cluster, Endpoint, EndpointOp, Health, LbPolicy, Locality, LocalityLbConfig, Protocol, Route,
     Snapshot,
 };
 use crate::cow_list::CowList;
 use crate::retry::RetryLayer;
+use crate::timeout::{TimeoutConfig, TimeoutLayer};
 use arc_swap::ArcSwap;
 use http::{HeaderName, Request};
 use std::collections::HashMap;
@@ -46,8 +49,10 @@ pub(super) struct Routing {
 /// What a route's requests share at run time.
 #[derive(Debug)]
 pub(super) struct RouteRuntime {
+    /// The route's timeout.
+    pub(super) timeout: Option<TimeoutLayer>,
     /// The retry layer, whose budget the route's requests share.
-    pub(super) retry: Option<RetryLayer>,
+    pub(super) retry: Option<RetryLayer<SharedClassifier>>,
     /// Fault injection, with its count of faults in progress.
     pub(super) faults: Option<Faults>,
 }
@@ -68,15 +73,22 @@ impl RouteRuntime {
                 .find(|layer| layer.config() == config);
             // Validated with the snapshot: building cannot fail.
             kept.cloned()
-                .or_else(|| RetryLayer::new(config.clone()).ok())
+                .or_else(|| RetryLayer::with_classifier(config.clone(), default_classifier()).ok())
         });
+        let timeout = route
+            .timeout()
+            .and_then(|t| TimeoutLayer::new(TimeoutConfig::after(t)).ok());
         let faults = route.fault().map(|config| {
             let kept = same_place_first
                 .filter_map(|r| r.faults.as_ref())
                 .find(|faults| faults.config() == config);
             kept.cloned().unwrap_or_else(|| Faults::new(config.clone()))
         });
-        Self { retry, faults }
+        Self {
+            timeout,
+            retry,
+            faults,
+        }
     }
 }
 
@@ -187,6 +199,15 @@ pub(super) struct ClusterRuntime {
     pub(super) protocol: Protocol,
     limits: Arc<Limits>,
     placement: Placement,
+    /// Judges outcomes for outlier detection and the breaker.
+    classifier: SharedClassifier,
+    /// The cluster's breaker, shared by its requests.
+    breaker: Option<BreakerLayer<SharedClassifier>>,
+}
+
+/// The classifier of policies that name none.
+pub(super) fn default_classifier() -> SharedClassifier {
+    Arc::new(StatusClassifier::default())
 }
 
 /// Where the caller is, and the cluster's locality settings.
@@ -292,6 +313,8 @@ impl ClusterRuntime {
                 settings: config.locality_lb,
                 local: local.cloned(),
             },
+            classifier: default_classifier(),
+            breaker: previous.and_then(|p| p.breaker.clone()),
             cluster,
         };
         runtime.rebuild();
@@ -387,6 +410,8 @@ impl ClusterRuntime {
             protocol: self.protocol,
             limits: self.limits.clone(),
             placement: self.placement.clone(),
+            classifier: self.classifier.clone(),
+            breaker: self.breaker.clone(),
         };
         if rebuild {
             runtime.rebuild();
@@ -430,6 +455,17 @@ impl ClusterRuntime {
             load: self.loads.get(i)?.clone(),
             outlier: self.outliers.get(i)?.clone(),
         })
+    }
+
+    /// The classifier of the cluster's outcomes (outlier detection, the
+    /// breaker).
+    pub(super) fn classifier(&self) -> &SharedClassifier {
+        &self.classifier
+    }
+
+    /// The cluster's breaker, if it has one.
+    pub(super) fn breaker(&self) -> Option<&BreakerLayer<SharedClassifier>> {
+        self.breaker.as_ref()
     }
 
     /// Counts a request against the cluster's thresholds (and a retry
@@ -668,13 +704,14 @@ mod tests {
             Routing::build(Arc::new(snapshot), previous, None)
         };
         let first = build(&yaml("0.2", ""), None);
-        let route = |r: &Routing, i: usize| -> (Option<RetryLayer>, Option<Faults>) {
-            let route = r.route((0, i));
-            (
-                route.and_then(|r| r.retry.clone()),
-                route.and_then(|r| r.faults.clone()),
-            )
-        };
+        let route =
+            |r: &Routing, i: usize| -> (Option<RetryLayer<SharedClassifier>>, Option<Faults>) {
+                let route = r.route((0, i));
+                (
+                    route.and_then(|r| r.retry.clone()),
+                    route.and_then(|r| r.faults.clone()),
+                )
+            };
         let (retry, faults) = route(&first, 0);
         let held = faults.as_ref().and_then(Faults::draw);
         assert!(held.is_some(), "the one fault allowed is active");
@@ -685,7 +722,8 @@ mod tests {
             "      - match: { path: { prefix: /other } }\n        split: [{ cluster: pool }]\n";
         let second = build(&yaml("0.2", moved), Some(&first));
         let (kept, kept_faults) = route(&second, 1);
-        let same = |a: &Option<RetryLayer>, b: &Option<RetryLayer>| match (a, b) {
+        let same = |a: &Option<RetryLayer<SharedClassifier>>,
+                    b: &Option<RetryLayer<SharedClassifier>>| match (a, b) {
             (Some(a), Some(b)) => a.shares_state_with(b),
             _ => false,
         };

@@ -1,0 +1,157 @@
+//! The client stack's balance step over one cluster: admission under the
+//! cluster's thresholds, an endpoint picked anew for each attempt (so a
+//! retry can go elsewhere), the request pointed at it, its load counted,
+//! and one outlier report per attempt.
+//!
+//! It is the mesh's form of [`Picker`](crate::balance::Picker) use: the
+//! same pickers and loads, with the cluster's thresholds and outlier
+//! detection around them.
+
+use super::body::Tracked;
+use super::outlier_report::OutlierReport;
+use super::route::RouteError;
+use super::runtime::ClusterRuntime;
+use crate::deadline::{Deadline, DeadlineExceeded};
+use crate::error::BoxError;
+use crate::retry::Attempt;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use http_body::Body;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::ServiceExt;
+
+/// The endpoint that served a response: a response extension set by the
+/// mesh's clients.
+///
+/// ```no_run
+/// # async fn f(response: http::Response<sinew::mesh::ResponseBody>) {
+/// if let Some(sinew::mesh::ServedBy(endpoint)) = response.extensions().get() {
+///     println!("served by {endpoint}");
+/// }
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServedBy(pub std::net::SocketAddr);
+
+/// Sends each attempt to an endpoint of `cluster` through `inner`.
+pub(super) struct ClusterBalance<S> {
+    cluster: Arc<ClusterRuntime>,
+    own: OwnDeadlines,
+    inner: S,
+}
+
+impl<S: Clone> Clone for ClusterBalance<S> {
+    fn clone(&self) -> Self {
+        Self {
+            cluster: self.cluster.clone(),
+            own: self.own,
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S> ClusterBalance<S> {
+    pub(super) fn new(cluster: Arc<ClusterRuntime>, own: OwnDeadlines, inner: S) -> Self {
+        Self {
+            cluster,
+            own,
+            inner,
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, RB> tower::Service<Request<B>> for ClusterBalance<S>
+where
+    S: tower::Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+    RB: Body + Send + 'static,
+{
+    type Response = Response<Tracked<RB>>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is the inner service's, awaited per attempt once the
+        // attempt has its place under the cluster's thresholds.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let retry = request.extensions().get::<Attempt>().is_some();
+        let cluster = self.cluster.clone();
+        let inner = self.inner.clone();
+        // From the attempt's start, as its per-try timer runs.
+        let deadline = self.own.for_attempt();
+        Box::pin(async move {
+            // Admitted first, so that a request that waited in line goes
+            // to the endpoint that is best when it leaves the line.
+            let permit = cluster.admit(retry).await?;
+            let Some(endpoint) = cluster.pick(&request) else {
+                return Err(RouteError::NoEndpoint(cluster.name.clone()).into());
+            };
+            aim(request.uri_mut(), endpoint.address)?;
+            let in_flight = endpoint.load.start();
+            // Polled inside the route's and the attempt's deadline scopes:
+            // the earlier of the two, by which a hung endpoint is judged.
+            let mut report =
+                OutlierReport::new(cluster.clone(), endpoint.outlier.clone(), deadline);
+            let response = match inner.oneshot(request).await {
+                Ok(response) => response,
+                Err(error) => {
+                    let error = error.into();
+                    if error.is::<DeadlineExceeded>() {
+                        report.withdraw();
+                    } else {
+                        report.failed();
+                    }
+                    return Err(error);
+                }
+            };
+            let report = report.head(response.status(), response.headers());
+            // Latency is time to the response head; the request stays in
+            // flight (and in the cluster's count) until its body ends.
+            in_flight.observe();
+            let mut response = response.map(|body| Tracked::new(body, permit, in_flight, report));
+            response.extensions_mut().insert(ServedBy(endpoint.address));
+            Ok(response)
+        })
+    }
+}
+
+/// The deadlines the mesh sets on a request: its route's timeout and its
+/// retry policy's per-try timeout. Outlier detection judges an endpoint
+/// that did not answer in time by these alone: a caller's own deadline
+/// says nothing about the endpoint.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct OwnDeadlines {
+    pub(super) route: Option<Deadline>,
+    pub(super) per_try: Option<std::time::Duration>,
+}
+
+impl OwnDeadlines {
+    /// The earlier of the two for an attempt starting now.
+    fn for_attempt(self) -> Option<Deadline> {
+        let per_try = self.per_try.map(Deadline::after);
+        crate::deadline::earliest(self.route, per_try)
+    }
+}
+
+/// Points the request at the endpoint, keeping its path and query.
+fn aim(uri: &mut Uri, address: std::net::SocketAddr) -> Result<(), BoxError> {
+    let authority = Authority::try_from(address.to_string())?;
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *uri = Uri::from_parts(parts)?;
+    Ok(())
+}
