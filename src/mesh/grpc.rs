@@ -8,10 +8,12 @@ use std::task::{Context, Poll};
 /// A channel for tonic's generated clients. Made by
 /// [`Mesh::grpc_channel`].
 ///
-/// It is the mesh's [`HttpClient`] with tonic's body type, except that a
-/// request the mesh cannot place (unknown service, no route, no endpoint,
-/// a cluster at its `max_requests`) fails with gRPC `UNAVAILABLE` and the
-/// reason, which is what tonic clients report to the application.
+/// It is the mesh's [`HttpClient`] with tonic's body type, speaking
+/// HTTP/2 to every endpoint, except that the mesh's refusals become the
+/// gRPC status tonic clients report to the application: `UNAVAILABLE` for
+/// a request the mesh cannot place (unknown service, no route, no
+/// endpoint, a cluster at its limits, an open breaker) and
+/// `DEADLINE_EXCEEDED` for a spent budget, each with the reason.
 #[derive(Clone, Debug)]
 pub struct GrpcChannel {
     inner: HttpClient<tonic::body::Body>,
@@ -42,10 +44,20 @@ impl Mesh {
     }
 }
 
+/// A refusal of the mesh's, as the gRPC status a tonic client reports:
+/// what could not be placed (unknown service, no route, no endpoint, a
+/// cluster at its limits, an open breaker) is `UNAVAILABLE`, a spent
+/// budget `DEADLINE_EXCEEDED`, each with the reason.
 fn as_status(error: BoxError) -> BoxError {
-    let unplaced = error.is::<RouteError>() || error.is::<ClusterOverloaded>();
+    let unplaced = error.is::<RouteError>()
+        || error.is::<ClusterOverloaded>()
+        || error.is::<crate::breaker::BreakerOpen>();
+    let late =
+        error.is::<crate::deadline::DeadlineExceeded>() || error.is::<crate::timeout::Elapsed>();
     if unplaced {
         Box::new(tonic::Status::unavailable(error.to_string()))
+    } else if late {
+        Box::new(tonic::Status::deadline_exceeded(error.to_string()))
     } else {
         error
     }

@@ -13,6 +13,7 @@
 mod support;
 
 mod outlier;
+mod stack;
 mod updates;
 
 use bytes::Bytes;
