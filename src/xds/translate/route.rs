@@ -116,6 +116,7 @@ fn one_route(
                 fail: Some(said.unwrap_or_else(|| format!(
                     "RouteConfiguration `{table}` {at}.action: {what} is not supported (only `route`)"
                 ))),
+                classifier,
                 ..RouteConfig::default()
             });
         }
