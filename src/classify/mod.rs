@@ -92,3 +92,6 @@ pub trait Classify: Send + Sync + 'static {
     /// streaming its body).
     fn classify_error(&self, error: &(dyn std::error::Error + 'static)) -> Outcome;
 }
+
+#[cfg(all(test, feature = "config", feature = "retry", feature = "breaker"))]
+mod registry_tests;
