@@ -132,10 +132,7 @@ fn locality(c: &Cluster, into: &mut crate::config::LocalityLbConfig) -> Result<(
     {
         into.prefer_local_zone = zone.routing_enabled.as_ref().is_none_or(|p| p.value > 0.0);
     }
-    let threshold = c
-        .metadata
-        .as_ref()
-        .and_then(|m| m.filter_metadata.get("sinew"))
+    let threshold = super::metadata::fields(c.metadata.as_ref())
         .and_then(|s| s.fields.get("failover_threshold_percent"));
     if let Some(value) = threshold {
         match value.kind {
