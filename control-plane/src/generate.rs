@@ -330,6 +330,7 @@ fn route_entry(r: &RouteConfig) -> Route {
                     ..Default::default()
                 },
             )),
+            metadata: route_metadata(r),
             ..Route::default()
         };
     }
@@ -377,6 +378,7 @@ fn route_entry(r: &RouteConfig) -> Route {
     let mut entry = Route {
         r#match,
         action: Some(route::Action::Route(action)),
+        metadata: route_metadata(r),
         ..Route::default()
     };
     if let Some(fault) = &r.fault {
@@ -564,16 +566,40 @@ fn cluster_resource(name: &str, c: &ClusterConfig) -> Cluster {
 /// metadata: the failover threshold (Envoy's overprovisioning factor
 /// lives in each assignment, and is read by no proxyless client).
 fn sinew_metadata(c: &ClusterConfig) -> Option<Metadata> {
+    let mut fields = BTreeMap::new();
     let threshold = c.locality_lb.failover_threshold_percent;
-    if threshold == LocalityLbConfig::default().failover_threshold_percent {
+    if threshold != LocalityLbConfig::default().failover_threshold_percent {
+        fields.insert(
+            "failover_threshold_percent".to_owned(),
+            Value {
+                kind: Some(value::Kind::NumberValue(f64::from(threshold))),
+            },
+        );
+    }
+    if let Some(breaker) = &c.breaker {
+        // The mesh file's fields, as the file has them (durations as text).
+        fields.insert("breaker".to_owned(), to_value(&breaker_json(breaker)));
+    }
+    if let Some(classifier) = &c.classifier {
+        fields.insert("classifier".to_owned(), string_value(classifier));
+    }
+    metadata_of(fields)
+}
+
+/// A route's classifier, under the `sinew` filter metadata: Envoy has no
+/// outcome classifier to select.
+fn route_metadata(r: &RouteConfig) -> Option<Metadata> {
+    let mut fields = BTreeMap::new();
+    if let Some(classifier) = &r.classifier {
+        fields.insert("classifier".to_owned(), string_value(classifier));
+    }
+    metadata_of(fields)
+}
+
+fn metadata_of(fields: BTreeMap<String, Value>) -> Option<Metadata> {
+    if fields.is_empty() {
         return None;
     }
-    let fields = [(
-        "failover_threshold_percent".to_owned(),
-        Value {
-            kind: Some(value::Kind::NumberValue(f64::from(threshold))),
-        },
-    )];
     let mut metadata = Metadata::default();
     metadata.filter_metadata.insert(
         "sinew".to_owned(),
@@ -582,6 +608,39 @@ fn sinew_metadata(c: &ClusterConfig) -> Option<Metadata> {
         },
     );
     Some(metadata)
+}
+
+fn string_value(text: &str) -> Value {
+    Value {
+        kind: Some(value::Kind::StringValue(text.to_owned())),
+    }
+}
+
+/// A validated breaker as JSON; it always serializes (plain numbers,
+/// options and durations), and `null` stands for the impossible failure.
+fn breaker_json(breaker: &sinew::breaker::BreakerConfig) -> serde_json::Value {
+    serde_json::to_value(breaker).unwrap_or(serde_json::Value::Null)
+}
+
+/// JSON as a protobuf `Value` (numbers become doubles, which hold every
+/// count and ratio a breaker has exactly).
+fn to_value(json: &serde_json::Value) -> Value {
+    use serde_json::Value as Json;
+    let kind = match json {
+        Json::Null => value::Kind::NullValue(0),
+        Json::Bool(b) => value::Kind::BoolValue(*b),
+        Json::Number(n) => value::Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Json::String(s) => value::Kind::StringValue(s.clone()),
+        Json::Array(items) => {
+            value::Kind::ListValue(envoy_types::pb::google::protobuf::ListValue {
+                values: items.iter().map(to_value).collect(),
+            })
+        }
+        Json::Object(map) => value::Kind::StructValue(Struct {
+            fields: map.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
+        }),
+    };
+    Value { kind: Some(kind) }
 }
 
 /// The identities the endpoints may present, as exact URI SAN matchers

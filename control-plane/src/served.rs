@@ -1,7 +1,9 @@
 //! The mesh file's fields that xDS does not carry to clients. A field the
 //! control plane would drop on the way is refused instead (in `sinew
 //! check`, at start and on reload), so that what a file says is what
-//! clients get.
+//! clients get. (A cluster's `breaker` and `classifier` and a route's
+//! `classifier`, which Envoy has no field for, travel in the resources'
+//! `sinew` filter metadata.)
 
 use sinew::config::{LbPolicy, MeshConfig};
 use sinew::error::ConfigError;
@@ -93,6 +95,13 @@ mod tests {
     #[test]
     fn a_field_xds_would_drop_is_refused_by_name() {
         assert_eq!(field("clusters:\n  c: {}\n"), None);
+        // Carried in the resources' `sinew` filter metadata.
+        assert_eq!(
+            field(
+                "services:\n  s: { routes: [{ split: [{ cluster: c }], classifier: mine }] }\nclusters:\n  c: { breaker: { consecutive_failures: 2 }, classifier: mine }\n"
+            ),
+            None
+        );
         assert_eq!(
             field("clusters:\n  c: { lb: { policy: maglev, header: x-user } }\n"),
             Some("clusters.c.lb.header".to_owned())

@@ -280,14 +280,17 @@ services:
           retry_on: { statuses: [409, 503], grpc: [unavailable], errors: true }
         hash_header: x-user
         fault: { abort: { http_status: 503, percent: 12.5 }, delay: { fixed: 20ms, percent: 1 }, max_active: 10 }
+        classifier: strict-grpc
       - match: { path: { regex: "/v[0-9]+/.*" } }
         split: [{ cluster: v1, weight: 90 }, { cluster: v2, weight: 10 }, { cluster: v3, weight: 5 }]
         retry: { max_attempts: 2, hedge: { delay: 50ms, max_attempts: 2 }, retry_on: { grpc: [unavailable] } }
+        classifier: default
       - match: { path: { exact: /exact }, headers: [{ name: x-a, prefix: p }, { name: x-b, regex: "r+" }] }
         split: [{ cluster: v4, weight: 1 }, { cluster: v5, weight: 2 }]
         fault: { abort: { grpc_status: UNAVAILABLE, percent: 50 } }
       - match: { path: { prefix: /retired } }
         fail: "retired: use /v2"
+        classifier: strict-grpc
 clusters:
   v1:
     protocol: http2
@@ -305,12 +308,19 @@ clusters:
       failure_percentage: { threshold: 70, minimum_hosts: 3, request_volume: 20 }
     locality_lb: { prefer_local_zone: false, failover_threshold_percent: 55, panic_threshold_percent: 40 }
     identities: [spiffe://example.org/ns/shop/sa/reviews, spiffe://example.org/ns/shop/sa/reviews-v1]
+    breaker:
+      consecutive_failures: 3
+      failure_rate: { threshold: 0.25, window: 30s, min_requests: 10 }
+      open_for: 2500ms
+      half_open_probes: 2
+    classifier: strict-grpc
     endpoints:
       - { address: "127.0.0.1:1001", locality: { region: eu, zone: a } }
       - { address: "127.0.0.1:1002", weight: 3, locality: { region: eu, zone: b }, priority: 1 }
   v2:
     lb: { policy: round_robin }
     locality_lb: { failover_threshold_percent: 0 }
+    breaker: { consecutive_failures: ~, failure_rate: { threshold: 1 } }
     endpoints: [{ address: "127.0.0.1:1003", health: draining }]
   v3:
     lb: { policy: maglev }
@@ -325,9 +335,12 @@ clusters:
     std::fs::write(dir.join("mesh.yaml"), yaml).unwrap();
     let file = sinew::config::MeshConfig::from_yaml(yaml).unwrap();
     let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
+    let strict =
+        sinew::classify::StatusClassifier::default().fail_on_grpc(sinew::grpc::Code::NOT_FOUND);
     let mesh = within(
         "the mesh",
         Mesh::builder()
+            .classifier("strict-grpc", strict)
             .control_plane(&format!("http://{}", cp.xds_addr()))
             .build(),
     )

@@ -9,11 +9,20 @@
 //! gRPC is classified by `grpc-status`, not by the HTTP status: a response
 //! with `grpc-status` in its headers (a trailers-only response) is
 //! classified at once, any other gRPC response when its trailers arrive.
+//!
+//! A mesh's configuration selects classifiers by name: the application
+//! registers them in a [`Classifiers`] registry (through
+//! [`MeshBuilder::classifier`](crate::mesh::MeshBuilder::classifier) for a
+//! mesh), and a route's or a cluster's `classifier` field names one.
 
 mod errors;
+mod registry;
 mod status;
 
 pub use errors::never_processed;
+#[cfg(feature = "config")]
+pub(crate) use registry::check_name;
+pub use registry::{Classifiers, DEFAULT_CLASSIFIER, MAX_NAME_LEN};
 pub use status::StatusClassifier;
 
 use http::{HeaderMap, StatusCode};
@@ -94,19 +103,5 @@ impl std::fmt::Debug for dyn Classify {
     }
 }
 
-impl Classify for std::sync::Arc<dyn Classify> {
-    #[inline]
-    fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Option<Outcome> {
-        (**self).classify_response(status, headers)
-    }
-
-    #[inline]
-    fn classify_trailers(&self, trailers: Option<&HeaderMap>) -> Outcome {
-        (**self).classify_trailers(trailers)
-    }
-
-    #[inline]
-    fn classify_error(&self, error: &(dyn std::error::Error + 'static)) -> Outcome {
-        (**self).classify_error(error)
-    }
-}
+#[cfg(all(test, feature = "config", feature = "retry", feature = "breaker"))]
+mod registry_tests;

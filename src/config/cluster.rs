@@ -20,6 +20,16 @@ pub struct ClusterConfig {
     /// e.g. `spiffe://example.org/ns/shop/sa/reviews`. Default: none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<String>,
+    /// A circuit breaker over the whole cluster: when it is open, requests
+    /// to the cluster fail at once. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<crate::breaker::BreakerConfig>,
+    /// The name of the outcome classifier (registered by the application,
+    /// see [`Classifiers`](crate::classify::Classifiers)) that decides what
+    /// counts as a failure for the cluster's breaker and outlier detection.
+    /// Default: none (the classifier named `default`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<String>,
     /// The endpoints.
     pub endpoints: Vec<EndpointConfig>,
 }

@@ -52,6 +52,8 @@ mod snapshot;
 mod validate;
 
 #[cfg(test)]
+mod breaker_tests;
+#[cfg(test)]
 mod tests;
 
 pub use changes::EndpointChanges;

@@ -33,6 +33,12 @@ pub struct RouteConfig {
     /// Faults injected into this route's requests. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultConfig>,
+    /// The name of the outcome classifier (registered by the application,
+    /// see [`Classifiers`](crate::classify::Classifiers)) that decides
+    /// what the route's retry or hedging policy retries. Default: none
+    /// (the classifier named `default`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<String>,
     /// When set, the route takes the requests it matches and fails each at
     /// once, unsent, with [`RouteError::RouteFails`](crate::mesh::RouteError)
     /// and this reason (gRPC `UNAVAILABLE`). Discovery sets it on a route

@@ -302,6 +302,9 @@ pub struct Route {
     pub(super) fault: Option<FaultConfig>,
     /// Why the route fails its requests, when it does.
     pub(super) fail: Option<Arc<str>>,
+    /// The name of the classifier its retry policy uses, when not the
+    /// default.
+    pub(super) classifier: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -399,6 +402,13 @@ impl Route {
     /// The faults injected into this route's requests.
     pub fn fault(&self) -> Option<&FaultConfig> {
         self.fault.as_ref()
+    }
+
+    /// The name of the classifier the route's retry (or hedging) policy
+    /// uses; `None` for the default (see
+    /// [`RouteConfig::classifier`](super::RouteConfig::classifier)).
+    pub fn classifier(&self) -> Option<&str> {
+        self.classifier.as_deref()
     }
 }
 

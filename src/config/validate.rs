@@ -158,6 +158,9 @@ pub(super) fn checked_route(
     if let Some(fault) = &route.fault {
         checked_fault(&at.field("fault"), fault)?;
     }
+    if let Some(name) = &route.classifier {
+        check_classifier(&at.field("classifier"), name)?;
+    }
     Ok(Route {
         path,
         method,
@@ -168,7 +171,14 @@ pub(super) fn checked_route(
         hash_header,
         fault: route.fault.clone(),
         fail,
+        classifier: route.classifier.as_deref().map(Arc::from),
     })
+}
+
+/// A classifier's name; whether one is registered under it is the mesh's
+/// check (see [`Classifiers::check`](crate::classify::Classifiers::check)).
+fn check_classifier(at: &Fields, name: &str) -> Result<(), ConfigError> {
+    crate::classify::check_name(name).map_err(|message| at.error(message))
 }
 
 /// A duration greater than zero and at most
@@ -309,6 +319,13 @@ pub(super) fn checked_cluster(
     }
     if let Some(od) = &cluster.outlier_detection {
         check_outlier(&at.field("outlier_detection"), od)?;
+    }
+    if let Some(breaker) = &cluster.breaker {
+        // The breaker's own check names `breaker.<field>`.
+        breaker.validate().map_err(|e| within(e, at))?;
+    }
+    if let Some(name) = &cluster.classifier {
+        check_classifier(&at.field("classifier"), name)?;
     }
     for (i, identity) in cluster.identities.iter().enumerate() {
         if !identity.starts_with("spiffe://") || identity.len() <= "spiffe://".len() {

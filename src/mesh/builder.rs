@@ -1,5 +1,6 @@
 use super::source::{read_file, watch};
 use super::{Mesh, Shared};
+use crate::classify::{Classifiers, Classify};
 use crate::config::{Locality, MeshConfig, Snapshot};
 use crate::error::ConfigError;
 use std::path::PathBuf;
@@ -12,6 +13,9 @@ pub struct MeshBuilder {
     source: Source,
     reload_interval: Duration,
     locality: Option<Locality>,
+    classifiers: Classifiers,
+    /// The first classifier refused (for its name), returned by `build`.
+    classifier_error: Option<ConfigError>,
     #[cfg(feature = "xds")]
     initial_fetch_timeout: Duration,
     #[cfg(feature = "xds")]
@@ -32,6 +36,8 @@ impl Default for MeshBuilder {
             source: Source::Config(MeshConfig::default()),
             reload_interval: Duration::from_secs(1),
             locality: None,
+            classifiers: Classifiers::default(),
+            classifier_error: None,
             #[cfg(feature = "xds")]
             initial_fetch_timeout: Duration::from_secs(15),
             #[cfg(feature = "xds")]
@@ -117,6 +123,46 @@ impl MeshBuilder {
         self
     }
 
+    /// Registers an outcome classifier as `name`, for the configuration to
+    /// select with a route's or a cluster's `classifier` field (see
+    /// [`Classifiers`]). `default` is registered from the start (the
+    /// default [`StatusClassifier`](crate::classify::StatusClassifier));
+    /// registering it again replaces it. A name is 1 to 128 characters of
+    /// letters, digits, `.`, `_` and `-`: [`MeshBuilder::build`] returns
+    /// the error for another. Every configuration, from any source, is
+    /// refused while it names a classifier not registered here, naming the
+    /// field (`clusters.pool.classifier`).
+    ///
+    /// ```
+    /// use sinew::classify::StatusClassifier;
+    /// use sinew::config::MeshConfig;
+    /// use sinew::mesh::Mesh;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sinew::error::ConfigError> {
+    /// let config = MeshConfig::from_yaml(r#"
+    /// services:
+    ///   reviews:
+    ///     routes: [{ split: [{ cluster: reviews-v1 }], classifier: retry-500 }]
+    /// clusters:
+    ///   reviews-v1:
+    ///     classifier: retry-500
+    ///     endpoints: [{ address: "127.0.0.1:9001" }]
+    /// "#)?;
+    /// let retry_500 = StatusClassifier::default().retry_on_status(http::StatusCode::INTERNAL_SERVER_ERROR);
+    /// let mesh = Mesh::builder()
+    ///     .classifier("retry-500", retry_500)
+    ///     .config(config)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = mesh; Ok(()) }
+    /// ```
+    pub fn classifier(mut self, name: impl Into<String>, classifier: impl Classify) -> Self {
+        if let Err(error) = self.classifiers.insert(name, classifier) {
+            self.classifier_error.get_or_insert(error);
+        }
+        self
+    }
+
     /// How often a configuration file is checked for changes. Default: 1 s.
     pub fn reload_interval(mut self, every: Duration) -> Self {
         self.reload_interval = every;
@@ -129,16 +175,26 @@ impl MeshBuilder {
     /// of the mesh is dropped.
     pub async fn build(self) -> Result<Mesh, ConfigError> {
         crate::error::check::duration("reload_interval", self.reload_interval)?;
+        if let Some(error) = self.classifier_error {
+            return Err(error);
+        }
+        let classifiers = self.classifiers;
         match self.source {
             Source::Config(config) => {
-                let shared = Shared::new(Snapshot::build(config, 1)?, self.locality);
+                classifiers.check(&config)?;
+                let shared = Shared::new(Snapshot::build(config, 1)?, self.locality)
+                    .with_classifiers(classifiers);
                 Ok(Mesh {
                     shared: Arc::new(shared),
                 })
             }
             Source::File(path) => {
                 let (config, contents) = read_file(&path)?;
-                let shared = Arc::new(Shared::new(Snapshot::build(config, 1)?, self.locality));
+                classifiers.check(&config)?;
+                let shared = Arc::new(
+                    Shared::new(Snapshot::build(config, 1)?, self.locality)
+                        .with_classifiers(classifiers),
+                );
                 tokio::spawn(watch(
                     Arc::downgrade(&shared),
                     path,
@@ -155,10 +211,14 @@ impl MeshBuilder {
                     bootstrap,
                     initial_fetch_timeout: self.initial_fetch_timeout,
                     cache: self.xds_cache,
+                    classifiers: classifiers.clone(),
                 };
                 let (discovery, start) = crate::xds::Discovery::start(settings);
                 let empty = Snapshot::build(MeshConfig::default(), 1)?;
-                let shared = Arc::new(Shared::with_discovery(empty, locality, Some(discovery)));
+                let shared = Arc::new(
+                    Shared::with_discovery(empty, locality, Some(discovery))
+                        .with_classifiers(classifiers),
+                );
                 start(Arc::downgrade(&shared));
                 Ok(Mesh { shared })
             }

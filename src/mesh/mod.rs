@@ -71,6 +71,7 @@ pub use status::ConfigStatus;
 
 use runtime::Routing;
 
+use crate::classify::Classifiers;
 use crate::config::{EndpointChanges, Locality, MeshConfig, Snapshot};
 use crate::error::ConfigError;
 use arc_swap::ArcSwap;
@@ -97,6 +98,9 @@ pub(crate) struct Shared {
     writer: Mutex<()>,
     /// Where this process runs, for zone-aware balancing.
     locality: Option<Locality>,
+    /// The classifiers the application registered, which configurations
+    /// select by name.
+    pub(crate) classifiers: Classifiers,
 }
 
 impl Mesh {
@@ -216,7 +220,21 @@ impl Shared {
             #[cfg(feature = "xds")]
             discovery,
             locality,
+            classifiers: Classifiers::default(),
         }
+    }
+
+    /// With the application's classifiers, which every configuration is
+    /// checked against (the first one by the builder).
+    fn with_classifiers(mut self, classifiers: Classifiers) -> Self {
+        self.classifiers = classifiers;
+        self
+    }
+
+    /// The classifiers the application registered.
+    #[allow(dead_code)] // For the client stack, which selects them by name.
+    pub(crate) fn classifiers(&self) -> &Classifiers {
+        &self.classifiers
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, ConfigStatus> {
@@ -228,7 +246,13 @@ impl Shared {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let previous = self.routing.load_full();
         let version = previous.snapshot.version() + 1;
-        match Snapshot::build(config, version) {
+        // A classifier the application did not register is refused like
+        // any invalid field, before anything is built.
+        let built = self
+            .classifiers
+            .check(&config)
+            .and_then(|()| Snapshot::build(config, version));
+        match built {
             Ok(snapshot) => {
                 // Under the writer lock `previous` is still the routing in
                 // force: its endpoints' loads carry over.

@@ -24,6 +24,9 @@ pub(crate) struct Settings {
     pub(crate) initial_fetch_timeout: Duration,
     /// Where the fail-static cache lives, when enabled.
     pub(crate) cache: Option<PathBuf>,
+    /// The application's classifiers: a resource naming another is
+    /// NACKed.
+    pub(crate) classifiers: crate::classify::Classifiers,
 }
 
 /// What the discovery client sees, in the spirit of Envoy's CSDS: the
@@ -73,7 +76,9 @@ impl Discovery {
             .first()
             .cloned()
             .unwrap_or_default();
-        let state = Arc::new(Mutex::new(State::new(&first)));
+        let mut state = State::new(&first);
+        state.classifiers = settings.classifiers.clone();
+        let state = Arc::new(Mutex::new(state));
         let (commands, receiver) = mpsc::unbounded_channel();
         let (notify, changed) = watch::channel(0);
         let warm = Arc::new(AtomicBool::new(false));

@@ -13,7 +13,7 @@ use envoy_types::pb::google::protobuf::Any;
 /// its name, or the error that would NACK it.
 pub fn resource(kind: Kind, any: &Any) -> Result<String, String> {
     let (name, resource) = decode(kind, any).map_err(|(_, e)| e)?;
-    check(&name, &resource)?;
+    check(&name, &resource, &crate::classify::Classifiers::default())?;
     Ok(name)
 }
 

@@ -73,6 +73,8 @@ mod supervise;
 mod translate;
 
 #[cfg(test)]
+mod metadata_tests;
+#[cfg(test)]
 mod readiness_tests;
 #[cfg(test)]
 mod tests;

@@ -164,6 +164,7 @@ async fn a_waiting_request_goes_on_only_once_the_configuration_is_in_force() {
         bootstrap: Bootstrap::for_server("http://cp"),
         initial_fetch_timeout: Duration::from_secs(15),
         cache: None,
+        classifiers: Default::default(),
     });
     discovery.watch("svc");
     {

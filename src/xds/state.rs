@@ -139,6 +139,9 @@ pub(super) struct State {
     /// then a data error (a NACK, a Listener or Cluster left out of a
     /// response) drops the cached value; otherwise the value stays.
     fail_on_data_errors: bool,
+    /// The application's classifiers: a resource naming another is
+    /// refused.
+    pub(super) classifiers: crate::classify::Classifiers,
 }
 
 impl State {
@@ -160,6 +163,7 @@ impl State {
             waiting: false,
             published: BTreeSet::new(),
             fail_on_data_errors: false,
+            classifiers: crate::classify::Classifiers::default(),
         }
     }
 
@@ -465,7 +469,7 @@ impl State {
                     ));
                 }
                 Ok((name, resource)) => {
-                    let checked = check(&name, &resource);
+                    let checked = check(&name, &resource, &self.classifiers);
                     let Some(entry) = self.entries.get_mut(&(kind, name.clone())) else {
                         // Not subscribed: ignored, as gRPC does.
                         continue;
@@ -645,8 +649,20 @@ impl State {
 }
 
 /// Checks a translated resource against Sinew's own validation, so that a
-/// resource the snapshot would refuse is refused (and NACKed) alone.
-pub(super) fn check(name: &str, resource: &Resource) -> Result<(), String> {
+/// resource the snapshot would refuse is refused (and NACKed) alone; and
+/// against the application's classifiers, so that one naming a classifier
+/// not registered is too.
+pub(super) fn check(
+    name: &str,
+    resource: &Resource,
+    classifiers: &crate::classify::Classifiers,
+) -> Result<(), String> {
+    let unregistered = |name: &str| {
+        format!(
+            "metadata.filter_metadata.{}.classifier: no classifier named {name:?} is registered",
+            super::translate::METADATA_KEY
+        )
+    };
     let mut config = MeshConfig::default();
     let strip = |e: crate::error::ConfigError, prefix: &str| {
         let text = e.to_string();
@@ -660,7 +676,15 @@ pub(super) fn check(name: &str, resource: &Resource) -> Result<(), String> {
         | Resource::Route(table) => {
             for (i, vh) in table.virtual_hosts.iter().enumerate() {
                 let mut config = MeshConfig::default();
-                for route in &vh.routes {
+                for (j, route) in vh.routes.iter().enumerate() {
+                    if let Some(classifier) = &route.classifier
+                        && classifiers.get(classifier).is_none()
+                    {
+                        return Err(format!(
+                            "virtual_hosts[{i}].routes[{j}].{}",
+                            unregistered(classifier)
+                        ));
+                    }
                     for split in &route.split {
                         config
                             .clusters
@@ -683,6 +707,11 @@ pub(super) fn check(name: &str, resource: &Resource) -> Result<(), String> {
         }
         Resource::Listener(_) => Ok(()),
         Resource::Cluster(cluster) => {
+            if let Some(classifier) = &cluster.config.classifier
+                && classifiers.get(classifier).is_none()
+            {
+                return Err(unregistered(classifier));
+            }
             config
                 .clusters
                 .insert(name.to_owned(), cluster.config.clone());

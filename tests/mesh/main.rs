@@ -12,6 +12,7 @@
 #[path = "../resilience/support.rs"]
 mod support;
 
+mod classifiers;
 mod outlier;
 mod stack;
 mod updates;

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 /// A Cluster: EDS (endpoints by subscription) or STATIC (endpoints inline),
 /// with its load-balancing policy, circuit-breaker thresholds, outlier
-/// detection and protocol.
+/// detection and protocol; and, from its `sinew` filter metadata, its
+/// service breaker and classifier.
 // `http2_protocol_options` is deprecated in Envoy's API, and is still how
 // control planes (and gRPC's examples) mark an HTTP/2 cluster.
 #[allow(deprecated)]
@@ -92,6 +93,9 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
         config.locality_lb.panic_threshold_percent = panic.value.round() as u32;
     }
     locality(&c, &mut config.locality_lb)?;
+    let sinew = super::metadata::fields(c.metadata.as_ref());
+    config.breaker = super::metadata::breaker(sinew)?;
+    config.classifier = super::metadata::classifier(sinew)?;
     if let Some(socket) = &c.transport_socket {
         config.identities = super::tls::identities(socket)?;
     }
@@ -128,10 +132,7 @@ fn locality(c: &Cluster, into: &mut crate::config::LocalityLbConfig) -> Result<(
     {
         into.prefer_local_zone = zone.routing_enabled.as_ref().is_none_or(|p| p.value > 0.0);
     }
-    let threshold = c
-        .metadata
-        .as_ref()
-        .and_then(|m| m.filter_metadata.get("sinew"))
+    let threshold = super::metadata::fields(c.metadata.as_ref())
         .and_then(|s| s.fields.get("failover_threshold_percent"));
     if let Some(value) = threshold {
         match value.kind {

@@ -6,6 +6,7 @@ mod cluster;
 mod endpoint;
 mod fault;
 mod listener;
+mod metadata;
 mod route;
 mod tls;
 mod wire;
@@ -13,6 +14,7 @@ mod wire;
 pub(super) use cluster::cluster;
 pub(super) use endpoint::assignment;
 pub(super) use listener::listener;
+pub(super) use metadata::KEY as METADATA_KEY;
 pub(super) use route::route_table;
 
 use super::resource::{Kind, Resource};

@@ -45,6 +45,7 @@ fn one_route(
     at: &str,
 ) -> Result<RouteConfig, Invalid> {
     let fault = fault::override_in(&r.typed_per_filter_config)?;
+    let classifier = super::metadata::classifier(super::metadata::fields(r.metadata.as_ref()))?;
     let m = r.r#match.ok_or("match: missing")?;
     let insensitive = m.case_sensitive.as_ref().is_some_and(|c| !c.value);
     if m.runtime_fraction.is_some() {
@@ -115,6 +116,7 @@ fn one_route(
                 fail: Some(said.unwrap_or_else(|| format!(
                     "RouteConfiguration `{table}` {at}.action: {what} is not supported (only `route`)"
                 ))),
+                classifier,
                 ..RouteConfig::default()
             });
         }
@@ -187,6 +189,7 @@ fn one_route(
         hash_header,
         fault,
         fail: None,
+        classifier,
     })
 }
 
