@@ -214,6 +214,7 @@ impl Shared {
                 Arc::new(first),
                 None,
                 locality.as_ref(),
+                &Classifiers::default(),
             )),
             status: Mutex::new(status),
             writer: Mutex::new(()),
@@ -227,14 +228,11 @@ impl Shared {
     /// With the application's classifiers, which every configuration is
     /// checked against (the first one by the builder).
     fn with_classifiers(mut self, classifiers: Classifiers) -> Self {
+        let first = self.routing.load().snapshot.clone();
+        let routing = Routing::build(first, None, self.locality.as_ref(), &classifiers);
+        self.routing = ArcSwap::from_pointee(routing);
         self.classifiers = classifiers;
         self
-    }
-
-    /// The classifiers the application registered.
-    #[allow(dead_code)] // For the client stack, which selects them by name.
-    pub(crate) fn classifiers(&self) -> &Classifiers {
-        &self.classifiers
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, ConfigStatus> {
@@ -256,8 +254,12 @@ impl Shared {
             Ok(snapshot) => {
                 // Under the writer lock `previous` is still the routing in
                 // force: its endpoints' loads carry over.
-                let routing =
-                    Routing::build(Arc::new(snapshot), Some(&previous), self.locality.as_ref());
+                let routing = Routing::build(
+                    Arc::new(snapshot),
+                    Some(&previous),
+                    self.locality.as_ref(),
+                    &self.classifiers,
+                );
                 self.routing.store(Arc::new(routing));
                 self.versions.send_replace(version);
                 *self.status() = ConfigStatus::applied(version);

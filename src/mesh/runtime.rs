@@ -16,7 +16,7 @@ use super::route::ClusterOverloaded;
 use super::thresholds::{ClusterPermit, Limits};
 use crate::balance::{EndpointLoad, Picker, PickerChange, PickerEndpoint, hash_key};
 use crate::breaker::BreakerLayer;
-use crate::classify::{SharedClassifier, StatusClassifier};
+use crate::classify::{Classifiers, SharedClassifier, StatusClassifier};
 use crate::config::{
     Cluster, Endpoint, EndpointOp, Health, LbPolicy, Locality, LocalityLbConfig, Protocol, Route,
     Snapshot,
@@ -53,6 +53,8 @@ pub(super) struct RouteRuntime {
     pub(super) timeout: Option<TimeoutLayer>,
     /// The retry layer, whose budget the route's requests share.
     pub(super) retry: Option<RetryLayer<SharedClassifier>>,
+    /// The classifier the retry layer was made with.
+    retry_classifier: Option<SharedClassifier>,
     /// Fault injection, with its count of faults in progress.
     pub(super) faults: Option<Faults>,
 }
@@ -63,17 +65,27 @@ impl RouteRuntime {
     /// the service's), so that an update keeping a policy keeps its retry
     /// budget and its count of active faults: a control plane that pushes
     /// often must not reset the budget that bounds retries.
-    fn new(route: &Route, i: usize, before: Option<&[RouteRuntime]>) -> Self {
+    fn new(
+        route: &Route,
+        i: usize,
+        before: Option<&[RouteRuntime]>,
+        classifiers: &Classifiers,
+    ) -> Self {
         let before = before.unwrap_or_default();
         let same_place_first = before.get(i).into_iter().chain(before);
+        // Checked against the registry before the snapshot was built.
+        let classifier = classifiers
+            .select(route.classifier())
+            .unwrap_or_else(default_classifier);
         let retry = route.retry().and_then(|config| {
             let kept = same_place_first
                 .clone()
+                .filter(|r| same_classifier(r.retry_classifier.as_ref(), &classifier))
                 .filter_map(|r| r.retry.as_ref())
                 .find(|layer| layer.config() == config);
             // Validated with the snapshot: building cannot fail.
             kept.cloned()
-                .or_else(|| RetryLayer::with_classifier(config.clone(), default_classifier()).ok())
+                .or_else(|| RetryLayer::with_classifier(config.clone(), classifier.clone()).ok())
         });
         let timeout = route
             .timeout()
@@ -86,10 +98,15 @@ impl RouteRuntime {
         });
         Self {
             timeout,
+            retry_classifier: retry.as_ref().map(|_| classifier),
             retry,
             faults,
         }
     }
+}
+
+fn same_classifier(kept: Option<&SharedClassifier>, new: &SharedClassifier) -> bool {
+    kept.is_some_and(|kept| Arc::ptr_eq(kept, new))
 }
 
 impl Routing {
@@ -97,6 +114,7 @@ impl Routing {
         snapshot: Arc<Snapshot>,
         previous: Option<&Routing>,
         local: Option<&Locality>,
+        classifiers: &Classifiers,
     ) -> Self {
         let mut clusters = HashMap::new();
         for name in snapshot.config().clusters.keys() {
@@ -104,7 +122,11 @@ impl Routing {
                 continue;
             };
             let old = previous.and_then(|p| p.clusters.get(name));
-            let runtime = ClusterRuntime::new(cluster.clone(), old.map(|o| &**o), local);
+            let classifier = classifiers
+                .select(cluster.config().classifier.as_deref())
+                .unwrap_or_else(default_classifier);
+            let runtime =
+                ClusterRuntime::new(cluster.clone(), old.map(|o| &**o), local, classifier);
             clusters.insert(name.clone(), Arc::new(runtime));
         }
         // The previous routes by service, found by name once.
@@ -127,7 +149,7 @@ impl Routing {
                     .routes()
                     .iter()
                     .enumerate()
-                    .map(|(i, route)| RouteRuntime::new(route, i, before))
+                    .map(|(i, route)| RouteRuntime::new(route, i, before, classifiers))
                     .collect()
             })
             .collect();
@@ -152,9 +174,12 @@ impl Routing {
         if let (Some(old), Some(cluster)) = (self.clusters.get(name), snapshot.cluster(name)) {
             let runtime = match ops {
                 Some(ops) => old.changed(cluster.clone(), ops),
-                None => {
-                    ClusterRuntime::new(cluster.clone(), Some(old), old.placement.local.as_ref())
-                }
+                None => ClusterRuntime::new(
+                    cluster.clone(),
+                    Some(old),
+                    old.placement.local.as_ref(),
+                    old.classifier.clone(),
+                ),
             };
             clusters.insert(name.to_owned(), Arc::new(runtime));
         }
@@ -254,6 +279,7 @@ impl ClusterRuntime {
         cluster: Arc<Cluster>,
         previous: Option<&ClusterRuntime>,
         local: Option<&Locality>,
+        classifier: SharedClassifier,
     ) -> Self {
         let mut kept = crate::addr_hash::addr_map::<usize>(previous.map_or(0, |p| p.loads.len()));
         if let Some(p) = previous {
@@ -293,6 +319,19 @@ impl ClusterRuntime {
             Some(p) if p.limits.thresholds() == config.thresholds => p.limits.clone(),
             _ => Arc::new(Limits::new(config.thresholds)),
         };
+        // The breaker's state (open, its window) outlives updates that keep
+        // its settings and classifier.
+        let breaker = config.breaker.as_ref().and_then(|settings| {
+            let kept = previous.filter(|p| {
+                p.cluster.config().breaker.as_ref() == Some(settings)
+                    && Arc::ptr_eq(&p.classifier, &classifier)
+            });
+            match kept.and_then(|p| p.breaker.clone()) {
+                Some(breaker) => Some(breaker),
+                // Validated with the snapshot: building cannot fail.
+                None => BreakerLayer::with_classifier(*settings, classifier.clone()).ok(),
+            }
+        });
         let runtime = Self {
             name: cluster.name().to_owned(),
             picker: ArcSwap::from_pointee(Pick {
@@ -313,8 +352,8 @@ impl ClusterRuntime {
                 settings: config.locality_lb,
                 local: local.cloned(),
             },
-            classifier: default_classifier(),
-            breaker: previous.and_then(|p| p.breaker.clone()),
+            classifier,
+            breaker,
             cluster,
         };
         runtime.rebuild();
@@ -560,7 +599,7 @@ mod tests {
         let snapshot = MeshConfig::from_yaml(yaml)
             .and_then(|c| Snapshot::build(c, 1))
             .unwrap_or_else(|e| unreachable!("{e}"));
-        Routing::build(Arc::new(snapshot), None, None)
+        Routing::build(Arc::new(snapshot), None, None, &Classifiers::default())
     }
 
     fn change(routing: &Routing, changes: &EndpointChanges) -> Routing {
@@ -701,7 +740,7 @@ mod tests {
             let snapshot = MeshConfig::from_yaml(yaml)
                 .and_then(|c| Snapshot::build(c, 2))
                 .unwrap_or_else(|e| unreachable!("{e}"));
-            Routing::build(Arc::new(snapshot), previous, None)
+            Routing::build(Arc::new(snapshot), previous, None, &Classifiers::default())
         };
         let first = build(&yaml("0.2", ""), None);
         let route =

@@ -14,6 +14,7 @@ mod support;
 
 mod classifiers;
 mod outlier;
+mod policies;
 mod stack;
 mod updates;
 

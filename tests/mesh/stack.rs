@@ -4,7 +4,7 @@
 use super::mesh_of;
 use super::support::{body_text, handler, serve, text};
 use bytes::Bytes;
-use http::{Request, Version};
+use http::Request;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
