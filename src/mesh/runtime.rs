@@ -736,11 +736,14 @@ mod tests {
                 "services:\n  reviews:\n    routes:\n{other_route}      - split: [{{ cluster: pool }}]\n        retry: {{ budget: {{ ratio: {retry_ratio} }} }}\n        fault: {{ delay: {{ fixed: 1s, percent: 100 }}, max_active: 1 }}\nclusters:\n  pool:\n    endpoints: [{{ address: \"127.0.0.1:1\" }}]\n"
             )
         };
+        // One registry, as a mesh holds: the same policy selects the same
+        // classifier.
+        let classifiers = Classifiers::default();
         let build = |yaml: &str, previous: Option<&Routing>| {
             let snapshot = MeshConfig::from_yaml(yaml)
                 .and_then(|c| Snapshot::build(c, 2))
                 .unwrap_or_else(|e| unreachable!("{e}"));
-            Routing::build(Arc::new(snapshot), previous, None, &Classifiers::default())
+            Routing::build(Arc::new(snapshot), previous, None, &classifiers)
         };
         let first = build(&yaml("0.2", ""), None);
         let route =
