@@ -8,6 +8,12 @@
 //! alternates the two clients in rounds of 2,000 requests each and prints
 //! the median over rounds of the per-request difference, which drift
 //! affects far less.
+//!
+//! `SINEW_BENCH_SATURATION=<requests> cargo bench --bench client` keeps 64
+//! requests in flight through each client in turn (three rounds each,
+//! alternating) and prints the process's CPU time per request (user +
+//! system, client and server together, read from `/proc/self/stat`) and
+//! the throughput: what a latency measurement hides in idle time.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -119,6 +125,52 @@ fn client(c: &mut Criterion) {
         return;
     }
 
+    if let Some(total) = std::env::var("SINEW_BENCH_SATURATION")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+    {
+        let bare = bare.clone();
+        let url = url.clone();
+        let send_bare = move || {
+            let bare = bare.clone();
+            let request = Request::get(&url).body(Empty::new()).unwrap();
+            async move {
+                let response = bare.request(request).await.unwrap();
+                response.into_body().collect().await.unwrap();
+            }
+        };
+        let send_sinew = move || {
+            let sinew = sinew.clone();
+            let request = Request::get("http://echo/").body(Empty::new()).unwrap();
+            async move {
+                let response = sinew.oneshot(request).await.unwrap();
+                response.into_body().collect().await.unwrap();
+            }
+        };
+        for round in 0..6 {
+            let (name, (cpu, wall)) = if round % 2 == 0 {
+                (
+                    "bare_hyper",
+                    runtime.block_on(saturate(total, send_bare.clone())),
+                )
+            } else {
+                (
+                    "sinew_default",
+                    runtime.block_on(saturate(total, send_sinew.clone())),
+                )
+            };
+            #[allow(clippy::print_stdout)]
+            {
+                println!(
+                    "client saturation {name}: {:.2} µs CPU per request, {:.0} requests/s",
+                    cpu * 1e6 / total as f64,
+                    total as f64 / wall,
+                );
+            }
+        }
+        return;
+    }
+
     let mut group = c.benchmark_group("client");
     group.bench_function("bare_hyper", |b| {
         b.iter_custom(|iters| {
@@ -147,6 +199,50 @@ fn client(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// Sends `total` requests with 64 in flight; returns the CPU seconds the
+/// process used and the wall seconds it took.
+async fn saturate<F, Fut>(total: usize, send: F) -> (f64, f64)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    const IN_FLIGHT: usize = 64;
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|i| {
+            let send = send.clone();
+            let share = total / IN_FLIGHT + usize::from(i < total % IN_FLIGHT);
+            tokio::spawn(async move {
+                for _ in 0..share {
+                    send().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (cpu_seconds() - cpu_before, started.elapsed().as_secs_f64())
+}
+
+/// User and system CPU time of this process so far, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the
+    // state, field 3; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    // Linux reports in clock ticks of 1/100 s on every common platform.
+    ticks / 100.0
 }
 
 criterion_group!(benches, client);
