@@ -63,8 +63,11 @@ impl EndpointLoad {
         self.ewma_nanos.load(Relaxed) as f64 * f64::from(self.inflight.load(Relaxed) + 1)
     }
 
-    fn observe(&self, rtt: Duration) {
-        let now = self.base.elapsed().as_nanos() as u64;
+    /// Feeds one latency sample taken at `at`: one clock reading serves
+    /// both the sample and its time stamp (a reading costs about as much as
+    /// the rest of the update).
+    fn observe(&self, rtt: Duration, at: Instant) {
+        let now = at.saturating_duration_since(self.base).as_nanos() as u64;
         let rtt = rtt.as_nanos() as u64;
         let previous = self.stamp_nanos.swap(now, Relaxed);
         let estimate = self.ewma_nanos.load(Relaxed);
@@ -98,7 +101,9 @@ impl InFlight {
     /// begun, say), keeping the request in flight until the guard is
     /// dropped (when the response's body ends).
     pub fn observe(&self) {
-        self.load.observe(self.started.elapsed());
+        let now = Instant::now();
+        self.load
+            .observe(now.saturating_duration_since(self.started), now);
     }
 }
 

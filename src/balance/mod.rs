@@ -40,16 +40,27 @@
 //! ```
 
 mod alias;
+mod body;
 mod edf;
+mod error;
+mod feed;
+mod future;
 mod hash;
+mod layer;
 mod load;
 mod maglev;
 mod p2c;
 mod ring;
 mod round_robin;
+mod set;
 
+pub use body::BalanceBody;
+pub use error::NoEndpoint;
+pub use future::ResponseFuture;
 pub use hash::hash_key;
+pub use layer::{Balance, BalanceLayer, ServedBy};
 pub use load::{EndpointLoad, InFlight};
+pub use set::{EndpointSet, HashKey};
 
 use crate::config::LbPolicy;
 use alias::Alias;
@@ -196,3 +207,5 @@ impl Picker {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod set_tests;

@@ -1,0 +1,202 @@
+use super::body::BalanceBody;
+use super::future::ResponseFuture;
+use super::set::EndpointSet;
+use crate::error::BoxError;
+use http::uri::{Authority, InvalidUriParts, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// Balances requests over an [`EndpointSet`]: for each request, picks an
+/// endpoint by the set's policy and points the request's URI at it, then
+/// sends it through the inner service. See the [module docs](super).
+///
+/// ```
+/// use sinew::balance::{BalanceLayer, EndpointSet};
+/// use sinew::config::LbPolicy;
+/// use tower::ServiceBuilder;
+///
+/// # fn main() -> Result<(), sinew::error::ConfigError> {
+/// let set = EndpointSet::new(LbPolicy::LeastRequest)?;
+/// set.insert("127.0.0.1:8080".parse().unwrap(), 1);
+/// let client = hyper_util::client::legacy::Client::builder(
+///     hyper_util::rt::TokioExecutor::new(),
+/// )
+/// .build_http::<http_body_util::Empty<bytes::Bytes>>();
+/// let balanced = ServiceBuilder::new()
+///     .layer(BalanceLayer::new(set))
+///     .service(client);
+/// # let _ = balanced;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct BalanceLayer {
+    set: EndpointSet,
+    served_by: bool,
+}
+
+impl BalanceLayer {
+    /// A layer balancing over `set`.
+    pub fn new(set: EndpointSet) -> Self {
+        Self {
+            set,
+            served_by: false,
+        }
+    }
+
+    /// Whether responses carry a [`ServedBy`] extension naming the
+    /// endpoint (off by default: inserting an extension allocates, about
+    /// as much as the rest of the layer costs; [`BalanceBody::endpoint`]
+    /// tells the same for free).
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// let layer = sinew::balance::BalanceLayer::new(set).served_by(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn served_by(mut self, insert: bool) -> Self {
+        self.served_by = insert;
+        self
+    }
+
+    /// The set balanced over.
+    pub fn set(&self) -> &EndpointSet {
+        &self.set
+    }
+}
+
+impl<S> Layer<S> for BalanceLayer {
+    type Service = Balance<S>;
+
+    fn layer(&self, inner: S) -> Balance<S> {
+        Balance {
+            inner,
+            set: self.set.clone(),
+            served_by: self.served_by,
+        }
+    }
+}
+
+/// The service [`BalanceLayer`] makes.
+///
+/// Each request goes to the endpoint the set's policy picks (its key, for
+/// ring hash and Maglev, from the policy's header or a
+/// [`HashKey`](super::HashKey) extension), with its URI's authority made
+/// the endpoint's address: its scheme stays (`http` when it has none), its
+/// path and query stay (`/` when it has none). The request counts as in
+/// flight on the endpoint's [`EndpointLoad`](super::EndpointLoad) until
+/// its response body ends (or fails, or is dropped), and its time to the
+/// response head feeds the endpoint's latency estimate.
+///
+/// With no endpoint in the set, a request fails with
+/// [`NoEndpoint`](super::NoEndpoint) without reaching the inner service.
+/// Readiness is the inner service's.
+#[derive(Clone, Debug)]
+pub struct Balance<S> {
+    inner: S,
+    set: EndpointSet,
+    served_by: bool,
+}
+
+impl<S> Balance<S> {
+    /// `inner`, balanced over `set`.
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// let inner = tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// });
+    /// let balanced = sinew::balance::Balance::new(inner, set);
+    /// # let _ = balanced;
+    /// ```
+    pub fn new(inner: S, set: EndpointSet) -> Self {
+        BalanceLayer::new(set).layer(inner)
+    }
+
+    /// The set balanced over.
+    pub fn set(&self) -> &EndpointSet {
+        &self.set
+    }
+
+    crate::inner_accessors!();
+}
+
+impl<S, B, RB> Service<Request<B>> for Balance<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    RB: http_body::Body,
+{
+    type Response = Response<BalanceBody<RB>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let Some(picked) = self.set.pick(&request) else {
+            return ResponseFuture::no_endpoint();
+        };
+        if let Err(error) = aim(request.uri_mut(), picked.authority) {
+            return ResponseFuture::failed(error.into());
+        }
+        ResponseFuture::sent(
+            self.inner.call(request),
+            picked.in_flight,
+            picked.address,
+            self.served_by,
+        )
+    }
+}
+
+/// The endpoint that served a response: a response extension, set by
+/// [`Balance`] when asked ([`BalanceLayer::served_by`]).
+///
+/// ```
+/// # fn f(response: http::Response<()>) {
+/// if let Some(sinew::balance::ServedBy(endpoint)) = response.extensions().get() {
+///     println!("served by {endpoint}");
+/// }
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServedBy(pub std::net::SocketAddr);
+
+/// Points `uri` at `authority`, keeping its scheme (`http` when it has
+/// none), path and query (`/` when it has none). Moves the parts: no
+/// allocation.
+pub(crate) fn aim(uri: &mut Uri, authority: Authority) -> Result<(), InvalidUriParts> {
+    let mut parts = std::mem::take(uri).into_parts();
+    if parts.scheme.is_none() {
+        parts.scheme = Some(Scheme::HTTP);
+    }
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    *uri = Uri::from_parts(parts)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aim_keeps_path_query_and_scheme() {
+        let authority = Authority::from_static("10.0.0.1:8080");
+        for (given, expected) in [
+            ("/a/b?c=d", "http://10.0.0.1:8080/a/b?c=d"),
+            ("http://reviews/x?y", "http://10.0.0.1:8080/x?y"),
+            ("https://reviews", "https://10.0.0.1:8080/"),
+            ("reviews:80", "http://10.0.0.1:8080/"),
+        ] {
+            let mut uri: Uri = given.parse().unwrap_or_else(|e| unreachable!("{e}"));
+            assert!(aim(&mut uri, authority.clone()).is_ok(), "{given}");
+            assert_eq!(uri, expected, "{given}");
+        }
+    }
+}
