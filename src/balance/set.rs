@@ -266,7 +266,9 @@ impl EndpointSet {
         let ops = leaving
             .into_iter()
             .chain(wanted.into_iter().map(|(a, w)| Op::Upsert(a, w)));
-        self.edit_locked(&mut index, ops);
+        let edited = self.edit_locked(&mut index, ops);
+        drop(index);
+        self.announce(edited);
     }
 
     /// Applies `changes` (tower's discovery changes: `Insert` adds an
@@ -379,11 +381,25 @@ impl EndpointSet {
 
     fn edit(&self, ops: impl IntoIterator<Item = Op>) -> Edited {
         let mut index = self.lock();
-        self.edit_locked(&mut index, ops)
+        let edited = self.edit_locked(&mut index, ops);
+        drop(index);
+        self.announce(edited);
+        edited
+    }
+
+    /// Counts a published change, once the writer's lock is released: a
+    /// receiver may call back into the set (`contains`, say) while it
+    /// holds the channel's lock, and would wait on a writer that waits on
+    /// the channel. The count runs behind the versions it counts, never
+    /// ahead: a receiver that sees `n` sees at least `n` changes.
+    fn announce(&self, edited: Edited) {
+        if edited.changes > 0 {
+            self.shared.versions.send_modify(|v| *v += 1);
+        }
     }
 
     /// Applies `ops` to the current version and publishes the next one
-    /// (when something changed).
+    /// (when something changed); the caller then [`announce`](Self::announce)s it.
     fn edit_locked(&self, index: &mut AddrMap<usize>, ops: impl IntoIterator<Item = Op>) -> Edited {
         let base = self.shared.current.load_full();
         let mut endpoints = base.endpoints.clone();
@@ -462,7 +478,6 @@ impl EndpointSet {
         self.shared
             .current
             .store(Arc::new(Version { picker, endpoints }));
-        self.shared.versions.send_modify(|v| *v += 1);
         edited
     }
 
