@@ -50,7 +50,10 @@ impl EndpointSet {
     /// assert!(feed.await.unwrap().is_ok(), "the stream ended");
     /// # }
     /// ```
-    pub fn feed<D, W>(&self, discover: D) -> impl Future<Output = Result<(), D::Error>> + Send + 'static
+    pub fn feed<D, W>(
+        &self,
+        discover: D,
+    ) -> impl Future<Output = Result<(), D::Error>> + Send + 'static
     where
         D: Discover<Key = SocketAddr, Service = W> + Send + 'static,
         W: Into<u32>,
@@ -74,8 +77,7 @@ impl EndpointSet {
                     None => return Ok(()),
                 }
                 while batch.len() < BATCH {
-                    let next = poll_fn(|cx| discover.as_mut().poll_discover(cx))
-                        .now_or_never();
+                    let next = poll_fn(|cx| discover.as_mut().poll_discover(cx)).now_or_never();
                     match next {
                         Some(Some(Ok(change))) => batch.push(weighted(change)),
                         Some(Some(Err(error))) => {

@@ -83,7 +83,9 @@ where
             StateProj::Sent { future, sent } => {
                 let result = ready!(future.poll(cx));
                 let Some(sent) = sent.take() else {
-                    return Poll::Ready(Err("balance response future polled after it completed".into()));
+                    return Poll::Ready(Err(
+                        "balance response future polled after it completed".into()
+                    ));
                 };
                 // An error drops the guard: no latency sample, since a
                 // fast failure says nothing of the endpoint's speed.

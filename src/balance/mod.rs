@@ -206,6 +206,6 @@ impl Picker {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod set_tests;
+#[cfg(test)]
+mod tests;

@@ -178,9 +178,14 @@ impl EndpointSet {
     pub fn new(policy: LbPolicy) -> Result<Self, ConfigError> {
         let hash = match &policy {
             LbPolicy::RingHash { header, .. } | LbPolicy::Maglev { header } => match header {
-                Some(name) => HashSource::Header(HeaderName::from_bytes(name.as_bytes()).map_err(
-                    |_| ConfigError::new("lb.header", format!("`{name}` is not a valid header name")),
-                )?),
+                Some(name) => {
+                    HashSource::Header(HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        ConfigError::new(
+                            "lb.header",
+                            format!("`{name}` is not a valid header name"),
+                        )
+                    })?)
+                }
                 None => HashSource::Key,
             },
             _ => HashSource::None,

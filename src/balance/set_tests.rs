@@ -225,7 +225,11 @@ async fn the_layer_points_each_request_at_the_picked_endpoint() {
     let service = Balance::new(echo(), s);
     let mut seen = HashSet::new();
     for _ in 0..4 {
-        let (endpoint, uri) = send(&service, Request::get("/a?b=c").body(()).unwrap_or_default()).await;
+        let (endpoint, uri) = send(
+            &service,
+            Request::get("/a?b=c").body(()).unwrap_or_default(),
+        )
+        .await;
         assert_eq!(uri, format!("http://{endpoint}/a?b=c"));
         seen.insert(endpoint);
     }
@@ -338,19 +342,16 @@ async fn a_request_counts_in_flight_until_its_body_ends() {
 #[tokio::test]
 async fn a_discover_feed_applies_changes_and_ends_with_its_stream_or_error() {
     let s = set(LbPolicy::RoundRobin);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Change<SocketAddr, u32>, &'static str>>();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        Some((rx.recv().await?, rx))
-    });
+    let (tx, rx) =
+        tokio::sync::mpsc::unbounded_channel::<Result<Change<SocketAddr, u32>, &'static str>>();
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { Some((rx.recv().await?, rx)) });
     let feed = tokio::spawn(s.feed(stream));
     let mut versions = s.subscribe();
     let _ = tx.send(Ok(Change::Insert(addr(1), 1)));
     let _ = tx.send(Ok(Change::Insert(addr(2), 1)));
-    let waited = tokio::time::timeout(
-        Duration::from_secs(5),
-        versions.wait_for(|_| s.len() == 2),
-    )
-    .await;
+    let waited =
+        tokio::time::timeout(Duration::from_secs(5), versions.wait_for(|_| s.len() == 2)).await;
     assert!(matches!(waited, Ok(Ok(_))));
     let _ = tx.send(Err("the source broke"));
     let ended = tokio::time::timeout(Duration::from_secs(5), feed).await;
@@ -366,11 +367,8 @@ async fn feeds_end_when_the_set_is_dropped() {
     let (_keep, rx) = tokio::sync::watch::channel(vec![(addr(1), 1)]);
     let watch = tokio::spawn(s.follow(rx));
     let mut versions = s.subscribe();
-    let applied = tokio::time::timeout(
-        Duration::from_secs(5),
-        versions.wait_for(|_| s.len() == 1),
-    )
-    .await;
+    let applied =
+        tokio::time::timeout(Duration::from_secs(5), versions.wait_for(|_| s.len() == 1)).await;
     assert!(applied.is_ok_and(|r| r.is_ok()));
     drop(versions);
     drop(s);
@@ -402,9 +400,9 @@ fn a_waiter_may_read_the_set_while_a_writer_changes_it() {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().build();
         let waited = runtime.map(|r| {
-            r.block_on(versions.wait_for(|_| {
-                waiter.contains(last) && waiter.weight(last) == Some(1)
-            }))
+            r.block_on(
+                versions.wait_for(|_| waiter.contains(last) && waiter.weight(last) == Some(1)),
+            )
             .is_ok()
         });
         if matches!(waited, Ok(true)) {
