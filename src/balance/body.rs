@@ -10,6 +10,32 @@ pin_project! {
     /// inner service's body, counting its request in flight to its
     /// endpoint until it ends, fails or is dropped. A streaming response
     /// thus weighs on its endpoint for as long as it streams.
+    ///
+    /// ```
+    /// use http_body_util::BodyExt;
+    /// use sinew::balance::{Balance, EndpointSet};
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let set = EndpointSet::new(Default::default()).unwrap();
+    /// let address = "10.0.0.1:8080".parse().unwrap();
+    /// set.insert(address, 1);
+    /// let inner = tower::service_fn(|_: http::Request<()>| async {
+    ///     let body = http_body_util::Full::new(bytes::Bytes::from("hello"));
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(body))
+    /// });
+    /// let response = Balance::new(inner, set.clone())
+    ///     .oneshot(http::Request::new(()))
+    ///     .await
+    ///     .unwrap();
+    /// let load = set.load(address).unwrap();
+    /// assert_eq!(load.inflight(), 1, "until the body ends");
+    /// let body = response.into_body().collect().await.unwrap();
+    /// assert_eq!(body.to_bytes(), "hello");
+    /// assert_eq!(load.inflight(), 0);
+    /// # }
+    /// ```
     pub struct BalanceBody<B> {
         #[pin]
         inner: B,
@@ -42,11 +68,23 @@ impl<B> BalanceBody<B> {
     }
 
     /// The inner body.
+    ///
+    /// ```
+    /// # fn f(body: &sinew::balance::BalanceBody<hyper::body::Incoming>) {
+    /// let inner: &hyper::body::Incoming = body.get_ref();
+    /// # }
+    /// ```
     pub fn get_ref(&self) -> &B {
         &self.inner
     }
 
     /// The inner body; the request stops counting as in flight.
+    ///
+    /// ```
+    /// # fn f(body: sinew::balance::BalanceBody<hyper::body::Incoming>) {
+    /// let inner: hyper::body::Incoming = body.into_inner();
+    /// # }
+    /// ```
     pub fn into_inner(self) -> B {
         self.inner
     }

@@ -10,7 +10,8 @@
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let inner = tower::service_fn(|_: http::Request<()>| async {
-///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+///     let body = http_body_util::Empty::<bytes::Bytes>::new();
+///     Ok::<_, std::convert::Infallible>(http::Response::new(body))
 /// });
 /// let empty = EndpointSet::new(Default::default()).unwrap();
 /// let error = Balance::new(inner, empty)

@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use tokio::sync::watch;
-use tower::discover::{Change, Discover};
+use tower::discover::Discover;
 
 /// At most this many changes a feed has at hand go into one version, so
 /// that a stream that never pauses still gets its changes published.
@@ -25,8 +25,11 @@ impl EndpointSet {
     /// (`Err`, the endpoints staying as they were), or the set is dropped
     /// (`Ok`). Changes that arrive together are applied as one. Spawn it.
     ///
-    /// Any `TryStream` of [`Change`]s is a [`Discover`]; a stream of
-    /// another value per endpoint maps to weights with
+    /// Any `TryStream` of [`Change`](tower::discover::Change)s is a
+    /// [`Discover`]. The value of an
+    /// `Insert` is the endpoint's weight (0 counts as 1): a stream of
+    /// another value per endpoint (a tower service, say, as
+    /// `tower::balance` takes) maps to weights with
     /// `futures::TryStreamExt::map_ok`.
     ///
     /// ```
@@ -50,13 +53,12 @@ impl EndpointSet {
     /// assert!(feed.await.unwrap().is_ok(), "the stream ended");
     /// # }
     /// ```
-    pub fn feed<D, W>(
+    pub fn feed<D>(
         &self,
         discover: D,
     ) -> impl Future<Output = Result<(), D::Error>> + Send + 'static
     where
-        D: Discover<Key = SocketAddr, Service = W> + Send + 'static,
-        W: Into<u32>,
+        D: Discover<Key = SocketAddr, Service = u32> + Send + 'static,
         D::Error: Send,
     {
         let set = self.downgrade();
@@ -72,14 +74,14 @@ impl EndpointSet {
                 let mut end = None;
                 let mut batch = Vec::new();
                 match first {
-                    Some(Ok(change)) => batch.push(weighted(change)),
+                    Some(Ok(change)) => batch.push(change),
                     Some(Err(error)) => return Err(error),
                     None => return Ok(()),
                 }
                 while batch.len() < BATCH {
                     let next = poll_fn(|cx| discover.as_mut().poll_discover(cx)).now_or_never();
                     match next {
-                        Some(Some(Ok(change))) => batch.push(weighted(change)),
+                        Some(Some(Ok(change))) => batch.push(change),
                         Some(Some(Err(error))) => {
                             end = Some(Err(error));
                             break;
@@ -148,12 +150,5 @@ impl EndpointSet {
                 }
             }
         }
-    }
-}
-
-fn weighted<W: Into<u32>>(change: Change<SocketAddr, W>) -> Change<SocketAddr, u32> {
-    match change {
-        Change::Insert(address, weight) => Change::Insert(address, weight.into()),
-        Change::Remove(address) => Change::Remove(address),
     }
 }

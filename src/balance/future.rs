@@ -11,7 +11,18 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 pin_project! {
-    /// Response future of [`Balance`](super::Balance).
+    /// Response future of [`Balance`](super::Balance): the inner
+    /// service's, or a [`NoEndpoint`](super::NoEndpoint) failure.
+    ///
+    /// ```
+    /// # fn f<S>(mut balanced: sinew::balance::Balance<S>)
+    /// # where S: tower::Service<http::Request<()>, Response = http::Response<http_body_util::Empty<bytes::Bytes>>>,
+    /// #       S::Error: Into<sinew::error::BoxError>,
+    /// # {
+    /// use tower::Service;
+    /// let future: sinew::balance::ResponseFuture<S::Future> = balanced.call(http::Request::new(()));
+    /// # }
+    /// ```
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,

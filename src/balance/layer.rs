@@ -37,6 +37,12 @@ pub struct BalanceLayer {
 
 impl BalanceLayer {
     /// A layer balancing over `set`.
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// let layer = sinew::balance::BalanceLayer::new(set);
+    /// # let _ = layer;
+    /// ```
     pub fn new(set: EndpointSet) -> Self {
         Self {
             set,
@@ -59,7 +65,14 @@ impl BalanceLayer {
         self
     }
 
-    /// The set balanced over.
+    /// The set balanced over: change it, and every service the layer made
+    /// sees the change.
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// let layer = sinew::balance::BalanceLayer::new(set);
+    /// layer.set().insert("127.0.0.1:8080".parse().unwrap(), 1);
+    /// ```
     pub fn set(&self) -> &EndpointSet {
         &self.set
     }
@@ -91,6 +104,27 @@ impl<S> Layer<S> for BalanceLayer {
 /// With no endpoint in the set, a request fails with
 /// [`NoEndpoint`](super::NoEndpoint) without reaching the inner service.
 /// Readiness is the inner service's.
+///
+/// ```
+/// use sinew::balance::{Balance, EndpointSet};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let set = EndpointSet::new(Default::default()).unwrap();
+/// set.insert("10.0.0.1:8080".parse().unwrap(), 1);
+/// // An inner service that answers with the URI it was given.
+/// let inner = tower::service_fn(|request: http::Request<()>| async move {
+///     let body = http_body_util::Full::new(bytes::Bytes::from(request.uri().to_string()));
+///     Ok::<_, std::convert::Infallible>(http::Response::new(body))
+/// });
+/// let response = Balance::new(inner, set)
+///     .oneshot(http::Request::get("/items?page=2").body(()).unwrap())
+///     .await
+///     .unwrap();
+/// assert_eq!(response.body().endpoint(), "10.0.0.1:8080".parse().unwrap());
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Balance<S> {
     inner: S,
@@ -114,6 +148,15 @@ impl<S> Balance<S> {
     }
 
     /// The set balanced over.
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let inner = tower::service_fn(|_: http::Request<()>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// # });
+    /// let balanced = sinew::balance::Balance::new(inner, set);
+    /// assert!(balanced.set().is_empty());
+    /// ```
     pub fn set(&self) -> &EndpointSet {
         &self.set
     }

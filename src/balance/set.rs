@@ -143,6 +143,11 @@ pub struct HashKey(pub u64);
 
 impl HashKey {
     /// The key for these bytes, hashed with [`hash_key`].
+    ///
+    /// ```
+    /// use sinew::balance::{HashKey, hash_key};
+    /// assert_eq!(HashKey::of(b"user-42"), HashKey(hash_key(b"user-42")));
+    /// ```
     pub fn of(key: &[u8]) -> Self {
         Self(hash_key(key))
     }
@@ -215,6 +220,11 @@ impl EndpointSet {
     }
 
     /// The policy the set balances by.
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// assert_eq!(*set.policy(), sinew::config::LbPolicy::P2cEwma);
+    /// ```
     pub fn policy(&self) -> &LbPolicy {
         &self.shared.policy
     }
@@ -293,28 +303,61 @@ impl EndpointSet {
     }
 
     /// How many endpoints the set holds.
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// set.insert("127.0.0.1:8080".parse().unwrap(), 1);
+    /// assert_eq!(set.len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         self.shared.current.load().endpoints.len()
     }
 
     /// Whether the set holds no endpoint (requests then fail with
     /// [`NoEndpoint`](super::NoEndpoint)).
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// assert!(set.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Whether the set holds the endpoint at `address`.
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// let address = "127.0.0.1:8080".parse().unwrap();
+    /// assert!(!set.contains(address));
+    /// set.insert(address, 1);
+    /// assert!(set.contains(address));
+    /// ```
     pub fn contains(&self, address: SocketAddr) -> bool {
         self.lock().contains_key(&address)
     }
 
     /// The endpoints' addresses, in no particular order.
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// let address = "127.0.0.1:8080".parse().unwrap();
+    /// set.insert(address, 1);
+    /// assert_eq!(set.endpoints(), [address]);
+    /// ```
     pub fn endpoints(&self) -> Vec<SocketAddr> {
         let current = self.shared.current.load();
         current.endpoints.iter().map(|e| e.address).collect()
     }
 
     /// The weight of the endpoint at `address`.
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// let address = "127.0.0.1:8080".parse().unwrap();
+    /// set.insert(address, 3);
+    /// assert_eq!(set.weight(address), Some(3));
+    /// ```
     pub fn weight(&self, address: SocketAddr) -> Option<u32> {
         self.entry(address).map(|e| e.weight)
     }
@@ -334,6 +377,14 @@ impl EndpointSet {
 
     /// The number of changes made to the set so far: each call that
     /// changed something, and each batch a feed applied, counts one.
+    ///
+    /// ```
+    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// let address = "127.0.0.1:8080".parse().unwrap();
+    /// set.insert(address, 1);
+    /// set.insert(address, 1); // no change
+    /// assert_eq!(set.version(), 1);
+    /// ```
     pub fn version(&self) -> u64 {
         *self.shared.versions.borrow()
     }
