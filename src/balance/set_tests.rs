@@ -419,3 +419,19 @@ fn a_waiter_may_read_the_set_while_a_writer_changes_it() {
     ended.sort();
     assert_eq!(ended, ["waiter", "writer"], "no deadlock");
 }
+
+#[test]
+fn the_layer_and_its_parts_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    type Client = hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Empty<Bytes>,
+    >;
+    send_sync::<EndpointSet>();
+    send_sync::<BalanceLayer>();
+    send_sync::<Balance<Client>>();
+    send::<ResponseFuture<<Client as tower::Service<Request<Empty<Bytes>>>>::Future>>();
+    send_sync::<BalanceBody<hyper::body::Incoming>>();
+    send_sync::<NoEndpoint>();
+}
