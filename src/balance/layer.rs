@@ -98,8 +98,9 @@ impl<S> Layer<S> for BalanceLayer {
 /// the endpoint's address: its scheme stays (`http` when it has none), its
 /// path and query stay (`/` when it has none). The request counts as in
 /// flight on the endpoint's [`EndpointLoad`](super::EndpointLoad) until
-/// its response body ends (or fails, or is dropped), and its time to the
-/// response head feeds the endpoint's latency estimate.
+/// its response body ends (or fails, or is dropped); under P2C Peak-EWMA
+/// its time to the response head feeds the endpoint's latency estimate
+/// (the other policies do not read it, and skip the clock).
 ///
 /// With no endpoint in the set, a request fails with
 /// [`NoEndpoint`](super::NoEndpoint) without reaching the inner service.

@@ -63,6 +63,9 @@ pub(super) struct Shared {
     policy: LbPolicy,
     /// Where a request's key comes from, for the hashing policies.
     hash: HashSource,
+    /// Whether requests are timed: only Peak-EWMA reads latency, and two
+    /// clock readings are a large part of the layer's cost.
+    timed: bool,
     current: ArcSwap<Version>,
     /// The index of each endpoint in the current version, by address.
     /// Held by the one writer at a time.
@@ -209,6 +212,7 @@ impl EndpointSet {
         };
         Ok(Self {
             shared: Arc::new(Shared {
+                timed: policy == LbPolicy::P2cEwma,
                 policy,
                 hash,
                 current: ArcSwap::from_pointee(empty),
@@ -555,7 +559,10 @@ impl EndpointSet {
         Some(Picked {
             address: entry.address,
             authority: entry.authority.clone(),
-            in_flight: entry.load.start(),
+            in_flight: match self.shared.timed {
+                true => entry.load.start(),
+                false => entry.load.start_untimed(),
+            },
         })
     }
 

@@ -435,3 +435,27 @@ fn the_layer_and_its_parts_can_move_between_threads() {
     send_sync::<BalanceBody<hyper::body::Incoming>>();
     send_sync::<NoEndpoint>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn peak_ewma_times_requests_to_the_response_head_and_the_others_do_not() {
+    for (policy, expected) in [
+        (LbPolicy::P2cEwma, Duration::from_millis(50)),
+        (LbPolicy::LeastRequest, Duration::from_millis(1)),
+    ] {
+        let s = set(policy.clone());
+        s.insert(addr(1), 1);
+        let inner = tower::service_fn(|_: Request<()>| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("x"))))
+        });
+        let response = Balance::new(inner, s.clone())
+            .oneshot(Request::new(()))
+            .await;
+        let load = s.load(addr(1));
+        assert_eq!(load.as_ref().map(|l| l.inflight()), Some(1), "{policy:?}");
+        // Time spent reading the body is not latency.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(response);
+        assert_eq!(load.map(|l| l.latency()), Some(expected), "{policy:?}");
+    }
+}
