@@ -1,9 +1,10 @@
 use super::body::BalanceBody;
 use super::future::ResponseFuture;
-use super::set::EndpointSet;
+use super::set::{EndpointSet, Version};
 use crate::error::BoxError;
 use http::uri::{Authority, InvalidUriParts, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
@@ -84,6 +85,7 @@ impl<S> Layer<S> for BalanceLayer {
     fn layer(&self, inner: S) -> Balance<S> {
         Balance {
             inner,
+            version: self.set.current(),
             set: self.set.clone(),
             served_by: self.served_by,
         }
@@ -126,11 +128,24 @@ impl<S> Layer<S> for BalanceLayer {
 /// assert_eq!(response.body().endpoint(), "10.0.0.1:8080".parse().unwrap());
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Balance<S> {
     inner: S,
     set: EndpointSet,
+    /// The set's version this service picked from last, kept between
+    /// requests (a newer one replaces it at the next request).
+    version: Arc<Version>,
     served_by: bool,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Balance<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balance")
+            .field("inner", &self.inner)
+            .field("set", &self.set)
+            .field("served_by", &self.served_by)
+            .finish()
+    }
 }
 
 impl<S> Balance<S> {
@@ -181,7 +196,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let Some(picked) = self.set.pick(&request) else {
+        self.set.refresh(&mut self.version);
+        let Some(picked) = self.set.pick(&self.version, &request) else {
             return ResponseFuture::no_endpoint();
         };
         if let Err(error) = aim(request.uri_mut(), picked.authority) {

@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 use http::uri::Authority;
 use http::{HeaderName, Request};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 use tower::discover::Change;
@@ -67,6 +68,9 @@ pub(super) struct Shared {
     /// clock readings are a large part of the layer's cost.
     timed: bool,
     current: ArcSwap<Version>,
+    /// The number of the version last stored in `current`, for services
+    /// that keep a version between requests (see [`EndpointSet::refresh`]).
+    published: AtomicU64,
     /// The index of each endpoint in the current version, by address.
     /// Held by the one writer at a time.
     writer: Mutex<AddrMap<usize>>,
@@ -91,6 +95,8 @@ enum HashSource {
 pub(super) struct Version {
     pub(super) picker: Picker,
     pub(super) endpoints: CowList<Entry>,
+    /// One more than the version it was made from.
+    number: u64,
 }
 
 /// One endpoint, with what a request needs of it made ahead of time.
@@ -209,6 +215,7 @@ impl EndpointSet {
         let empty = Version {
             picker: Picker::build(&policy, &[]),
             endpoints: CowList::default(),
+            number: 0,
         };
         Ok(Self {
             shared: Arc::new(Shared {
@@ -216,6 +223,7 @@ impl EndpointSet {
                 policy,
                 hash,
                 current: ArcSwap::from_pointee(empty),
+                published: AtomicU64::new(0),
                 writer: Mutex::new(addr_map(0)),
                 versions: watch::Sender::new(0),
                 gone: watch::Sender::new(()),
@@ -535,16 +543,38 @@ impl EndpointSet {
                 Picker::build(&self.shared.policy, &all)
             }
         };
-        self.shared
-            .current
-            .store(Arc::new(Version { picker, endpoints }));
+        let number = base.number + 1;
+        self.shared.current.store(Arc::new(Version {
+            picker,
+            endpoints,
+            number,
+        }));
+        self.shared.published.store(number, Ordering::Release);
         edited
     }
 
-    /// The endpoint for `request`: its key (for the hashing policies) from
-    /// the policy's header or a [`HashKey`] extension.
+    /// The current version.
+    pub(super) fn current(&self) -> Arc<Version> {
+        self.shared.current.load_full()
+    }
+
+    /// Replaces `kept` with the current version if a newer one was
+    /// published: one atomic load when nothing changed, where an
+    /// `arc_swap` load costs several (arc-swap's own `Cache` does the same,
+    /// but needs a handle of its own to the `ArcSwap`, one more reference
+    /// count per clone of a service). Acquire: a version number seen
+    /// means that version's store is seen.
     #[inline]
-    pub(super) fn pick<B>(&self, request: &Request<B>) -> Option<Picked> {
+    pub(super) fn refresh(&self, kept: &mut Arc<Version>) {
+        if self.shared.published.load(Ordering::Acquire) != kept.number {
+            *kept = self.current();
+        }
+    }
+
+    /// The endpoint of `version` for `request`: its key (for the hashing
+    /// policies) from the policy's header or a [`HashKey`] extension.
+    #[inline]
+    pub(super) fn pick<B>(&self, version: &Version, request: &Request<B>) -> Option<Picked> {
         let hash = match &self.shared.hash {
             HashSource::None => None,
             HashSource::Key => request.extensions().get::<HashKey>().map(|k| k.0),
@@ -554,8 +584,7 @@ impl EndpointSet {
                 .map(|v| hash_key(v.as_bytes()))
                 .or_else(|| request.extensions().get::<HashKey>().map(|k| k.0)),
         };
-        let current = self.shared.current.load();
-        let entry = current.endpoints.get(current.picker.pick(hash)?)?;
+        let entry = version.endpoints.get(version.picker.pick(hash)?)?;
         Some(Picked {
             address: entry.address,
             authority: entry.authority.clone(),

@@ -9,8 +9,8 @@ use http_body_util::{BodyExt, Empty, Full};
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::time::Duration;
-use tower::ServiceExt;
 use tower::discover::Change;
+use tower::{Service, ServiceExt};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -24,7 +24,7 @@ fn set(policy: LbPolicy) -> EndpointSet {
 fn picked(set: &EndpointSet, n: usize) -> HashSet<SocketAddr> {
     let request = Request::new(());
     (0..n)
-        .filter_map(|_| set.pick(&request).map(|p| p.address))
+        .filter_map(|_| set.pick(&set.current(), &request).map(|p| p.address))
         .collect()
 }
 
@@ -458,4 +458,38 @@ async fn peak_ewma_times_requests_to_the_response_head_and_the_others_do_not() {
         drop(response);
         assert_eq!(load.map(|l| l.latency()), Some(expected), "{policy:?}");
     }
+}
+
+#[tokio::test]
+async fn a_service_kept_between_requests_sees_each_change() {
+    let s = set(LbPolicy::RoundRobin);
+    s.replace([(addr(1), 1), (addr(2), 1)]);
+    let mut service = Balance::new(echo(), s.clone());
+    let call = async |service: &mut Balance<_>| {
+        let ready = service
+            .ready()
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let response = ready.call(Request::new(())).await;
+        response
+            .map(|r| r.body().endpoint())
+            .map_err(|e| e.to_string())
+    };
+    let mut before = HashSet::new();
+    for _ in 0..4 {
+        before.insert(call(&mut service).await);
+    }
+    assert_eq!(before, HashSet::from([Ok(addr(1)), Ok(addr(2))]));
+    s.remove(addr(1));
+    for _ in 0..4 {
+        assert_eq!(call(&mut service).await, Ok(addr(2)), "the removal is seen");
+    }
+    s.remove(addr(2));
+    assert!(
+        call(&mut service)
+            .await
+            .is_err_and(|e| e.contains("no endpoint"))
+    );
+    s.insert(addr(3), 1);
+    assert_eq!(call(&mut service).await, Ok(addr(3)));
 }
