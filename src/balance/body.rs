@@ -18,7 +18,7 @@ pin_project! {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let set = EndpointSet::new(Default::default()).unwrap();
+    /// let set = EndpointSet::default();
     /// let address = "10.0.0.1:8080".parse().unwrap();
     /// set.insert(address, 1);
     /// let inner = tower::service_fn(|_: http::Request<()>| async {

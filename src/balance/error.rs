@@ -13,7 +13,7 @@
 ///     let body = http_body_util::Empty::<bytes::Bytes>::new();
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(body))
 /// });
-/// let empty = EndpointSet::new(Default::default()).unwrap();
+/// let empty = EndpointSet::default();
 /// let error = Balance::new(inner, empty)
 ///     .oneshot(http::Request::new(()))
 ///     .await

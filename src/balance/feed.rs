@@ -38,7 +38,7 @@ impl EndpointSet {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let set = EndpointSet::new(Default::default()).unwrap();
+    /// let set = EndpointSet::default();
     /// let (changes, stream) = tokio::sync::mpsc::unbounded_channel();
     /// let stream = futures_util::stream::unfold(stream, |mut rx| async move {
     ///     let change = rx.recv().await?;
@@ -97,9 +97,13 @@ impl EndpointSet {
                     return Ok(());
                 };
                 set.apply(batch);
+                drop(set);
                 if let Some(end) = end {
                     return end;
                 }
+                // A stream that is always ready must still let the
+                // runtime's other tasks run.
+                tokio::task::consume_budget().await;
             }
         }
     }
@@ -115,7 +119,7 @@ impl EndpointSet {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let set = EndpointSet::new(Default::default()).unwrap();
+    /// let set = EndpointSet::default();
     /// let a = "127.0.0.1:8080".parse().unwrap();
     /// let (endpoints, rx) = tokio::sync::watch::channel(vec![(a, 1)]);
     /// tokio::spawn(set.follow(rx));

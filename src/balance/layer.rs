@@ -40,7 +40,7 @@ impl BalanceLayer {
     /// A layer balancing over `set`.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let layer = sinew::balance::BalanceLayer::new(set);
     /// # let _ = layer;
     /// ```
@@ -57,7 +57,7 @@ impl BalanceLayer {
     /// tells the same for free).
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let layer = sinew::balance::BalanceLayer::new(set).served_by(true);
     /// # let _ = layer;
     /// ```
@@ -70,7 +70,7 @@ impl BalanceLayer {
     /// sees the change.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let layer = sinew::balance::BalanceLayer::new(set);
     /// layer.set().insert("127.0.0.1:8080".parse().unwrap(), 1);
     /// ```
@@ -114,7 +114,7 @@ impl<S> Layer<S> for BalanceLayer {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let set = EndpointSet::new(Default::default()).unwrap();
+/// let set = EndpointSet::default();
 /// set.insert("10.0.0.1:8080".parse().unwrap(), 1);
 /// // An inner service that answers with the URI it was given.
 /// let inner = tower::service_fn(|request: http::Request<()>| async move {
@@ -152,7 +152,7 @@ impl<S> Balance<S> {
     /// `inner`, balanced over `set`.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let inner = tower::service_fn(|_: http::Request<()>| async {
     ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
     /// });
@@ -166,7 +166,7 @@ impl<S> Balance<S> {
     /// The set balanced over.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// # let inner = tower::service_fn(|_: http::Request<()>| async {
     /// #     Ok::<_, std::convert::Infallible>(http::Response::new(()))
     /// # });

@@ -1,7 +1,9 @@
 //! A set of endpoints that changes while requests pick from it.
 //!
 //! Requests read one immutable [`Version`] (the picker and the endpoints it
-//! indexes) through one `arc_swap` load. Changes are made one writer at a
+//! indexes) from an `ArcSwap`; a [`Balance`](super::Balance) service keeps
+//! the version it used last and checks one version number per request
+//! ([`EndpointSet::refresh`]). Changes are made one writer at a
 //! time under a mutex that also guards the address index, and publish the
 //! next version. The endpoints sit in a [`CowList`] (ADR 0005), so a
 //! one-endpoint change copies one chunk of 256, and the picker takes the
@@ -212,12 +214,16 @@ impl EndpointSet {
                 format!("must be between 1 and {}", crate::config::MAX_RING_SIZE),
             ));
         }
+        Ok(Self::with(policy, hash))
+    }
+
+    fn with(policy: LbPolicy, hash: HashSource) -> Self {
         let empty = Version {
             picker: Picker::build(&policy, &[]),
             endpoints: CowList::default(),
             number: 0,
         };
-        Ok(Self {
+        Self {
             shared: Arc::new(Shared {
                 timed: policy == LbPolicy::P2cEwma,
                 policy,
@@ -228,13 +234,13 @@ impl EndpointSet {
                 versions: watch::Sender::new(0),
                 gone: watch::Sender::new(()),
             }),
-        })
+        }
     }
 
     /// The policy the set balances by.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// assert_eq!(*set.policy(), sinew::config::LbPolicy::P2cEwma);
     /// ```
     pub fn policy(&self) -> &LbPolicy {
@@ -246,7 +252,7 @@ impl EndpointSet {
     /// endpoint already there keeps its load.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let address = "127.0.0.1:8080".parse().unwrap();
     /// assert!(set.insert(address, 1));
     /// assert!(!set.insert(address, 5), "a new weight, the same endpoint");
@@ -259,7 +265,7 @@ impl EndpointSet {
     /// requests no longer pick it; those already sent to it go on.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let address = "127.0.0.1:8080".parse().unwrap();
     /// set.insert(address, 1);
     /// assert!(set.remove(address));
@@ -274,7 +280,7 @@ impl EndpointSet {
     /// that stay keep their load.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let a = "127.0.0.1:8080".parse().unwrap();
     /// let b = "127.0.0.1:8081".parse().unwrap();
     /// set.insert(a, 1);
@@ -304,7 +310,7 @@ impl EndpointSet {
     ///
     /// ```
     /// use tower::discover::Change;
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let a = "127.0.0.1:8080".parse().unwrap();
     /// let b = "127.0.0.1:8081".parse().unwrap();
     /// set.apply([Change::Insert(a, 1), Change::Insert(b, 2), Change::Remove(a)]);
@@ -317,7 +323,7 @@ impl EndpointSet {
     /// How many endpoints the set holds.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// set.insert("127.0.0.1:8080".parse().unwrap(), 1);
     /// assert_eq!(set.len(), 1);
     /// ```
@@ -329,7 +335,7 @@ impl EndpointSet {
     /// [`NoEndpoint`](super::NoEndpoint)).
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// assert!(set.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -339,7 +345,7 @@ impl EndpointSet {
     /// Whether the set holds the endpoint at `address`.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let address = "127.0.0.1:8080".parse().unwrap();
     /// assert!(!set.contains(address));
     /// set.insert(address, 1);
@@ -352,7 +358,7 @@ impl EndpointSet {
     /// The endpoints' addresses, in no particular order.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let address = "127.0.0.1:8080".parse().unwrap();
     /// set.insert(address, 1);
     /// assert_eq!(set.endpoints(), [address]);
@@ -365,7 +371,7 @@ impl EndpointSet {
     /// The weight of the endpoint at `address`.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let address = "127.0.0.1:8080".parse().unwrap();
     /// set.insert(address, 3);
     /// assert_eq!(set.weight(address), Some(3));
@@ -378,7 +384,7 @@ impl EndpointSet {
     /// latency estimate, shared with the requests sent to it.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let address = "127.0.0.1:8080".parse().unwrap();
     /// set.insert(address, 1);
     /// assert_eq!(set.load(address).map(|l| l.inflight()), Some(0));
@@ -391,7 +397,7 @@ impl EndpointSet {
     /// changed something, and each batch a feed applied, counts one.
     ///
     /// ```
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let address = "127.0.0.1:8080".parse().unwrap();
     /// set.insert(address, 1);
     /// set.insert(address, 1); // no change
@@ -407,7 +413,7 @@ impl EndpointSet {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let set = sinew::balance::EndpointSet::new(Default::default()).unwrap();
+    /// # let set = sinew::balance::EndpointSet::default();
     /// let mut versions = set.subscribe();
     /// set.insert("127.0.0.1:8080".parse().unwrap(), 1);
     /// versions.changed().await.unwrap();
@@ -617,6 +623,18 @@ pub(super) struct Picked {
     pub(super) address: SocketAddr,
     pub(super) authority: Authority,
     pub(super) in_flight: super::InFlight,
+}
+
+/// An empty set balanced by P2C Peak-EWMA, the default policy.
+///
+/// ```
+/// let set = sinew::balance::EndpointSet::default();
+/// assert_eq!(*set.policy(), sinew::config::LbPolicy::P2cEwma);
+/// ```
+impl Default for EndpointSet {
+    fn default() -> Self {
+        Self::with(LbPolicy::P2cEwma, HashSource::None)
+    }
 }
 
 impl std::fmt::Debug for EndpointSet {
