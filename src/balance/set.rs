@@ -478,7 +478,9 @@ impl EndpointSet {
         let base = self.shared.current.load_full();
         let mut endpoints = base.endpoints.clone();
         let mut picker: Option<Picker> = None;
-        let mut rebuild = false;
+        let ops = ops.into_iter();
+        // A batch known to be large skips the changes one at a time.
+        let mut rebuild = ops.size_hint().0 > LARGE_CHANGE;
         let mut edited = Edited::default();
         for op in ops {
             let (change_at, entry) = match op {

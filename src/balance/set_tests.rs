@@ -234,6 +234,18 @@ async fn the_layer_points_each_request_at_the_picked_endpoint() {
         seen.insert(endpoint);
     }
     assert_eq!(seen, HashSet::from([addr(1), addr(2)]), "round robin");
+
+    // IPv6, with a zone too: bracketed authorities.
+    for (address, expected) in [
+        ("[::1]:8080", "http://[::1]:8080/"),
+        ("[fe80::1%2]:80", "http://[fe80::1%2]:80/"),
+    ] {
+        let v6 = set(LbPolicy::RoundRobin);
+        let address: SocketAddr = address.parse().unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(v6.insert(address, 1));
+        let (endpoint, uri) = send(&Balance::new(echo(), v6), Request::new(())).await;
+        assert_eq!((endpoint, uri.as_str()), (address, expected));
+    }
 }
 
 #[tokio::test]
@@ -492,4 +504,28 @@ async fn a_service_kept_between_requests_sees_each_change() {
     );
     s.insert(addr(3), 1);
     assert_eq!(call(&mut service).await, Ok(addr(3)));
+}
+
+#[tokio::test]
+async fn a_watch_feed_ends_with_its_sender_keeping_the_endpoints() {
+    let s = set(LbPolicy::RoundRobin);
+    let (endpoints, rx) = tokio::sync::watch::channel(vec![(addr(1), 1), (addr(2), 1)]);
+    let follow = tokio::spawn(s.follow(rx));
+    let mut versions = s.subscribe();
+    endpoints.send_replace(vec![(addr(2), 1), (addr(3), 2)]);
+    let applied = tokio::time::timeout(
+        Duration::from_secs(5),
+        versions.wait_for(|_| s.contains(addr(3)) && !s.contains(addr(1))),
+    )
+    .await;
+    assert!(applied.is_ok_and(|r| r.is_ok()));
+    assert_eq!(s.weight(addr(3)), Some(2));
+    drop(endpoints);
+    let ended = tokio::time::timeout(Duration::from_secs(5), follow).await;
+    assert!(matches!(ended, Ok(Ok(()))));
+    assert_eq!(
+        sorted(s.endpoints()),
+        [addr(2), addr(3)],
+        "kept as they were"
+    );
 }
