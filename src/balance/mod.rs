@@ -93,6 +93,7 @@
 mod alias;
 mod body;
 mod edf;
+mod edit;
 mod error;
 mod feed;
 mod future;
@@ -108,10 +109,10 @@ mod set;
 pub use body::BalanceBody;
 pub use error::NoEndpoint;
 pub use future::ResponseFuture;
-pub use hash::hash_key;
+pub use hash::{HashKey, hash_key};
 pub use layer::{Balance, BalanceLayer, ServedBy};
 pub use load::{EndpointLoad, InFlight};
-pub use set::{EndpointSet, HashKey};
+pub use set::EndpointSet;
 
 use crate::config::LbPolicy;
 use alias::Alias;
@@ -256,6 +257,8 @@ impl Picker {
     }
 }
 
+#[cfg(test)]
+mod layer_tests;
 #[cfg(test)]
 mod set_tests;
 #[cfg(test)]

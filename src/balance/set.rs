@@ -5,13 +5,14 @@
 //! the version it used last and checks one version number per request
 //! ([`EndpointSet::refresh`]). Changes are made one writer at a
 //! time under a mutex that also guards the address index, and publish the
-//! next version. The endpoints sit in a [`CowList`] (ADR 0005), so a
+//! next version (edit.rs). The endpoints sit in a [`CowList`] (ADR 0005), so a
 //! one-endpoint change copies one chunk of 256, and the picker takes the
 //! change itself where it can ([`Picker::changed`]); otherwise, or past
-//! [`LARGE_CHANGE`] changes at once, the picker is rebuilt. Either way an
+//! 32 changes at once, the picker is rebuilt. Either way an
 //! endpoint that stays keeps its [`EndpointLoad`].
 
-use super::{EndpointLoad, Picker, PickerChange, PickerEndpoint, hash_key};
+use super::edit::Op;
+use super::{EndpointLoad, HashKey, Picker, PickerEndpoint, hash_key};
 use crate::addr_hash::{AddrMap, addr_map};
 use crate::config::LbPolicy;
 use crate::cow_list::CowList;
@@ -24,10 +25,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 use tower::discover::Change;
-
-/// Past this many changes in one batch, the picker is rebuilt once rather
-/// than changed one endpoint at a time.
-const LARGE_CHANGE: usize = 32;
 
 /// A set of endpoints to balance requests over, shared by every
 /// [`Balance`](super::Balance) service made from it and cheap to clone (an
@@ -63,20 +60,20 @@ pub struct EndpointSet {
 }
 
 pub(super) struct Shared {
-    policy: LbPolicy,
+    pub(super) policy: LbPolicy,
     /// Where a request's key comes from, for the hashing policies.
     hash: HashSource,
     /// Whether requests are timed: only Peak-EWMA reads latency, and two
     /// clock readings are a large part of the layer's cost.
     timed: bool,
-    current: ArcSwap<Version>,
+    pub(super) current: ArcSwap<Version>,
     /// The number of the version last stored in `current`, for services
     /// that keep a version between requests (see [`EndpointSet::refresh`]).
-    published: AtomicU64,
+    pub(super) published: AtomicU64,
     /// The index of each endpoint in the current version, by address.
     /// Held by the one writer at a time.
     writer: Mutex<AddrMap<usize>>,
-    versions: watch::Sender<u64>,
+    pub(super) versions: watch::Sender<u64>,
     /// Never sent on: its receivers learn that the set is gone when it
     /// drops, which ends the feeds.
     gone: watch::Sender<()>,
@@ -98,7 +95,7 @@ pub(super) struct Version {
     pub(super) picker: Picker,
     pub(super) endpoints: CowList<Entry>,
     /// One more than the version it was made from.
-    number: u64,
+    pub(super) number: u64,
 }
 
 /// One endpoint, with what a request needs of it made ahead of time.
@@ -113,7 +110,7 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    fn new(address: SocketAddr, weight: u32) -> Option<Self> {
+    pub(super) fn new(address: SocketAddr, weight: u32) -> Option<Self> {
         // A socket address's text form is always a valid authority
         // (brackets and zone included); `None` is never expected.
         let authority = Authority::try_from(address.to_string()).ok()?;
@@ -128,53 +125,11 @@ impl Entry {
         })
     }
 
-    fn picker_endpoint(&self) -> PickerEndpoint {
+    pub(super) fn picker_endpoint(&self) -> PickerEndpoint {
         PickerEndpoint {
             address: self.address,
             weight: self.weight,
             load: self.load.clone(),
-        }
-    }
-}
-
-/// A request's key for the consistent-hashing policies (ring hash,
-/// Maglev): put it in the request's extensions, and requests with the same
-/// key go to the same endpoint while the set does not change (and mostly
-/// when it does). A header named by the policy, when the request has it,
-/// is hashed instead.
-///
-/// ```
-/// use sinew::balance::HashKey;
-///
-/// let mut request = http::Request::new(());
-/// request.extensions_mut().insert(HashKey::of(b"user-42"));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct HashKey(pub u64);
-
-impl HashKey {
-    /// The key for these bytes, hashed with [`hash_key`].
-    ///
-    /// ```
-    /// use sinew::balance::{HashKey, hash_key};
-    /// assert_eq!(HashKey::of(b"user-42"), HashKey(hash_key(b"user-42")));
-    /// ```
-    pub fn of(key: &[u8]) -> Self {
-        Self(hash_key(key))
-    }
-}
-
-/// One change, by address.
-enum Op {
-    Upsert(SocketAddr, u32),
-    Remove(SocketAddr),
-}
-
-impl From<Change<SocketAddr, u32>> for Op {
-    fn from(change: Change<SocketAddr, u32>) -> Self {
-        match change {
-            Change::Insert(address, weight) => Op::Upsert(address, weight),
-            Change::Remove(address) => Op::Remove(address),
         }
     }
 }
@@ -431,7 +386,7 @@ impl EndpointSet {
         self.shared.current.load().endpoints.get(i).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, AddrMap<usize>> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, AddrMap<usize>> {
         // Nothing that changes the index can panic before the version it
         // describes is published: a panic elsewhere while the lock was
         // held leaves it whole.
@@ -451,114 +406,6 @@ impl EndpointSet {
 
     pub(super) fn upgrade(weak: &std::sync::Weak<Shared>) -> Option<Self> {
         weak.upgrade().map(|shared| Self { shared })
-    }
-
-    fn edit(&self, ops: impl IntoIterator<Item = Op>) -> Edited {
-        let mut index = self.lock();
-        let edited = self.edit_locked(&mut index, ops);
-        drop(index);
-        self.announce(edited);
-        edited
-    }
-
-    /// Counts a published change, once the writer's lock is released: a
-    /// receiver may call back into the set (`contains`, say) while it
-    /// holds the channel's lock, and would wait on a writer that waits on
-    /// the channel. The count runs behind the versions it counts, never
-    /// ahead: a receiver that sees `n` sees at least `n` changes.
-    fn announce(&self, edited: Edited) {
-        if edited.changes > 0 {
-            self.shared.versions.send_modify(|v| *v += 1);
-        }
-    }
-
-    /// Applies `ops` to the current version and publishes the next one
-    /// (when something changed); the caller then [`announce`](Self::announce)s it.
-    fn edit_locked(&self, index: &mut AddrMap<usize>, ops: impl IntoIterator<Item = Op>) -> Edited {
-        let base = self.shared.current.load_full();
-        let mut endpoints = base.endpoints.clone();
-        let mut picker: Option<Picker> = None;
-        let ops = ops.into_iter();
-        // A batch known to be large skips the changes one at a time.
-        let mut rebuild = ops.size_hint().0 > LARGE_CHANGE;
-        let mut edited = Edited::default();
-        for op in ops {
-            let (change_at, entry) = match op {
-                Op::Upsert(address, weight) => {
-                    let weight = weight.max(1);
-                    match index.get(&address) {
-                        Some(&i) => {
-                            let Some(old) = endpoints.get(i).filter(|e| e.weight != weight) else {
-                                continue;
-                            };
-                            let entry = Entry {
-                                weight,
-                                ..old.clone()
-                            };
-                            endpoints.set(i, entry.clone());
-                            (Some(i), Some(entry))
-                        }
-                        None => {
-                            let Some(entry) = Entry::new(address, weight) else {
-                                continue;
-                            };
-                            index.insert(address, endpoints.len());
-                            endpoints.push(entry.clone());
-                            edited.added += 1;
-                            (None, Some(entry))
-                        }
-                    }
-                }
-                Op::Remove(address) => {
-                    let Some(i) = index.remove(&address) else {
-                        continue;
-                    };
-                    endpoints.swap_remove(i);
-                    if let Some(moved) = endpoints.get(i) {
-                        index.insert(moved.address, i);
-                    }
-                    edited.removed += 1;
-                    (Some(i), None)
-                }
-            };
-            edited.changes += 1;
-            if rebuild {
-                continue;
-            }
-            if edited.changes > LARGE_CHANGE {
-                rebuild = true;
-                continue;
-            }
-            let endpoint = entry.as_ref().map(Entry::picker_endpoint);
-            let change = match (change_at, &endpoint) {
-                (Some(i), Some(e)) => PickerChange::Replaced(i, e),
-                (None, Some(e)) => PickerChange::Added(e),
-                (Some(i), None) => PickerChange::Removed(i),
-                (None, None) => continue,
-            };
-            picker = picker.as_ref().unwrap_or(&base.picker).changed(&change);
-            rebuild = picker.is_none();
-        }
-        if edited.changes == 0 {
-            return edited;
-        }
-        edited.rebuilt = rebuild;
-        let picker = match picker {
-            Some(picker) if !rebuild => picker,
-            _ => {
-                let all: Vec<PickerEndpoint> =
-                    endpoints.iter().map(Entry::picker_endpoint).collect();
-                Picker::build(&self.shared.policy, &all)
-            }
-        };
-        let number = base.number + 1;
-        self.shared.current.store(Arc::new(Version {
-            picker,
-            endpoints,
-            number,
-        }));
-        self.shared.published.store(number, Ordering::Release);
-        edited
     }
 
     /// The current version.
@@ -602,22 +449,6 @@ impl EndpointSet {
             },
         })
     }
-
-    /// Applies `changes`, telling how, for tests.
-    #[cfg(test)]
-    pub(super) fn edit_for_test(&self, changes: Vec<Change<SocketAddr, u32>>) -> Edited {
-        self.edit(changes.into_iter().map(Op::from))
-    }
-}
-
-/// What one edit did.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Edited {
-    pub(super) added: usize,
-    pub(super) removed: usize,
-    pub(super) changes: usize,
-    /// The picker was rebuilt rather than changed.
-    pub(super) rebuilt: bool,
 }
 
 /// The endpoint picked for one request, counted in flight.

@@ -218,7 +218,7 @@ async fn endpoints_change_under_load(policy: LbPolicy, feeder: fn(&EndpointSet) 
                 let mut seen = Seen::default();
                 while !stop.load(Ordering::SeqCst) {
                     let version = set.version();
-                    match send(&client, get("/work")).await {
+                    match send(&client, get("/api")).await {
                         Ok((endpoint, body)) if body == endpoint.to_string() => {
                             seen.sent.push((version, endpoint));
                         }
