@@ -7,6 +7,18 @@
 //! an endpoint turning unhealthy). It first prints the heap held per
 //! endpoint by a snapshot and a picker, counted with a counting global
 //! allocator.
+//!
+//! Group `balance_layer` (`cargo bench --bench balance -- balance_layer`):
+//! the `BalanceLayer` used alone, over an inner service that answers at
+//! once, against the pick it wraps, on one set of 10 endpoints per policy.
+//! Ids: `pick/<policy>` (`Picker::pick` alone, on a picker built over the
+//! set's endpoints and loads), `inner/<policy>` (a request through the
+//! inner service alone: making it, calling, polling, dropping the
+//! response), `layer/<policy>` (the same through the layer) and
+//! `layer_served_by/<policy>` (with the `ServedBy` extension). The layer
+//! costs `layer - inner`; the target is at most `pick + 50 ns`. The heap
+//! allocations per request are printed first (`SINEW_BENCH_ALLOCATIONS=1`
+//! prints them alone and exits, which any build of the bench can do).
 
 // The counting allocator is the one place that needs `unsafe`.
 #![allow(
@@ -17,26 +29,36 @@
     clippy::print_stdout
 )]
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use sinew::balance::{EndpointLoad, Picker, PickerEndpoint, hash_key};
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, criterion_group};
+use http::{Request, Response};
+use http_body_util::Empty;
+use sinew::balance::{BalanceLayer, EndpointLoad, EndpointSet, Picker, PickerEndpoint, hash_key};
 use sinew::config::{
     ClusterConfig, EndpointChanges, EndpointConfig, Health, LbPolicy, MeshConfig, Snapshot,
 };
 use sinew::mesh::Mesh;
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
+use std::future::{Future, ready};
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use tower::{Layer, Service};
 
-/// Counts bytes in use.
+/// Counts bytes in use, and allocations.
 struct Counting;
 
 static IN_USE: AtomicIsize = AtomicIsize::new(0);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         IN_USE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -185,5 +207,121 @@ fn update(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::Wall
     }
 }
 
-criterion_group!(benches, balance);
-criterion_main!(benches);
+/// Sends one request and polls it to completion, dropping the response
+/// (which ends its body); the inner service answers on the first poll.
+fn send<S>(svc: &mut S) -> bool
+where
+    S: Service<Request<()>>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    if svc.poll_ready(&mut cx).is_pending() {
+        return false;
+    }
+    let mut future = pin!(svc.call(Request::new(())));
+    matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_)))
+}
+
+/// For each policy: the set of 10 endpoints, a picker built over the same
+/// endpoints and loads, and the inner service.
+fn layer_cases() -> Vec<(&'static str, EndpointSet, Picker)> {
+    [
+        ("p2c_ewma", LbPolicy::P2cEwma),
+        ("least_request", LbPolicy::LeastRequest),
+        ("round_robin", LbPolicy::RoundRobin),
+    ]
+    .into_iter()
+    .map(|(name, policy)| {
+        let set = EndpointSet::new(policy.clone()).unwrap();
+        set.replace(endpoints(10).iter().map(|e| (e.address, 1)));
+        let same: Vec<PickerEndpoint> = set
+            .endpoints()
+            .into_iter()
+            .map(|address| PickerEndpoint {
+                address,
+                weight: 1,
+                load: set.load(address).unwrap(),
+            })
+            .collect();
+        let picker = Picker::build(&policy, &same);
+        (name, set, picker)
+    })
+    .collect()
+}
+
+/// An inner service that answers at once with an empty body.
+fn immediate() -> impl Service<
+    Request<()>,
+    Response = Response<Empty<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Empty<Bytes>>, Infallible>>,
+> + Clone {
+    tower::service_fn(|_: Request<()>| ready(Ok::<_, Infallible>(Response::new(Empty::new()))))
+}
+
+fn layer_allocations() {
+    const N: u64 = 10_000;
+    println!("heap allocations per request (balance_layer group):");
+    for (name, set, _) in layer_cases() {
+        let cases: [(&str, &mut dyn FnMut() -> bool); 3] = [
+            ("inner", &mut {
+                let mut svc = immediate();
+                move || send(&mut svc)
+            }),
+            ("layer", &mut {
+                let mut svc = BalanceLayer::new(set.clone()).layer(immediate());
+                move || send(&mut svc)
+            }),
+            ("layer_served_by", &mut {
+                let mut svc = BalanceLayer::new(set.clone())
+                    .served_by(true)
+                    .layer(immediate());
+                move || send(&mut svc)
+            }),
+        ];
+        for (id, run) in cases {
+            assert!(run());
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            for _ in 0..N {
+                assert!(run());
+            }
+            let per = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64;
+            println!("  {:<32} {per:.2}", format!("{id}/{name}"));
+        }
+    }
+}
+
+fn balance_layer(c: &mut Criterion) {
+    layer_allocations();
+    let mut group = c.benchmark_group("balance_layer");
+    for (name, set, picker) in layer_cases() {
+        group.bench_function(BenchmarkId::new("pick", name), |b| {
+            b.iter(|| black_box(picker.pick(None)))
+        });
+        let mut inner = immediate();
+        group.bench_function(BenchmarkId::new("inner", name), |b| {
+            b.iter(|| black_box(send(&mut inner)))
+        });
+        let mut layer = BalanceLayer::new(set.clone()).layer(immediate());
+        group.bench_function(BenchmarkId::new("layer", name), |b| {
+            b.iter(|| black_box(send(&mut layer)))
+        });
+        let mut marked = BalanceLayer::new(set.clone())
+            .served_by(true)
+            .layer(immediate());
+        group.bench_function(BenchmarkId::new("layer_served_by", name), |b| {
+            b.iter(|| black_box(send(&mut marked)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, balance, balance_layer);
+
+fn main() {
+    if std::env::var_os("SINEW_BENCH_ALLOCATIONS").is_some() {
+        layer_allocations();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -42,7 +42,10 @@ impl EndpointLoad {
         self.inflight.load(Relaxed)
     }
 
-    /// The latency estimate.
+    /// The latency estimate: fed by the mesh's clients, and by a
+    /// [`Balance`](super::Balance) service balancing by P2C Peak-EWMA (the
+    /// one policy that reads it; under the others it saves the clock
+    /// readings).
     pub fn latency(&self) -> Duration {
         Duration::from_nanos(self.ewma_nanos.load(Relaxed))
     }
@@ -53,7 +56,19 @@ impl EndpointLoad {
         self.inflight.fetch_add(1, Relaxed);
         InFlight {
             load: self.clone(),
-            started: Instant::now(),
+            // The stack's shared reading when a layer above took one for
+            // this call: nanoseconds apart, and one clock reading fewer.
+            started: Some(crate::clock::now()),
+        }
+    }
+
+    /// Counts a request as in flight, without timing it: for pickers that
+    /// do not read latency.
+    pub(crate) fn start_untimed(self: &std::sync::Arc<Self>) -> InFlight {
+        self.inflight.fetch_add(1, Relaxed);
+        InFlight {
+            load: self.clone(),
+            started: None,
         }
     }
 
@@ -63,10 +78,16 @@ impl EndpointLoad {
         self.ewma_nanos.load(Relaxed) as f64 * f64::from(self.inflight.load(Relaxed) + 1)
     }
 
-    fn observe(&self, rtt: Duration) {
-        let now = self.base.elapsed().as_nanos() as u64;
+    /// Feeds one latency sample taken at `at`: one clock reading serves
+    /// both the sample and its time stamp (a reading costs about as much as
+    /// the rest of the update).
+    fn observe(&self, rtt: Duration, at: Instant) {
+        let now = at.saturating_duration_since(self.base).as_nanos() as u64;
         let rtt = rtt.as_nanos() as u64;
-        let previous = self.stamp_nanos.swap(now, Relaxed);
+        // Not a swap: racing updates are tolerated (below), and a plain
+        // load and store spare a locked instruction.
+        let previous = self.stamp_nanos.load(Relaxed);
+        self.stamp_nanos.store(now, Relaxed);
         let estimate = self.ewma_nanos.load(Relaxed);
         let next = if rtt > estimate {
             rtt
@@ -85,7 +106,8 @@ impl EndpointLoad {
 #[derive(Debug)]
 pub struct InFlight {
     load: std::sync::Arc<EndpointLoad>,
-    started: Instant,
+    /// `None` when the request is not timed.
+    started: Option<Instant>,
 }
 
 impl InFlight {
@@ -98,7 +120,14 @@ impl InFlight {
     /// begun, say), keeping the request in flight until the guard is
     /// dropped (when the response's body ends).
     pub fn observe(&self) {
-        self.load.observe(self.started.elapsed());
+        let Some(started) = self.started else {
+            return;
+        };
+        // Within a poll of a stack that read the clock, the same reading:
+        // the response arrived before the poll began.
+        let now = crate::clock::now();
+        self.load
+            .observe(now.saturating_duration_since(started), now);
     }
 }
 

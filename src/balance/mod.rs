@@ -1,4 +1,5 @@
-//! Load balancing: picking one endpoint of a cluster for each request.
+//! Load balancing: picking one endpoint of a cluster for each request,
+//! as pickers and as a tower layer usable alone.
 //!
 //! A [`Picker`] is built from a cluster's endpoints ([`PickerEndpoint`]:
 //! weight, address, and a shared [`EndpointLoad`]) whenever the endpoint
@@ -38,18 +39,80 @@
 //! assert!(first.is_some());
 //! assert_eq!(picker.pick(Some(42)), first, "the same key, the same endpoint");
 //! ```
+//!
+//! # The balance layer
+//!
+//! [`BalanceLayer`] balances any HTTP service (a hyper-util client, say)
+//! over an [`EndpointSet`], with no `Mesh` needed: each
+//! request goes to the endpoint the set's policy picks, its URI pointed at
+//! the endpoint's address (path and query kept); it counts as in flight on
+//! the endpoint until its response body ends, and its time to the response
+//! head feeds Peak-EWMA. An empty set fails requests with [`NoEndpoint`],
+//! which [`never_processed`](crate::classify::never_processed) knows was
+//! not sent. The hot path allocates nothing.
+//!
+//! The set can change at any time, under load: by hand
+//! ([`EndpointSet::insert`], [`remove`](EndpointSet::remove),
+//! [`replace`](EndpointSet::replace)), or fed by tower's
+//! [`Discover`](tower::discover::Discover) ([`EndpointSet::feed`]) or a
+//! watch channel ([`EndpointSet::follow`]). A change reaches the picker
+//! incrementally where the policy allows; endpoints that stay keep their
+//! load; a removed endpoint gets no request picked after the change.
+//!
+//! ```
+//! use sinew::balance::{BalanceLayer, EndpointSet};
+//! use sinew::config::LbPolicy;
+//! use tower::ServiceBuilder;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sinew::error::ConfigError> {
+//! let set = EndpointSet::new(LbPolicy::P2cEwma)?;
+//! // Endpoints from wherever they are discovered.
+//! let (endpoints, watched) = tokio::sync::watch::channel(vec![
+//!     ("127.0.0.1:8080".parse().unwrap(), 1),
+//!     ("127.0.0.1:8081".parse().unwrap(), 1),
+//! ]);
+//! tokio::spawn(set.follow(watched));
+//!
+//! let client = hyper_util::client::legacy::Client::builder(
+//!     hyper_util::rt::TokioExecutor::new(),
+//! )
+//! .build_http::<http_body_util::Empty<bytes::Bytes>>();
+//! let balanced = ServiceBuilder::new()
+//!     .layer(BalanceLayer::new(set.clone()))
+//!     .service(client);
+//! // balanced.oneshot(Request::get("/items").body(Empty::new())?).await
+//! # let _ = (balanced, endpoints);
+//! # Ok(()) }
+//! ```
+//!
+//! Unlike `tower::balance`, which holds one service per endpoint, the
+//! layer holds addresses and sends every request through one inner
+//! service, whose pool keeps connections per address: see ADR 0009.
 
 mod alias;
+mod body;
 mod edf;
+mod edit;
+mod error;
+mod feed;
+mod future;
 mod hash;
+mod layer;
 mod load;
 mod maglev;
 mod p2c;
 mod ring;
 mod round_robin;
+mod set;
 
-pub use hash::hash_key;
+pub use body::BalanceBody;
+pub use error::NoEndpoint;
+pub use future::ResponseFuture;
+pub use hash::{HashKey, hash_key};
+pub use layer::{Balance, BalanceLayer, ServedBy};
 pub use load::{EndpointLoad, InFlight};
+pub use set::EndpointSet;
 
 use crate::config::LbPolicy;
 use alias::Alias;
@@ -194,5 +257,9 @@ impl Picker {
     }
 }
 
+#[cfg(test)]
+mod layer_tests;
+#[cfg(test)]
+mod set_tests;
 #[cfg(test)]
 mod tests;

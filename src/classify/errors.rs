@@ -12,7 +12,7 @@ use std::error::Error;
 ///   the only ones h2 fails that way, and RFC 9113 §6.8 says the peer did
 ///   not process them;
 /// - a local rejection by one of Sinew's layers (open breaker, full queue,
-///   rate or adaptive limit, load shedding).
+///   rate or adaptive limit, load shedding, no endpoint to balance to).
 pub fn never_processed(error: &(dyn Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(err) = next {
@@ -66,6 +66,10 @@ fn is_local_rejection(err: &(dyn Error + 'static)) -> bool {
     }
     #[cfg(feature = "mesh")]
     if err.is::<crate::mesh::ClusterOverloaded>() {
+        return true;
+    }
+    #[cfg(feature = "balance")]
+    if err.is::<crate::balance::NoEndpoint>() {
         return true;
     }
     let _ = err;
