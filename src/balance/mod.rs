@@ -88,7 +88,7 @@
 //!
 //! Unlike `tower::balance`, which holds one service per endpoint, the
 //! layer holds addresses and sends every request through one inner
-//! service, whose pool keeps connections per address: see ADR 0009.
+//! service, whose pool keeps connections per address: see ADR 0010.
 
 mod alias;
 mod body;

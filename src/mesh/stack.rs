@@ -1,6 +1,6 @@
 //! The client stack: the public layers a routed request goes through,
 //! assembled in [`stack`], outermost first. docs/architecture.md draws it,
-//! and ADR 0008 says why the order is this one.
+//! and ADR 0009 says why the order is this one.
 
 use super::body::{ResponseBody, Tracked};
 use super::cluster_balance::{ClusterBalance, OwnDeadlines};
