@@ -18,6 +18,13 @@ fn dropped(field: String, what: &str) -> ConfigError {
 /// field xDS would lose.
 pub(crate) fn check(mesh: &MeshConfig) -> Result<(), ConfigError> {
     for (name, service) in &mesh.services {
+        if service.inbound.is_some() {
+            return Err(dropped(
+                format!("services.{name}.inbound"),
+                "xDS carries no inbound limits a client reads (docs/adr/0008-server-stack.md); \
+                 give them to the serving processes, in their own mesh configuration or ServerBuilder::inbound",
+            ));
+        }
         for (i, route) in service.routes.iter().enumerate() {
             if let Some(retry) = &route.retry {
                 check_retry(retry, &format!("services.{name}.routes[{i}].retry"))?;

@@ -577,7 +577,13 @@ impl State {
                     }
                 }
             }
-            config.services.insert(service, ServiceConfig { routes });
+            config.services.insert(
+                service,
+                ServiceConfig {
+                    routes,
+                    inbound: None,
+                },
+            );
         }
         config
     }
@@ -671,6 +677,7 @@ pub(super) fn check(name: &str, resource: &Resource) -> Result<(), String> {
                     "vh".to_owned(),
                     ServiceConfig {
                         routes: vh.routes.clone(),
+                        inbound: None,
                     },
                 );
                 if vh.routes.is_empty() {
