@@ -50,7 +50,10 @@ async fn serve_registers_the_bound_address_and_shutdown_deregisters() {
     assert_eq!(line, "POST /v1/registrations");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["address"], addr.to_string());
-    assert_eq!(server.registration().map(|r| r.lease()).as_deref(), Some("l1"));
+    assert_eq!(
+        server.registration().map(|r| r.lease()).as_deref(),
+        Some("l1")
+    );
     within("shutdown", server.shutdown()).await.unwrap();
     let (line, _) = within("the deregistration", calls.recv()).await.unwrap();
     assert_eq!(line, "DELETE /v1/registrations/l1");
