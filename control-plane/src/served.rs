@@ -122,5 +122,9 @@ mod tests {
             ),
             Some("services.s.routes[0].retry.assume_idempotent".to_owned())
         );
+        assert_eq!(
+            field("services:\n  s: { inbound: { load_shed: true } }\n"),
+            Some("services.s.inbound".to_owned())
+        );
     }
 }
