@@ -82,6 +82,7 @@ fn mesh() -> MeshConfig {
                     }],
                     ..RouteConfig::default()
                 }],
+                inbound: None,
             },
         );
     }

@@ -20,6 +20,13 @@ fn dropped(field: String, what: &str) -> ConfigError {
 /// field xDS would lose.
 pub(crate) fn check(mesh: &MeshConfig) -> Result<(), ConfigError> {
     for (name, service) in &mesh.services {
+        if service.inbound.is_some() {
+            return Err(dropped(
+                format!("services.{name}.inbound"),
+                "xDS carries no inbound limits a client reads (docs/adr/0011-server-stack.md); \
+                 give them to the serving processes, in their own mesh configuration or ServerBuilder::inbound",
+            ));
+        }
         for (i, route) in service.routes.iter().enumerate() {
             if let Some(retry) = &route.retry {
                 check_retry(retry, &format!("services.{name}.routes[{i}].retry"))?;
@@ -123,6 +130,10 @@ mod tests {
                 "services:\n  s: { routes: [{ split: [{ cluster: c }], retry: { assume_idempotent: true } }] }\nclusters:\n  c: {}\n"
             ),
             Some("services.s.routes[0].retry.assume_idempotent".to_owned())
+        );
+        assert_eq!(
+            field("services:\n  s: { inbound: { load_shed: true } }\n"),
+            Some("services.s.inbound".to_owned())
         );
     }
 }

@@ -120,6 +120,7 @@ fn service_for(name: &str) -> ServiceConfig {
             }],
             ..RouteConfig::default()
         }],
+        inbound: None,
     }
 }
 

@@ -12,7 +12,9 @@
 //! - a cluster has a load-balancing policy, thresholds, outlier detection,
 //!   a protocol, the identities its endpoints may present, and endpoints with
 //!   an address, a weight, a locality, a priority, a health status and
-//!   metadata.
+//!   metadata;
+//! - a service's [`InboundConfig`] is what the processes serving it
+//!   enforce: deadlines, limits, connection acceptance.
 //!
 //! Configuration is read from YAML or JSON ([`MeshConfig::from_yaml`],
 //! [`MeshConfig::from_json`]) or built in code, then validated into an
@@ -45,6 +47,7 @@ mod cluster;
 mod endpoint;
 mod fault;
 mod files;
+mod inbound;
 mod parse;
 mod route;
 mod settled_file;
@@ -67,6 +70,7 @@ pub use endpoint::{EndpointConfig, Health, Locality};
 pub use fault::{FaultAbort, FaultConfig, FaultDelay};
 pub(crate) use files::read_at_most;
 pub use files::{MAX_FILE_BYTES, read_limited, write_private};
+pub use inbound::{ConnectionsConfig, InboundConfig};
 pub use route::{HeaderMatch, PathMatch, RouteConfig, RouteMatch, ServiceConfig, WeightedCluster};
 pub use settled_file::SettledFile;
 pub use snapshot::{Cluster, Endpoint, Endpoints, Route, Service, Snapshot};

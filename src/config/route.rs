@@ -3,12 +3,18 @@ use crate::retry::RetryConfig;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// A service: its routes, tried in order; the first that matches wins.
+/// A service: its routes, tried in order (the first that matches wins),
+/// and its inbound half, for the processes that serve it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceConfig {
-    /// Routes in order of precedence. At least one.
+    /// Routes in order of precedence. At least one, unless the service has
+    /// an `inbound` block (a process serves it without calling it).
     pub routes: Vec<RouteConfig>,
+    /// What a process serving the service enforces on its requests.
+    /// Default: none (the server's own defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<super::InboundConfig>,
 }
 
 /// One route: which requests it takes, where it sends them, and how.

@@ -50,8 +50,13 @@ impl Snapshot {
         for (name, service) in &config.services {
             let at = Fields::root("services").key(name);
             at.check_name(name)?;
-            if service.routes.is_empty() {
+            if service.routes.is_empty() && service.inbound.is_none() {
                 return Err(at.field("routes").error("must have at least one route"));
+            }
+            if let Some(inbound) = &service.inbound {
+                inbound
+                    .validate()
+                    .map_err(|e| e.within(&format!("services.{name}.inbound")))?;
             }
             let routes = service
                 .routes
@@ -63,6 +68,7 @@ impl Snapshot {
             services.push(Service {
                 name: name.clone(),
                 routes,
+                inbound: service.inbound.clone(),
             });
         }
         Ok(Self {
@@ -269,6 +275,7 @@ const LARGE_CHANGE: usize = 32;
 pub struct Service {
     name: String,
     routes: Vec<Route>,
+    inbound: Option<super::InboundConfig>,
 }
 
 impl Service {
@@ -285,6 +292,11 @@ impl Service {
     /// The routes, in order of precedence.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The inbound half, validated, when the configuration sets one.
+    pub fn inbound(&self) -> Option<&super::InboundConfig> {
+        self.inbound.as_ref()
     }
 }
 

@@ -49,6 +49,8 @@ mod raw_codec;
 mod registration;
 mod route;
 mod runtime;
+#[cfg(feature = "server")]
+mod server;
 mod source;
 mod stack;
 mod status;
@@ -67,6 +69,8 @@ pub use raw_codec::RawCodec;
 pub use registration::{Registration, RegistrationBuilder, RegistrationError};
 pub use route::{ClusterOverloaded, RouteDecision, RouteError};
 pub use runtime::HashKey;
+#[cfg(feature = "server")]
+pub use server::{Connection, Inbound, InboundLayer, ServeError, Server, ServerBuilder, Shed};
 pub use status::ConfigStatus;
 
 use runtime::Routing;

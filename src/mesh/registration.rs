@@ -169,6 +169,29 @@ impl RegistrationBuilder {
         self
     }
 
+    /// Fills in what only the listener knows: port 0 becomes `bound`'s
+    /// port, an unspecified IP `bound`'s IP. Refused when both IPs are
+    /// unspecified: callers cannot reach `0.0.0.0`.
+    #[cfg(feature = "server")]
+    pub(crate) fn bound_to(mut self, bound: SocketAddr) -> Result<Self, crate::error::ConfigError> {
+        let given: Option<SocketAddr> = self.body["address"].as_str().and_then(|a| a.parse().ok());
+        let mut address = given.unwrap_or(bound);
+        if address.port() == 0 {
+            address.set_port(bound.port());
+        }
+        if address.ip().is_unspecified() {
+            if bound.ip().is_unspecified() {
+                return Err(crate::error::ConfigError::new(
+                    "registration.address",
+                    "the listener binds every address: register the address callers reach",
+                ));
+            }
+            address.set_ip(bound.ip());
+        }
+        self.body["address"] = serde_json::Value::String(address.to_string());
+        Ok(self)
+    }
+
     /// Registers, then keeps the lease alive in a background task.
     pub async fn start(mut self) -> Result<Registration, RegistrationError> {
         self.body["ttl_seconds"] = serde_json::json!(self.ttl.as_secs());

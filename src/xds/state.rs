@@ -581,7 +581,13 @@ impl State {
                     }
                 }
             }
-            config.services.insert(service, ServiceConfig { routes });
+            config.services.insert(
+                service,
+                ServiceConfig {
+                    routes,
+                    inbound: None,
+                },
+            );
         }
         config
     }
@@ -695,6 +701,7 @@ pub(super) fn check(
                     "vh".to_owned(),
                     ServiceConfig {
                         routes: vh.routes.clone(),
+                        inbound: None,
                     },
                 );
                 if vh.routes.is_empty() {

@@ -1,0 +1,164 @@
+//! The inbound limits in force for one served service, following the
+//! mesh's configuration.
+
+use crate::config::InboundConfig;
+use crate::deadline::EnforceDeadlineLayer;
+use crate::error::ConfigError;
+use crate::limit::{AdaptiveLimitLayer, ConcurrencyLimitLayer, RateLimitLayer};
+use crate::mesh::Mesh;
+use arc_swap::{ArcSwap, Guard};
+use std::sync::{Arc, Mutex};
+
+/// The layers built from one inbound block. A layer holds the state its
+/// requests share (slots, tokens, the learned limit), so keeping a layer
+/// keeps its state.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    /// The mesh's configuration version these were read from.
+    version: u64,
+    pub(crate) config: InboundConfig,
+    pub(crate) deadline: EnforceDeadlineLayer,
+    pub(crate) rate: Option<RateLimitLayer>,
+    pub(crate) concurrency: Option<ConcurrencyLimitLayer>,
+    pub(crate) adaptive: Option<AdaptiveLimitLayer>,
+}
+
+impl Limits {
+    /// Builds the layers of `config`, keeping those of `previous` whose
+    /// settings did not change.
+    fn build(
+        config: InboundConfig,
+        version: u64,
+        previous: Option<&Limits>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let rate = carried(
+            config.rate_limit,
+            previous.map(|p| (p.config.rate_limit, &p.rate)),
+            RateLimitLayer::new,
+        )?;
+        let concurrency = carried(
+            config.concurrency_limit,
+            previous.map(|p| (p.config.concurrency_limit, &p.concurrency)),
+            ConcurrencyLimitLayer::new,
+        )?;
+        let adaptive = carried(
+            config.adaptive_limit,
+            previous.map(|p| (p.config.adaptive_limit, &p.adaptive)),
+            AdaptiveLimitLayer::new,
+        )?;
+        Ok(Self {
+            version,
+            deadline: EnforceDeadlineLayer::new(config.deadline)?,
+            rate,
+            concurrency,
+            adaptive,
+            config,
+        })
+    }
+}
+
+/// The layer for `config`: the previous one when its settings are the
+/// same (so its state carries over), a new one otherwise.
+fn carried<C: PartialEq, L: Clone>(
+    config: Option<C>,
+    previous: Option<(Option<C>, &Option<L>)>,
+    build: fn(C) -> Result<L, ConfigError>,
+) -> Result<Option<L>, ConfigError> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    if let Some((Some(before), Some(layer))) = previous
+        && before == config
+    {
+        return Ok(Some(layer.clone()));
+    }
+    build(config).map(Some)
+}
+
+/// One served service's limits, rebuilt when the mesh's configuration
+/// changes. A request reads the version in force and the limits (two
+/// lock-free loads); only the first request after a change rebuilds.
+#[derive(Debug)]
+pub(crate) struct Live {
+    mesh: Mesh,
+    service: Arc<str>,
+    /// Applies while the mesh's configuration has no inbound block for
+    /// the service.
+    fallback: InboundConfig,
+    current: ArcSwap<Limits>,
+    rebuilding: Mutex<()>,
+}
+
+impl Live {
+    /// Follows `service`'s inbound block in `mesh`, or `fallback` when
+    /// there is none. An invalid `fallback` is refused, naming the field
+    /// under `inbound`.
+    pub(crate) fn new(
+        mesh: Mesh,
+        service: &str,
+        fallback: InboundConfig,
+    ) -> Result<Self, ConfigError> {
+        fallback.validate().map_err(|e| e.within("inbound"))?;
+        let snapshot = mesh.snapshot();
+        let config = snapshot
+            .service(service)
+            .and_then(|s| s.inbound())
+            .unwrap_or(&fallback)
+            .clone();
+        let first = Limits::build(config, snapshot.version(), None)?;
+        Ok(Self {
+            mesh,
+            service: service.into(),
+            fallback,
+            current: ArcSwap::from_pointee(first),
+            rebuilding: Mutex::new(()),
+        })
+    }
+
+    /// The limits in force.
+    #[inline]
+    pub(crate) fn limits(&self) -> Guard<Arc<Limits>> {
+        let version = self.mesh.shared.routing.load().snapshot.version();
+        let limits = self.current.load();
+        if limits.version == version {
+            return limits;
+        }
+        self.rebuild();
+        self.current.load()
+    }
+
+    #[cold]
+    fn rebuild(&self) {
+        let _one = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = self.mesh.snapshot();
+        let previous = self.current.load_full();
+        if previous.version >= snapshot.version() {
+            return;
+        }
+        let config = snapshot
+            .service(&self.service)
+            .and_then(|s| s.inbound())
+            .unwrap_or(&self.fallback)
+            .clone();
+        // The snapshot validated the block; should a layer still refuse
+        // it, the limits in force stay, marked current so that requests
+        // do not try again until the next change.
+        let next =
+            Limits::build(config, snapshot.version(), Some(&previous)).unwrap_or_else(|error| {
+                tracing::warn!(%error, service = %self.service, "inbound limits unchanged");
+                Limits {
+                    version: snapshot.version(),
+                    config: previous.config.clone(),
+                    deadline: previous.deadline,
+                    rate: previous.rate.clone(),
+                    concurrency: previous.concurrency.clone(),
+                    adaptive: previous.adaptive.clone(),
+                }
+            });
+        if next.config != previous.config {
+            tracing::info!(service = %self.service, version = snapshot.version(), "inbound limits changed");
+        }
+        self.current.store(Arc::new(next));
+    }
+}

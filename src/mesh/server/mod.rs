@@ -1,0 +1,263 @@
+//! The server side of the mesh: what a process serving a service enforces
+//! on the requests it receives.
+//!
+//! [`Mesh::server`] names the served service and gives a [`ServerBuilder`].
+//! Its inbound limits come from the service's `inbound` block in the
+//! mesh's configuration ([`InboundConfig`]), or from
+//! [`ServerBuilder::inbound`] while the configuration has none, and follow
+//! the configuration live. Three ways to use it:
+//!
+//! - [`ServerBuilder::serve`] (or [`Mesh::serve`] with the defaults) runs a
+//!   hyper server for a tower service: HTTP/1.1 and HTTP/2 detected per
+//!   connection, a header-read timeout, a connection cap, graceful shutdown,
+//!   and, with [`ServerBuilder::register`], the registration with the
+//!   control plane;
+//! - [`ServerBuilder::layer`] is the request stack as a tower layer, for
+//!   `tonic::transport::Server::builder().layer(..)` or any server;
+//! - [`ServerBuilder::incoming`] is the listener's connections under the
+//!   cap, for tonic's `serve_with_incoming_shutdown`.
+//!
+//! The request stack, outermost first (`stack.rs` assembles it):
+//!
+//! ```text
+//! ErrorResponse      refusals become 503/429/504, or gRPC UNAVAILABLE / RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED
+//! EnforceDeadline    an expired budget is refused unseen; the handler is cancelled at the deadline
+//! Shed               load_shed: the application is not ready
+//! RateLimit          the token bucket
+//! ConcurrencyLimit   a fixed limit with a bounded queue
+//! AdaptiveLimit      a limit learned from latency
+//! app
+//! ```
+//!
+//! ```no_run
+//! use sinew::mesh::Mesh;
+//! use std::time::Duration;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mesh = Mesh::builder().config_file("mesh.yaml").build().await?;
+//! let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello")))
+//! });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let server = mesh
+//!     .server("reviews")
+//!     .drain_timeout(Duration::from_secs(10))
+//!     .serve(listener, app)
+//!     .await?;
+//! // ... until it is time to stop:
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`InboundConfig`]: crate::config::InboundConfig
+
+mod accept;
+mod live;
+mod serve;
+mod stack;
+
+pub use accept::Connection;
+pub use serve::Server;
+pub use stack::{Inbound, InboundLayer, Shed};
+
+use crate::config::InboundConfig;
+use crate::error::{BoxError, ConfigError};
+use crate::mesh::{Mesh, RegistrationBuilder, RegistrationError};
+use accept::Acceptor;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use live::Live;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::Layer;
+
+/// Builds the server side of one service. Made by [`Mesh::server`].
+#[derive(Debug)]
+pub struct ServerBuilder {
+    mesh: Mesh,
+    service: String,
+    inbound: InboundConfig,
+    drain_timeout: Duration,
+    registration: Option<RegistrationBuilder>,
+}
+
+/// Why a server could not start.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The server's settings are invalid; the error names the field.
+    Config(ConfigError),
+    /// The listener's address could not be read.
+    Io(std::io::Error),
+    /// Registering with the control plane failed.
+    Registration(RegistrationError),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Config(e) => write!(f, "invalid server settings: {e}"),
+            Self::Io(e) => write!(f, "listener: {e}"),
+            Self::Registration(e) => write!(f, "registration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config(e) => Some(e),
+            Self::Io(e) => Some(e),
+            Self::Registration(e) => Some(e),
+        }
+    }
+}
+
+impl Mesh {
+    /// The server side of `service`: see [`ServerBuilder`].
+    pub fn server(&self, service: impl Into<String>) -> ServerBuilder {
+        ServerBuilder {
+            mesh: self.clone(),
+            service: service.into(),
+            inbound: InboundConfig::default(),
+            drain_timeout: Duration::from_secs(30),
+            registration: None,
+        }
+    }
+
+    /// Serves `app` as `service` on `listener` with the server's defaults:
+    /// `mesh.server(service).serve(listener, app)`.
+    pub async fn serve<S, B>(
+        &self,
+        service: impl Into<String>,
+        listener: TcpListener,
+        app: S,
+    ) -> Result<Server, ServeError>
+    where
+        S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Default + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        self.server(service).serve(listener, app).await
+    }
+}
+
+impl ServerBuilder {
+    /// The inbound limits while the mesh's configuration has no `inbound`
+    /// block for the service (a configuration from an xDS control plane
+    /// never has one: see docs/adr/0011-server-stack.md). A block in the
+    /// configuration replaces these whole. Default: [`InboundConfig::default`].
+    pub fn inbound(mut self, inbound: InboundConfig) -> Self {
+        self.inbound = inbound;
+        self
+    }
+
+    /// Sets `connections.header_read_timeout` of [`inbound`](Self::inbound).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.inbound.connections.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets `connections.max` of [`inbound`](Self::inbound).
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.inbound.connections.max = max;
+        self
+    }
+
+    /// How long [`Server::shutdown`] waits for requests in flight before it
+    /// closes their connections. Default: 30 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Registers the served address with the control plane when serving
+    /// starts, and deregisters at [`Server::shutdown`]. The registration's
+    /// address may leave out what only the listener knows: port 0 becomes
+    /// the bound port, and an unspecified IP (`0.0.0.0`) the bound IP
+    /// (a listener bound to every address needs the address callers reach,
+    /// given here).
+    ///
+    /// ```no_run
+    /// # async fn run(mesh: sinew::mesh::Mesh, app: impl tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<String>, Error = std::convert::Infallible, Future: Send + 'static> + Clone + Send + 'static) -> Result<(), Box<dyn std::error::Error>> {
+    /// use sinew::mesh::Registration;
+    ///
+    /// let listener = tokio::net::TcpListener::bind("10.0.0.5:0").await?;
+    /// let registration = Registration::builder("http://cp:18001", "reviews-v1", "0.0.0.0:0".parse()?);
+    /// let server = mesh.server("reviews").register(registration).serve(listener, app).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn register(mut self, registration: RegistrationBuilder) -> Self {
+        self.registration = Some(registration);
+        self
+    }
+
+    fn live(&self) -> Result<Arc<Live>, ConfigError> {
+        Live::new(self.mesh.clone(), &self.service, self.inbound.clone()).map(Arc::new)
+    }
+
+    /// The request stack as a tower layer (see the [module docs](self)),
+    /// e.g. for `tonic::transport::Server::builder().layer(..)`. Each call
+    /// makes limits of its own; clones of one layer share theirs.
+    pub fn layer(&self) -> Result<InboundLayer, ConfigError> {
+        self.live().map(InboundLayer::new)
+    }
+
+    /// The connections of `listener`, at most `connections.max` open at
+    /// once, as a stream for tonic's `serve_with_incoming(_shutdown)`.
+    /// Each connection holds its place until it closes. The header-read
+    /// timeout is not applied here: tonic serves the connections.
+    pub fn incoming(
+        &self,
+        listener: TcpListener,
+    ) -> Result<
+        impl futures_util::Stream<Item = std::io::Result<Connection>> + Send + 'static,
+        ConfigError,
+    > {
+        Ok(accept::incoming(Acceptor::new(listener, self.live()?)))
+    }
+
+    /// Serves `app` behind the server stack on `listener` until
+    /// [`Server::shutdown`]: connections under the cap, HTTP/1.1 and HTTP/2
+    /// detected per connection, the header-read timeout, and, when
+    /// [`register`](Self::register) was called, the registration (made
+    /// before the first connection is accepted).
+    pub async fn serve<S, B>(self, listener: TcpListener, app: S) -> Result<Server, ServeError>
+    where
+        S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Default + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        crate::error::check::duration("drain_timeout", self.drain_timeout)
+            .map_err(ServeError::Config)?;
+        let live = self.live().map_err(ServeError::Config)?;
+        let addr = listener.local_addr().map_err(ServeError::Io)?;
+        let registration = match self.registration {
+            Some(registration) => {
+                let registration = registration
+                    .bound_to(addr)
+                    .map_err(ServeError::Config)?
+                    .start()
+                    .await
+                    .map_err(ServeError::Registration)?;
+                Some(registration)
+            }
+            None => None,
+        };
+        let app = InboundLayer::new(live.clone()).layer(app);
+        Ok(Server::start(
+            Acceptor::new(listener, live.clone()),
+            addr,
+            live,
+            app,
+            self.drain_timeout,
+            registration,
+        ))
+    }
+}

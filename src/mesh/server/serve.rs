@@ -1,0 +1,232 @@
+//! Serving a hyper service: the accept loop, one task per connection, and
+//! the graceful shutdown that drains requests in flight.
+
+use super::accept::{Acceptor, Connection};
+use super::live::Live;
+use super::stack::Inbound;
+use crate::error::BoxError;
+use crate::mesh::{Registration, RegistrationError};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tower::ServiceExt;
+
+/// A running server, from [`ServerBuilder::serve`](super::ServerBuilder::serve)
+/// or [`Mesh::serve`](crate::mesh::Mesh::serve).
+///
+/// [`shutdown`](Self::shutdown) stops it gracefully. Dropping the handle
+/// stops it too (accepting ends at once, requests in flight drain in the
+/// background), and ends the registration's heartbeats without
+/// deregistering, so that its lease runs out.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    registration: Option<Registration>,
+}
+
+impl Server {
+    pub(crate) fn start<S, B>(
+        acceptor: Acceptor,
+        addr: SocketAddr,
+        live: Arc<Live>,
+        app: Inbound<S>,
+        drain: Duration,
+        registration: Option<Registration>,
+    ) -> Self
+    where
+        S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Default + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run(acceptor, live, app, drain, stopped));
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            registration,
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The registration with the control plane, when the server made one.
+    pub fn registration(&self) -> Option<&Registration> {
+        self.registration.as_ref()
+    }
+
+    /// Stops the server: deregisters (so that callers stop choosing this
+    /// process), stops accepting and frees the port, then lets requests in
+    /// flight finish, up to the drain timeout, after which the connections
+    /// still open are closed. Idle connections close at once; HTTP/2 callers
+    /// get a GOAWAY.
+    ///
+    /// The server stops whatever happens; the error is the deregistration's
+    /// (the lease then runs out on its own).
+    pub async fn shutdown(mut self) -> Result<(), RegistrationError> {
+        let deregistered = match self.registration.take() {
+            Some(registration) => registration.deregister().await,
+            None => Ok(()),
+        };
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        deregistered
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn run<S, B>(
+    mut acceptor: Acceptor,
+    live: Arc<Live>,
+    app: Inbound<S>,
+    drain: Duration,
+    mut stopped: oneshot::Receiver<()>,
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Default + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            connection = acceptor.accept() => {
+                let timeout = live.limits().config.connections.header_read_timeout;
+                let watched = serve_connection(connection, app.clone(), timeout, &graceful);
+                connections.spawn(watched);
+            }
+        }
+    }
+    // The port is free from here on.
+    drop(acceptor);
+    let open = graceful.count();
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open,
+            ?drain,
+            "drain timeout: closing the connections still open"
+        );
+    }
+    connections.shutdown().await;
+}
+
+/// Serves one connection, HTTP/1.1 or HTTP/2 as the caller speaks. A
+/// connection that sends no complete request head within `timeout` of
+/// opening is closed (hyper's own timer does the same for each next
+/// request head on HTTP/1.1).
+fn serve_connection<S, B>(
+    connection: Connection,
+    app: Inbound<S>,
+    timeout: Duration,
+    graceful: &GracefulShutdown,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Default + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let first = Arc::new(FirstRequest::default());
+    let service = Watched {
+        app,
+        first: first.clone(),
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
+    let peer = connection.peer_addr();
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(connection), service)
+        .into_owned();
+    let conn = graceful.watch(conn);
+    async move {
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = &mut conn => return,
+            _ = first.arrived.notified() => {}
+            _ = tokio::time::sleep(timeout) => {
+                tracing::debug!(%peer, "no request head in time: closing the connection");
+                return;
+            }
+        }
+        if let Err(error) = conn.await {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+    }
+}
+
+/// Set by a connection's first request.
+#[derive(Debug, Default)]
+struct FirstRequest {
+    seen: AtomicBool,
+    arrived: Notify,
+}
+
+/// The per-connection service hyper calls: marks the first request, then
+/// runs the stack on a clone (hyper calls through `&self`).
+#[derive(Clone, Debug)]
+struct Watched<S> {
+    app: Inbound<S>,
+    first: Arc<FirstRequest>,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Watched<S>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Default,
+{
+    type Response = Response<B>;
+    type Error = BoxError;
+    type Future = tower::util::Oneshot<Inbound<S>, Request<Incoming>>;
+
+    #[inline]
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        if !self.first.seen.load(Ordering::Relaxed)
+            && !self.first.seen.swap(true, Ordering::Relaxed)
+        {
+            // A stored permit: the connection's task may not wait yet.
+            self.first.arrived.notify_one();
+        }
+        self.app.clone().oneshot(request)
+    }
+}
