@@ -11,6 +11,7 @@ use super::body::Tracked;
 use super::outlier_report::OutlierReport;
 use super::route::RouteError;
 use super::runtime::ClusterRuntime;
+use crate::balance::ServedBy;
 use crate::deadline::{Deadline, DeadlineExceeded};
 use crate::error::BoxError;
 use crate::retry::Attempt;
@@ -22,19 +23,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::ServiceExt;
-
-/// The endpoint that served a response: a response extension set by the
-/// mesh's clients.
-///
-/// ```no_run
-/// # async fn f(response: http::Response<sinew::mesh::ResponseBody>) {
-/// if let Some(sinew::mesh::ServedBy(endpoint)) = response.extensions().get() {
-///     println!("served by {endpoint}");
-/// }
-/// # }
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ServedBy(pub std::net::SocketAddr);
 
 /// Sends each attempt to an endpoint of `cluster` through `inner`.
 pub(super) struct ClusterBalance<S> {

@@ -56,10 +56,15 @@ mod stack;
 mod status;
 mod thresholds;
 
+/// A request's key for consistent hashing; the same type as the balance
+/// layer's.
+pub use crate::balance::HashKey;
+/// The endpoint that served a response (a response extension); the same
+/// type as the balance layer's.
+pub use crate::balance::ServedBy;
 pub use body::ResponseBody;
 pub use builder::MeshBuilder;
 pub use client::{ClientLayer, HttpClient, MeshClient};
-pub use cluster_balance::ServedBy;
 pub use connect::ConnectBackoff;
 pub use connector::{MeshConnection, MeshConnector};
 #[cfg(feature = "grpc")]
@@ -68,7 +73,6 @@ pub use grpc::GrpcChannel;
 pub use raw_codec::RawCodec;
 pub use registration::{Registration, RegistrationBuilder, RegistrationError};
 pub use route::{ClusterOverloaded, RouteDecision, RouteError};
-pub use runtime::HashKey;
 #[cfg(feature = "server")]
 pub use server::{Connection, Inbound, InboundLayer, ServeError, Server, ServerBuilder, Shed};
 pub use status::ConfigStatus;

@@ -14,7 +14,7 @@ use super::locality::{Candidate, select};
 use super::outlier::{Detector, EndpointOutlier, Outliers, Result_ as OutlierResult};
 use super::route::ClusterOverloaded;
 use super::thresholds::{ClusterPermit, Limits};
-use crate::balance::{EndpointLoad, Picker, PickerChange, PickerEndpoint, hash_key};
+use crate::balance::{EndpointLoad, HashKey, Picker, PickerChange, PickerEndpoint, hash_key};
 use crate::breaker::BreakerLayer;
 use crate::classify::{Classifiers, SharedClassifier, StatusClassifier};
 use crate::config::{
@@ -30,12 +30,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// A request's key for consistent hashing, for clusters whose `lb` hashes
-/// an application key. Insert it into the request's extensions, made with
-/// [`hash_key`](crate::balance::hash_key).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct HashKey(pub u64);
 
 #[derive(Debug)]
 pub(super) struct Routing {
