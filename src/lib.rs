@@ -1,7 +1,11 @@
 //! Sinew is a proxyless service mesh for Rust: what a sidecar proxy does on
 //! the request path, done in-process as [tower] layers.
 //!
-//! This release ships the resilience layers. Each is a tower [`Layer`]
+//! [`mesh::Mesh`] assembles both halves from the layers below: a client
+//! stack around the application's hyper or tonic client
+//! (`mesh.client_layer("svc")`, `mesh.http_client`, `mesh.grpc_channel`)
+//! and a server stack in front of its hyper or tonic server
+//! (`mesh.serve`, `mesh.server("svc")`). Each layer is a tower [`Layer`]
 //! usable alone with any `Service<http::Request<B>>`, understands HTTP and
 //! gRPC (outcomes are classified by `grpc-status`, in headers or trailers),
 //! validates its configuration with errors that name the field, and is
@@ -15,7 +19,9 @@
 //! | [`breaker`] | circuit breaking: consecutive or rate trips, exact half-open probes | `breaker` |
 //! | [`limit`] | concurrency limit with bounded queue, token bucket, load shedding, adaptive limit | `limit` |
 //! | [`respond`] | refusals as 503/429/504 (or gRPC codes) on servers | always |
-//! | [`classify`] | what counts as a failure, and what may be retried | always |
+//! | [`classify`] | what counts as a failure, and what may be retried; classifiers by name | always |
+//! | `balance` | pickers, and `BalanceLayer` over a changing `EndpointSet` | `balance` |
+//! | `mesh` | the `Mesh`: configuration, routing, the client and server stacks | `mesh`, `server`, `grpc` |
 //!
 //! A client stack, outermost first:
 //!
