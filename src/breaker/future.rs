@@ -69,8 +69,13 @@ where
             }
             Err(error) => {
                 let error = error.into();
-                let outcome = ticket.core().classifier.classify_error(error.as_ref());
-                ticket.record(outcome);
+                // A request refused below for the caller's own reasons (its
+                // budget spent, no endpoint, the cluster's thresholds) says
+                // nothing of the service: the ticket is returned unused.
+                if !crate::classify::refused_before_sending(error.as_ref()) {
+                    let outcome = ticket.core().classifier.classify_error(error.as_ref());
+                    ticket.record(outcome);
+                }
                 Err(error)
             }
         })

@@ -52,7 +52,37 @@ fn is_never_processed(err: &(dyn Error + 'static)) -> bool {
     is_local_rejection(err)
 }
 
+/// Whether `err` is a refusal made on the caller's side before the request
+/// was sent, for reasons of the caller's (its deadline already spent, no
+/// endpoint to send it to, the cluster's thresholds): the breaker counts
+/// it neither way.
+pub fn refused_before_sending(err: &(dyn Error + 'static)) -> bool {
+    if err
+        .downcast_ref::<crate::deadline::DeadlineExceeded>()
+        .is_some_and(|e| e.is_unsent())
+    {
+        return true;
+    }
+    #[cfg(feature = "mesh")]
+    if err.is::<crate::mesh::ClusterOverloaded>()
+        || matches!(
+            err.downcast_ref::<crate::mesh::RouteError>(),
+            Some(crate::mesh::RouteError::NoEndpoint(_))
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "balance")]
+    if err.is::<crate::balance::NoEndpoint>() {
+        return true;
+    }
+    false
+}
+
 fn is_local_rejection(err: &(dyn Error + 'static)) -> bool {
+    if refused_before_sending(err) {
+        return true;
+    }
     #[cfg(feature = "breaker")]
     if err.is::<crate::breaker::BreakerOpen>() {
         return true;
@@ -64,15 +94,6 @@ fn is_local_rejection(err: &(dyn Error + 'static)) -> bool {
     {
         return true;
     }
-    #[cfg(feature = "mesh")]
-    if err.is::<crate::mesh::ClusterOverloaded>() {
-        return true;
-    }
-    #[cfg(feature = "balance")]
-    if err.is::<crate::balance::NoEndpoint>() {
-        return true;
-    }
-    let _ = err;
     false
 }
 

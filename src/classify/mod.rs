@@ -19,7 +19,7 @@ mod errors;
 mod registry;
 mod status;
 
-pub use errors::never_processed;
+pub use errors::{never_processed, refused_before_sending};
 #[cfg(feature = "config")]
 pub(crate) use registry::check_name;
 pub use registry::{Classifiers, DEFAULT_CLASSIFIER, MAX_NAME_LEN};

@@ -8,11 +8,24 @@ use std::fmt;
 /// [`Timeout`](crate::timeout::Timeout) when an inherited deadline (from
 /// an inbound request or an enclosing scope) fires before its own timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DeadlineExceeded(());
+pub struct DeadlineExceeded {
+    unsent: bool,
+}
 
 impl DeadlineExceeded {
     pub(crate) fn new() -> Self {
-        Self(())
+        Self { unsent: false }
+    }
+
+    /// The refusal of a request whose budget was spent before it was sent.
+    pub(crate) fn unsent() -> Self {
+        Self { unsent: true }
+    }
+
+    /// True when the request was never sent (refused by
+    /// [`PropagateDeadline`](super::PropagateDeadline)): no server saw it.
+    pub fn is_unsent(&self) -> bool {
+        self.unsent
     }
 }
 

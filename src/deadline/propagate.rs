@@ -89,7 +89,7 @@ where
         if let Some(deadline) = Deadline::for_request(&request) {
             let remaining = deadline.remaining();
             if remaining.is_zero() {
-                return Either::Left(future::ready(Err(DeadlineExceeded::new().into())));
+                return Either::Left(future::ready(Err(DeadlineExceeded::unsent().into())));
             }
             let headers = request.headers_mut();
             if is_grpc(headers) {

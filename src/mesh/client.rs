@@ -5,7 +5,7 @@
 use super::Mesh;
 use super::body::ResponseBody;
 use super::cluster_balance::OwnDeadlines;
-use super::connector::MeshConnector;
+use super::hyper_clients::HyperClients;
 use super::route::RouteError;
 use super::stack::stack;
 use crate::balance::{HashKey, hash_key};
@@ -15,8 +15,6 @@ use crate::retry::ReplayBody;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -82,9 +80,9 @@ pub struct MeshClient<S> {
 }
 
 /// The mesh's own client of a mesh service, for request bodies of type
-/// `B`: [`ClientLayer`] over a hyper-util client built on
-/// [`Mesh::connector`]. Made by [`Mesh::http_client`].
-pub type HttpClient<B> = MeshClient<Client<MeshConnector, ReplayBody<B>>>;
+/// `B`: [`ClientLayer`] over hyper-util clients built on
+/// [`Mesh::connector`] ([`HyperClients`]). Made by [`Mesh::http_client`].
+pub type HttpClient<B> = MeshClient<HyperClients<ReplayBody<B>>>;
 
 impl<S: Clone> Clone for MeshClient<S> {
     fn clone(&self) -> Self {
@@ -138,8 +136,8 @@ impl Mesh {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let client = Client::builder(TokioExecutor::new()).build(self.connector());
-        self.client_layer(service).layer(client)
+        self.client_layer(service)
+            .layer(HyperClients::new(self.connector()))
     }
 }
 
@@ -230,7 +228,15 @@ impl<S> MeshClient<S> {
                 .and_then(|r| r.retry.as_ref())
                 .and_then(|r| r.config().per_try_timeout),
         };
-        let stack = stack(route, cluster, own, self.inner.clone());
+        // The route's timeout; without one, a caller's deadline is still
+        // enforced here (a layer that never times out by itself).
+        let timeout = route.and_then(|r| r.timeout).or_else(|| {
+            Deadline::for_request(&request).and_then(|_| {
+                let forever = crate::timeout::TimeoutConfig::after(crate::bounds::MAX_DURATION);
+                crate::timeout::TimeoutLayer::new(forever).ok()
+            })
+        });
+        let stack = stack(timeout, route, cluster, own, self.inner.clone());
         Box::pin(stack.oneshot(request))
     }
 }

@@ -8,10 +8,12 @@
 //! detection around them.
 
 use super::body::Tracked;
+use super::hyper_clients::WantsHttp2;
 use super::outlier_report::OutlierReport;
 use super::route::RouteError;
 use super::runtime::ClusterRuntime;
 use crate::balance::ServedBy;
+use crate::config::Protocol;
 use crate::deadline::{Deadline, DeadlineExceeded};
 use crate::error::BoxError;
 use crate::retry::Attempt;
@@ -85,6 +87,9 @@ where
                 return Err(RouteError::NoEndpoint(cluster.name.clone()).into());
             };
             aim(request.uri_mut(), endpoint.address)?;
+            if cluster.protocol == Protocol::Http2 {
+                request.extensions_mut().insert(WantsHttp2);
+            }
             let in_flight = endpoint.load.start();
             // Polled inside the route's and the attempt's deadline scopes:
             // the earlier of the two, by which a hung endpoint is judged.

@@ -1,14 +1,22 @@
-use super::{ClusterOverloaded, HttpClient, Mesh, ResponseBody, RouteError};
+use super::{ClusterOverloaded, Mesh, ResponseBody, RouteError};
 use crate::error::BoxError;
 use futures_util::TryFutureExt;
 use futures_util::future::MapErr;
 use http::{Request, Response};
 use std::task::{Context, Poll};
 
+/// The mesh client over one HTTP/2-only hyper-util client.
+type Inner = super::MeshClient<
+    hyper_util::client::legacy::Client<
+        super::MeshConnector,
+        crate::retry::ReplayBody<tonic::body::Body>,
+    >,
+>;
+
 /// A channel for tonic's generated clients. Made by
 /// [`Mesh::grpc_channel`].
 ///
-/// It is the mesh's [`HttpClient`] with tonic's body type, speaking
+/// It is the mesh's [`HttpClient`](super::HttpClient) with tonic's body type, speaking
 /// HTTP/2 to every endpoint, except that the mesh's refusals become the
 /// gRPC status tonic clients report to the application: `UNAVAILABLE` for
 /// a request the mesh cannot place (unknown service, no route, no
@@ -16,7 +24,7 @@ use std::task::{Context, Poll};
 /// `DEADLINE_EXCEEDED` for a spent budget, each with the reason.
 #[derive(Clone, Debug)]
 pub struct GrpcChannel {
-    inner: HttpClient<tonic::body::Body>,
+    inner: Inner,
 }
 
 impl Mesh {
@@ -67,7 +75,7 @@ impl tower::Service<Request<tonic::body::Body>> for GrpcChannel {
     type Response = Response<ResponseBody>;
     type Error = BoxError;
     type Future = MapErr<
-        <HttpClient<tonic::body::Body> as tower::Service<Request<tonic::body::Body>>>::Future,
+        <Inner as tower::Service<Request<tonic::body::Body>>>::Future,
         fn(BoxError) -> BoxError,
     >;
 

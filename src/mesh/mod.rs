@@ -41,6 +41,7 @@ mod connector;
 mod fault;
 #[cfg(feature = "grpc")]
 mod grpc;
+mod hyper_clients;
 mod locality;
 mod outlier;
 mod outlier_report;
@@ -69,6 +70,7 @@ pub use connect::ConnectBackoff;
 pub use connector::{MeshConnection, MeshConnector};
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcChannel;
+pub use hyper_clients::HyperClients;
 #[cfg(feature = "grpc")]
 pub use raw_codec::RawCodec;
 pub use registration::{Registration, RegistrationBuilder, RegistrationError};

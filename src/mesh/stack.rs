@@ -24,6 +24,7 @@ use tower::{Layer, Service};
 /// (the application's client or the mesh's own). The route was decided
 /// above it, in [`MeshClient`](super::MeshClient).
 pub(super) fn stack<S>(
+    timeout: Option<crate::timeout::TimeoutLayer>,
     route: Option<&RouteRuntime>,
     cluster: &Arc<ClusterRuntime>,
     own: OwnDeadlines,
@@ -35,7 +36,7 @@ pub(super) fn stack<S>(
     let guarded = BreakerStep::new(cluster.breaker(), balanced); // the cluster's breaker, if any
     let retried = RetryStep::new(route.and_then(|r| r.retry.as_ref()), guarded); // route policy, shared budget
     let faulted = InjectFaults::new(route.and_then(|r| r.faults.clone()), retried); // the route's faults
-    match route.and_then(|r| r.timeout) {
+    match timeout {
         // The route's timeout, merged with the caller's deadline.
         Some(timeout) => EitherService::Left(timeout.layer(faulted)),
         None => EitherService::Right(faulted),

@@ -158,3 +158,24 @@ async fn the_clusters_classifier_decides_what_outlier_detection_counts() {
     }
     assert_eq!(teapot_hits.load(Ordering::SeqCst), ejected_after);
 }
+
+#[tokio::test]
+async fn requests_refused_before_sending_do_not_trip_the_breaker() {
+    let (server, hits) = answering(200).await;
+    let mesh = teapot_mesh(&format!(
+        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    breaker: {{ consecutive_failures: 1, open_for: 60s }}\n    endpoints: [{{ address: \"{}\" }}]\n",
+        server.addr
+    ))
+    .await;
+    // A caller whose budget is already spent: refused before sending.
+    for _ in 0..3 {
+        let spent = sinew::deadline::Deadline::at(tokio::time::Instant::now());
+        let error = spent.scope(call(&mesh)).await.unwrap_err();
+        let unsent = error
+            .downcast_ref::<sinew::deadline::DeadlineExceeded>()
+            .is_some_and(|e| e.is_unsent());
+        assert!(unsent, "{error}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    assert_eq!(call(&mesh).await.unwrap(), 200, "the breaker stayed shut");
+}

@@ -187,6 +187,10 @@ async fn a_budget_crosses_two_hops_and_the_second_hop_enforces_it() {
                     let request = Request::get("http://b/").body(Full::default()).unwrap();
                     match to_b.oneshot(request).await {
                         Ok(response) => text(response.status().as_u16(), "from b"),
+                        // a's own client gives up at the same deadline.
+                        Err(error) if error.is::<sinew::deadline::DeadlineExceeded>() => {
+                            text(504, error.to_string())
+                        }
                         Err(error) => text(599, error.to_string()),
                     }
                 }
@@ -251,4 +255,29 @@ async fn a_grpc_call_past_its_routes_timeout_is_deadline_exceeded() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_deadline_is_enforced_on_a_route_without_a_timeout() {
+    let hung = serve(handler(|_req: Request<hyper::body::Incoming>| async {
+        std::future::pending::<()>().await;
+        text(200, "unreachable")
+    }))
+    .await;
+    let mesh = mesh_of(&format!(
+        "services:\n  slow:\n    routes: [{{ split: [{{ cluster: hung }}] }}]\nclusters:\n  hung:\n    endpoints: [{{ address: \"{}\" }}]\n",
+        hung.addr
+    ))
+    .await;
+    let sent = mesh
+        .http_client::<Full<Bytes>>("slow")
+        .oneshot(Request::get("http://slow/").body(Full::default()).unwrap());
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        Deadline::after(Duration::from_millis(300)).scope(sent),
+    )
+    .await
+    .expect("the caller's deadline ended the call");
+    let error = outcome.unwrap_err();
+    assert!(error.is::<sinew::deadline::DeadlineExceeded>(), "{error}");
 }
