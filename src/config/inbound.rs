@@ -61,7 +61,10 @@ pub struct ConnectionsConfig {
     pub max: usize,
     /// How long a connection may take to send a complete request head:
     /// the first one after it opens (HTTP/1.1 and HTTP/2), and each next
-    /// one on an HTTP/1.1 connection. Default: 30 s.
+    /// one on an HTTP/1.1 connection. An HTTP/2 connection is then pinged
+    /// at this interval and closed when a ping goes unanswered for as
+    /// long; an idle HTTP/2 connection that answers its pings keeps its
+    /// place under `max`. Default: 30 s.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
 }

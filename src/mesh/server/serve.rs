@@ -173,6 +173,14 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(timeout);
+    // HTTP/2 has no per-head timer after the first: a peer that stops
+    // answering pings is dropped, so a dead connection frees its place
+    // under the cap.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(timeout))
+        .keep_alive_timeout(timeout);
     let peer = connection.peer_addr();
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(connection), service)
