@@ -199,7 +199,7 @@ impl ServerBuilder {
         Live::new(self.mesh.clone(), &self.service, self.inbound.clone()).map(Arc::new)
     }
 
-    /// The request stack as a tower layer (see the [module docs](self)),
+    /// The request stack as a tower layer (its order: docs/architecture.md, ADR 0011),
     /// e.g. for `tonic::transport::Server::builder().layer(..)`. Each call
     /// makes limits of its own; clones of one layer share theirs.
     pub fn layer(&self) -> Result<InboundLayer, ConfigError> {
