@@ -101,9 +101,13 @@ fn config(routes: Vec<FuzzRoute>) -> MeshConfig {
         })
         .collect();
     let mut config = MeshConfig::default();
-    config
-        .services
-        .insert(SERVICE.to_owned(), ServiceConfig { routes });
+    config.services.insert(
+        SERVICE.to_owned(),
+        ServiceConfig {
+            routes,
+            ..ServiceConfig::default()
+        },
+    );
     for (i, name) in CLUSTERS.iter().enumerate() {
         let cluster = ClusterConfig {
             endpoints: vec![EndpointConfig::new(format!("127.0.0.1:{}", 9000 + i))],
