@@ -100,12 +100,7 @@ impl<B: Body> Body for BalanceBody<B> {
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let mut this = self.project();
         let polled = this.inner.as_mut().poll_frame(cx);
-        let ended = match &polled {
-            Poll::Ready(None | Some(Err(_))) => true,
-            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
-            Poll::Pending => false,
-        };
-        if ended {
+        if has_ended(&*this.inner, &polled) {
             *this.in_flight = None;
         }
         polled
@@ -117,6 +112,20 @@ impl<B: Body> Body for BalanceBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// What a body's `poll_frame` gives.
+pub(crate) type Polled<B> = Poll<Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>>;
+
+/// Whether `body` is over after a poll that gave `polled`: it ended, it
+/// failed, or the frame just read was its last. Bodies that hold a request
+/// in flight until the response ends (here, and the mesh's) release it then.
+pub(crate) fn has_ended<B: Body>(body: &B, polled: &Polled<B>) -> bool {
+    match polled {
+        Poll::Ready(None | Some(Err(_))) => true,
+        Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+        Poll::Pending => false,
     }
 }
 

@@ -107,6 +107,7 @@ mod round_robin;
 mod set;
 
 pub use body::BalanceBody;
+pub(crate) use body::has_ended;
 pub use error::NoEndpoint;
 pub use future::ResponseFuture;
 pub use hash::{HashKey, hash_key};

@@ -152,11 +152,7 @@ impl<B: Body<Data = Bytes>> Body for Tracked<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
         let polled = this.inner.as_mut().poll_frame(cx);
-        let ended = match &polled {
-            Poll::Ready(None | Some(Err(_))) => true,
-            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
-            Poll::Pending => false,
-        };
+        let ended = crate::balance::has_ended(&*this.inner, &polled);
         if let Some(report) = this.report.as_mut() {
             match &polled {
                 Poll::Ready(Some(Err(_))) => report.failed(),
