@@ -102,12 +102,13 @@ where
                 // fast failure says nothing of the endpoint's speed.
                 let response = result.map_err(Into::into)?;
                 sent.in_flight.observe();
-                let (mut head, body) = response.into_parts();
+                let endpoint = sent.endpoint;
+                let mut response =
+                    response.map(|body| BalanceBody::new(body, sent.in_flight, endpoint));
                 if sent.served_by {
-                    head.extensions.insert(ServedBy(sent.endpoint));
+                    response.extensions_mut().insert(ServedBy(endpoint));
                 }
-                let body = BalanceBody::new(body, sent.in_flight, sent.endpoint);
-                Poll::Ready(Ok(Response::from_parts(head, body)))
+                Poll::Ready(Ok(response))
             }
             StateProj::Failed { error } => Poll::Ready(Err(error
                 .take()

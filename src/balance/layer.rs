@@ -228,6 +228,7 @@ pub struct ServedBy(pub std::net::SocketAddr);
 /// Points `uri` at `authority`, keeping its scheme (`http` when it has
 /// none), path and query (`/` when it has none). Moves the parts: no
 /// allocation.
+#[inline]
 pub(crate) fn aim(uri: &mut Uri, authority: Authority) -> Result<(), InvalidUriParts> {
     let mut parts = std::mem::take(uri).into_parts();
     if parts.scheme.is_none() {
