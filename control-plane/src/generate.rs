@@ -556,7 +556,7 @@ fn cluster_resource(name: &str, c: &ClusterConfig) -> Cluster {
             ..CommonLbConfig::default()
         }),
         metadata: sinew_metadata(c),
-        transport_socket: (!c.identities.is_empty()).then(|| upstream_tls(&c.identities)),
+        transport_socket: c.requires_mtls().then(|| upstream_tls(&c.identities)),
         http2_protocol_options: (c.protocol == Protocol::Http2).then(Http2ProtocolOptions::default),
         ..Cluster::default()
     }

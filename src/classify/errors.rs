@@ -54,7 +54,8 @@ fn is_never_processed(err: &(dyn Error + 'static)) -> bool {
 
 /// Whether `err` is a refusal made on the caller's side before the request
 /// was sent, for reasons of the caller's (its deadline already spent, no
-/// endpoint to send it to, the cluster's thresholds): the breaker counts
+/// endpoint to send it to, the cluster's thresholds, mutual TLS the mesh
+/// cannot give): the breaker counts
 /// it neither way.
 pub fn refused_before_sending(err: &(dyn Error + 'static)) -> bool {
     if err
@@ -65,6 +66,7 @@ pub fn refused_before_sending(err: &(dyn Error + 'static)) -> bool {
     }
     #[cfg(feature = "mesh")]
     if err.is::<crate::mesh::ClusterOverloaded>()
+        || err.is::<crate::mesh::MtlsUnavailable>()
         || matches!(
             err.downcast_ref::<crate::mesh::RouteError>(),
             Some(crate::mesh::RouteError::NoEndpoint(_))

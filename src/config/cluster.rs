@@ -17,9 +17,17 @@ pub struct ClusterConfig {
     /// Ejection of misbehaving endpoints. Default: none.
     pub outlier_detection: Option<OutlierDetectionConfig>,
     /// The SPIFFE identities the endpoints may present (any one of them),
-    /// e.g. `spiffe://example.org/ns/shop/sa/reviews`. Default: none.
+    /// e.g. `spiffe://example.org/ns/shop/sa/reviews`. Naming any makes
+    /// the cluster mTLS-only ([`requires_mtls`](Self::requires_mtls)).
+    /// Default: none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<String>,
+    /// Whether the endpoints are spoken to over mutual TLS only, even when
+    /// no [`identities`](Self::identities) are named (then any identity the
+    /// trust bundle vouches for is accepted). Default: false, unless
+    /// identities are named.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mtls: bool,
     /// A circuit breaker over the whole cluster: when it is open, requests
     /// to the cluster fail at once. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,6 +40,22 @@ pub struct ClusterConfig {
     pub classifier: Option<String>,
     /// The endpoints.
     pub endpoints: Vec<EndpointConfig>,
+}
+
+impl ClusterConfig {
+    /// Whether the endpoints may only be spoken to over mutual TLS: when
+    /// [`mtls`](Self::mtls) says so or [`identities`](Self::identities) are
+    /// named. Such a cluster is never spoken to in plaintext.
+    ///
+    /// ```
+    /// let mut cluster = sinew::config::ClusterConfig::default();
+    /// assert!(!cluster.requires_mtls());
+    /// cluster.identities.push("spiffe://example.org/ns/shop/sa/reviews".into());
+    /// assert!(cluster.requires_mtls());
+    /// ```
+    pub fn requires_mtls(&self) -> bool {
+        self.mtls || !self.identities.is_empty()
+    }
 }
 
 /// Protocol spoken to a cluster's endpoints.

@@ -50,6 +50,36 @@ pub struct InboundConfig {
     pub load_shed: bool,
     /// Connections accepted for the service.
     pub connections: ConnectionsConfig,
+    /// Whether callers must present a workload certificate. Default (not
+    /// set): `strict` when the mesh has an identity of its own, plaintext
+    /// when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsMode>,
+}
+
+/// How a served service treats its callers' transport.
+///
+/// ```
+/// use sinew::config::{MeshConfig, MtlsMode};
+///
+/// let config = MeshConfig::from_yaml(
+///     "services:\n  reviews:\n    inbound: { mtls: permissive }\n",
+/// ).unwrap();
+/// let inbound = config.services["reviews"].inbound.as_ref().unwrap();
+/// assert_eq!(inbound.mtls, Some(MtlsMode::Permissive));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MtlsMode {
+    /// Mutual TLS only: a caller without a certificate the mesh's trust
+    /// bundle vouches for is refused at the handshake.
+    Strict,
+    /// Mutual TLS, and plaintext too (told apart by the connection's first
+    /// byte): for moving a service's callers to mTLS one at a time. A
+    /// plaintext caller has no peer identity.
+    Permissive,
+    /// Plaintext only, even when the mesh has an identity.
+    Disabled,
 }
 
 /// Connection acceptance of a served service.
@@ -147,6 +177,24 @@ mod tests {
             .err()
             .map(|e| e.field().to_owned());
         assert_eq!(err.as_deref(), Some("services.reviews.inbound.rate"));
+    }
+
+    #[test]
+    fn mtls_modes_parse_and_a_wrong_one_is_named() {
+        for (text, mode) in [
+            ("strict", MtlsMode::Strict),
+            ("permissive", MtlsMode::Permissive),
+            ("disabled", MtlsMode::Disabled),
+        ] {
+            let yaml = format!("services:\n  reviews:\n    inbound: {{ mtls: {text} }}\n");
+            let config = MeshConfig::from_yaml(&yaml).unwrap_or_else(|e| unreachable!("{e}"));
+            let inbound = config.services["reviews"].inbound.as_ref();
+            assert_eq!(inbound.and_then(|i| i.mtls), Some(mode));
+        }
+        let err = MeshConfig::from_yaml("services:\n  reviews:\n    inbound: { mtls: lax }\n")
+            .err()
+            .map(|e| e.field().to_owned());
+        assert_eq!(err.as_deref(), Some("services.reviews.inbound.mtls"));
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub use endpoint::{EndpointConfig, Health, Locality};
 pub use fault::{FaultAbort, FaultConfig, FaultDelay};
 pub(crate) use files::read_at_most;
 pub use files::{MAX_FILE_BYTES, read_limited, write_private};
-pub use inbound::{ConnectionsConfig, InboundConfig};
+pub use inbound::{ConnectionsConfig, InboundConfig, MtlsMode};
 pub use route::{HeaderMatch, PathMatch, RouteConfig, RouteMatch, ServiceConfig, WeightedCluster};
 pub use settled_file::SettledFile;
 pub use snapshot::{Cluster, Endpoint, Endpoints, Route, Service, Snapshot};

@@ -9,6 +9,7 @@
 
 use super::body::Tracked;
 use super::hyper_clients::WantsHttp2;
+use super::mtls::MtlsUnavailable;
 use super::outlier_report::OutlierReport;
 use super::route::RouteError;
 use super::runtime::ClusterRuntime;
@@ -80,6 +81,9 @@ where
         // From the attempt's start, as its per-try timer runs.
         let deadline = self.own.for_attempt();
         Box::pin(async move {
+            if cluster.requires_mtls() {
+                return Err(MtlsUnavailable::no_identity(&cluster.name).into());
+            }
             // Admitted first, so that a request that waited in line goes
             // to the endpoint that is best when it leaves the line.
             let permit = cluster.admit(retry).await?;

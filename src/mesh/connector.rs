@@ -10,6 +10,7 @@
 
 use super::Mesh;
 use super::connect::BackoffConnector;
+use super::mtls::MtlsUnavailable;
 use crate::error::BoxError;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -73,7 +74,19 @@ impl tower::Service<Uri> for MeshConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let http2 = endpoint_of(&uri).is_some_and(|address| self.mesh.speaks_http2(address));
+        let transport = endpoint_of(&uri)
+            .map(|address| self.mesh.transport_to(address))
+            .unwrap_or_default();
+        if let Some(cluster) = transport.mtls_for {
+            // Never plaintext to an endpoint of a cluster that requires
+            // mTLS, whichever cluster this connection is for: connections
+            // are pooled by address, so the strictest cluster decides.
+            return Box::pin(std::future::ready(Err(MtlsUnavailable::no_identity(
+                &cluster,
+            )
+            .into())));
+        }
+        let http2 = transport.http2;
         let connecting = self.tcp.call(uri);
         Box::pin(async move {
             let io = connecting.await?;
@@ -86,17 +99,35 @@ fn endpoint_of(uri: &Uri) -> Option<SocketAddr> {
     uri.authority()?.as_str().parse().ok()
 }
 
+/// How to speak to one endpoint, from the clusters that hold it.
+#[derive(Debug, Default)]
+struct Transport {
+    /// HTTP/2: a cluster holding the endpoint speaks it.
+    http2: bool,
+    /// A cluster holding the endpoint that requires mutual TLS.
+    mtls_for: Option<String>,
+}
+
 impl Mesh {
-    /// Whether the cluster of the endpoint at `address` speaks HTTP/2 (the
-    /// first such cluster decides). Asked once per new connection.
-    fn speaks_http2(&self, address: SocketAddr) -> bool {
+    /// How to speak to the endpoint at `address`. Asked once per new
+    /// connection.
+    fn transport_to(&self, address: SocketAddr) -> Transport {
         let snapshot = self.snapshot();
-        snapshot.config().clusters.keys().any(|name| {
-            snapshot.cluster(name).is_some_and(|cluster| {
-                cluster.config().protocol == crate::config::Protocol::Http2
-                    && cluster.endpoints().iter().any(|e| e.address == address)
-            })
-        })
+        let mut transport = Transport::default();
+        for name in snapshot.config().clusters.keys() {
+            let Some(cluster) = snapshot.cluster(name) else {
+                continue;
+            };
+            if !cluster.endpoints().iter().any(|e| e.address == address) {
+                continue;
+            }
+            let config = cluster.config();
+            transport.http2 |= config.protocol == crate::config::Protocol::Http2;
+            if transport.mtls_for.is_none() && config.requires_mtls() {
+                transport.mtls_for = Some(name.clone());
+            }
+        }
+        transport
     }
 }
 

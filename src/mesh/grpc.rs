@@ -54,12 +54,14 @@ impl Mesh {
 
 /// A refusal of the mesh's, as the gRPC status a tonic client reports:
 /// what could not be placed (unknown service, no route, no endpoint, a
-/// cluster at its limits, an open breaker) is `UNAVAILABLE`, a spent
+/// cluster at its limits, an open breaker, a cluster that requires mTLS
+/// the mesh cannot give) is `UNAVAILABLE`, a spent
 /// budget `DEADLINE_EXCEEDED`, each with the reason.
 fn as_status(error: BoxError) -> BoxError {
     let unplaced = error.is::<RouteError>()
         || error.is::<ClusterOverloaded>()
-        || error.is::<crate::breaker::BreakerOpen>();
+        || error.is::<crate::breaker::BreakerOpen>()
+        || error.is::<super::MtlsUnavailable>();
     let late =
         error.is::<crate::deadline::DeadlineExceeded>() || error.is::<crate::timeout::Elapsed>();
     if unplaced {

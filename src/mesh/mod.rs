@@ -43,6 +43,7 @@ mod fault;
 mod grpc;
 mod hyper_clients;
 mod locality;
+mod mtls;
 mod outlier;
 mod outlier_report;
 #[cfg(feature = "grpc")]
@@ -71,6 +72,7 @@ pub use connector::{MeshConnection, MeshConnector};
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcChannel;
 pub use hyper_clients::HyperClients;
+pub use mtls::MtlsUnavailable;
 #[cfg(feature = "grpc")]
 pub use raw_codec::RawCodec;
 pub use registration::{Registration, RegistrationBuilder, RegistrationError};

@@ -490,6 +490,12 @@ impl ClusterRuntime {
         })
     }
 
+    /// Whether the cluster's endpoints may only be spoken to over mutual
+    /// TLS.
+    pub(super) fn requires_mtls(&self) -> bool {
+        self.cluster.config().requires_mtls()
+    }
+
     /// The classifier of the cluster's outcomes (outlier detection, the
     /// breaker).
     pub(super) fn classifier(&self) -> &SharedClassifier {

@@ -622,7 +622,19 @@ fn upstream_tls_contexts_give_the_identities_endpoints_may_present() {
             .collect(),
     );
     match decode(Kind::Cluster, &good) {
-        Ok((_, Resource::Cluster(c))) => assert_eq!(c.config.identities, ids),
+        Ok((_, Resource::Cluster(c))) => {
+            assert_eq!(c.config.identities, ids);
+            assert!(c.config.requires_mtls());
+        }
+        other => unreachable!("a valid cluster: {other:?}"),
+    }
+    // A TLS context with no SAN matcher still means mTLS only: never
+    // plaintext, any identity the trust bundle vouches for.
+    match decode(Kind::Cluster, &cluster_with(Vec::new())) {
+        Ok((_, Resource::Cluster(c))) => {
+            assert!(c.config.identities.is_empty());
+            assert!(c.config.mtls && c.config.requires_mtls());
+        }
         other => unreachable!("a valid cluster: {other:?}"),
     }
     let prefix = cluster_with(vec![san(

@@ -13,6 +13,7 @@
 mod support;
 
 mod classifiers;
+mod mtls;
 mod outlier;
 mod policies;
 mod stack;

@@ -97,7 +97,9 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
     config.breaker = super::metadata::breaker(sinew)?;
     config.classifier = super::metadata::classifier(sinew)?;
     if let Some(socket) = &c.transport_socket {
-        config.identities = super::tls::identities(socket)?;
+        let tls = super::tls::upstream(socket)?;
+        config.mtls = tls.is_some();
+        config.identities = tls.unwrap_or_default();
     }
     if c.http2_protocol_options.is_some() {
         config.protocol = Protocol::Http2;

@@ -1,5 +1,6 @@
-//! The identity a Cluster expects of its endpoints, from the SAN matchers
-//! of its `UpstreamTlsContext`.
+//! Whether a Cluster's endpoints are spoken to over mTLS (it has an
+//! `UpstreamTlsContext`), and the identities they may present (its SAN
+//! matchers).
 
 use super::Invalid;
 use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket::ConfigType};
@@ -13,15 +14,18 @@ use prost::Message;
 const UPSTREAM_TLS: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
-/// The SPIFFE IDs the endpoints may present. Only exact matches on URI
-/// SANs (or on any SAN, in the older field) express an identity; any other
-/// matcher is refused rather than widened or narrowed silently.
+/// `None` when the socket is plaintext (no typed config); otherwise the
+/// endpoints are spoken to over mTLS, and these are the SPIFFE IDs they
+/// may present (none: any the trust bundle vouches for). Only exact
+/// matches on URI SANs (or on any SAN, in the older field) express an
+/// identity; any other matcher is refused rather than widened or narrowed
+/// silently.
 // `match_subject_alt_names` is deprecated in Envoy's API; control planes
 // (Istio among them) still send it.
 #[allow(deprecated)]
-pub(crate) fn identities(socket: &TransportSocket) -> Result<Vec<String>, Invalid> {
+pub(crate) fn upstream(socket: &TransportSocket) -> Result<Option<Vec<String>>, Invalid> {
     let Some(ConfigType::TypedConfig(any)) = &socket.config_type else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     if any.type_url != UPSTREAM_TLS {
         return Err(format!(
@@ -43,7 +47,7 @@ pub(crate) fn identities(socket: &TransportSocket) -> Result<Vec<String>, Invali
             c.default_validation_context.unwrap_or_default(),
             format!("{at}.combined_validation_context.default_validation_context"),
         ),
-        _ => return Ok(Vec::new()),
+        _ => return Ok(Some(Vec::new())),
     };
     let (v, at): (CertificateValidationContext, String) = validation;
     let mut ids = Vec::new();
@@ -60,7 +64,7 @@ pub(crate) fn identities(socket: &TransportSocket) -> Result<Vec<String>, Invali
         let at = format!("{at}.match_subject_alt_names[{i}]");
         ids.push(spiffe_id(Some(m), &at)?);
     }
-    Ok(ids)
+    Ok(Some(ids))
 }
 
 fn spiffe_id(matcher: Option<&StringMatcher>, at: &str) -> Result<String, Invalid> {
