@@ -319,6 +319,7 @@ clusters:
       - { address: "127.0.0.1:1002", weight: 3, locality: { region: eu, zone: b }, priority: 1 }
   v2:
     lb: { policy: round_robin }
+    mtls: true
     locality_lb: { failover_threshold_percent: 0 }
     breaker: { consecutive_failures: ~, failure_rate: { threshold: 1 } }
     endpoints: [{ address: "127.0.0.1:1003", health: draining }]

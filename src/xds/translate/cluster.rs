@@ -97,9 +97,11 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
     config.breaker = super::metadata::breaker(sinew)?;
     config.classifier = super::metadata::classifier(sinew)?;
     if let Some(socket) = &c.transport_socket {
-        let tls = super::tls::upstream(socket)?;
-        config.mtls = tls.is_some();
-        config.identities = tls.unwrap_or_default();
+        // Named identities already make the cluster mTLS-only; `mtls`
+        // says so for a context without any (the mesh file's same form).
+        let identities = super::tls::upstream(socket)?;
+        config.mtls = identities.as_ref().is_some_and(Vec::is_empty);
+        config.identities = identities.unwrap_or_default();
     }
     if c.http2_protocol_options.is_some() {
         config.protocol = Protocol::Http2;
