@@ -114,6 +114,7 @@ pub use hash::{HashKey, hash_key};
 pub use layer::{Balance, BalanceLayer, ServedBy};
 pub use load::{EndpointLoad, InFlight};
 pub use set::EndpointSet;
+pub(crate) use set::shared_authority;
 
 use crate::config::LbPolicy;
 use alias::Alias;

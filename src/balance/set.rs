@@ -111,12 +111,7 @@ pub(super) struct Entry {
 
 impl Entry {
     pub(super) fn new(address: SocketAddr, weight: u32) -> Option<Self> {
-        // A socket address's text form is always a valid authority
-        // (brackets and zone included); `None` is never expected.
-        let authority = Authority::try_from(address.to_string()).ok()?;
-        // The first clone turns the text's buffer into a shared one, so
-        // that requests clone it without allocating.
-        drop(authority.clone());
+        let authority = shared_authority(address)?;
         Some(Self {
             address,
             weight,
@@ -449,6 +444,17 @@ impl EndpointSet {
             },
         })
     }
+}
+
+/// `address` as a URI authority that requests clone without allocating.
+/// A socket address's text form is always a valid authority (brackets and
+/// zone included); `None` is never expected.
+pub(crate) fn shared_authority(address: SocketAddr) -> Option<Authority> {
+    let authority = Authority::try_from(address.to_string()).ok()?;
+    // The first clone turns the text's buffer into a shared one, so that
+    // later clones only count references.
+    drop(authority.clone());
+    Some(authority)
 }
 
 /// The endpoint picked for one request, counted in flight.

@@ -12,7 +12,7 @@ use super::hyper_clients::WantsHttp2;
 use super::mtls::MtlsUnavailable;
 use super::outlier_report::OutlierReport;
 use super::route::RouteError;
-use super::runtime::ClusterRuntime;
+use super::runtime::{ClusterRuntime, Picked};
 use crate::balance::ServedBy;
 use crate::config::Protocol;
 use crate::deadline::{Deadline, DeadlineExceeded};
@@ -90,7 +90,7 @@ where
             let Some(endpoint) = cluster.pick(&request) else {
                 return Err(RouteError::NoEndpoint(cluster.name.clone()).into());
             };
-            aim(request.uri_mut(), endpoint.address)?;
+            aim(request.uri_mut(), &endpoint)?;
             if cluster.protocol == Protocol::Http2 {
                 request.extensions_mut().insert(WantsHttp2);
             }
@@ -140,9 +140,14 @@ impl OwnDeadlines {
     }
 }
 
-/// Points the request at the endpoint, keeping its path and query.
-fn aim(uri: &mut Uri, address: std::net::SocketAddr) -> Result<(), BoxError> {
-    let authority = Authority::try_from(address.to_string())?;
+/// Points the request at the endpoint, keeping its path and query, with
+/// the scheme `http` (requests to clusters that require mTLS do not get
+/// here yet).
+fn aim(uri: &mut Uri, endpoint: &Picked) -> Result<(), BoxError> {
+    let authority = match &endpoint.authority {
+        Some(authority) => authority.clone(),
+        None => Authority::try_from(endpoint.address.to_string())?,
+    };
     let mut parts = std::mem::take(uri).into_parts();
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(authority);

@@ -14,7 +14,9 @@ use super::locality::{Candidate, select};
 use super::outlier::{Detector, EndpointOutlier, Outliers, Result_ as OutlierResult};
 use super::route::ClusterOverloaded;
 use super::thresholds::{ClusterPermit, Limits};
-use crate::balance::{EndpointLoad, HashKey, Picker, PickerChange, PickerEndpoint, hash_key};
+use crate::balance::{
+    EndpointLoad, HashKey, Picker, PickerChange, PickerEndpoint, hash_key, shared_authority,
+};
 use crate::breaker::BreakerLayer;
 use crate::classify::{Classifiers, SharedClassifier, StatusClassifier};
 use crate::config::{
@@ -25,6 +27,7 @@ use crate::cow_list::CowList;
 use crate::retry::RetryLayer;
 use crate::timeout::{TimeoutConfig, TimeoutLayer};
 use arc_swap::ArcSwap;
+use http::uri::Authority;
 use http::{HeaderName, Request};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -206,6 +209,10 @@ pub(super) struct ClusterRuntime {
     cluster: Arc<Cluster>,
     /// The endpoints' loads, in the cluster's endpoint order.
     loads: CowList<Arc<EndpointLoad>>,
+    /// The endpoints' addresses as URI authorities, in the same order:
+    /// made once per endpoint, where formatting the address per request
+    /// would allocate.
+    authorities: CowList<Option<Authority>>,
     /// The endpoints' outlier state, in the same order.
     outliers: Outliers,
     /// Picks among the endpoints that take traffic.
@@ -262,6 +269,8 @@ struct Pick {
 #[derive(Clone, Debug)]
 pub(super) struct Picked {
     pub(super) address: SocketAddr,
+    /// `address` as a URI authority (`None` only if it could not be made).
+    pub(super) authority: Option<Authority>,
     pub(super) load: Arc<EndpointLoad>,
     pub(super) outlier: Arc<EndpointOutlier>,
 }
@@ -287,8 +296,13 @@ impl ClusterRuntime {
         }
         let mut loads = CowList::default();
         let mut outliers: Outliers = CowList::default();
+        let mut authorities = CowList::default();
         for e in cluster.endpoints().iter() {
             let old = previous.and_then(|p| Some((p, *kept.get(&e.address)?)));
+            authorities.push(
+                old.and_then(|(p, i)| p.authorities.get(i).cloned())
+                    .unwrap_or_else(|| shared_authority(e.address)),
+            );
             loads.push(
                 old.and_then(|(p, i)| p.loads.get(i).cloned())
                     .unwrap_or_default(),
@@ -335,6 +349,7 @@ impl ClusterRuntime {
                 epoch: 0,
             }),
             loads,
+            authorities,
             outliers,
             detector,
             next_release: AtomicU64::new(u64::MAX),
@@ -359,6 +374,7 @@ impl ClusterRuntime {
     /// replaced or added endpoint is its index in `cluster`.
     fn changed(&self, cluster: Arc<Cluster>, ops: &[EndpointOp]) -> Self {
         let mut loads = self.loads.clone();
+        let mut authorities = self.authorities.clone();
         let mut outliers = self.outliers.clone();
         let current = self.picker.load_full();
         // A large change goes to a rebuilt picker: one pass over the
@@ -376,12 +392,19 @@ impl ClusterRuntime {
                         detector.forget(&outlier);
                     }
                     loads.swap_remove(i);
+                    authorities.swap_remove(i);
                     (i, None)
                 }
                 EndpointOp::Replaced(i) => (i, cluster.endpoints().get(i)),
                 EndpointOp::Added => {
                     loads.push(Arc::default());
                     outliers.push(Arc::default());
+                    authorities.push(
+                        cluster
+                            .endpoints()
+                            .get(loads.len() - 1)
+                            .and_then(|e| shared_authority(e.address)),
+                    );
                     (loads.len() - 1, cluster.endpoints().get(loads.len() - 1))
                 }
             };
@@ -434,6 +457,7 @@ impl ClusterRuntime {
             name: self.name.clone(),
             cluster,
             loads,
+            authorities,
             outliers,
             picker: ArcSwap::new(pick),
             detector: self.detector.clone(),
@@ -485,6 +509,7 @@ impl ClusterRuntime {
         };
         Some(Picked {
             address: self.cluster.endpoints().get(i)?.address,
+            authority: self.authorities.get(i).cloned().flatten(),
             load: self.loads.get(i)?.clone(),
             outlier: self.outliers.get(i)?.clone(),
         })
@@ -610,11 +635,18 @@ mod tests {
         routing.with_changes(Arc::new(snapshot), "pool", Some(&ops))
     }
 
+    /// The endpoints `n` picks reached, each checked to carry its own
+    /// address as its authority.
     fn picks(routing: &Routing, n: usize) -> Vec<SocketAddr> {
         let pool = routing.cluster("pool").cloned();
         let request = Request::new(());
         let mut seen: Vec<SocketAddr> = (0..n)
-            .filter_map(|_| pool.as_ref()?.pick(&request).map(|p| p.address))
+            .filter_map(|_| pool.as_ref()?.pick(&request))
+            .map(|p| {
+                let authority = p.authority.map(|a| a.to_string());
+                assert_eq!(authority, Some(p.address.to_string()));
+                p.address
+            })
             .collect();
         seen.sort();
         seen.dedup();
