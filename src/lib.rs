@@ -21,6 +21,7 @@
 //! | [`respond`] | refusals as 503/429/504 (or gRPC codes) on servers | always |
 //! | [`classify`] | what counts as a failure, and what may be retried; classifiers by name | always |
 //! | `balance` | pickers, and `BalanceLayer` over a changing `EndpointSet` | `balance` |
+//! | `tls` | SPIFFE identities, X.509-SVID checks, rustls configs that follow rotation | `tls` |
 //! | `mesh` | the `Mesh`: configuration, routing, the client and server stacks | `mesh`, `server`, `grpc` |
 //!
 //! A client stack, outermost first:
@@ -91,6 +92,8 @@ pub mod grpc;
 #[cfg(feature = "mesh")]
 pub mod mesh;
 pub mod respond;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(any(feature = "breaker", feature = "retry"))]
 mod window;
 #[cfg(feature = "xds")]
