@@ -1,7 +1,7 @@
 //! The rustls configs, built once per use and reading the live
 //! credentials at each handshake.
 
-use super::identity::Identity;
+use super::identity::{Identity, Live};
 use super::spiffe_id::SpiffeId;
 use super::verify::{SpiffeClientVerifier, SpiffeServerVerifier};
 use rustls::client::{ResolvesClientCert, Resumption};
@@ -22,7 +22,8 @@ impl Identity {
     /// certificate and bundle at each handshake. The server name given to
     /// the connector is not checked (the SPIFFE ID is); it keys session
     /// resumption, so use the endpoint's address. Configs for the same
-    /// set of identities share one session cache.
+    /// set of identities share one session cache (and can resume each
+    /// other's sessions); configs for different sets never do.
     ///
     /// ```
     /// use sinew::tls::Identity;
@@ -40,15 +41,14 @@ impl Identity {
         allowed: impl IntoIterator<Item = SpiffeId>,
         alpn: Vec<Vec<u8>>,
     ) -> Result<Arc<ClientConfig>, rustls::Error> {
-        let verifier = SpiffeServerVerifier::new(self.clone(), allowed);
-        let sessions = self.client_sessions(verifier.allowed());
+        let shared = self.client_shared(SpiffeServerVerifier::normalize(allowed));
         let mut config = ClientConfig::builder_with_provider(self.provider().clone())
             .with_protocol_versions(VERSIONS)?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_client_cert_resolver(Arc::new(LiveCert(self.clone())));
+            .with_custom_certificate_verifier(shared.verifier)
+            .with_client_cert_resolver(self.resolver());
         config.alpn_protocols = alpn;
-        config.resumption = Resumption::store(sessions);
+        config.resumption = Resumption::store(shared.sessions);
         Ok(Arc::new(config))
     }
 
@@ -71,8 +71,8 @@ impl Identity {
     pub fn server_config(&self, alpn: Vec<Vec<u8>>) -> Result<Arc<ServerConfig>, rustls::Error> {
         let mut config = ServerConfig::builder_with_provider(self.provider().clone())
             .with_protocol_versions(VERSIONS)?
-            .with_client_cert_verifier(Arc::new(SpiffeClientVerifier::new(self.clone())))
-            .with_cert_resolver(Arc::new(LiveCert(self.clone())));
+            .with_client_cert_verifier(Arc::new(SpiffeClientVerifier::new(self)))
+            .with_cert_resolver(self.resolver());
         config.alpn_protocols = alpn;
         config.session_storage = self.server_sessions();
         config.ticketer = self.ticketer()?;
@@ -82,7 +82,7 @@ impl Identity {
 
 /// The current certificate and key, read at each handshake.
 #[derive(Debug)]
-struct LiveCert(Identity);
+pub(crate) struct LiveCert(pub(crate) Arc<Live>);
 
 impl ResolvesClientCert for LiveCert {
     fn resolve(

@@ -2,9 +2,10 @@
 //! bundle, swapped atomically on rotation.
 
 use super::bundle::{BundleError, TrustBundle};
+use super::config::LiveCert;
 use super::spiffe_id::{SpiffeId, TrustDomain};
 use super::svid::{SvidError, parse_svid};
-use super::verify::{VerifyError, verify_chain};
+use super::verify::{SpiffeServerVerifier, VerifyError, verify_chain};
 use arc_swap::ArcSwapOption;
 use rustls::client::ClientSessionMemoryCache;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -204,15 +205,45 @@ pub struct Identity {
 }
 
 struct Inner {
-    current: ArcSwapOption<Credentials>,
+    live: Arc<Live>,
     changes: watch::Sender<Option<Arc<Credentials>>>,
-    provider: Arc<CryptoProvider>,
-    /// One cache per set of allowed identities: a session resumed skips
-    /// the server's certificate, so a ticket won under one set must never
-    /// serve a connection that expects another.
-    client_sessions: Mutex<HashMap<Vec<SpiffeId>, Arc<ClientSessionMemoryCache>>>,
+    /// One verifier and session cache per set of allowed identities.
+    /// rustls resumes a session only with the very verifier and resolver
+    /// that made it, so configs for the same set share them; a session
+    /// resumed skips the server's certificate, so a ticket won under one
+    /// set never serves a connection that expects another.
+    clients: Mutex<HashMap<Vec<SpiffeId>, ClientShared>>,
+    resolver: Arc<LiveCert>,
     server_sessions: Arc<ServerSessionMemoryCache>,
     ticketer: Mutex<Option<Arc<dyn ProducesTickets>>>,
+}
+
+/// What a client config for one set of allowed identities is built of.
+#[derive(Clone)]
+pub(crate) struct ClientShared {
+    pub(crate) verifier: Arc<SpiffeServerVerifier>,
+    pub(crate) sessions: Arc<ClientSessionMemoryCache>,
+}
+
+/// The material the verifiers and resolvers read at each handshake.
+#[derive(Debug)]
+pub(crate) struct Live {
+    current: ArcSwapOption<Credentials>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Live {
+    pub(crate) fn credentials(&self) -> Option<Arc<Credentials>> {
+        self.current.load_full()
+    }
+
+    pub(crate) fn current_key(&self) -> Option<Arc<CertifiedKey>> {
+        self.current.load().as_ref().map(|c| c.key.clone())
+    }
+
+    pub(crate) fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
+        &self.provider.signature_verification_algorithms
+    }
 }
 
 /// Client sessions remembered per set of allowed identities.
@@ -229,12 +260,16 @@ impl Default for Identity {
 impl Identity {
     /// An identity with no material yet.
     pub fn new() -> Self {
+        let live = Arc::new(Live {
+            current: ArcSwapOption::empty(),
+            provider: Arc::new(provider()),
+        });
         Self {
             inner: Arc::new(Inner {
-                current: ArcSwapOption::empty(),
+                resolver: Arc::new(LiveCert(live.clone())),
+                live,
                 changes: watch::Sender::new(None),
-                provider: Arc::new(provider()),
-                client_sessions: Mutex::new(HashMap::new()),
+                clients: Mutex::new(HashMap::new()),
                 server_sessions: ServerSessionMemoryCache::new(SERVER_SESSIONS),
                 ticketer: Mutex::new(None),
             }),
@@ -256,7 +291,7 @@ impl Identity {
     /// Installs credentials already validated.
     pub fn set_credentials(&self, credentials: Credentials) {
         let credentials = Arc::new(credentials);
-        self.inner.current.store(Some(credentials.clone()));
+        self.inner.live.current.store(Some(credentials.clone()));
         self.inner.changes.send_replace(Some(credentials));
     }
 
@@ -272,22 +307,27 @@ impl Identity {
 
     /// The current credentials, or [`NoCredentials`] before any is set.
     pub fn credentials(&self) -> Result<Arc<Credentials>, NoCredentials> {
-        self.inner.current.load_full().ok_or(NoCredentials)
+        self.inner.live.credentials().ok_or(NoCredentials)
     }
 
     /// Whether material has been set: handshakes can succeed.
     pub fn is_ready(&self) -> bool {
-        self.inner.current.load().is_some()
+        self.inner.live.current.load().is_some()
     }
 
     /// The current leaf's SPIFFE ID.
     pub fn spiffe_id(&self) -> Option<SpiffeId> {
-        self.inner.current.load().as_ref().map(|c| c.id.clone())
+        self.inner
+            .live
+            .current
+            .load()
+            .as_ref()
+            .map(|c| c.id.clone())
     }
 
     /// When the current leaf expires.
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.inner.current.load().as_ref().map(|c| c.not_after)
+        self.inner.live.current.load().as_ref().map(|c| c.not_after)
     }
 
     /// A receiver that sees each new material installed.
@@ -302,27 +342,34 @@ impl Identity {
         self.inner.changes.subscribe()
     }
 
-    pub(crate) fn current_key(&self) -> Option<Arc<CertifiedKey>> {
-        self.inner.current.load().as_ref().map(|c| c.key.clone())
+    pub(crate) fn live(&self) -> &Arc<Live> {
+        &self.inner.live
     }
 
     pub(crate) fn provider(&self) -> &Arc<CryptoProvider> {
-        &self.inner.provider
+        &self.inner.live.provider
     }
 
-    pub(crate) fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
-        &self.inner.provider.signature_verification_algorithms
+    pub(crate) fn resolver(&self) -> Arc<LiveCert> {
+        self.inner.resolver.clone()
     }
 
-    pub(crate) fn client_sessions(&self, allowed: &[SpiffeId]) -> Arc<ClientSessionMemoryCache> {
-        let mut sessions = self
+    pub(crate) fn client_shared(&self, allowed: Vec<SpiffeId>) -> ClientShared {
+        let mut clients = self
             .inner
-            .client_sessions
+            .clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        sessions
-            .entry(allowed.to_vec())
-            .or_insert_with(|| Arc::new(ClientSessionMemoryCache::new(CLIENT_SESSIONS)))
+        let live = &self.inner.live;
+        clients
+            .entry(allowed)
+            .or_insert_with_key(|allowed| ClientShared {
+                verifier: Arc::new(SpiffeServerVerifier::from_live(
+                    live.clone(),
+                    allowed.clone(),
+                )),
+                sessions: Arc::new(ClientSessionMemoryCache::new(CLIENT_SESSIONS)),
+            })
             .clone()
     }
 
@@ -350,7 +397,7 @@ impl Identity {
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
-            .field("current", &self.inner.current.load().as_deref())
+            .field("current", &self.inner.live.current.load().as_deref())
             .finish_non_exhaustive()
     }
 }

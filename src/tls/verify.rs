@@ -4,7 +4,7 @@
 //! Host names are not checked: the SPIFFE ID is the name.
 
 use super::bundle::TrustBundle;
-use super::identity::Identity;
+use super::identity::{Identity, Live};
 use super::spiffe_id::SpiffeId;
 use super::svid::{Svid, SvidError, parse_svid};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -191,24 +191,33 @@ fn system_time(now: UnixTime) -> SystemTime {
 ///
 /// let identity = Identity::new();
 /// let verifier = SpiffeServerVerifier::new(
-///     identity,
+///     &identity,
 ///     vec!["spiffe://td/ns/shop/sa/cart".parse().unwrap()],
 /// );
 /// assert_eq!(verifier.allowed().len(), 1);
 /// ```
 #[derive(Debug)]
 pub struct SpiffeServerVerifier {
-    identity: Identity,
+    live: Arc<Live>,
+    /// Sorted, without duplicates.
     allowed: Vec<SpiffeId>,
 }
 
 impl SpiffeServerVerifier {
     /// A verifier accepting servers whose SPIFFE ID is in `allowed`.
-    pub fn new(identity: Identity, allowed: impl IntoIterator<Item = SpiffeId>) -> Self {
+    pub fn new(identity: &Identity, allowed: impl IntoIterator<Item = SpiffeId>) -> Self {
+        Self::from_live(identity.live().clone(), Self::normalize(allowed))
+    }
+
+    pub(crate) fn from_live(live: Arc<Live>, allowed: Vec<SpiffeId>) -> Self {
+        Self { live, allowed }
+    }
+
+    pub(crate) fn normalize(allowed: impl IntoIterator<Item = SpiffeId>) -> Vec<SpiffeId> {
         let mut allowed: Vec<SpiffeId> = allowed.into_iter().collect();
         allowed.sort();
         allowed.dedup();
-        Self { identity, allowed }
+        allowed
     }
 
     /// The identities accepted, sorted.
@@ -227,16 +236,16 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let credentials = self
-            .identity
+            .live
             .credentials()
-            .map_err(|_| VerifyError::NoCredentials.into_rustls())?;
+            .ok_or_else(|| VerifyError::NoCredentials.into_rustls())?;
         let svid = verify_chain(
             credentials.bundle(),
             end_entity,
             intermediates,
             now,
             webpki::KeyUsage::server_auth(),
-            self.identity.algorithms(),
+            self.live.algorithms(),
         )
         .map_err(VerifyError::into_rustls)?;
         if self.allowed.binary_search(&svid.id).is_err() {
@@ -255,7 +264,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, self.identity.algorithms())
+        verify_tls12_signature(message, cert, dss, self.live.algorithms())
     }
 
     fn verify_tls13_signature(
@@ -264,11 +273,11 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, self.identity.algorithms())
+        verify_tls13_signature(message, cert, dss, self.live.algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.identity.algorithms().supported_schemes()
+        self.live.algorithms().supported_schemes()
     }
 }
 
@@ -283,18 +292,20 @@ impl ServerCertVerifier for SpiffeServerVerifier {
 /// use sinew::tls::{Identity, SpiffeClientVerifier};
 /// use rustls::server::danger::ClientCertVerifier;
 ///
-/// let verifier = SpiffeClientVerifier::new(Identity::new());
+/// let verifier = SpiffeClientVerifier::new(&Identity::new());
 /// assert!(verifier.client_auth_mandatory());
 /// ```
 #[derive(Debug)]
 pub struct SpiffeClientVerifier {
-    identity: Identity,
+    live: Arc<Live>,
 }
 
 impl SpiffeClientVerifier {
     /// A verifier reading the trust bundle from `identity`.
-    pub fn new(identity: Identity) -> Self {
-        Self { identity }
+    pub fn new(identity: &Identity) -> Self {
+        Self {
+            live: identity.live().clone(),
+        }
     }
 }
 
@@ -315,16 +326,16 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let credentials = self
-            .identity
+            .live
             .credentials()
-            .map_err(|_| VerifyError::NoCredentials.into_rustls())?;
+            .ok_or_else(|| VerifyError::NoCredentials.into_rustls())?;
         verify_chain(
             credentials.bundle(),
             end_entity,
             intermediates,
             now,
             webpki::KeyUsage::client_auth(),
-            self.identity.algorithms(),
+            self.live.algorithms(),
         )
         .map_err(VerifyError::into_rustls)?;
         Ok(ClientCertVerified::assertion())
@@ -336,7 +347,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, self.identity.algorithms())
+        verify_tls12_signature(message, cert, dss, self.live.algorithms())
     }
 
     fn verify_tls13_signature(
@@ -345,10 +356,10 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, self.identity.algorithms())
+        verify_tls13_signature(message, cert, dss, self.live.algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.identity.algorithms().supported_schemes()
+        self.live.algorithms().supported_schemes()
     }
 }
