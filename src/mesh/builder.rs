@@ -20,6 +20,7 @@ pub struct MeshBuilder {
     initial_fetch_timeout: Duration,
     #[cfg(feature = "xds")]
     xds_cache: Option<PathBuf>,
+    identity: Option<crate::tls::Identity>,
 }
 
 #[derive(Debug)]
@@ -42,6 +43,7 @@ impl Default for MeshBuilder {
             initial_fetch_timeout: Duration::from_secs(15),
             #[cfg(feature = "xds")]
             xds_cache: None,
+            identity: None,
         }
     }
 }
@@ -169,6 +171,28 @@ impl MeshBuilder {
         self
     }
 
+    /// This workload's identity: its certificate and trust bundle, for
+    /// mutual TLS with the endpoints of clusters that require it
+    /// ([`ClusterConfig::requires_mtls`](crate::config::ClusterConfig::requires_mtls))
+    /// and, serving, with callers. Feed it from files
+    /// ([`FileWatcher`](crate::tls::FileWatcher)) or by hand
+    /// ([`Identity::set`](crate::tls::Identity::set)); rotations apply to
+    /// new connections. Without one (or before it has a certificate),
+    /// requests to such clusters fail with
+    /// [`MtlsUnavailable`](super::MtlsUnavailable): never plaintext.
+    ///
+    /// ```
+    /// # async fn f() -> Result<(), sinew::error::ConfigError> {
+    /// let identity = sinew::tls::Identity::new();
+    /// let mesh = sinew::mesh::Mesh::builder().identity(identity.clone()).build().await?;
+    /// assert!(mesh.identity().is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn identity(mut self, identity: crate::tls::Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
     /// Builds the mesh. The first configuration must be valid: its error,
     /// naming the field, is returned otherwise. A file source starts its
     /// watcher on the current tokio runtime; it stops when the last clone
@@ -183,7 +207,8 @@ impl MeshBuilder {
             Source::Config(config) => {
                 classifiers.check(&config)?;
                 let shared = Shared::new(Snapshot::build(config, 1)?, self.locality)
-                    .with_classifiers(classifiers);
+                    .with_classifiers(classifiers)
+                    .with_identity(self.identity);
                 Ok(Mesh {
                     shared: Arc::new(shared),
                 })
@@ -193,7 +218,8 @@ impl MeshBuilder {
                 classifiers.check(&config)?;
                 let shared = Arc::new(
                     Shared::new(Snapshot::build(config, 1)?, self.locality)
-                        .with_classifiers(classifiers),
+                        .with_classifiers(classifiers)
+                        .with_identity(self.identity),
                 );
                 tokio::spawn(watch(
                     Arc::downgrade(&shared),
@@ -217,7 +243,8 @@ impl MeshBuilder {
                 let empty = Snapshot::build(MeshConfig::default(), 1)?;
                 let shared = Arc::new(
                     Shared::with_discovery(empty, locality, Some(discovery))
-                        .with_classifiers(classifiers),
+                        .with_classifiers(classifiers)
+                        .with_identity(self.identity),
                 );
                 start(Arc::downgrade(&shared));
                 Ok(Mesh { shared })

@@ -6,6 +6,7 @@ use super::Mesh;
 use super::body::ResponseBody;
 use super::cluster_balance::OwnDeadlines;
 use super::hyper_clients::HyperClients;
+use super::mtls::Gate;
 use super::route::RouteError;
 use super::stack::stack;
 use crate::balance::{HashKey, hash_key};
@@ -236,7 +237,10 @@ impl<S> MeshClient<S> {
                 crate::timeout::TimeoutLayer::new(forever).ok()
             })
         });
-        let stack = stack(timeout, route, cluster, own, self.inner.clone());
+        let mtls = cluster
+            .requires_mtls()
+            .then(|| Gate::of(self.mesh.identity()));
+        let stack = stack(timeout, route, cluster, own, mtls, self.inner.clone());
         Box::pin(stack.oneshot(request))
     }
 }

@@ -9,7 +9,7 @@
 
 use super::body::Tracked;
 use super::hyper_clients::WantsHttp2;
-use super::mtls::MtlsUnavailable;
+use super::mtls::Gate;
 use super::outlier_report::OutlierReport;
 use super::route::RouteError;
 use super::runtime::{ClusterRuntime, Picked};
@@ -31,6 +31,8 @@ use tower::ServiceExt;
 pub(super) struct ClusterBalance<S> {
     cluster: Arc<ClusterRuntime>,
     own: OwnDeadlines,
+    /// Set when the cluster requires mTLS.
+    mtls: Option<Gate>,
     inner: S,
 }
 
@@ -39,16 +41,23 @@ impl<S: Clone> Clone for ClusterBalance<S> {
         Self {
             cluster: self.cluster.clone(),
             own: self.own,
+            mtls: self.mtls.clone(),
             inner: self.inner.clone(),
         }
     }
 }
 
 impl<S> ClusterBalance<S> {
-    pub(super) fn new(cluster: Arc<ClusterRuntime>, own: OwnDeadlines, inner: S) -> Self {
+    pub(super) fn new(
+        cluster: Arc<ClusterRuntime>,
+        own: OwnDeadlines,
+        mtls: Option<Gate>,
+        inner: S,
+    ) -> Self {
         Self {
             cluster,
             own,
+            mtls,
             inner,
         }
     }
@@ -80,17 +89,26 @@ where
         let inner = self.inner.clone();
         // From the attempt's start, as its per-try timer runs.
         let deadline = self.own.for_attempt();
+        // Checked per attempt: a certificate may arrive between two.
+        if let Some(gate) = &self.mtls
+            && let Err(refused) = gate.check(&cluster.name)
+        {
+            return Box::pin(std::future::ready(Err(refused.into())));
+        }
+        let scheme = match self.mtls {
+            // A pool key of its own: a plaintext connection pooled before
+            // the cluster required mTLS is never reused for it.
+            Some(_) => Scheme::HTTPS,
+            None => Scheme::HTTP,
+        };
         Box::pin(async move {
-            if cluster.requires_mtls() {
-                return Err(MtlsUnavailable::no_identity(&cluster.name).into());
-            }
             // Admitted first, so that a request that waited in line goes
             // to the endpoint that is best when it leaves the line.
             let permit = cluster.admit(retry).await?;
             let Some(endpoint) = cluster.pick(&request) else {
                 return Err(RouteError::NoEndpoint(cluster.name.clone()).into());
             };
-            aim(request.uri_mut(), &endpoint)?;
+            aim(request.uri_mut(), &endpoint, scheme)?;
             if cluster.protocol == Protocol::Http2 {
                 request.extensions_mut().insert(WantsHttp2);
             }
@@ -141,15 +159,16 @@ impl OwnDeadlines {
 }
 
 /// Points the request at the endpoint, keeping its path and query, with
-/// the scheme `http` (requests to clusters that require mTLS do not get
-/// here yet).
-fn aim(uri: &mut Uri, endpoint: &Picked) -> Result<(), BoxError> {
+/// `scheme`: `https` for a cluster that requires mTLS (the connector
+/// decides TLS by the endpoint's clusters, the scheme keeps the pools
+/// apart), `http` otherwise.
+fn aim(uri: &mut Uri, endpoint: &Picked, scheme: Scheme) -> Result<(), BoxError> {
     let authority = match &endpoint.authority {
         Some(authority) => authority.clone(),
         None => Authority::try_from(endpoint.address.to_string())?,
     };
     let mut parts = std::mem::take(uri).into_parts();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(scheme);
     parts.authority = Some(authority);
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));

@@ -115,6 +115,9 @@ where
                 Ok(_) => {
                     failures.remove(&authority);
                 }
+                // A refusal of the caller's own (no certificate yet) says
+                // nothing of the endpoint.
+                Err(error) if error.is::<super::MtlsUnavailable>() => {}
                 Err(_) => {
                     let entry = failures.entry(authority).or_insert(Failures {
                         count: 0,

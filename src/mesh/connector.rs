@@ -3,26 +3,40 @@
 //!
 //! It opens TCP connections to the endpoints the balance step picks (with
 //! `TCP_NODELAY`), backs off an endpoint that refused a connection (see
-//! [`ConnectBackoff`](super::ConnectBackoff)), and tells hyper which
-//! protocol to speak: HTTP/2 to an endpoint whose cluster says `http2`,
-//! HTTP/1.1 otherwise, so one client serves clusters of both kinds. Mutual
-//! TLS will be negotiated here, the protocol then coming from ALPN.
+//! [`ConnectBackoff`](super::ConnectBackoff)), speaks mutual TLS to the
+//! endpoints of clusters that require it, and tells hyper which protocol
+//! to speak: HTTP/2 to an endpoint whose cluster says `http2`, HTTP/1.1
+//! otherwise (over TLS, offered by ALPN), so one client serves clusters of
+//! both kinds.
+//!
+//! Connections are pooled by address, so the clusters that hold an
+//! endpoint decide together: one that requires mTLS makes every
+//! connection to the endpoint mTLS, and the endpoint's SPIFFE ID must be
+//! one that each of them accepts.
 
 use super::Mesh;
 use super::connect::BackoffConnector;
-use super::mtls::MtlsUnavailable;
+use super::mtls::{HandshakeFailed, MtlsUnavailable, PeerIdentity};
 use crate::error::BoxError;
+use crate::tls::{Identity, SpiffeId};
 use http::Uri;
+use http::uri::Scheme;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// A connector (a `tower::Service<Uri>`) for hyper-util's client, made by
 /// [`Mesh::connector`].
@@ -42,8 +56,7 @@ use tokio::net::TcpStream;
 /// ```
 #[derive(Clone, Debug)]
 pub struct MeshConnector {
-    mesh: Mesh,
-    tcp: BackoffConnector<HttpConnector>,
+    inner: BackoffConnector<Dial>,
 }
 
 impl Mesh {
@@ -55,9 +68,15 @@ impl Mesh {
     pub fn connector(&self) -> MeshConnector {
         let mut tcp = HttpConnector::new();
         tcp.set_nodelay(true);
+        // `https` marks a request to a cluster that requires mTLS; TLS is
+        // this connector's to do.
+        tcp.enforce_http(false);
         MeshConnector {
-            mesh: self.clone(),
-            tcp: BackoffConnector::new(tcp),
+            inner: BackoffConnector::new(Dial {
+                mesh: self.clone(),
+                tcp,
+                configs: Arc::default(),
+            }),
         }
     }
 }
@@ -70,33 +89,167 @@ impl tower::Service<Uri> for MeshConnector {
     type Future = Connecting;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.tcp.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let transport = endpoint_of(&uri)
-            .map(|address| self.mesh.transport_to(address))
-            .unwrap_or_default();
-        if let Some(cluster) = transport.mtls_for {
-            // Never plaintext to an endpoint of a cluster that requires
-            // mTLS, whichever cluster this connection is for: connections
-            // are pooled by address, so the strictest cluster decides.
-            return Box::pin(std::future::ready(Err(MtlsUnavailable::no_identity(
-                &cluster,
-            )
-            .into())));
-        }
+        self.inner.call(uri)
+    }
+}
+
+/// Opens one connection: TCP, then TLS when the endpoint's clusters say so.
+#[derive(Clone, Debug)]
+struct Dial {
+    mesh: Mesh,
+    tcp: HttpConnector,
+    configs: Arc<ClientConfigs>,
+}
+
+impl tower::Service<Uri> for Dial {
+    type Response = MeshConnection;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::<Uri>::poll_ready(&mut self.tcp, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let Some(address) = endpoint_of(&uri) else {
+            return refuse(format!("`{uri}` does not name an endpoint's address").into());
+        };
+        let transport = self.mesh.transport_to(address);
         let http2 = transport.http2;
-        let connecting = self.tcp.call(uri);
+        let tls = match transport.mtls {
+            Some(target) => match self.tls_for(&target, http2) {
+                Ok(config) => Some((config, target.clusters)),
+                Err(refused) => return refuse(refused.into()),
+            },
+            // Never TLS without a cluster's identities to check, nor
+            // plaintext for a request that was aimed at mTLS.
+            None if uri.scheme() == Some(&Scheme::HTTPS) => {
+                return refuse(
+                    format!("{address} is not an endpoint of a cluster that requires mTLS").into(),
+                );
+            }
+            None => None,
+        };
+        let connecting = tower::Service::<Uri>::call(&mut self.tcp, uri);
         Box::pin(async move {
-            let io = connecting.await?;
-            Ok(MeshConnection { io, http2 })
+            let tcp = connecting.await?.into_inner();
+            let Some((config, clusters)) = tls else {
+                return Ok(MeshConnection::new(Stream::Plain(tcp), http2, None));
+            };
+            let name = ServerName::IpAddress(address.ip().into());
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| HandshakeFailed::new(address, clusters, e))?;
+            let peer = crate::tls::peer_id(stream.get_ref().1);
+            Ok(MeshConnection::new(
+                Stream::Tls(Box::new(stream)),
+                http2,
+                peer,
+            ))
         })
     }
 }
 
+impl Dial {
+    /// The client config for an endpoint held by the clusters of `target`,
+    /// or why there is none.
+    fn tls_for(
+        &self,
+        target: &MtlsTarget,
+        http2: bool,
+    ) -> Result<Arc<ClientConfig>, MtlsUnavailable> {
+        let first = target.clusters.first().map_or("", String::as_str);
+        let identity = self
+            .mesh
+            .identity()
+            .ok_or_else(|| MtlsUnavailable::no_identity(first))?;
+        if !identity.is_ready() {
+            return Err(MtlsUnavailable::no_certificate_yet(first));
+        }
+        let allowed = match &target.allowed {
+            Allowed::Any => {
+                return Err(MtlsUnavailable::new(
+                    first,
+                    "the cluster names no identity, and accepting any identity the trust \
+                     bundle vouches for is not supported yet: name the identities",
+                ));
+            }
+            Allowed::Only(ids) if ids.is_empty() => {
+                return Err(MtlsUnavailable::new(
+                    first,
+                    format!(
+                        "clusters {} hold the same endpoint and accept no identity in common",
+                        target.clusters.join(", ")
+                    ),
+                ));
+            }
+            Allowed::Only(ids) => ids
+                .iter()
+                .map(|id| {
+                    SpiffeId::new(id)
+                        .map_err(|e| MtlsUnavailable::new(first, format!("identity `{id}`: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        self.configs
+            .get(identity, allowed, http2)
+            .map_err(|e| MtlsUnavailable::new(first, format!("TLS client configuration: {e}")))
+    }
+}
+
+fn refuse(error: BoxError) -> Connecting {
+    Box::pin(std::future::ready(Err(error)))
+}
+
 fn endpoint_of(uri: &Uri) -> Option<SocketAddr> {
     uri.authority()?.as_str().parse().ok()
+}
+
+/// Client configs by the identities they accept and the protocol they
+/// offer: built once (each reads the live certificate at every handshake).
+#[derive(Debug, Default)]
+struct ClientConfigs {
+    built: Mutex<HashMap<ConfigKey, Arc<ClientConfig>>>,
+}
+
+/// The identities accepted (sorted) and whether HTTP/2 is offered.
+type ConfigKey = (Vec<SpiffeId>, bool);
+
+/// More distinct sets than this (identities churned by configuration) and
+/// the cache starts over.
+const MAX_CONFIGS: usize = 256;
+
+impl ClientConfigs {
+    fn get(
+        &self,
+        identity: &Identity,
+        mut allowed: Vec<SpiffeId>,
+        http2: bool,
+    ) -> Result<Arc<ClientConfig>, rustls::Error> {
+        allowed.sort();
+        allowed.dedup();
+        let key = (allowed, http2);
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(config) = built.get(&key) {
+            return Ok(config.clone());
+        }
+        let alpn = if http2 {
+            b"h2".to_vec()
+        } else {
+            b"http/1.1".to_vec()
+        };
+        let config = identity.client_config(key.0.iter().cloned(), vec![alpn])?;
+        if built.len() >= MAX_CONFIGS {
+            built.clear();
+        }
+        built.insert(key, config.clone());
+        Ok(config)
+    }
 }
 
 /// How to speak to one endpoint, from the clusters that hold it.
@@ -104,8 +257,39 @@ fn endpoint_of(uri: &Uri) -> Option<SocketAddr> {
 struct Transport {
     /// HTTP/2: a cluster holding the endpoint speaks it.
     http2: bool,
-    /// A cluster holding the endpoint that requires mutual TLS.
-    mtls_for: Option<String>,
+    /// Set when a cluster holding the endpoint requires mutual TLS.
+    mtls: Option<MtlsTarget>,
+}
+
+/// The clusters holding an endpoint that require mTLS, and the identities
+/// the endpoint may present to satisfy all of them.
+#[derive(Debug)]
+struct MtlsTarget {
+    clusters: Vec<String>,
+    allowed: Allowed,
+}
+
+#[derive(Debug)]
+enum Allowed {
+    /// Any identity the trust bundle vouches for.
+    Any,
+    /// These (what every cluster holding the endpoint accepts).
+    Only(Vec<String>),
+}
+
+impl Allowed {
+    /// What both `self` and a cluster accepting `ids` (any, when empty)
+    /// accept.
+    fn and(self, ids: &[String]) -> Self {
+        match (self, ids.is_empty()) {
+            (this, true) => this,
+            (Self::Any, false) => Self::Only(ids.to_vec()),
+            (Self::Only(mut these), false) => {
+                these.retain(|id| ids.contains(id));
+                Self::Only(these)
+            }
+        }
+    }
 }
 
 impl Mesh {
@@ -123,28 +307,129 @@ impl Mesh {
             }
             let config = cluster.config();
             transport.http2 |= config.protocol == crate::config::Protocol::Http2;
-            if transport.mtls_for.is_none() && config.requires_mtls() {
-                transport.mtls_for = Some(name.clone());
+            if config.requires_mtls() {
+                let target = transport.mtls.get_or_insert(MtlsTarget {
+                    clusters: Vec::new(),
+                    allowed: Allowed::Any,
+                });
+                target.clusters.push(name.clone());
+                let allowed = std::mem::replace(&mut target.allowed, Allowed::Any);
+                target.allowed = allowed.and(&config.identities);
             }
         }
         transport
     }
 }
 
+/// A connection's bytes: plain TCP or TLS over it.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    #[inline]
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    #[inline]
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    #[inline]
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    #[inline]
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+}
+
 pin_project! {
-    /// A connection made by [`MeshConnector`]: TCP, marked for HTTP/2 when
-    /// the endpoint's cluster speaks it.
+    /// A connection made by [`MeshConnector`]: TCP, or mutual TLS over it
+    /// to an endpoint of a cluster that requires it; marked for HTTP/2
+    /// when the endpoint's cluster speaks it. Over mTLS, responses carry
+    /// the endpoint's [`PeerIdentity`].
     #[derive(Debug)]
     pub struct MeshConnection {
         #[pin]
-        io: TokioIo<TcpStream>,
+        io: TokioIo<Stream>,
         http2: bool,
+        peer: Option<SpiffeId>,
+    }
+}
+
+impl MeshConnection {
+    fn new(stream: Stream, http2: bool, peer: Option<SpiffeId>) -> Self {
+        Self {
+            io: TokioIo::new(stream),
+            http2,
+            peer,
+        }
+    }
+
+    /// The SPIFFE ID the endpoint presented, over mutual TLS.
+    pub fn peer_identity(&self) -> Option<&SpiffeId> {
+        self.peer.as_ref()
     }
 }
 
 impl Connection for MeshConnection {
     fn connected(&self) -> Connected {
-        let connected = self.io.connected();
+        let mut connected = match self.io.inner() {
+            Stream::Plain(tcp) => tcp.connected(),
+            Stream::Tls(tls) => tls.get_ref().0.connected(),
+        };
+        if let Some(peer) = &self.peer {
+            connected = connected.extra(PeerIdentity(peer.clone()));
+        }
         if self.http2 {
             connected.negotiated_h2()
         } else {

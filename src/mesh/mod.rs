@@ -72,7 +72,7 @@ pub use connector::{MeshConnection, MeshConnector};
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcChannel;
 pub use hyper_clients::HyperClients;
-pub use mtls::MtlsUnavailable;
+pub use mtls::{HandshakeFailed, MtlsUnavailable, PeerIdentity};
 #[cfg(feature = "grpc")]
 pub use raw_codec::RawCodec;
 pub use registration::{Registration, RegistrationBuilder, RegistrationError};
@@ -113,12 +113,20 @@ pub(crate) struct Shared {
     /// The classifiers the application registered, which configurations
     /// select by name.
     pub(crate) classifiers: Classifiers,
+    /// This workload's identity, for mutual TLS.
+    pub(crate) identity: Option<crate::tls::Identity>,
 }
 
 impl Mesh {
     /// Starts building a mesh.
     pub fn builder() -> MeshBuilder {
         MeshBuilder::default()
+    }
+
+    /// This workload's identity, for mutual TLS, when it has one
+    /// ([`MeshBuilder::identity`]).
+    pub fn identity(&self) -> Option<&crate::tls::Identity> {
+        self.shared.identity.as_ref()
     }
 
     /// The snapshot in force.
@@ -234,6 +242,7 @@ impl Shared {
             discovery,
             locality,
             classifiers: Classifiers::default(),
+            identity: None,
         }
     }
 
@@ -244,6 +253,11 @@ impl Shared {
         let routing = Routing::build(first, None, self.locality.as_ref(), &classifiers);
         self.routing = ArcSwap::from_pointee(routing);
         self.classifiers = classifiers;
+        self
+    }
+
+    fn with_identity(mut self, identity: Option<crate::tls::Identity>) -> Self {
+        self.identity = identity;
         self
     }
 

@@ -7,6 +7,7 @@
 //! client, a request aimed by hand, a configuration that changed between
 //! the two).
 
+use crate::tls::Identity;
 use std::fmt;
 
 /// A request to a cluster that requires mutual TLS could not have it, and
@@ -28,13 +29,98 @@ pub struct MtlsUnavailable {
 }
 
 impl MtlsUnavailable {
-    pub(crate) fn no_identity(cluster: &str) -> Self {
+    pub(crate) fn new(cluster: &str, reason: impl Into<String>) -> Self {
         Self {
             cluster: cluster.to_owned(),
-            reason: "the mesh has no workload certificate (mutual TLS is not built into this \
-                     version yet); requests to it are refused rather than sent in plaintext"
-                .to_owned(),
+            reason: reason.into(),
         }
+    }
+
+    pub(crate) fn no_identity(cluster: &str) -> Self {
+        Self::new(
+            cluster,
+            "the mesh has no workload identity (give it one with MeshBuilder::identity); \
+             requests to it are refused rather than sent in plaintext",
+        )
+    }
+
+    pub(crate) fn no_certificate_yet(cluster: &str) -> Self {
+        Self::new(
+            cluster,
+            "the mesh's workload identity has no certificate yet; requests to it are \
+             refused rather than sent in plaintext",
+        )
+    }
+}
+
+/// What the balance step checks before sending to a cluster that requires
+/// mTLS: that the mesh has an identity with a certificate.
+#[derive(Clone, Debug)]
+pub(super) enum Gate {
+    NoIdentity,
+    Identity(Identity),
+}
+
+impl Gate {
+    pub(super) fn of(identity: Option<&Identity>) -> Self {
+        identity.map_or(Self::NoIdentity, |i| Self::Identity(i.clone()))
+    }
+
+    /// Refuses, naming `cluster`, when mTLS cannot be had now.
+    pub(super) fn check(&self, cluster: &str) -> Result<(), MtlsUnavailable> {
+        match self {
+            Self::NoIdentity => Err(MtlsUnavailable::no_identity(cluster)),
+            Self::Identity(identity) if !identity.is_ready() => {
+                Err(MtlsUnavailable::no_certificate_yet(cluster))
+            }
+            Self::Identity(_) => Ok(()),
+        }
+    }
+}
+
+/// The TLS handshake with an endpoint failed: the endpoint was not sent
+/// the request. The error says why (the endpoint's certificate was not an
+/// identity the cluster accepts, was not trusted, ...);
+/// [`VerifyError::find`](crate::tls::VerifyError::find) on it tells a
+/// refused certificate apart.
+#[derive(Debug)]
+pub struct HandshakeFailed {
+    /// The endpoint.
+    pub endpoint: std::net::SocketAddr,
+    /// The clusters holding the endpoint that require mTLS.
+    pub clusters: Vec<String>,
+    error: std::io::Error,
+}
+
+impl HandshakeFailed {
+    pub(super) fn new(
+        endpoint: std::net::SocketAddr,
+        clusters: Vec<String>,
+        error: std::io::Error,
+    ) -> Self {
+        Self {
+            endpoint,
+            clusters,
+            error,
+        }
+    }
+}
+
+impl fmt::Display for HandshakeFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "mutual TLS with {} (cluster {}) failed: {}",
+            self.endpoint,
+            self.clusters.join(", "),
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for HandshakeFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }
 
@@ -49,3 +135,17 @@ impl fmt::Display for MtlsUnavailable {
 }
 
 impl std::error::Error for MtlsUnavailable {}
+
+/// The SPIFFE ID of the peer at the other end of a mutual TLS connection:
+/// on responses through the mesh's connector (the endpoint), and on
+/// requests a mesh server received (the caller).
+///
+/// ```
+/// # fn f(response: http::Response<()>) {
+/// if let Some(sinew::mesh::PeerIdentity(id)) = response.extensions().get() {
+///     println!("answered by {id}");
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PeerIdentity(pub crate::tls::SpiffeId);

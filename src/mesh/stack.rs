@@ -5,6 +5,7 @@
 use super::body::{ResponseBody, Tracked};
 use super::cluster_balance::{ClusterBalance, OwnDeadlines};
 use super::fault::InjectFaults;
+use super::mtls::Gate;
 use super::runtime::{ClusterRuntime, RouteRuntime};
 use crate::breaker::{Breaker, BreakerBody};
 use crate::classify::SharedClassifier;
@@ -28,11 +29,12 @@ pub(super) fn stack<S>(
     route: Option<&RouteRuntime>,
     cluster: &Arc<ClusterRuntime>,
     own: OwnDeadlines,
+    mtls: Option<Gate>,
     inner: S,
 ) -> Stack<S> {
     // Innermost first.
     let wire = PropagateDeadline::new(inner); // the remaining budget, per attempt
-    let balanced = ClusterBalance::new(cluster.clone(), own, wire); // thresholds, pick, outlier report
+    let balanced = ClusterBalance::new(cluster.clone(), own, mtls, wire); // mTLS gate, thresholds, pick, outlier report
     let guarded = BreakerStep::new(cluster.breaker(), balanced); // the cluster's breaker, if any
     let retried = RetryStep::new(route.and_then(|r| r.retry.as_ref()), guarded); // route policy, shared budget
     let faulted = InjectFaults::new(route.and_then(|r| r.faults.clone()), retried); // the route's faults

@@ -12,6 +12,9 @@
 #[path = "../resilience/support.rs"]
 mod support;
 
+#[path = "../tls/certs.rs"]
+mod certs;
+
 mod classifiers;
 mod mtls;
 mod outlier;

@@ -1,15 +1,21 @@
 //! Never fail open: a cluster that requires mutual TLS is never spoken to
 //! in plaintext, whatever path a request takes to it.
 
+use super::certs::{Ca, Leaf};
 use super::mesh_of;
 use bytes::Bytes;
 use http::Request;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use sinew::mesh::MtlsUnavailable;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sinew::mesh::{HandshakeFailed, MtlsUnavailable, PeerIdentity};
 use sinew::retry::ReplayBody;
+use sinew::tls::{Identity, VerifyError};
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -146,4 +152,183 @@ async fn a_cluster_that_requires_mtls_is_never_spoken_to_in_plaintext() {
         "a connection reached the endpoint"
     );
     assert_eq!(first.1, 0);
+}
+
+/// A hyper server behind a TLS acceptor of `identity`: answers with the
+/// HTTP version and the caller's SPIFFE ID, and counts the requests that
+/// reach it.
+async fn mtls_server(identity: &Identity) -> (SocketAddr, Arc<AtomicUsize>) {
+    let config = identity
+        .server_config(vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, counter) = (acceptor.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let peer = sinew::tls::peer_id(tls.get_ref().1)
+                    .map_or_else(|| "-".to_owned(), |id| id.to_string());
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let body = format!("{:?} {peer}", req.version());
+                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body)))) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, served)
+}
+
+/// An identity holding a fresh SVID for `id`, issued by `ca`.
+fn identity_of(ca: &Ca, id: &str) -> Identity {
+    let issued = ca.issue(&Leaf::svid(id));
+    let identity = Identity::new();
+    identity
+        .set(issued.chain.clone(), issued.key(), ca.bundle("example.org"))
+        .unwrap();
+    identity
+}
+
+const REVIEWS: &str = "spiffe://example.org/ns/shop/sa/reviews";
+const CART: &str = "spiffe://example.org/ns/shop/sa/cart";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_client_speaks_mtls_and_checks_the_endpoints_identity() {
+    let ca = Ca::root("example.org root");
+    let server = identity_of(&ca, REVIEWS);
+    let (h1, served) = mtls_server(&server).await;
+    let (h2, served_h2) = mtls_server(&server).await;
+    let mesh = sinew::mesh::Mesh::builder()
+        .identity(identity_of(&ca, CART))
+        .config(
+            sinew::config::MeshConfig::from_yaml(&format!(
+                "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: reviews }}] }}]\n  reviews-h2:\n    routes: [{{ split: [{{ cluster: reviews-h2 }}] }}]\n\
+                 clusters:\n  reviews:\n    identities: [{REVIEWS}]\n    endpoints: [{{ address: \"{h1}\" }}]\n  reviews-h2:\n    protocol: http2\n    identities: [{REVIEWS}, {CART}]\n    endpoints: [{{ address: \"{h2}\" }}]\n"
+            ))
+            .unwrap(),
+        )
+        .build()
+        .await
+        .unwrap();
+    for (service, version) in [("reviews", "HTTP/1.1"), ("reviews-h2", "HTTP/2.0")] {
+        let request = Request::get(format!("http://{service}/"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let response = tokio::time::timeout(
+            Duration::from_secs(20),
+            mesh.http_client(service).oneshot(request),
+        )
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{service}: {e}"));
+        assert_eq!(
+            response.extensions().get::<PeerIdentity>(),
+            Some(&PeerIdentity(REVIEWS.parse().unwrap())),
+            "{service}: the endpoint's identity is on the response"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        // ALPN gave the cluster's protocol; the server saw the caller's SVID.
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!("{version} {CART}"),
+            "{service}"
+        );
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    assert_eq!(served_h2.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_with_another_identity_is_refused_at_the_handshake() {
+    let ca = Ca::root("example.org root");
+    let (addr, served) = mtls_server(&identity_of(&ca, REVIEWS)).await;
+    let ratings = "spiffe://example.org/ns/shop/sa/ratings";
+    let mesh = sinew::mesh::Mesh::builder()
+        .identity(identity_of(&ca, CART))
+        .config(
+            sinew::config::MeshConfig::from_yaml(&format!(
+                "services:\n  ratings:\n    routes: [{{ split: [{{ cluster: ratings }}] }}]\n\
+                 clusters:\n  ratings:\n    identities: [{ratings}]\n    endpoints: [{{ address: \"{addr}\" }}]\n"
+            ))
+            .unwrap(),
+        )
+        .build()
+        .await
+        .unwrap();
+    let request = Request::get("http://ratings/")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let error = tokio::time::timeout(
+        Duration::from_secs(20),
+        mesh.http_client("ratings").oneshot(request),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    let mut chain: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    let mut failed = None;
+    while let Some(e) = chain {
+        if let Some(found) = e.downcast_ref::<HandshakeFailed>() {
+            failed = Some(found);
+        }
+        chain = e.source();
+    }
+    let failed = failed.unwrap_or_else(|| panic!("{error}"));
+    assert_eq!(failed.endpoint, addr);
+    assert_eq!(failed.clusters, ["ratings"]);
+    assert!(
+        matches!(
+            VerifyError::find(failed),
+            Some(VerifyError::UnexpectedIdentity { peer, .. }) if peer.to_string() == REVIEWS
+        ),
+        "{failed}"
+    );
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        0,
+        "no request reached the handler"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_without_a_certificate_yet_refuses_before_connecting() {
+    let (addr, mut accepted) = listener().await;
+    let mesh = sinew::mesh::Mesh::builder()
+        .identity(Identity::new())
+        .config(
+            sinew::config::MeshConfig::from_yaml(&format!(
+                "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: reviews }}] }}]\n\
+                 clusters:\n  reviews:\n    identities: [{REVIEWS}]\n    endpoints: [{{ address: \"{addr}\" }}]\n"
+            ))
+            .unwrap(),
+        )
+        .build()
+        .await
+        .unwrap();
+    let request = Request::get("http://reviews/")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let error = mesh
+        .http_client("reviews")
+        .oneshot(request)
+        .await
+        .unwrap_err();
+    let refused = refusal(error.as_ref()).unwrap_or_else(|| panic!("{error}"));
+    assert!(refused.reason.contains("no certificate yet"), "{refused}");
+    let sentinel = TcpStream::connect(addr).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), accepted.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.0, sentinel.local_addr().unwrap());
 }
