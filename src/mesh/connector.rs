@@ -17,6 +17,7 @@
 use super::Mesh;
 use super::connect::BackoffConnector;
 use super::mtls::{HandshakeFailed, MtlsUnavailable, PeerIdentity};
+use super::stream::Stream;
 use crate::error::BoxError;
 use crate::tls::{Identity, SpiffeId};
 use http::Uri;
@@ -34,9 +35,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 
 /// A connector (a `tower::Service<Uri>`) for hyper-util's client, made by
 /// [`Mesh::connector`].
@@ -147,7 +145,7 @@ impl tower::Service<Uri> for Dial {
                 .map_err(|e| HandshakeFailed::new(address, clusters, e))?;
             let peer = crate::tls::peer_id(stream.get_ref().1);
             Ok(MeshConnection::new(
-                Stream::Tls(Box::new(stream)),
+                Stream::Tls(Box::new(stream.into())),
                 http2,
                 peer,
             ))
@@ -321,77 +319,6 @@ impl Mesh {
     }
 }
 
-/// A connection's bytes: plain TCP or TLS over it.
-#[derive(Debug)]
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    #[inline]
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    #[inline]
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    #[inline]
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    #[inline]
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-
-    #[inline]
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(s) => s.is_write_vectored(),
-            Self::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    #[inline]
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-}
-
 pin_project! {
     /// A connection made by [`MeshConnector`]: TCP, or mutual TLS over it
     /// to an endpoint of a cluster that requires it; marked for HTTP/2
@@ -423,12 +350,9 @@ impl MeshConnection {
 
 impl Connection for MeshConnection {
     fn connected(&self) -> Connected {
-        let mut connected = match self.io.inner() {
-            Stream::Plain(tcp) => tcp.connected(),
-            Stream::Tls(tls) => tls.get_ref().0.connected(),
-        };
+        let mut connected = self.io.inner().tcp().connected();
         if let Some(peer) = &self.peer {
-            connected = connected.extra(PeerIdentity(peer.clone()));
+            connected = connected.extra(PeerIdentity::new(peer.clone()));
         }
         if self.http2 {
             connected.negotiated_h2()

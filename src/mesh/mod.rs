@@ -55,6 +55,7 @@ mod runtime;
 mod server;
 mod source;
 mod stack;
+mod stream;
 mod status;
 mod thresholds;
 

@@ -233,7 +233,7 @@ async fn the_mesh_client_speaks_mtls_and_checks_the_endpoints_identity() {
         .unwrap_or_else(|e| panic!("{service}: {e}"));
         assert_eq!(
             response.extensions().get::<PeerIdentity>(),
-            Some(&PeerIdentity(REVIEWS.parse().unwrap())),
+            Some(&PeerIdentity::new(REVIEWS.parse().unwrap())),
             "{service}: the endpoint's identity is on the response"
         );
         let body = response.into_body().collect().await.unwrap().to_bytes();
