@@ -248,6 +248,8 @@ impl Live {
 
 /// Client sessions remembered per set of allowed identities.
 const CLIENT_SESSIONS: usize = 256;
+/// Sets of allowed identities remembered before the map starts afresh.
+const MAX_CLIENT_SETS: usize = 1024;
 /// Server sessions remembered (when tickets are not used).
 const SERVER_SESSIONS: usize = 1024;
 
@@ -360,6 +362,11 @@ impl Identity {
             .clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if clients.len() >= MAX_CLIENT_SETS && !clients.contains_key(&allowed) {
+            // Sets of identities churn with xDS updates; configs built
+            // earlier keep their own verifier and cache alive.
+            clients.clear();
+        }
         let live = &self.inner.live;
         clients
             .entry(allowed)
