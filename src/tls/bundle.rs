@@ -185,3 +185,35 @@ impl fmt::Display for BundleError {
 }
 
 impl std::error::Error for BundleError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn roots_accumulate_without_duplicates_and_all_or_nothing() {
+        let td = TrustDomain::new("td").unwrap();
+        let other = TrustDomain::new("other").unwrap();
+        let (a, b) = (root(), root());
+        let mut bundle = TrustBundle::new();
+        bundle.add_roots(&td, vec![a.clone()]).unwrap();
+        bundle.add_roots(&td, vec![a.clone(), b.clone()]).unwrap();
+        assert_eq!(bundle.roots(&td), &[a.clone(), b.clone()]);
+        assert_eq!(bundle.anchors(&td).len(), 2);
+        assert!(bundle.roots(&other).is_empty());
+
+        let err = bundle
+            .add_roots(&other, vec![a, CertificateDer::from(vec![0x30, 0x00])])
+            .unwrap_err();
+        assert!(err.to_string().contains("root 1"), "{err}");
+        assert!(bundle.roots(&other).is_empty());
+        assert_eq!(bundle.trust_domains().collect::<Vec<_>>(), vec![&td]);
+    }
+}

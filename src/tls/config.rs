@@ -102,6 +102,10 @@ impl ResolvesClientCert for LiveCert {
 impl ResolvesServerCert for LiveCert {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         // None aborts the handshake with a handshake_failure alert.
-        self.0.current_key()
+        let key = self.0.current_key();
+        if key.is_none() {
+            tracing::warn!("TLS handshake refused: no workload certificate yet");
+        }
+        key
     }
 }

@@ -118,16 +118,29 @@ impl FileWatcherConfig {
     /// }
     /// ```
     pub fn load(&self) -> Result<Credentials, IdentityError> {
-        let (certificate, key, ca) = self.read()?;
-        Credentials::from_pem(&certificate, &key, &ca)
+        self.read()?.credentials()
     }
 
-    fn read(&self) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), IdentityError> {
-        Ok((
-            read("certificate_file", &self.certificate_file)?,
-            read("private_key_file", &self.private_key_file)?,
-            read("ca_certificate_file", &self.ca_certificate_file)?,
-        ))
+    fn read(&self) -> Result<Files, IdentityError> {
+        Ok(Files {
+            certificate: read("certificate_file", &self.certificate_file)?,
+            private_key: read("private_key_file", &self.private_key_file)?,
+            ca_certificate: read("ca_certificate_file", &self.ca_certificate_file)?,
+        })
+    }
+}
+
+/// The three files' contents, as last read.
+#[derive(PartialEq, Eq)]
+struct Files {
+    certificate: Vec<u8>,
+    private_key: Vec<u8>,
+    ca_certificate: Vec<u8>,
+}
+
+impl Files {
+    fn credentials(&self) -> Result<Credentials, IdentityError> {
+        Credentials::from_pem(&self.certificate, &self.private_key, &self.ca_certificate)
     }
 }
 
@@ -239,7 +252,7 @@ impl FileWatcher {
         identity: Identity,
     ) -> Result<Self, IdentityError> {
         let files = config.read()?;
-        identity.set_credentials(Credentials::from_pem(&files.0, &files.1, &files.2)?);
+        identity.set_credentials(files.credentials()?);
         let task = tokio::spawn(watch(config, identity, files));
         Ok(Self { task })
     }
@@ -251,11 +264,7 @@ impl Drop for FileWatcher {
     }
 }
 
-async fn watch(
-    config: FileWatcherConfig,
-    identity: Identity,
-    mut last: (Vec<u8>, Vec<u8>, Vec<u8>),
-) {
+async fn watch(config: FileWatcherConfig, identity: Identity, mut last: Files) {
     loop {
         tokio::time::sleep(config.refresh_interval).await;
         let files = match config.read() {
@@ -268,7 +277,7 @@ async fn watch(
         if files == last {
             continue;
         }
-        match Credentials::from_pem(&files.0, &files.1, &files.2) {
+        match files.credentials() {
             Ok(credentials) => {
                 tracing::info!(
                     spiffe_id = %credentials.spiffe_id(),

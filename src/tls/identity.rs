@@ -207,6 +207,9 @@ pub struct Identity {
 struct Inner {
     live: Arc<Live>,
     changes: watch::Sender<Option<Arc<Credentials>>>,
+    /// Serializes writers, so that `set_bundle`'s read-modify-write never
+    /// undoes a `set` made meanwhile, and changes are announced in order.
+    writer: Mutex<()>,
     /// One verifier and session cache per set of allowed identities.
     /// rustls resumes a session only with the very verifier and resolver
     /// that made it, so configs for the same set share them; a session
@@ -248,6 +251,8 @@ impl Live {
 
 /// Client sessions remembered per set of allowed identities.
 const CLIENT_SESSIONS: usize = 256;
+/// Sets of allowed identities remembered before the map starts afresh.
+const MAX_CLIENT_SETS: usize = 1024;
 /// Server sessions remembered (when tickets are not used).
 const SERVER_SESSIONS: usize = 1024;
 
@@ -269,6 +274,7 @@ impl Identity {
                 resolver: Arc::new(LiveCert(live.clone())),
                 live,
                 changes: watch::Sender::new(None),
+                writer: Mutex::new(()),
                 clients: Mutex::new(HashMap::new()),
                 server_sessions: ServerSessionMemoryCache::new(SERVER_SESSIONS),
                 ticketer: Mutex::new(None),
@@ -290,6 +296,18 @@ impl Identity {
 
     /// Installs credentials already validated.
     pub fn set_credentials(&self, credentials: Credentials) {
+        let _writing = self.write_lock();
+        self.install(credentials);
+    }
+
+    fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn install(&self, credentials: Credentials) {
         let credentials = Arc::new(credentials);
         self.inner.live.current.store(Some(credentials.clone()));
         self.inner.changes.send_replace(Some(credentials));
@@ -298,10 +316,11 @@ impl Identity {
     /// Replaces the trust bundle only (a CA rotation), keeping the chain
     /// and key; refused if the current chain does not verify against it.
     pub fn set_bundle(&self, bundle: TrustBundle) -> Result<(), IdentityError> {
+        let _writing = self.write_lock();
         let current = self
             .credentials()
             .map_err(|_| IdentityError::NoCredentials)?;
-        self.set_credentials(current.with_bundle(bundle)?);
+        self.install(current.with_bundle(bundle)?);
         Ok(())
     }
 
@@ -360,6 +379,11 @@ impl Identity {
             .clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if clients.len() >= MAX_CLIENT_SETS && !clients.contains_key(&allowed) {
+            // Sets of identities churn with xDS updates; configs built
+            // earlier keep their own verifier and cache alive.
+            clients.clear();
+        }
         let live = &self.inner.live;
         clients
             .entry(allowed)

@@ -131,7 +131,7 @@ impl SpiffeId {
             return Err(SpiffeIdError::TooLong(id.len()));
         }
         let rest = match id.split_once("://") {
-            Some((scheme, rest)) if scheme == "spiffe" => rest,
+            Some(("spiffe", rest)) => rest,
             _ => return Err(SpiffeIdError::WrongScheme),
         };
         let (authority, path) = match rest.find('/') {

@@ -210,6 +210,72 @@ mod tests {
         }
     }
 
+    fn leaf(edit: impl FnOnce(&mut rcgen::CertificateParams)) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            rcgen::string::Ia5String::try_from("spiffe://td/ns/a/sa/b").unwrap(),
+        )];
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(2_000_000).unwrap();
+        edit(&mut params);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn the_time_is_the_callers() {
+        let der = leaf(|_| {});
+        let at = |secs| verify_svid(&der, system_time(secs));
+        assert_eq!(at(1_500_000).unwrap().to_string(), "spiffe://td/ns/a/sa/b");
+        assert_eq!(at(1_000_000).unwrap().path(), "/ns/a/sa/b");
+        assert_eq!(at(2_000_000).unwrap().path(), "/ns/a/sa/b");
+        assert_eq!(
+            at(999_999),
+            Err(SvidError::NotYetValid {
+                not_before: system_time(1_000_000)
+            })
+        );
+        assert_eq!(
+            at(2_000_001),
+            Err(SvidError::Expired {
+                not_after: system_time(2_000_000)
+            })
+        );
+    }
+
+    #[test]
+    fn key_usage_and_ids() {
+        let now = system_time(1_500_000);
+        let crl = leaf(|p| {
+            p.key_usages = vec![
+                rcgen::KeyUsagePurpose::DigitalSignature,
+                rcgen::KeyUsagePurpose::CrlSign,
+            ]
+        });
+        assert_eq!(verify_svid(&crl, now), Err(SvidError::CrlSign));
+        let bad_id = leaf(|p| {
+            p.subject_alt_names = vec![rcgen::SanType::URI(
+                rcgen::string::Ia5String::try_from("spiffe://TD/x").unwrap(),
+            )]
+        });
+        assert_eq!(
+            verify_svid(&bad_id, now),
+            Err(SvidError::InvalidId(
+                SpiffeIdError::BadTrustDomainCharacter('T')
+            ))
+        );
+        let plain = leaf(|p| p.is_ca = rcgen::IsCa::ExplicitNoCa);
+        assert!(verify_svid(&plain, now).is_ok());
+        assert!(matches!(
+            verify_svid(&[0x30, 0x03], now),
+            Err(SvidError::Malformed(_))
+        ));
+        assert_eq!(
+            spiffe_id_of(&plain).unwrap().to_string(),
+            "spiffe://td/ns/a/sa/b"
+        );
+    }
+
     #[test]
     fn times_display_as_dates() {
         let err = SvidError::Expired {

@@ -284,7 +284,9 @@ impl ServerCertVerifier for SpiffeServerVerifier {
 /// The server side's verifier of clients: a client certificate is
 /// mandatory, and must be an X.509-SVID of a trusted trust domain. Any
 /// SPIFFE ID is accepted: what each may do is authorization's business,
-/// after the handshake (read it with [`peer_id`](super::peer_id)).
+/// after the handshake (read it with [`peer_id`](super::peer_id)). A client
+/// that sends no certificate is refused by rustls itself, with
+/// `rustls::Error::NoCertificatesPresented`.
 ///
 /// It reads the trust bundle from the [`Identity`] at each handshake.
 ///

@@ -164,3 +164,84 @@ async fn bad_material_is_refused_and_the_last_good_stays() {
     assert_eq!(mesh.server.spiffe_id(), Some(id(SERVER_ID)));
     assert!(mesh.server.expires_at().unwrap() > std::time::SystemTime::now());
 }
+
+/// Leaves rotate on both sides, over and over, while connections are made
+/// and a long-lived one keeps talking: no handshake fails, no exchange
+/// fails, and the long-lived connection is never reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_under_load_loses_nothing() {
+    let mesh = mesh();
+    let server = Server::start(mesh.server.server_config(Vec::new()).unwrap()).await;
+    let config = mesh
+        .client
+        .client_config([id(SERVER_ID)], Vec::new())
+        .unwrap();
+    let mut long_lived = connect(config.clone(), server.addr, "long").await.unwrap();
+
+    let leaves: Vec<_> = (0..8)
+        .map(|_| {
+            (
+                mesh.ca.issue(&Leaf::svid(SERVER_ID)),
+                mesh.ca.issue(&Leaf::svid(CLIENT_ID)),
+            )
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rotator = {
+        let (server_id, client_id, ca_bundle) =
+            (mesh.server.clone(), mesh.client.clone(), mesh.ca.bundle(TD));
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut rotations = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let (s, c) = &leaves[rotations % leaves.len()];
+                server_id
+                    .set(s.chain.clone(), s.key(), ca_bundle.clone())
+                    .unwrap();
+                client_id
+                    .set(c.chain.clone(), c.key(), ca_bundle.clone())
+                    .unwrap();
+                rotations += 1;
+                tokio::task::yield_now().await;
+            }
+            rotations
+        })
+    };
+
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let config = config.clone();
+        let addr = server.addr;
+        workers.spawn(async move {
+            for n in 0..10 {
+                // A fresh name each time: full handshakes, not resumptions.
+                let name = format!("w{worker}-{n}");
+                let mut stream = connect(config.clone(), addr, &name).await.unwrap();
+                assert_eq!(
+                    exchange(&mut stream, name.as_bytes()).await.unwrap(),
+                    name.as_bytes()
+                );
+            }
+        });
+    }
+    let talker = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut talks = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                assert_eq!(exchange(&mut long_lived, b"tick").await.unwrap(), b"tick");
+                talks += 1;
+            }
+            (long_lived, talks)
+        })
+    };
+    while let Some(done) = workers.join_next().await {
+        done.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rotations = crate::harness::within("rotator", rotator).await.unwrap();
+    let (mut long_lived, talks) = crate::harness::within("talker", talker).await.unwrap();
+    assert!(rotations > 1, "the leaves rotated {rotations} times");
+    assert!(talks > 0);
+    assert_eq!(exchange(&mut long_lived, b"last").await.unwrap(), b"last");
+}
