@@ -170,13 +170,7 @@ impl Dial {
             return Err(MtlsUnavailable::no_certificate_yet(first));
         }
         let allowed = match &target.allowed {
-            Allowed::Any => {
-                return Err(MtlsUnavailable::new(
-                    first,
-                    "the cluster names no identity, and accepting any identity the trust \
-                     bundle vouches for is not supported yet: name the identities",
-                ));
-            }
+            Allowed::Any => None,
             Allowed::Only(ids) if ids.is_empty() => {
                 return Err(MtlsUnavailable::new(
                     first,
@@ -186,13 +180,15 @@ impl Dial {
                     ),
                 ));
             }
-            Allowed::Only(ids) => ids
-                .iter()
-                .map(|id| {
-                    SpiffeId::new(id)
-                        .map_err(|e| MtlsUnavailable::new(first, format!("identity `{id}`: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
+            Allowed::Only(ids) => Some(
+                ids.iter()
+                    .map(|id| {
+                        SpiffeId::new(id).map_err(|e| {
+                            MtlsUnavailable::new(first, format!("identity `{id}`: {e}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
         };
         self.configs
             .get(identity, allowed, http2)
@@ -215,8 +211,9 @@ struct ClientConfigs {
     built: Mutex<HashMap<ConfigKey, Arc<ClientConfig>>>,
 }
 
-/// The identities accepted (sorted) and whether HTTP/2 is offered.
-type ConfigKey = (Vec<SpiffeId>, bool);
+/// The identities accepted (sorted; `None`: any the bundle vouches for)
+/// and whether HTTP/2 is offered.
+type ConfigKey = (Option<Vec<SpiffeId>>, bool);
 
 /// More distinct sets than this (identities churned by configuration) and
 /// the cache starts over.
@@ -226,11 +223,13 @@ impl ClientConfigs {
     fn get(
         &self,
         identity: &Identity,
-        mut allowed: Vec<SpiffeId>,
+        mut allowed: Option<Vec<SpiffeId>>,
         http2: bool,
     ) -> Result<Arc<ClientConfig>, rustls::Error> {
-        allowed.sort();
-        allowed.dedup();
+        if let Some(ids) = &mut allowed {
+            ids.sort();
+            ids.dedup();
+        }
         let key = (allowed, http2);
         let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(config) = built.get(&key) {
@@ -241,7 +240,10 @@ impl ClientConfigs {
         } else {
             b"http/1.1".to_vec()
         };
-        let config = identity.client_config(key.0.iter().cloned(), vec![alpn])?;
+        let config = match &key.0 {
+            Some(ids) => identity.client_config(ids.iter().cloned(), vec![alpn])?,
+            None => identity.client_config_any(vec![alpn])?,
+        };
         if built.len() >= MAX_CONFIGS {
             built.clear();
         }

@@ -55,8 +55,8 @@ mod runtime;
 mod server;
 mod source;
 mod stack;
-mod stream;
 mod status;
+mod stream;
 mod thresholds;
 
 /// A request's key for consistent hashing; the same type as the balance

@@ -41,7 +41,33 @@ impl Identity {
         allowed: impl IntoIterator<Item = SpiffeId>,
         alpn: Vec<Vec<u8>>,
     ) -> Result<Arc<ClientConfig>, rustls::Error> {
-        let shared = self.client_shared(SpiffeServerVerifier::normalize(allowed));
+        self.client_config_for(Some(SpiffeServerVerifier::normalize(allowed)), alpn)
+    }
+
+    /// A client config presenting this workload's SVID and accepting any
+    /// server whose SVID chains to the bundle's roots for its trust
+    /// domain, offering `alpn`: for a cluster that requires mTLS without
+    /// naming identities.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), rustls::Error> {
+    /// let config = sinew::tls::Identity::new().client_config_any(vec![b"h2".to_vec()])?;
+    /// assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
+    /// # Ok(()) }
+    /// ```
+    pub fn client_config_any(
+        &self,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<Arc<ClientConfig>, rustls::Error> {
+        self.client_config_for(None, alpn)
+    }
+
+    fn client_config_for(
+        &self,
+        allowed: Option<Vec<SpiffeId>>,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<Arc<ClientConfig>, rustls::Error> {
+        let shared = self.client_shared(allowed);
         let mut config = ClientConfig::builder_with_provider(self.provider().clone())
             .with_protocol_versions(VERSIONS)?
             .dangerous()

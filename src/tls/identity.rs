@@ -215,7 +215,8 @@ struct Inner {
     /// that made it, so configs for the same set share them; a session
     /// resumed skips the server's certificate, so a ticket won under one
     /// set never serves a connection that expects another.
-    clients: Mutex<HashMap<Vec<SpiffeId>, ClientShared>>,
+    /// By the identities accepted (`None`: any).
+    clients: Mutex<HashMap<Option<Vec<SpiffeId>>, ClientShared>>,
     resolver: Arc<LiveCert>,
     server_sessions: Arc<ServerSessionMemoryCache>,
     ticketer: Mutex<Option<Arc<dyn ProducesTickets>>>,
@@ -373,7 +374,7 @@ impl Identity {
         self.inner.resolver.clone()
     }
 
-    pub(crate) fn client_shared(&self, allowed: Vec<SpiffeId>) -> ClientShared {
+    pub(crate) fn client_shared(&self, allowed: Option<Vec<SpiffeId>>) -> ClientShared {
         let mut clients = self
             .inner
             .clients

@@ -199,17 +199,31 @@ fn system_time(now: UnixTime) -> SystemTime {
 #[derive(Debug)]
 pub struct SpiffeServerVerifier {
     live: Arc<Live>,
-    /// Sorted, without duplicates.
-    allowed: Vec<SpiffeId>,
+    /// Sorted, without duplicates; `None`: any identity of a trusted
+    /// trust domain.
+    allowed: Option<Vec<SpiffeId>>,
 }
 
 impl SpiffeServerVerifier {
     /// A verifier accepting servers whose SPIFFE ID is in `allowed`.
     pub fn new(identity: &Identity, allowed: impl IntoIterator<Item = SpiffeId>) -> Self {
-        Self::from_live(identity.live().clone(), Self::normalize(allowed))
+        Self::from_live(identity.live().clone(), Some(Self::normalize(allowed)))
     }
 
-    pub(crate) fn from_live(live: Arc<Live>, allowed: Vec<SpiffeId>) -> Self {
+    /// A verifier accepting any server whose SVID chains to the bundle's
+    /// roots for its trust domain: for a cluster that requires mTLS
+    /// without naming identities (an xDS `UpstreamTlsContext` without SAN
+    /// matchers).
+    ///
+    /// ```
+    /// let verifier = sinew::tls::SpiffeServerVerifier::any(&sinew::tls::Identity::new());
+    /// assert!(verifier.accepts_any());
+    /// ```
+    pub fn any(identity: &Identity) -> Self {
+        Self::from_live(identity.live().clone(), None)
+    }
+
+    pub(crate) fn from_live(live: Arc<Live>, allowed: Option<Vec<SpiffeId>>) -> Self {
         Self { live, allowed }
     }
 
@@ -220,9 +234,15 @@ impl SpiffeServerVerifier {
         allowed
     }
 
-    /// The identities accepted, sorted.
+    /// The identities accepted, sorted (none when it
+    /// [accepts any](Self::accepts_any)).
     pub fn allowed(&self) -> &[SpiffeId] {
-        &self.allowed
+        self.allowed.as_deref().unwrap_or_default()
+    }
+
+    /// Whether any identity of a trusted trust domain is accepted.
+    pub fn accepts_any(&self) -> bool {
+        self.allowed.is_none()
     }
 }
 
@@ -248,10 +268,12 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             self.live.algorithms(),
         )
         .map_err(VerifyError::into_rustls)?;
-        if self.allowed.binary_search(&svid.id).is_err() {
+        if let Some(allowed) = &self.allowed
+            && allowed.binary_search(&svid.id).is_err()
+        {
             return Err(VerifyError::UnexpectedIdentity {
                 peer: svid.id,
-                expected: self.allowed.clone(),
+                expected: allowed.clone(),
             }
             .into_rustls());
         }

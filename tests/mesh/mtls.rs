@@ -208,19 +208,25 @@ async fn the_mesh_client_speaks_mtls_and_checks_the_endpoints_identity() {
     let server = identity_of(&ca, REVIEWS);
     let (h1, served) = mtls_server(&server).await;
     let (h2, served_h2) = mtls_server(&server).await;
+    let (any, served_any) = mtls_server(&server).await;
     let mesh = sinew::mesh::Mesh::builder()
         .identity(identity_of(&ca, CART))
         .config(
             sinew::config::MeshConfig::from_yaml(&format!(
-                "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: reviews }}] }}]\n  reviews-h2:\n    routes: [{{ split: [{{ cluster: reviews-h2 }}] }}]\n\
-                 clusters:\n  reviews:\n    identities: [{REVIEWS}]\n    endpoints: [{{ address: \"{h1}\" }}]\n  reviews-h2:\n    protocol: http2\n    identities: [{REVIEWS}, {CART}]\n    endpoints: [{{ address: \"{h2}\" }}]\n"
+                "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: reviews }}] }}]\n  reviews-h2:\n    routes: [{{ split: [{{ cluster: reviews-h2 }}] }}]\n  anyone:\n    routes: [{{ split: [{{ cluster: anyone }}] }}]\n\
+                 clusters:\n  reviews:\n    identities: [{REVIEWS}]\n    endpoints: [{{ address: \"{h1}\" }}]\n  reviews-h2:\n    protocol: http2\n    identities: [{REVIEWS}, {CART}]\n    endpoints: [{{ address: \"{h2}\" }}]\n  anyone:\n    mtls: true\n    endpoints: [{{ address: \"{any}\" }}]\n"
             ))
             .unwrap(),
         )
         .build()
         .await
         .unwrap();
-    for (service, version) in [("reviews", "HTTP/1.1"), ("reviews-h2", "HTTP/2.0")] {
+    // `anyone` names no identity: any the trust bundle vouches for.
+    for (service, version) in [
+        ("reviews", "HTTP/1.1"),
+        ("reviews-h2", "HTTP/2.0"),
+        ("anyone", "HTTP/1.1"),
+    ] {
         let request = Request::get(format!("http://{service}/"))
             .body(Full::<Bytes>::default())
             .unwrap();
@@ -246,6 +252,7 @@ async fn the_mesh_client_speaks_mtls_and_checks_the_endpoints_identity() {
     }
     assert_eq!(served.load(Ordering::SeqCst), 1);
     assert_eq!(served_h2.load(Ordering::SeqCst), 1);
+    assert_eq!(served_any.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
