@@ -217,6 +217,13 @@ impl Ca {
         let (signed, save) = {
             let mut inner = self.lock();
             let pruned = inner.roots.prune(now);
+            // While a rotation is pending the file keeps the exact end of
+            // the old root's leaves; otherwise a bound a lifetime ahead.
+            let reserve = if inner.roots.signing_is_newest(now) {
+                self.leaf_ttl.as_secs()
+            } else {
+                0
+            };
             let Some(entry) = inner.roots.signing_mut(now) else {
                 return Err(Refusal::Unavailable("the CA has no root".to_owned()));
             };
@@ -231,7 +238,7 @@ impl Ca {
             entry.issued_until = entry.issued_until.max(leaf.not_after);
             let mut save = pruned;
             if leaf.not_after > entry.persisted_until {
-                entry.persisted_until = leaf.not_after.saturating_add(self.leaf_ttl.as_secs());
+                entry.persisted_until = leaf.not_after.saturating_add(reserve);
                 save = true;
             }
             let chain_pem = leaf.pem.clone();

@@ -179,12 +179,13 @@ fn check_ca(
         .subject_alternative_name()
         .map_err(|e| format!("subject alternative name: {e}"))?;
     for name in sans.iter().flat_map(|s| s.value.general_names.iter()) {
-        if let GeneralName::URI(uri) = name {
-            if uri.starts_with("spiffe://") && *uri != trust_domain.id() {
-                return Err(format!(
-                    "its URI SAN `{uri}` is not trust domain `{trust_domain}` (spiffe://{trust_domain})"
-                ));
-            }
+        if let GeneralName::URI(uri) = name
+            && uri.starts_with("spiffe://")
+            && *uri != trust_domain.id()
+        {
+            return Err(format!(
+                "its URI SAN `{uri}` is not trust domain `{trust_domain}` (spiffe://{trust_domain})"
+            ));
         }
     }
     Ok(())

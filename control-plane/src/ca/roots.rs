@@ -74,6 +74,12 @@ impl Roots {
         self.entries.get_mut(index)
     }
 
+    /// Whether the root that signs at `now` is the newest (no rotation
+    /// is pending).
+    pub(crate) fn signing_is_newest(&self, now: u64) -> bool {
+        self.signing_index(now) + 1 >= self.entries.len()
+    }
+
     /// Each root with its standing, or `None` when it is no longer
     /// trusted at `now`.
     pub(crate) fn standings(&self, now: u64) -> Vec<Option<Standing>> {
@@ -131,6 +137,8 @@ impl Roots {
         let active_from = now.saturating_add(activate_in.as_secs());
         if let Some(current) = self.signing_mut(now) {
             current.trusted_until = overlap.map(|o| active_from.saturating_add(o.as_secs()));
+            // From now on the file says exactly when its last leaf ends.
+            current.persisted_until = current.issued_until;
         }
         self.entries.push(Entry {
             root,
