@@ -599,7 +599,7 @@ async fn a_root_given_as_files_signs_and_bad_files_stop_the_start_naming_them() 
         ..clock.options(None)
     };
     let error = start(options).await.unwrap_err().to_string();
-    assert!(error.contains("ca_key"), "{error}");
+    assert!(error.contains("key_file"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

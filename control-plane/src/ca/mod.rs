@@ -108,19 +108,21 @@ impl Ca {
                                 .map_err(|_| format!("{what} {}: not PEM text", path.display()))
                         })
                 };
-                let cert_pem = read(cert, "ca_cert")?;
-                let key_pem = read(key, "ca_key")?;
+                let cert_pem = read(cert, "cert_file")?;
+                let key_pem = read(key, "key_file")?;
                 let root =
                     Root::from_pem(&cert_pem, &key_pem, &trust_domain, Some(now)).map_err(|e| {
                         match e {
-                            root::RootError::Cert(e) => format!("ca_cert {}: {e}", cert.display()),
-                            root::RootError::Key(e) => format!("ca_key {}: {e}", key.display()),
+                            root::RootError::Cert(e) => {
+                                format!("cert_file {}: {e}", cert.display())
+                            }
+                            root::RootError::Key(e) => format!("key_file {}: {e}", key.display()),
                         }
                     })?;
                 (vec![entry(root, 0)], true)
             }
-            (Some(_), None) => return Err("ca_key: needed with ca_cert".to_owned()),
-            (None, Some(_)) => return Err("ca_cert: needed with ca_key".to_owned()),
+            (Some(_), None) => return Err("key_file: needed with cert_file".to_owned()),
+            (None, Some(_)) => return Err("cert_file: needed with key_file".to_owned()),
             (None, None) => {
                 let stored = match &options.dir {
                     Some(dir) => files::read_roots(dir, &trust_domain)?,
@@ -311,7 +313,7 @@ impl Ca {
     ) -> Result<(String, u64), Refusal> {
         if self.from_files {
             return Err(Refusal::Conflict(
-                "the root was given as files (ca_cert, ca_key): rotate it by restarting with new files".to_owned(),
+                "the root was given as files (--ca-cert, --ca-key): rotate it by restarting with new files".to_owned(),
             ));
         }
         let now_time = (self.clock)();
