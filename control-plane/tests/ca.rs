@@ -604,6 +604,41 @@ async fn a_root_given_as_files_signs_and_bad_files_stop_the_start_naming_them() 
 }
 
 #[tokio::test]
+async fn without_an_admin_token_the_ca_admin_calls_are_refused() {
+    // Unauthenticated writes (for registering on a laptop) do not extend
+    // to minting identities.
+    let cp = ControlPlane::builder()
+        .allow_unauthenticated_writes()
+        .xds_addr("127.0.0.1:0".parse().unwrap())
+        .admin_addr("127.0.0.1:0".parse().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let body = json!({ "namespace": "default", "service": "reviews" });
+    let (status, answer) = admin(
+        &cp,
+        Method::POST,
+        "/v1/bootstrap-tokens",
+        Some("anything"),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("no admin token"),
+        "{answer}"
+    );
+    let (status, _) = issue(&cp, None, &csr(&[ID]).1).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = issue(&cp, Some("anything"), &csr(&[ID]).1).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The trust bundle is open.
+    let (status, answer) = admin(&cp, Method::GET, "/v1/ca", None, Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["trust_domain"], "cluster.local");
+}
+
+#[tokio::test]
 async fn out_of_range_options_stop_the_start_naming_them() {
     let clock = Clock::new();
     for (options, named) in [
@@ -828,6 +863,52 @@ async fn openssl_makes_a_csr_that_is_signed_and_verifies_the_leaf() {
     let (_, leaf_key) = openssl(&["x509", "-in", "leaf.pem", "-noout", "-pubkey"]);
     let (_, own_key) = openssl(&["pkey", "-in", "key.pem", "-pubout"]);
     assert_eq!(leaf_key, own_key);
+    // A P-384 key signed with SHA-384 is signed too; signed with SHA-256
+    // (which would come out described as a P-256 key) and RSA are refused.
+    for (args, expected) in [
+        (
+            &["-pkeyopt", "ec_paramgen_curve:P-384", "-sha384"][..],
+            StatusCode::OK,
+        ),
+        (
+            &["-pkeyopt", "ec_paramgen_curve:P-384", "-sha256"][..],
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let mut line = vec![
+            "req", "-new", "-newkey", "ec", "-nodes", "-keyout", "k.pem", "-out", "c.pem", "-subj",
+            "/CN=x", "-addext", &san,
+        ];
+        line.extend_from_slice(args);
+        let (ok, out) = openssl(&line);
+        assert!(ok, "{out}");
+        let request = std::fs::read_to_string(dir.join("c.pem")).unwrap();
+        let (status, answer) = issue(&cp, Some(TOKEN), &request).await;
+        assert_eq!(status, expected, "{args:?}: {answer}");
+        if status == StatusCode::OK {
+            std::fs::write(
+                dir.join("leaf384.pem"),
+                answer["certificate_chain"].as_str().unwrap(),
+            )
+            .unwrap();
+            let (ok, out) = openssl(&["verify", "-CAfile", "bundle.pem", "leaf384.pem"]);
+            assert!(ok, "{out}");
+        } else {
+            assert!(
+                answer["error"].as_str().unwrap().starts_with("csr:"),
+                "{answer}"
+            );
+        }
+    }
+    let (ok, out) = openssl(&[
+        "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "r.pem", "-out", "rc.pem",
+        "-subj", "/CN=x", "-addext", &san,
+    ]);
+    assert!(ok, "{out}");
+    let request = std::fs::read_to_string(dir.join("rc.pem")).unwrap();
+    let (status, answer) = issue(&cp, Some(TOKEN), &request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "RSA: {answer}");
+
     // And a root it did not issue from is refused: the check can fail.
     let (_, _, stranger) = external_root(&dir, true);
     std::fs::write(dir.join("stranger.pem"), stranger).unwrap();

@@ -107,6 +107,12 @@ fn admin_only<B>(admin: &Admin, request: &Request<B>) -> Option<Reply> {
     if let Some(refusal) = wrong_type(request) {
         return Some(refusal);
     }
+    if !matches!(admin.access, crate::admin::WriteAccess::Token(_)) {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "the control plane has no admin token configured: the CA's admin calls are refused",
+        ));
+    }
     match presented(request) {
         Some(t) if is_admin(admin, t) => None,
         Some(_) => Some(error(StatusCode::UNAUTHORIZED, "wrong token")),

@@ -2,7 +2,8 @@
 //! signature verifies (the caller holds the key it asks a certificate
 //! for), and the URI SANs it asks for.
 
-use rcgen::{CertificateSigningRequestParams, SanType};
+use rcgen::{CertificateSigningRequestParams, PublicKeyData, SanType};
+use x509_parser::prelude::FromDer;
 
 /// A verified request.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ pub(crate) fn parse(pem: &str) -> Result<Csr, String> {
         }
         other => format!("csr: {other}"),
     })?;
+    check_key(pem, &params.public_key)?;
     let mut uris = Vec::new();
     for san in params.params.subject_alt_names {
         match san {
@@ -43,4 +45,34 @@ pub(crate) fn parse(pem: &str) -> Result<Csr, String> {
         public_key: params.public_key,
         uris,
     })
+}
+
+/// The key must be one the leaf can carry as it is: rcgen rebuilds the
+/// key's description from the request's signature algorithm, which for
+/// ECDSA names the hash, not the curve. A P-384 key signed with SHA-256
+/// would come out as a P-256 key, so the rebuilt description must equal
+/// the request's own. RSA is not signed: a workload's key is made
+/// in-process, and ECDSA P-256 is what every peer takes.
+fn check_key(pem: &str, key: &rcgen::PublicKey) -> Result<(), String> {
+    let supported = [
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        &rcgen::PKCS_ECDSA_P384_SHA384,
+        &rcgen::PKCS_ED25519,
+    ];
+    let refused = || {
+        "csr: the key must be ECDSA P-256 (signed with SHA-256), ECDSA P-384 (SHA-384) or Ed25519"
+            .to_owned()
+    };
+    if !supported.contains(&key.algorithm()) {
+        return Err(refused());
+    }
+    let der = ::pem::parse(pem).map_err(|_| "csr: not PEM".to_owned())?;
+    let (_, request) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(der.contents())
+            .map_err(|_| "csr: not a PKCS#10 certificate request".to_owned())?;
+    let own = request.certification_request_info.subject_pki.raw;
+    if own != key.subject_public_key_info().as_slice() {
+        return Err(refused());
+    }
+    Ok(())
 }
