@@ -238,6 +238,19 @@ async fn the_admin_token_gets_a_leaf_with_the_svid_fields_that_chains_to_the_bun
         .unwrap()
         .to_bytes();
     assert_eq!(ders(std::str::from_utf8(&body).unwrap()), roots);
+    // And JSON when asked.
+    let (status, answer) = raw_admin(
+        &cp,
+        Method::GET,
+        "/v1/trust-bundle",
+        &[("accept", "application/json")],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["trust_domain"], TD);
+    assert_eq!(ders(answer["trust_bundle"].as_str().unwrap()), roots);
+    assert_eq!(answer["roots"][0]["standing"], "signing");
 }
 
 #[tokio::test]
@@ -766,6 +779,22 @@ async fn an_explicit_overlap_and_a_delayed_activation() {
             .as_str()
             .unwrap()
             .contains("overlap_seconds"),
+        "{answer}"
+    );
+    let (status, answer) = admin(
+        &cp,
+        Method::POST,
+        "/v1/ca/rotate",
+        Some(TOKEN),
+        json!({ "activate_in_seconds": 400 * 86_400 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("activate_in_seconds"),
         "{answer}"
     );
 

@@ -22,6 +22,9 @@ use subtle::ConstantTimeEq;
 const DEFAULT_TOKEN_TTL: u64 = 7 * 86_400;
 /// The longest lifetime of a bootstrap token.
 const MAX_TOKEN_TTL: u64 = 365 * 86_400;
+/// The longest activation delay or overlap of a rotation: a root is made
+/// for a year.
+const MAX_ROTATION_SECONDS: u64 = 365 * 86_400;
 
 /// Answers a request for the CA's paths; `None` for any other path.
 pub(crate) async fn handle(
@@ -304,6 +307,17 @@ async fn rotate(admin: &Admin, request: Request<hyper::body::Incoming>) -> Reply
         Ok(b) => b,
         Err(e) => return e,
     };
+    for (field, value) in [
+        ("activate_in_seconds", body.activate_in_seconds),
+        ("overlap_seconds", body.overlap_seconds),
+    ] {
+        if value.is_some_and(|v| v > MAX_ROTATION_SECONDS) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid rotation: {field}: at most {MAX_ROTATION_SECONDS} (a year)"),
+            );
+        }
+    }
     let activate_in = Duration::from_secs(body.activate_in_seconds.unwrap_or(0));
     let overlap = body.overlap_seconds.map(Duration::from_secs);
     match admin.ca.rotate(activate_in, overlap).await {

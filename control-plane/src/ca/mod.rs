@@ -219,13 +219,14 @@ impl Ca {
         let (signed, save) = {
             let mut inner = self.lock();
             let pruned = inner.roots.prune(now);
-            // While a rotation is pending the file keeps the exact end of
-            // the old root's leaves; otherwise a bound a lifetime ahead.
-            let reserve = if inner.roots.signing_is_newest(now) {
-                self.leaf_ttl.as_secs()
-            } else {
-                0
-            };
+            // The file holds a bound on the end of the root's leaves: a
+            // lifetime past this leaf, or, while a rotation is pending,
+            // the end of the last leaf the root can sign before it stops.
+            let ttl = self.leaf_ttl.as_secs();
+            let bound = inner
+                .roots
+                .next_activation(now)
+                .map(|at| at.saturating_add(ttl));
             let Some(entry) = inner.roots.signing_mut(now) else {
                 return Err(Refusal::Unavailable("the CA has no root".to_owned()));
             };
@@ -240,7 +241,8 @@ impl Ca {
             entry.issued_until = entry.issued_until.max(leaf.not_after);
             let mut save = pruned;
             if leaf.not_after > entry.persisted_until {
-                entry.persisted_until = leaf.not_after.saturating_add(reserve);
+                let ahead = leaf.not_after.saturating_add(ttl);
+                entry.persisted_until = bound.map_or(ahead, |b| b.min(ahead)).max(leaf.not_after);
                 save = true;
             }
             let chain_pem = leaf.pem.clone();

@@ -74,10 +74,12 @@ impl Roots {
         self.entries.get_mut(index)
     }
 
-    /// Whether the root that signs at `now` is the newest (no rotation
-    /// is pending).
-    pub(crate) fn signing_is_newest(&self, now: u64) -> bool {
-        self.signing_index(now) + 1 >= self.entries.len()
+    /// When the root after the one signing at `now` takes over, if a
+    /// rotation is pending.
+    pub(crate) fn next_activation(&self, now: u64) -> Option<u64> {
+        self.entries
+            .get(self.signing_index(now) + 1)
+            .map(|e| e.active_from)
     }
 
     /// Each root with its standing, or `None` when it is no longer
