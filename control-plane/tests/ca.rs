@@ -945,3 +945,118 @@ async fn openssl_makes_a_csr_that_is_signed_and_verifies_the_leaf() {
     assert!(!ok, "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_root_made_by_openssl_is_loaded_and_signs() {
+    let found = std::process::Command::new("openssl")
+        .arg("version")
+        .output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        eprintln!("openssl not found: this test is skipped");
+        return;
+    }
+    let dir = scratch("ca-openssl-root");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let san = format!("subjectAltName=URI:spiffe://{TD}");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "root.key",
+        "-out",
+        "root.pem",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=openssl root",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        &san,
+    ]);
+    // The key in SEC1 form too ("EC PRIVATE KEY"), as older tools write it.
+    openssl(&["ec", "-in", "root.key", "-out", "root-sec1.key"]);
+    for key in ["root.key", "root-sec1.key"] {
+        let clock = Clock::new();
+        let cp = start(CaOptions {
+            cert_file: Some(dir.join("root.pem")),
+            key_file: Some(dir.join(key)),
+            ..clock.options(None)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let roots = bundle(&cp).await;
+        assert_eq!(
+            roots,
+            ders(&std::fs::read_to_string(dir.join("root.pem")).unwrap())
+        );
+        let (_, request) = csr(&[ID]);
+        let (status, answer) = issue(&cp, Some(TOKEN), &request).await;
+        assert_eq!(status, StatusCode::OK, "{key}: {answer}");
+        verifies(
+            answer["certificate_chain"].as_str().unwrap(),
+            &roots,
+            clock.now(),
+        )
+        .unwrap();
+        // The leaf ends with its TTL, well before the 30-day root.
+        assert_eq!(answer["expires_at"], clock.now() + 3600);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_leaf_never_outlives_its_root() {
+    let clock = Clock::new();
+    let dir = scratch("ca-short-root");
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let root_end = clock.now() + 7200;
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(clock.now() as i64 - 60).unwrap();
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(root_end as i64).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("root.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("root.key"), key.serialize_pem()).unwrap();
+    let cp = start(CaOptions {
+        cert_file: Some(dir.join("root.pem")),
+        key_file: Some(dir.join("root.key")),
+        leaf_ttl: Duration::from_secs(86_400),
+        ..clock.options(None)
+    })
+    .await
+    .unwrap();
+    let (_, request) = csr(&[ID]);
+    let (status, answer) = issue(&cp, Some(TOKEN), &request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["expires_at"], root_end, "capped at the root's end");
+    assert_eq!(answer["refresh_at"], clock.now() + 3600);
+    // Past the root's end nothing is signed, and the error says to rotate.
+    clock.advance(7200);
+    let (status, answer) = issue(&cp, Some(TOKEN), &request).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("expired"),
+        "{answer}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
