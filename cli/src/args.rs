@@ -159,6 +159,21 @@ pub(crate) struct ControlPlane {
     /// Seconds an admin API client may take to send its headers, then its body.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = values::wait)]
     pub(crate) admin_read_timeout: std::time::Duration,
+    /// The CA's trust domain: workloads are spiffe://<NAME>/ns/<namespace>/sa/<service>.
+    #[arg(long, value_name = "NAME", default_value = "cluster.local", value_parser = values::trust_domain)]
+    pub(crate) trust_domain: String,
+    /// Where the CA keeps its root and bootstrap tokens (made 0700); without it, a new root at every start.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) ca_dir: Option<PathBuf>,
+    /// A CA certificate (PEM) to sign with instead of a generated root.
+    #[arg(long, value_name = "FILE", requires = "ca_key")]
+    pub(crate) ca_cert: Option<PathBuf>,
+    /// The key (PEM) of --ca-cert.
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub(crate) ca_key: Option<PathBuf>,
+    /// How long the leaves the CA signs are valid: 1m to 30d.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = values::leaf_ttl)]
+    pub(crate) leaf_ttl: std::time::Duration,
 }
 
 /// Validate a mesh file offline, with the control plane's errors.
@@ -224,6 +239,13 @@ mod tests {
                 .contains("'--data-hex <HEX>': `g` (at 2) is not a hex digit")
         );
         assert!(matches!(parse(""), Ok(Cli { command: None })));
+        assert!(
+            error("control-plane --leaf-ttl 59s").contains(
+                "invalid value '59s' for '--leaf-ttl <DURATION>': must be from 1m to 30d"
+            )
+        );
+        assert!(error("control-plane --ca-cert root.pem").contains("--ca-key <FILE>"));
+        assert!(error("control-plane --trust-domain A").contains("'--trust-domain <NAME>'"));
     }
 
     #[test]

@@ -66,6 +66,14 @@ pub(crate) async fn serve(options: Options) -> Result<ExitCode, String> {
             max_admin_connections: options.max_admin_connections,
             admin_read_timeout: options.admin_read_timeout,
         });
+    builder = builder.ca(sinew_control_plane::ca::CaOptions {
+        trust_domain: options.trust_domain.clone(),
+        dir: options.ca_dir.clone(),
+        cert_file: options.ca_cert.clone(),
+        key_file: options.ca_key.clone(),
+        leaf_ttl: options.leaf_ttl,
+        ..Default::default()
+    });
     if let Some(mesh) = &options.mesh {
         builder = builder.mesh_file(mesh);
     }

@@ -70,6 +70,21 @@ pub(crate) fn wait(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// A CA trust domain, as the control plane checks it.
+pub(crate) fn trust_domain(text: &str) -> Result<String, String> {
+    sinew_control_plane::ca::TrustDomain::new(text).map(|td| td.as_str().to_owned())
+}
+
+/// A leaf lifetime such as `24h` or `90m`, within the CA's bounds.
+pub(crate) fn leaf_ttl(text: &str) -> Result<Duration, String> {
+    use sinew_control_plane::ca::{MAX_LEAF_TTL, MIN_LEAF_TTL};
+    let ttl = humantime::parse_duration(text).map_err(|e| format!("not a duration ({e})"))?;
+    if !(MIN_LEAF_TTL..=MAX_LEAF_TTL).contains(&ttl) {
+        return Err("must be from 1m to 30d".to_owned());
+    }
+    Ok(ttl)
+}
+
 /// A control plane's address: `http://host:port` or `https://host:port`.
 pub(crate) fn control_plane_url(text: &str) -> Result<String, String> {
     let uri: http::Uri = text
@@ -143,6 +158,13 @@ mod tests {
         assert!(control_plane_url("http://127.0.0.1:18000").is_ok());
         assert!(control_plane_url("not a url").is_err());
         assert!(control_plane_url("127.0.0.1:18000").is_err());
+        assert_eq!(leaf_ttl("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(leaf_ttl("1m"), Ok(Duration::from_secs(60)));
+        assert!(leaf_ttl("59s").is_err());
+        assert!(leaf_ttl("31d").is_err());
+        assert!(leaf_ttl("soon").is_err());
+        assert!(trust_domain("cluster.local").is_ok());
+        assert!(trust_domain("Cluster").is_err());
         assert!(service("reviews").is_ok());
         assert!(service("reviews.default:8080").is_ok());
         assert!(service("a b").is_err());

@@ -48,11 +48,13 @@ pub struct Admin {
     pub(crate) store: Store,
     /// How long a request's body may take to arrive.
     pub(crate) read_timeout: Duration,
+    /// The certificate authority.
+    pub(crate) ca: crate::ca::Ca,
 }
 
-type Reply = Response<Full<Bytes>>;
+pub(crate) type Reply = Response<Full<Bytes>>;
 
-fn reply(status: StatusCode, body: impl Serialize) -> Reply {
+pub(crate) fn reply(status: StatusCode, body: impl Serialize) -> Reply {
     let bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
@@ -63,13 +65,13 @@ fn reply(status: StatusCode, body: impl Serialize) -> Reply {
     response
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Reply {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Reply {
     reply(status, json!({ "error": message.into() }))
 }
 
 /// The credentials of an `Authorization: Bearer <token>` header; the
 /// scheme is case-insensitive (RFC 9110).
-fn bearer(value: &str) -> Option<&str> {
+pub(crate) fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -78,7 +80,7 @@ fn bearer(value: &str) -> Option<&str> {
 
 /// Whether the request says its body is JSON (`application/json`, with
 /// parameters or not).
-fn is_json<B>(request: &Request<B>) -> bool {
+pub(crate) fn is_json<B>(request: &Request<B>) -> bool {
     request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -127,6 +129,10 @@ impl Admin {
 
     /// Answers one request.
     pub async fn handle(&self, request: Request<hyper::body::Incoming>) -> Reply {
+        let request = match crate::ca::handle(self, request).await {
+            Ok(answered) => return answered,
+            Err(request) => request,
+        };
         let path = request.uri().path().trim_end_matches('/').to_owned();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (request.method().clone(), segments.as_slice()) {
@@ -253,24 +259,9 @@ impl Admin {
     }
 
     async fn register(&self, body: hyper::body::Incoming) -> Reply {
-        let read = Limited::new(body, MAX_BODY).collect();
-        let bytes = match tokio::time::timeout(self.read_timeout, read).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(_)) => {
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is larger than {MAX_BODY} bytes or could not be read"),
-                );
-            }
-            Err(_) => {
-                return error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the body did not arrive within {} s",
-                        self.read_timeout.as_secs()
-                    ),
-                );
-            }
+        let bytes = match read_body(body, self.read_timeout).await {
+            Ok(bytes) => bytes,
+            Err(refusal) => return refusal,
         };
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return error(
@@ -321,6 +312,26 @@ impl Admin {
                 format!("registration refused: {field}: {message}"),
             ),
         }
+    }
+}
+
+/// The body of a request: at most [`MAX_BODY`] bytes (`413`), arrived
+/// within `timeout` (`408`).
+pub(crate) async fn read_body(
+    body: hyper::body::Incoming,
+    timeout: Duration,
+) -> Result<Bytes, Reply> {
+    let read = Limited::new(body, MAX_BODY).collect();
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY} bytes or could not be read"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {} s", timeout.as_secs()),
+        )),
     }
 }
 

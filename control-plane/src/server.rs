@@ -29,6 +29,9 @@ pub enum StartError {
     Store(String),
     /// A limit is out of range; the error names it (`limits.max_leases`).
     Limits(ConfigError),
+    /// The certificate authority cannot start: an option out of range, or
+    /// a file that cannot be read or written; the error names it.
+    Ca(String),
     /// A listening address cannot be bound.
     Bind {
         /// `xds` or `admin`.
@@ -46,6 +49,7 @@ impl std::fmt::Display for StartError {
             StartError::MeshFile(e) => write!(f, "mesh file: {e}"),
             StartError::Store(e) => write!(f, "registry store: {e}"),
             StartError::Limits(e) => write!(f, "{e}"),
+            StartError::Ca(e) => write!(f, "ca.{e}"),
             StartError::Bind { what, addr, error } => {
                 write!(f, "cannot listen for {what} on {addr}: {error}")
             }
@@ -85,6 +89,7 @@ pub struct ControlPlaneBuilder {
     admin_addr: SocketAddr,
     reload_interval: Duration,
     limits: Limits,
+    ca: crate::ca::CaOptions,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -98,6 +103,7 @@ impl Default for ControlPlaneBuilder {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 18001)),
             reload_interval: Duration::from_secs(1),
             limits: Limits::default(),
+            ca: crate::ca::CaOptions::default(),
         }
     }
 }
@@ -162,6 +168,14 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// How the certificate authority is set up: trust domain, state
+    /// directory or root files, leaf lifetime. Default:
+    /// [`CaOptions::default`](crate::ca::CaOptions), a root in memory.
+    pub fn ca(mut self, options: crate::ca::CaOptions) -> Self {
+        self.ca = options;
+        self
+    }
+
     /// Reads the mesh file and the registry store, binds both addresses
     /// and starts serving.
     pub async fn start(self) -> Result<ControlPlane, StartError> {
@@ -183,6 +197,7 @@ impl ControlPlaneBuilder {
                 (self.mesh, Vec::new())
             }
         };
+        let ca = crate::ca::Ca::start(self.ca).map_err(StartError::Ca)?;
         let stored = match &self.store {
             Some(path) => read_store(path).map_err(StartError::Store)?,
             None => Default::default(),
@@ -223,6 +238,7 @@ impl ControlPlaneBuilder {
             leases_changed: Arc::default(),
             store,
             read_timeout: limits.admin_read_timeout,
+            ca,
         };
         let (stop, stopped) = watch::channel(false);
         let ads = Ads::new(
