@@ -159,6 +159,10 @@ pub(crate) struct ControlPlane {
     /// Seconds an admin API client may take to send its headers, then its body.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = values::wait)]
     pub(crate) admin_read_timeout: std::time::Duration,
+    /// The certificate provider instance served TLS contexts name: a key
+    /// of the workloads' bootstrap `certificate_providers` (gRFC A29).
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub(crate) certificate_provider_instance: String,
 }
 
 /// Validate a mesh file offline, with the control plane's errors.

@@ -65,7 +65,8 @@ pub(crate) async fn serve(options: Options) -> Result<ExitCode, String> {
             max_message_bytes: options.max_message_bytes,
             max_admin_connections: options.max_admin_connections,
             admin_read_timeout: options.admin_read_timeout,
-        });
+        })
+        .certificate_provider_instance(&options.certificate_provider_instance);
     if let Some(mesh) = &options.mesh {
         builder = builder.mesh_file(mesh);
     }

@@ -7,6 +7,7 @@
 //! for routes and endpoints it holds only those that changed.
 
 use crate::clients::{Clients, Nack};
+use crate::generate::server_listener::resolve;
 use crate::generate::{CLUSTER, LISTENER, PUSH_ORDER};
 use crate::limits::{Limits, truncate};
 use crate::state::Published;
@@ -186,10 +187,12 @@ impl StreamTask {
         } else {
             sub.names.iter().collect()
         };
-        let resources: Vec<(&String, &Arc<crate::generate::Encoded>)> = if full_state(type_url) {
+        // By name, or for a server Listener by the address in its name.
+        let lookup = |n: &String| resolve(&published.resources, type_url, n);
+        let resources: Vec<(&String, Arc<crate::generate::Encoded>)> = if full_state(type_url) {
             let present: Vec<_> = wanted
                 .iter()
-                .filter_map(|n| current.get(*n).map(|e| (*n, e)))
+                .filter_map(|n| lookup(n).map(|e| (*n, e)))
                 .collect();
             let differs = present.len() != sub.sent.len()
                 || present
@@ -206,7 +209,7 @@ impl StreamTask {
         } else {
             let news: Vec<_> = wanted
                 .iter()
-                .filter_map(|n| current.get(*n).map(|e| (*n, e)))
+                .filter_map(|n| lookup(n).map(|e| (*n, e)))
                 .filter(|(n, e)| sub.sent.get(*n) != Some(&e.version))
                 .collect();
             sub.sent.retain(|n, _| current.contains_key(n));

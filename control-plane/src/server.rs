@@ -29,6 +29,9 @@ pub enum StartError {
     Store(String),
     /// A limit is out of range; the error names it (`limits.max_leases`).
     Limits(ConfigError),
+    /// Another option is invalid; the error names it
+    /// (`certificate_provider_instance`).
+    Option(ConfigError),
     /// A listening address cannot be bound.
     Bind {
         /// `xds` or `admin`.
@@ -45,7 +48,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::MeshFile(e) => write!(f, "mesh file: {e}"),
             StartError::Store(e) => write!(f, "registry store: {e}"),
-            StartError::Limits(e) => write!(f, "{e}"),
+            StartError::Limits(e) | StartError::Option(e) => write!(f, "{e}"),
             StartError::Bind { what, addr, error } => {
                 write!(f, "cannot listen for {what} on {addr}: {error}")
             }
@@ -85,6 +88,7 @@ pub struct ControlPlaneBuilder {
     admin_addr: SocketAddr,
     reload_interval: Duration,
     limits: Limits,
+    certificate_provider: String,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -98,6 +102,7 @@ impl Default for ControlPlaneBuilder {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 18001)),
             reload_interval: Duration::from_secs(1),
             limits: Limits::default(),
+            certificate_provider: crate::generate::tls::DEFAULT_CERTIFICATE_PROVIDER.to_owned(),
         }
     }
 }
@@ -162,10 +167,26 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// The certificate provider instance that served TLS contexts name
+    /// (gRFC A29): clusters requiring mTLS and server Listeners tell
+    /// workloads to take their certificate and roots from it, so it must
+    /// be a key of the workloads' bootstrap `certificate_providers`.
+    /// Default: `default`, the name Istio's proxyless gRPC bootstrap uses.
+    pub fn certificate_provider_instance(mut self, name: impl Into<String>) -> Self {
+        self.certificate_provider = name.into();
+        self
+    }
+
     /// Reads the mesh file and the registry store, binds both addresses
     /// and starts serving.
     pub async fn start(self) -> Result<ControlPlane, StartError> {
         self.limits.validate().map_err(StartError::Limits)?;
+        if self.certificate_provider.trim().is_empty() {
+            return Err(StartError::Option(ConfigError::new(
+                "certificate_provider_instance",
+                "empty: name a key of the workloads' bootstrap `certificate_providers`",
+            )));
+        }
         let (mesh, seen) = match &self.mesh_file {
             Some(path) => {
                 let contents = sinew::config::read_limited(path).map_err(|e| {
@@ -210,7 +231,12 @@ impl ControlPlaneBuilder {
             })?;
 
         let limits = self.limits;
-        let (state, published, mut dropped) = State::new(mesh, stored.valid, limits.clone());
+        let (state, published, mut dropped) = State::new(
+            mesh,
+            stored.valid,
+            limits.clone(),
+            &self.certificate_provider,
+        );
         dropped.extend(stored.dropped);
         let state = Arc::new(Mutex::new(state));
         let clients = Clients::default();
