@@ -241,3 +241,25 @@ impl Endpoints {
         self.put(touched, set, instance);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::listening_address;
+
+    #[test]
+    fn the_listening_address_is_the_names_last_part() {
+        let v4 = "10.0.0.1:8080".parse().ok();
+        let v6 = "[::1]:80".parse().ok();
+        for (name, addr) in [
+            ("grpc/server?xds.resource.listening_address=10.0.0.1:8080", v4),
+            ("xds.istio.io/grpc/lds/inbound/10.0.0.1:8080", v4),
+            ("xdstp://cp/envoy.config.listener.v3.Listener/grpc/server/[::1]:80", v6),
+            ("[::1]:80", v6),
+            ("reviews", None),
+            ("grpc/server?xds.resource.listening_address=", None),
+            ("grpc/server?xds.resource.listening_address=host:80", None),
+        ] {
+            assert_eq!(listening_address(name), addr, "{name}");
+        }
+    }
+}
