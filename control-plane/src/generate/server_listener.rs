@@ -251,9 +251,15 @@ mod tests {
         let v4 = "10.0.0.1:8080".parse().ok();
         let v6 = "[::1]:80".parse().ok();
         for (name, addr) in [
-            ("grpc/server?xds.resource.listening_address=10.0.0.1:8080", v4),
+            (
+                "grpc/server?xds.resource.listening_address=10.0.0.1:8080",
+                v4,
+            ),
             ("xds.istio.io/grpc/lds/inbound/10.0.0.1:8080", v4),
-            ("xdstp://cp/envoy.config.listener.v3.Listener/grpc/server/[::1]:80", v6),
+            (
+                "xdstp://cp/envoy.config.listener.v3.Listener/grpc/server/[::1]:80",
+                v6,
+            ),
             ("[::1]:80", v6),
             ("reviews", None),
             ("grpc/server?xds.resource.listening_address=", None),
