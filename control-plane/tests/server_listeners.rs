@@ -143,7 +143,7 @@ fn shape(l: &Listener) -> (String, Option<(String, String)>) {
     assert!(hcm.http_filters.last().unwrap().name.ends_with("router"));
     let tls = chain.transport_socket.as_ref().map(|s| {
         let d = DownstreamTlsContext::decode(typed(s)).unwrap();
-        assert_eq!(d.require_client_certificate.unwrap().value, true);
+        assert!(d.require_client_certificate.unwrap().value);
         let (identity, roots, sans) = common_names(d.common_tls_context.as_ref().unwrap());
         assert!(sans.is_empty(), "gRPC servers refuse SAN matchers");
         (identity, roots)
