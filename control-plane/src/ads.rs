@@ -88,6 +88,9 @@ struct StreamTask {
     nonces: u64,
     out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     limits: Limits,
+    /// Where the client connects from: a server listening on a wildcard
+    /// address is the endpoint at this address.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl StreamTask {
@@ -188,7 +191,8 @@ impl StreamTask {
             sub.names.iter().collect()
         };
         // By name, or for a server Listener by the address in its name.
-        let lookup = |n: &String| resolve(&published.resources, type_url, n);
+        let peer = self.peer;
+        let lookup = |n: &String| resolve(&published.resources, type_url, n, peer);
         let resources: Vec<(&String, Arc<crate::generate::Encoded>)> = if full_state(type_url) {
             let present: Vec<_> = wanted
                 .iter()
@@ -280,6 +284,7 @@ impl AggregatedDiscoveryService for Ads {
                 nonces: 0,
                 out,
                 limits,
+                peer: peer.map(|p| p.ip()),
             };
             loop {
                 tokio::select! {

@@ -215,7 +215,10 @@ async fn grpcio_speaks_mtls_configured_by_the_control_plane() {
         &[
             &script("xds_secure_server.py"),
             "greeter",
-            &server_addr.port().to_string(),
+            // On every interface, as servers usually listen: the control
+            // plane takes it for the endpoint its ADS connection comes
+            // from (127.0.0.1).
+            &format!("0.0.0.0:{}", server_addr.port()),
         ],
         &[("GRPC_XDS_BOOTSTRAP", server_bootstrap.to_str().unwrap())],
     )

@@ -148,7 +148,11 @@ fn shape(l: &Listener) -> (String, Option<(String, String)>) {
         assert!(sans.is_empty(), "gRPC servers refuse SAN matchers");
         (identity, roots)
     });
-    (format!("{}:{port}", a.address), tls)
+    let ip: std::net::IpAddr = a.address.parse().unwrap();
+    (
+        std::net::SocketAddr::new(ip, u16::try_from(port).unwrap()).to_string(),
+        tls,
+    )
 }
 
 #[tokio::test]
@@ -205,6 +209,11 @@ async fn servers_get_listeners_for_their_endpoint_addresses() {
         format!("{TEMPLATE}127.0.0.1:1002"),
         "xds.istio.io/grpc/lds/inbound/127.0.0.1:1003".to_owned(),
         format!("{TEMPLATE}127.0.0.1:1004"),
+        // Wildcards: the endpoint at the port of the address this stream
+        // comes from (127.0.0.1); none at 1009.
+        format!("{TEMPLATE}0.0.0.0:1002"),
+        format!("{TEMPLATE}[::]:1001"),
+        format!("{TEMPLATE}0.0.0.0:1009"),
     ];
     let asked: Vec<&str> = names.iter().map(String::as_str).collect();
     stream.request(LISTENER, &asked, "", "", None);
@@ -223,13 +232,20 @@ async fn servers_get_listeners_for_their_endpoint_addresses() {
             names[2].clone(),
             ("127.0.0.1:1003".to_owned(), strict.clone()),
         ),
+        // The wildcard address the server listens on, as gRPC requires.
+        (
+            names[4].clone(),
+            ("0.0.0.0:1002".to_owned(), strict.clone()),
+        ),
+        (names[5].clone(), ("[::]:1001".to_owned(), None)),
     ]);
     let shapes = |got: &BTreeMap<String, Listener>| {
         got.iter()
             .map(|(n, l)| (n.clone(), shape(l)))
             .collect::<BTreeMap<_, _>>()
     };
-    // 1004 is nobody's endpoint: absent, as any unknown resource is.
+    // 1004 and 1009 are nobody's endpoints: absent, as any unknown
+    // resource is.
     assert_eq!(shapes(&got), expected);
     stream.request(LISTENER, &asked, &r.version_info, &r.nonce, None);
 

@@ -5,7 +5,9 @@
 //! control plane serves one for every address that is an endpoint of a
 //! cluster: a filter chain whose HttpConnectionManager routes every
 //! request to the server's own handlers (`non_forwarding_action`), over
-//! STRICT mTLS when a cluster holding the endpoint requires it.
+//! STRICT mTLS when a cluster holding the endpoint requires it. A server
+//! listening on a wildcard address is the endpoint at that port of the
+//! address its ADS connection comes from.
 //!
 //! The template is the workload's choice, so the name is not parsed
 //! against one: the listening address is the text after the name's last
@@ -29,7 +31,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use prost::Message;
 use sinew::config::ClusterConfig;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Where the server Listeners are kept in a [`ResourceSet`]: by listening
@@ -42,6 +44,16 @@ pub const SERVER_LISTENER: &str = "sinew.server_listener";
 pub fn listening_address(name: &str) -> Option<SocketAddr> {
     let tail = name.rsplit(['=', '/']).next().unwrap_or(name);
     tail.parse().ok()
+}
+
+fn socket_address(addr: SocketAddr) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: addr.ip().to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
+            ..SocketAddress::default()
+        })),
+    }
 }
 
 /// The server Listener for `addr`, without its name: STRICT mTLS with the
@@ -78,13 +90,7 @@ pub(crate) fn server_listener(addr: SocketAddr, mtls: bool, instance: &str) -> A
         ..HttpConnectionManager::default()
     };
     let listener = Listener {
-        address: Some(Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: addr.ip().to_string(),
-                port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
-                ..SocketAddress::default()
-            })),
-        }),
+        address: Some(socket_address(addr)),
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
                 name: "envoy.filters.network.http_connection_manager".to_owned(),
@@ -100,16 +106,37 @@ pub(crate) fn server_listener(addr: SocketAddr, mtls: bool, instance: &str) -> A
 
 /// The resource of `type_url` named `name` in `set`: the one of that name,
 /// or, for a Listener, the server Listener of the address the name
-/// carries, named as asked.
-pub fn resolve(set: &ResourceSet, type_url: &str, name: &str) -> Option<Arc<Encoded>> {
+/// carries, named as asked. A server listening on a wildcard address
+/// (`0.0.0.0:8080`, `[::]:8080`) is taken for the endpoint at that port
+/// of `peer`, the address its ADS connection comes from, and its Listener
+/// carries the wildcard address it listens on (gRPC requires the two to
+/// be equal).
+pub fn resolve(
+    set: &ResourceSet,
+    type_url: &str,
+    name: &str,
+    peer: Option<IpAddr>,
+) -> Option<Arc<Encoded>> {
     if let Some(e) = set.get(type_url).and_then(|of_type| of_type.get(name)) {
         return Some(e.clone());
     }
     if type_url != LISTENER {
         return None;
     }
-    let addr = listening_address(name)?;
-    let body = set.get(SERVER_LISTENER)?.get(&addr.to_string())?;
+    let asked = listening_address(name)?;
+    let endpoint = if asked.ip().is_unspecified() {
+        SocketAddr::new(peer?.to_canonical(), asked.port())
+    } else {
+        asked
+    };
+    let body = set.get(SERVER_LISTENER)?.get(&endpoint.to_string())?;
+    let rest = if endpoint == asked {
+        body.any.value.clone()
+    } else {
+        let mut listener = Listener::decode(body.any.value.as_slice()).ok()?;
+        listener.address = Some(socket_address(asked));
+        listener.encode_to_vec()
+    };
     // Two encoded messages one after the other decode as one (protobuf
     // merges them): the name, then the rest.
     let mut value = Listener {
@@ -117,7 +144,7 @@ pub fn resolve(set: &ResourceSet, type_url: &str, name: &str) -> Option<Arc<Enco
         ..Listener::default()
     }
     .encode_to_vec();
-    value.extend_from_slice(&body.any.value);
+    value.extend_from_slice(&rest);
     Some(Arc::new(Encoded {
         // The name is the subscription's own: the body alone versions it.
         version: body.version,

@@ -3,7 +3,7 @@
 credentials (gRFC A29), configured by GRPC_XDS_BOOTSTRAP: its Listener, and
 so whether it requires mTLS, comes from the control plane.
 
-Usage: xds_secure_server.py NAME PORT. Listens on 127.0.0.1:PORT and prints
+Usage: xds_secure_server.py NAME ADDRESS. Listens on ADDRESS and prints
 "ready" once started (serving begins when the Listener arrives). Answers
 /sinew.test.Echo/Call with JSON: its name, the number of calls it has
 handled, and the caller's identity as gRPC saw it (peer identities and the
@@ -18,7 +18,7 @@ import grpc
 
 
 def main():
-    name, port = sys.argv[1], int(sys.argv[2])
+    name, address = sys.argv[1], sys.argv[2]
     lock = threading.Lock()
     calls = [0]
 
@@ -42,7 +42,7 @@ def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), xds=True)
     server.add_generic_rpc_handlers((handler,))
     credentials = grpc.xds_server_credentials(grpc.insecure_server_credentials())
-    server.add_secure_port(f"127.0.0.1:{port}", credentials)
+    server.add_secure_port(address, credentials)
     server.start()
     print("ready", flush=True)
     # Serves until stdin closes (the test ends or drops it).
