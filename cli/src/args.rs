@@ -174,6 +174,10 @@ pub(crate) struct ControlPlane {
     /// How long the leaves the CA signs are valid: 1m to 30d.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = values::leaf_ttl)]
     pub(crate) leaf_ttl: std::time::Duration,
+    /// The certificate provider instance served TLS contexts name: a key
+    /// of the workloads' bootstrap `certificate_providers` (gRFC A29).
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub(crate) certificate_provider_instance: String,
 }
 
 /// Validate a mesh file offline, with the control plane's errors.

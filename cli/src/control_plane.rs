@@ -65,7 +65,8 @@ pub(crate) async fn serve(options: Options) -> Result<ExitCode, String> {
             max_message_bytes: options.max_message_bytes,
             max_admin_connections: options.max_admin_connections,
             admin_read_timeout: options.admin_read_timeout,
-        });
+        })
+        .certificate_provider_instance(&options.certificate_provider_instance);
     builder = builder.ca(sinew_control_plane::ca::CaOptions {
         trust_domain: options.trust_domain.clone(),
         dir: options.ca_dir.clone(),

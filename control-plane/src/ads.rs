@@ -7,6 +7,7 @@
 //! for routes and endpoints it holds only those that changed.
 
 use crate::clients::{Clients, Nack};
+use crate::generate::server_listener::resolve;
 use crate::generate::{CLUSTER, LISTENER, PUSH_ORDER};
 use crate::limits::{Limits, truncate};
 use crate::state::Published;
@@ -87,6 +88,9 @@ struct StreamTask {
     nonces: u64,
     out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     limits: Limits,
+    /// Where the client connects from: a server listening on a wildcard
+    /// address is the endpoint at this address.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl StreamTask {
@@ -186,10 +190,13 @@ impl StreamTask {
         } else {
             sub.names.iter().collect()
         };
-        let resources: Vec<(&String, &Arc<crate::generate::Encoded>)> = if full_state(type_url) {
+        // By name, or for a server Listener by the address in its name.
+        let peer = self.peer;
+        let lookup = |n: &String| resolve(&published.resources, type_url, n, peer);
+        let resources: Vec<(&String, Arc<crate::generate::Encoded>)> = if full_state(type_url) {
             let present: Vec<_> = wanted
                 .iter()
-                .filter_map(|n| current.get(*n).map(|e| (*n, e)))
+                .filter_map(|n| lookup(n).map(|e| (*n, e)))
                 .collect();
             let differs = present.len() != sub.sent.len()
                 || present
@@ -206,7 +213,7 @@ impl StreamTask {
         } else {
             let news: Vec<_> = wanted
                 .iter()
-                .filter_map(|n| current.get(*n).map(|e| (*n, e)))
+                .filter_map(|n| lookup(n).map(|e| (*n, e)))
                 .filter(|(n, e)| sub.sent.get(*n) != Some(&e.version))
                 .collect();
             sub.sent.retain(|n, _| current.contains_key(n));
@@ -277,6 +284,7 @@ impl AggregatedDiscoveryService for Ads {
                 nonces: 0,
                 out,
                 limits,
+                peer: peer.map(|p| p.ip()),
             };
             loop {
                 tokio::select! {

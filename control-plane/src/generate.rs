@@ -3,7 +3,12 @@
 //! a Listener holding an `api_listener` HttpConnectionManager (routes by
 //! RDS over ADS, the router filter last) and a RouteConfiguration; per
 //! cluster an EDS Cluster fed over ADS and a ClusterLoadAssignment with
-//! weighted localities.
+//! weighted localities. A cluster that requires mTLS carries an
+//! `UpstreamTlsContext` ([`tls`]); a gRPC server is served a Listener for
+//! its endpoint address ([`server_listener`]).
+
+pub mod server_listener;
+pub mod tls;
 
 use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, LoadBalancingPolicy, OutlierDetection,
@@ -17,8 +22,8 @@ use envoy_types::pb::envoy::config::cluster::v3::{
 };
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, HealthStatus, Http2ProtocolOptions,
-    Locality as PbLocality, Metadata, SocketAddress, TransportSocket, TypedExtensionConfig,
-    address, config_source::ConfigSourceSpecifier, socket_address::PortSpecifier, transport_socket,
+    Locality as PbLocality, Metadata, SocketAddress, TypedExtensionConfig, address,
+    config_source::ConfigSourceSpecifier, socket_address::PortSpecifier,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -42,10 +47,6 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
-    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
-};
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatcher, StringMatcher, string_matcher::MatchPattern,
 };
@@ -131,12 +132,20 @@ pub fn service_resources(name: &str, service: &ServiceConfig) -> [(&'static str,
     ]
 }
 
-/// A cluster's Cluster and ClusterLoadAssignment.
-pub fn cluster_resources(name: &str, cluster: &ClusterConfig) -> [(&'static str, Arc<Encoded>); 2] {
+/// A cluster's Cluster and ClusterLoadAssignment; a cluster requiring
+/// mTLS names the certificate provider instance `certificate_provider`.
+pub fn cluster_resources(
+    name: &str,
+    cluster: &ClusterConfig,
+    certificate_provider: &str,
+) -> [(&'static str, Arc<Encoded>); 2] {
     [
         (
             CLUSTER,
-            encoded(CLUSTER, cluster_resource(name, cluster).encode_to_vec()),
+            encoded(
+                CLUSTER,
+                cluster_resource(name, cluster, certificate_provider).encode_to_vec(),
+            ),
         ),
         (
             ENDPOINTS,
@@ -148,8 +157,16 @@ pub fn cluster_resources(name: &str, cluster: &ClusterConfig) -> [(&'static str,
     ]
 }
 
-/// The resources of `mesh` (already validated).
+/// The resources of `mesh` (already validated), naming the default
+/// certificate provider instance.
 pub fn resources(mesh: &MeshConfig) -> ResourceSet {
+    resources_with(mesh, tls::DEFAULT_CERTIFICATE_PROVIDER)
+}
+
+/// The resources of `mesh` (already validated), the server Listeners
+/// among them; TLS contexts name the certificate provider instance
+/// `certificate_provider`.
+pub fn resources_with(mesh: &MeshConfig, certificate_provider: &str) -> ResourceSet {
     let mut set: ResourceSet = PUSH_ORDER.iter().map(|t| (*t, BTreeMap::new())).collect();
     let mut put = |name: &str, pairs: [(&'static str, Arc<Encoded>); 2]| {
         for (type_url, e) in pairs {
@@ -162,8 +179,9 @@ pub fn resources(mesh: &MeshConfig) -> ResourceSet {
         put(name, service_resources(name, service));
     }
     for (name, cluster) in &mesh.clusters {
-        put(name, cluster_resources(name, cluster));
+        put(name, cluster_resources(name, cluster, certificate_provider));
     }
+    server_listener::Endpoints::of(&mesh.clusters).encode_all(&mut set, certificate_provider);
     set
 }
 
@@ -472,7 +490,7 @@ fn http_fault(fault: &FaultConfig) -> HttpFault {
 // `http2_protocol_options` is deprecated in Envoy's API, and is what gRPC
 // and Sinew's client read.
 #[allow(deprecated)]
-fn cluster_resource(name: &str, c: &ClusterConfig) -> Cluster {
+fn cluster_resource(name: &str, c: &ClusterConfig, certificate_provider: &str) -> Cluster {
     let (lb_policy, lb_config) = match &c.lb {
         LbPolicy::RoundRobin => (EnvoyLb::RoundRobin, None),
         // Envoy has no Peak-EWMA; least request is its nearest (and
@@ -556,7 +574,9 @@ fn cluster_resource(name: &str, c: &ClusterConfig) -> Cluster {
             ..CommonLbConfig::default()
         }),
         metadata: sinew_metadata(c),
-        transport_socket: c.requires_mtls().then(|| upstream_tls(&c.identities)),
+        transport_socket: c
+            .requires_mtls()
+            .then(|| tls::upstream(&c.identities, certificate_provider)),
         http2_protocol_options: (c.protocol == Protocol::Http2).then(Http2ProtocolOptions::default),
         ..Cluster::default()
     }
@@ -641,36 +661,6 @@ fn to_value(json: &serde_json::Value) -> Value {
         }),
     };
     Value { kind: Some(kind) }
-}
-
-/// The identities the endpoints may present, as exact URI SAN matchers
-/// of an `UpstreamTlsContext` (certificates come with the identity work).
-fn upstream_tls(identities: &[String]) -> TransportSocket {
-    let validation = CertificateValidationContext {
-        match_typed_subject_alt_names: identities
-            .iter()
-            .map(|id| SubjectAltNameMatcher {
-                san_type: SanType::Uri as i32,
-                matcher: Some(string_matcher(MatchPattern::Exact(id.clone()))),
-                ..SubjectAltNameMatcher::default()
-            })
-            .collect(),
-        ..CertificateValidationContext::default()
-    };
-    let tls = UpstreamTlsContext {
-        common_tls_context: Some(CommonTlsContext {
-            validation_context_type: Some(ValidationContextType::ValidationContext(validation)),
-            ..CommonTlsContext::default()
-        }),
-        ..UpstreamTlsContext::default()
-    };
-    TransportSocket {
-        name: "envoy.transport_sockets.tls".to_owned(),
-        config_type: Some(transport_socket::ConfigType::TypedConfig(pack(
-            UPSTREAM_TLS,
-            &tls,
-        ))),
-    }
 }
 
 fn outlier_detection(od: &OutlierDetectionConfig) -> OutlierDetection {

@@ -32,6 +32,9 @@ pub enum StartError {
     /// The certificate authority cannot start: an option out of range, or
     /// a file that cannot be read or written; the error names it.
     Ca(String),
+    /// Another option is invalid; the error names it
+    /// (`certificate_provider_instance`).
+    Option(ConfigError),
     /// A listening address cannot be bound.
     Bind {
         /// `xds` or `admin`.
@@ -48,7 +51,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::MeshFile(e) => write!(f, "mesh file: {e}"),
             StartError::Store(e) => write!(f, "registry store: {e}"),
-            StartError::Limits(e) => write!(f, "{e}"),
+            StartError::Limits(e) | StartError::Option(e) => write!(f, "{e}"),
             StartError::Ca(e) => write!(f, "ca.{e}"),
             StartError::Bind { what, addr, error } => {
                 write!(f, "cannot listen for {what} on {addr}: {error}")
@@ -90,6 +93,7 @@ pub struct ControlPlaneBuilder {
     reload_interval: Duration,
     limits: Limits,
     ca: crate::ca::CaOptions,
+    certificate_provider: String,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -104,6 +108,7 @@ impl Default for ControlPlaneBuilder {
             reload_interval: Duration::from_secs(1),
             limits: Limits::default(),
             ca: crate::ca::CaOptions::default(),
+            certificate_provider: crate::generate::tls::DEFAULT_CERTIFICATE_PROVIDER.to_owned(),
         }
     }
 }
@@ -176,10 +181,26 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// The certificate provider instance that served TLS contexts name
+    /// (gRFC A29): clusters requiring mTLS and server Listeners tell
+    /// workloads to take their certificate and roots from it, so it must
+    /// be a key of the workloads' bootstrap `certificate_providers`.
+    /// Default: `default`, the name Istio's proxyless gRPC bootstrap uses.
+    pub fn certificate_provider_instance(mut self, name: impl Into<String>) -> Self {
+        self.certificate_provider = name.into();
+        self
+    }
+
     /// Reads the mesh file and the registry store, binds both addresses
     /// and starts serving.
     pub async fn start(self) -> Result<ControlPlane, StartError> {
         self.limits.validate().map_err(StartError::Limits)?;
+        if self.certificate_provider.trim().is_empty() {
+            return Err(StartError::Option(ConfigError::new(
+                "certificate_provider_instance",
+                "empty: name a key of the workloads' bootstrap `certificate_providers`",
+            )));
+        }
         let (mesh, seen) = match &self.mesh_file {
             Some(path) => {
                 let contents = sinew::config::read_limited(path).map_err(|e| {
@@ -225,7 +246,12 @@ impl ControlPlaneBuilder {
             })?;
 
         let limits = self.limits;
-        let (state, published, mut dropped) = State::new(mesh, stored.valid, limits.clone());
+        let (state, published, mut dropped) = State::new(
+            mesh,
+            stored.valid,
+            limits.clone(),
+            &self.certificate_provider,
+        );
         dropped.extend(stored.dropped);
         let state = Arc::new(Mutex::new(state));
         let clients = Clients::default();

@@ -9,8 +9,9 @@
 //! a mesh file change rebuilds everything and is rejected, as a whole,
 //! when the file with the registrations does not validate.
 
+use crate::generate::server_listener::Endpoints;
 use crate::generate::{CLUSTER, ENDPOINTS, Encoded, LISTENER, ROUTE, ResourceSet};
-use crate::generate::{cluster_resources, resources, service_resources};
+use crate::generate::{cluster_resources, resources_with, service_resources};
 use crate::limits::Limits;
 use crate::registry::{Invalid, Registration, Registry};
 use serde::Serialize;
@@ -99,6 +100,10 @@ pub struct State {
     services: BTreeMap<String, Arc<ServiceConfig>>,
     clusters: BTreeMap<String, Arc<ClusterConfig>>,
     resources: ResourceSet,
+    /// The endpoint addresses, for the server Listeners.
+    endpoints: Endpoints,
+    /// The certificate provider instance TLS contexts name.
+    certificate_provider: String,
     publish: watch::Sender<Arc<Published>>,
 }
 
@@ -128,11 +133,14 @@ impl State {
     /// State starting from `mesh` (valid) and the registrations `stored`
     /// (from the registry store), each admitted as a new registration
     /// would be. Returns why any of them was dropped: a store holding
-    /// something the mesh cannot take loses that, never the rest.
+    /// something the mesh cannot take loses that, never the rest. TLS
+    /// contexts name the certificate provider instance
+    /// `certificate_provider`.
     pub fn new(
         mesh: MeshConfig,
         stored: Vec<(String, Registration)>,
         limits: Limits,
+        certificate_provider: &str,
     ) -> (Self, watch::Receiver<Arc<Published>>, Vec<String>) {
         let first = Arc::new(Published {
             version: 0,
@@ -154,6 +162,8 @@ impl State {
             services: BTreeMap::new(),
             clusters: BTreeMap::new(),
             resources: ResourceSet::new(),
+            endpoints: Endpoints::default(),
+            certificate_provider: certificate_provider.to_owned(),
             publish,
         };
         let mut dropped = Vec::new();
@@ -382,7 +392,7 @@ impl State {
         }
         alone.clusters.insert(name.to_owned(), cluster.clone());
         Snapshot::build(alone, 0)?;
-        let encoded = cluster_resources(name, &cluster);
+        let encoded = cluster_resources(name, &cluster, &self.certificate_provider);
         Ok(Ready {
             service,
             encoded,
@@ -414,6 +424,14 @@ impl State {
                 .or_default()
                 .insert(name.to_owned(), e);
         }
+        let before = self.clusters.get(name).cloned();
+        self.endpoints.update(
+            name,
+            before.as_deref(),
+            Some(&cluster),
+            &mut self.resources,
+            &self.certificate_provider,
+        );
         self.clusters.insert(name.to_owned(), Arc::new(cluster));
     }
 
@@ -423,7 +441,14 @@ impl State {
     fn refresh(&mut self, name: &str) -> bool {
         let registered = self.registry.members(name).next().is_some();
         if !registered && !self.mesh.clusters.contains_key(name) {
-            self.clusters.remove(name);
+            let before = self.clusters.remove(name);
+            self.endpoints.update(
+                name,
+                before.as_deref(),
+                None,
+                &mut self.resources,
+                &self.certificate_provider,
+            );
             for type_url in [CLUSTER, ENDPOINTS] {
                 if let Some(of_type) = self.resources.get_mut(type_url) {
                     of_type.remove(name);
@@ -470,7 +495,7 @@ impl State {
         }
         self.mesh = previous;
         Snapshot::build(config.clone(), 0)?;
-        let set = resources(&config);
+        let set = resources_with(&config, &self.certificate_provider);
         let largest = set
             .values()
             .flat_map(|m| m.iter())
@@ -504,6 +529,7 @@ impl State {
             }
         }
         self.resources = set;
+        self.endpoints = Endpoints::of(&config.clusters);
         self.services = config
             .services
             .into_iter()
@@ -583,7 +609,7 @@ mod tests {
                     .collect(),
                 ..ClusterConfig::default()
             };
-            cluster_resources("c", &cluster)
+            cluster_resources("c", &cluster, "default")
                 .iter()
                 .map(|(_, e)| e.any.value.len())
                 .collect::<Vec<_>>()
@@ -599,7 +625,8 @@ mod tests {
         let stored = (1..=3)
             .map(|p| (format!("l{p}"), registration(p)))
             .collect();
-        let (state, published, dropped) = State::new(MeshConfig::default(), stored, limits);
+        let (state, published, dropped) =
+            State::new(MeshConfig::default(), stored, limits, "default");
         assert_eq!(published.borrow().clusters["c"].endpoints.len(), 2);
         assert_eq!(state.registry.leases().count(), 2);
         assert_eq!(dropped.len(), 1, "{dropped:?}");

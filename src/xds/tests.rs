@@ -845,3 +845,192 @@ async fn a_panicking_discovery_task_is_restarted_and_says_so() {
         Some("a bug, injected by a test")
     );
 }
+
+/// A Cluster whose transport socket is this `UpstreamTlsContext`.
+fn cluster_with_tls(
+    tls: &envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext,
+) -> Any {
+    use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
+    let c = Cluster {
+        name: "c".to_owned(),
+        transport_socket: Some(TransportSocket {
+            name: "envoy.transport_sockets.tls".to_owned(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(Any {
+                type_url:
+                    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+                        .to_owned(),
+                value: tls.encode_to_vec(),
+            })),
+        }),
+        ..Cluster::default()
+    };
+    any(Kind::Cluster, &c)
+}
+
+/// Certificates from the bootstrap's provider instances (gRFC A29), in
+/// each of the forms control planes send: the client keeps its own
+/// certificate and roots, mTLS only, with the SAN matchers' identities.
+#[test]
+#[allow(deprecated)]
+fn tls_contexts_naming_certificate_provider_instances_are_accepted_in_every_form() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        CertificateProviderPluginInstance, CertificateValidationContext, CommonTlsContext,
+        SubjectAltNameMatcher, UpstreamTlsContext,
+        common_tls_context::{
+            CertificateProviderInstance, CombinedCertificateValidationContext,
+            ValidationContextType,
+        },
+        subject_alt_name_matcher::SanType,
+    };
+    use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+    let id = "spiffe://example.org/ns/default/sa/greeter";
+    let exact = || StringMatcher {
+        match_pattern: Some(string_matcher::MatchPattern::Exact(id.to_owned())),
+        ..StringMatcher::default()
+    };
+    let plugin = || {
+        Some(CertificateProviderPluginInstance {
+            instance_name: "default".to_owned(),
+            certificate_name: String::new(),
+        })
+    };
+    let old = || {
+        Some(CertificateProviderInstance {
+            instance_name: "default".to_owned(),
+            certificate_name: String::new(),
+        })
+    };
+    let with = |context: CommonTlsContext| UpstreamTlsContext {
+        common_tls_context: Some(context),
+        ..UpstreamTlsContext::default()
+    };
+    let forms = [
+        // What Sinew's control plane sends (and Istio's for proxyless
+        // gRPC): both instances, the matchers in the field gRPC reads.
+        (
+            "validation_context",
+            with(CommonTlsContext {
+                tls_certificate_provider_instance: plugin(),
+                validation_context_type: Some(ValidationContextType::ValidationContext(
+                    CertificateValidationContext {
+                        ca_certificate_provider_instance: plugin(),
+                        match_subject_alt_names: vec![exact()],
+                        ..CertificateValidationContext::default()
+                    },
+                )),
+                ..CommonTlsContext::default()
+            }),
+            vec![id.to_owned()],
+        ),
+        (
+            "combined_validation_context.default_validation_context",
+            with(CommonTlsContext {
+                tls_certificate_provider_instance: plugin(),
+                validation_context_type: Some(ValidationContextType::CombinedValidationContext(
+                    CombinedCertificateValidationContext {
+                        default_validation_context: Some(CertificateValidationContext {
+                            ca_certificate_provider_instance: plugin(),
+                            match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                                san_type: SanType::Uri as i32,
+                                matcher: Some(exact()),
+                                ..SubjectAltNameMatcher::default()
+                            }],
+                            ..CertificateValidationContext::default()
+                        }),
+                        ..CombinedCertificateValidationContext::default()
+                    },
+                )),
+                ..CommonTlsContext::default()
+            }),
+            vec![id.to_owned()],
+        ),
+        // The deprecated fields older control planes send.
+        (
+            "combined_validation_context.validation_context_certificate_provider_instance",
+            with(CommonTlsContext {
+                tls_certificate_certificate_provider_instance: old(),
+                validation_context_type: Some(ValidationContextType::CombinedValidationContext(
+                    CombinedCertificateValidationContext {
+                        default_validation_context: Some(CertificateValidationContext {
+                            match_subject_alt_names: vec![exact()],
+                            ..CertificateValidationContext::default()
+                        }),
+                        validation_context_certificate_provider_instance: old(),
+                        ..CombinedCertificateValidationContext::default()
+                    },
+                )),
+                ..CommonTlsContext::default()
+            }),
+            vec![id.to_owned()],
+        ),
+        (
+            "validation_context_certificate_provider_instance",
+            with(CommonTlsContext {
+                tls_certificate_certificate_provider_instance: old(),
+                validation_context_type: Some(
+                    ValidationContextType::ValidationContextCertificateProviderInstance(
+                        old().unwrap_or_default(),
+                    ),
+                ),
+                ..CommonTlsContext::default()
+            }),
+            Vec::new(),
+        ),
+        // Only the roots named, no matcher: any identity they vouch for.
+        (
+            "validation_context without matchers",
+            with(CommonTlsContext {
+                validation_context_type: Some(ValidationContextType::ValidationContext(
+                    CertificateValidationContext {
+                        ca_certificate_provider_instance: plugin(),
+                        ..CertificateValidationContext::default()
+                    },
+                )),
+                ..CommonTlsContext::default()
+            }),
+            Vec::new(),
+        ),
+    ];
+    for (form, tls, identities) in forms {
+        match decode(Kind::Cluster, &cluster_with_tls(&tls)) {
+            Ok((_, Resource::Cluster(c))) => {
+                assert_eq!(c.config.identities, identities, "{form}");
+                assert!(c.config.requires_mtls(), "{form}");
+            }
+            other => unreachable!("{form}: a valid cluster: {other:?}"),
+        }
+    }
+}
+
+/// An exact matcher that ignores case matches IDs Sinew's exact match
+/// would refuse: refused by name, not narrowed silently.
+#[test]
+#[allow(deprecated)]
+fn a_san_matcher_ignoring_case_is_refused_by_field() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        CertificateValidationContext, CommonTlsContext, UpstreamTlsContext,
+        common_tls_context::ValidationContextType,
+    };
+    use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+    let tls = UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            validation_context_type: Some(ValidationContextType::ValidationContext(
+                CertificateValidationContext {
+                    match_subject_alt_names: vec![StringMatcher {
+                        match_pattern: Some(string_matcher::MatchPattern::Exact(
+                            "spiffe://example.org/ns/default/sa/greeter".to_owned(),
+                        )),
+                        ignore_case: true,
+                    }],
+                    ..CertificateValidationContext::default()
+                },
+            )),
+            ..CommonTlsContext::default()
+        }),
+        ..UpstreamTlsContext::default()
+    };
+    assert_eq!(
+        error_of(Kind::Cluster, &cluster_with_tls(&tls)),
+        "c: transport_socket.typed_config.common_tls_context.validation_context.match_subject_alt_names[0].ignore_case: SPIFFE IDs are matched exactly; a matcher ignoring case is not supported"
+    );
+}

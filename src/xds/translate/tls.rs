@@ -19,7 +19,10 @@ const UPSTREAM_TLS: &str =
 /// may present (none: any the trust bundle vouches for). Only exact
 /// matches on URI SANs (or on any SAN, in the older field) express an
 /// identity; any other matcher is refused rather than widened or narrowed
-/// silently.
+/// silently. Where the certificate and roots come from (the certificate
+/// provider instances of gRFC A29, in any of their current or deprecated
+/// fields) is not read: Sinew's own identity and trust bundle serve
+/// whichever instance a control plane names.
 // `match_subject_alt_names` is deprecated in Envoy's API; control planes
 // (Istio among them) still send it.
 #[allow(deprecated)]
@@ -68,6 +71,13 @@ pub(crate) fn upstream(socket: &TransportSocket) -> Result<Option<Vec<String>>, 
 }
 
 fn spiffe_id(matcher: Option<&StringMatcher>, at: &str) -> Result<String, Invalid> {
+    // Ignoring case would accept IDs an exact match refuses: refused
+    // rather than narrowed silently.
+    if matcher.is_some_and(|m| m.ignore_case) {
+        return Err(format!(
+            "{at}.ignore_case: SPIFFE IDs are matched exactly; a matcher ignoring case is not supported"
+        ));
+    }
     match matcher.and_then(|m| m.match_pattern.as_ref()) {
         Some(MatchPattern::Exact(id)) if id.starts_with("spiffe://") => Ok(id.clone()),
         _ => Err(format!(

@@ -1,0 +1,323 @@
+//! xDS security with gRPC on both ends (gRFC A29 and A36), through the
+//! control plane: a grpcio xDS server takes its server Listener (STRICT
+//! mTLS, certificates from its bootstrap's `file_watcher` provider) from
+//! the control plane, and a grpcio xDS client takes the cluster's
+//! `UpstreamTlsContext` (the same provider instance, the server's SPIFFE
+//! ID as SAN matcher). Certificates are made here with the `openssl`
+//! command line: a root for `spiffe://example.org`, and leaves for the
+//! client and the server.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub,
+    dead_code
+)]
+
+mod common;
+#[path = "common/python.rs"]
+mod python;
+
+use common::{admin, scratch, start};
+use http::Method;
+use python::{Python, script};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+const TRUST_DOMAIN: &str = "spiffe://example.org";
+
+fn id(service: &str) -> String {
+    format!("{TRUST_DOMAIN}/ns/default/sa/{service}")
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A root CA for the trust domain: `ca.pem`, `ca.key`.
+fn root(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/O=sinew test root",
+            "-addext",
+            &format!("subjectAltName=URI:{TRUST_DOMAIN}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+/// An X.509-SVID for `service`, signed by the root: `<service>.pem` and
+/// `<service>.key`.
+fn leaf(dir: &Path, service: &str, serial: &str) {
+    let ext = format!("{service}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "subjectAltName=URI:{}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
+            id(service)
+        ),
+    )
+    .unwrap();
+    let (key, csr, pem) = (
+        format!("{service}.key"),
+        format!("{service}.csr"),
+        format!("{service}.pem"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/O=sinew test {service}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            serial,
+            "-days",
+            "1",
+            "-out",
+            &pem,
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+/// A gRPC bootstrap for `service`: the control plane, a `file_watcher`
+/// certificate provider named `default` holding the service's SVID and
+/// the root, and the server Listener name template.
+fn bootstrap(dir: &Path, service: &str, xds: SocketAddr) -> PathBuf {
+    let file = |name: String| dir.join(name).to_str().unwrap().to_owned();
+    let path = dir.join(format!("{service}-bootstrap.json"));
+    std::fs::write(
+        &path,
+        json!({
+            "xds_servers": [{
+                "server_uri": xds.to_string(),
+                "channel_creds": [{ "type": "insecure" }],
+                "server_features": ["xds_v3"]
+            }],
+            "node": { "id": format!("security-{service}") },
+            "certificate_providers": {
+                "default": {
+                    "plugin_name": "file_watcher",
+                    "config": {
+                        "certificate_file": file(format!("{service}.pem")),
+                        "private_key_file": file(format!("{service}.key")),
+                        "ca_certificate_file": file("ca.pem".to_owned()),
+                        "refresh_interval": "60s"
+                    }
+                }
+            },
+            "server_listener_resource_name_template":
+                "grpc/server?xds.resource.listening_address=%s"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    path
+}
+
+/// A free port on loopback (the server must know its port before it
+/// starts: its Listener is named after its listening address).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One command to the client: the servers' replies and the errors.
+async fn ask(client: &mut Python, command: &str) -> (Vec<Value>, Vec<Value>) {
+    client.send(command).await;
+    let answer: Value = serde_json::from_str(&client.line().await).unwrap();
+    (
+        answer["replies"].as_array().unwrap().clone(),
+        answer["errors"].as_array().unwrap().clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_speaks_mtls_configured_by_the_control_plane() {
+    let dir = scratch("security");
+    root(&dir);
+    leaf(&dir, "greeter", "1");
+    leaf(&dir, "client", "2");
+    let server_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // The same endpoint behind two clusters: one naming the server's
+    // identity, one naming another.
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        format!(
+            "services:\n  greeter:\n    routes: [{{ split: [{{ cluster: greeter }}] }}]\n  impostor:\n    routes: [{{ split: [{{ cluster: impostor }}] }}]\nclusters:\n  greeter:\n    protocol: http2\n    lb: {{ policy: round_robin }}\n    identities: [\"{}\"]\n    endpoints: [{{ address: \"{server_addr}\" }}]\n  impostor:\n    protocol: http2\n    lb: {{ policy: round_robin }}\n    identities: [\"{}\"]\n    endpoints: [{{ address: \"{server_addr}\" }}]\n",
+            id("greeter"),
+            id("someone-else"),
+        ),
+    )
+    .unwrap();
+    let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
+    let xds = cp.xds_addr();
+
+    let server_bootstrap = bootstrap(&dir, "greeter", xds);
+    let mut server = Python::start(
+        &[
+            &script("xds_secure_server.py"),
+            "greeter",
+            // On every interface, as servers usually listen: the control
+            // plane takes it for the endpoint its ADS connection comes
+            // from (127.0.0.1).
+            &format!("0.0.0.0:{}", server_addr.port()),
+        ],
+        &[("GRPC_XDS_BOOTSTRAP", server_bootstrap.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(server.line().await, "ready");
+    let client_bootstrap = bootstrap(&dir, "client", xds);
+    let mut client = Python::start(
+        &[&script("xds_secure_client.py")],
+        &[("GRPC_XDS_BOOTSTRAP", client_bootstrap.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(client.line().await, "ready");
+    // What each gRPC peer holds, to explain a failure.
+    let standing = || async {
+        let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
+        clients
+    };
+
+    // Over mTLS: the server sees the client's SPIFFE ID.
+    let (replies, errors) = ask(&mut client, "call xds:///greeter 3").await;
+    assert!(
+        errors.is_empty(),
+        "{errors:?}; clients: {}",
+        standing().await
+    );
+    assert_eq!(replies.len(), 3);
+    for reply in &replies {
+        assert_eq!(reply["name"], "greeter");
+        assert_eq!(
+            reply["auth"]["transport_security_type"],
+            json!(["tls"]),
+            "{reply}"
+        );
+        assert_eq!(
+            reply["auth"]["peer_spiffe_id"],
+            json!([id("client")]),
+            "{reply}"
+        );
+        assert_eq!(
+            reply["auth"]["ssl_tls_version"],
+            json!(["TLSv1.3"]),
+            "{reply}"
+        );
+        let seen: Vec<&str> = reply["peer_identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(seen.contains(&id("client").as_str()), "{reply}");
+    }
+    let handled = replies[2]["calls"].as_u64().unwrap();
+
+    // The STRICT Listener refuses plaintext, before any handler runs.
+    let (replies, errors) = ask(&mut client, &format!("plain {server_addr} 2")).await;
+    assert!(replies.is_empty(), "plaintext was answered: {replies:?}");
+    assert_eq!(errors.len(), 2);
+    for error in &errors {
+        assert_eq!(error["code"], "UNAVAILABLE", "{error}");
+    }
+
+    // A cluster naming another identity: the server's certificate does
+    // not match its SAN matcher, and the call fails.
+    let (replies, errors) = ask(&mut client, "try xds:///impostor 2").await;
+    assert!(
+        replies.is_empty(),
+        "the SAN matcher was not honoured: {replies:?}"
+    );
+    assert_eq!(errors.len(), 2);
+    for error in &errors {
+        assert_eq!(error["code"], "UNAVAILABLE", "{error}");
+        // gRPC's words for a certificate its SAN matchers refuse.
+        assert!(
+            error["details"]
+                .as_str()
+                .unwrap()
+                .contains("SANs from certificate did not match"),
+            "{error}"
+        );
+    }
+
+    // Neither reached the server's handler.
+    let (replies, errors) = ask(&mut client, "call xds:///greeter 1").await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(replies[0]["calls"].as_u64().unwrap(), handled + 1);
+
+    // Both peers took every resource: nothing NACKed.
+    let clients = standing().await;
+    for node in ["security-greeter", "security-client"] {
+        let view = clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node_id"] == node)
+            .unwrap_or_else(|| panic!("{node} is not listed: {clients}"));
+        for (kind, types) in view["types"].as_object().unwrap() {
+            assert!(types["last_nack"].is_null(), "{node} NACKed {kind}: {view}");
+        }
+    }
+    drop((client, server));
+    let _ = std::fs::remove_dir_all(&dir);
+}
