@@ -21,6 +21,7 @@ pub struct MeshBuilder {
     #[cfg(feature = "xds")]
     xds_cache: Option<PathBuf>,
     identity: Option<crate::tls::Identity>,
+    certificate_files: Option<crate::tls::FileWatcherConfig>,
 }
 
 #[derive(Debug)]
@@ -44,6 +45,7 @@ impl Default for MeshBuilder {
             #[cfg(feature = "xds")]
             xds_cache: None,
             identity: None,
+            certificate_files: None,
         }
     }
 }
@@ -193,6 +195,52 @@ impl MeshBuilder {
         self
     }
 
+    /// Takes this workload's certificate, key and trust bundle from files
+    /// an external issuer writes (SPIRE's helper, cert-manager, Vault
+    /// agent), re-read every `refresh_interval` (gRFC A29's `file_watcher`
+    /// shape). `build` fails, naming the file, if they cannot be loaded;
+    /// later bad files are logged and the last good material stays. Into
+    /// the [`identity`](Self::identity) given, or a new one.
+    ///
+    /// A mesh built from a bootstrap ([`bootstrap`](Self::bootstrap))
+    /// with a `certificate_providers` block does this by itself, with the
+    /// instance named `default` (or the only one).
+    ///
+    /// ```no_run
+    /// use sinew::tls::FileWatcherConfig;
+    ///
+    /// # async fn f() -> Result<(), sinew::error::ConfigError> {
+    /// let files = FileWatcherConfig::new("/certs/cert.pem", "/certs/key.pem", "/certs/ca.pem");
+    /// let mesh = sinew::mesh::Mesh::builder().certificate_files(files).build().await?;
+    /// assert!(mesh.identity().is_some_and(|i| i.is_ready()));
+    /// # Ok(()) }
+    /// ```
+    pub fn certificate_files(mut self, files: crate::tls::FileWatcherConfig) -> Self {
+        self.certificate_files = Some(files);
+        self
+    }
+
+    /// The identity and what keeps it fed, from the settings given.
+    async fn identity_source(
+        identity: Option<crate::tls::Identity>,
+        files: Option<crate::tls::FileWatcherConfig>,
+    ) -> Result<super::IdentitySource, ConfigError> {
+        let Some(files) = files else {
+            return Ok(super::IdentitySource {
+                identity,
+                watcher: None,
+            });
+        };
+        let identity = identity.unwrap_or_default();
+        let watcher = crate::tls::FileWatcher::start(files, identity.clone())
+            .await
+            .map_err(|e| ConfigError::new("certificate_files", e.to_string()))?;
+        Ok(super::IdentitySource {
+            identity: Some(identity),
+            watcher: Some(watcher),
+        })
+    }
+
     /// Builds the mesh. The first configuration must be valid: its error,
     /// naming the field, is returned otherwise. A file source starts its
     /// watcher on the current tokio runtime; it stops when the last clone
@@ -203,12 +251,23 @@ impl MeshBuilder {
             return Err(error);
         }
         let classifiers = self.classifiers;
+        #[cfg(feature = "xds")]
+        let files = match &self.source {
+            // The bootstrap's provider, unless the application chose.
+            Source::ControlPlane(bootstrap) if self.identity.is_none() => self
+                .certificate_files
+                .or_else(|| bootstrap.certificate_provider().cloned()),
+            _ => self.certificate_files,
+        };
+        #[cfg(not(feature = "xds"))]
+        let files = self.certificate_files;
+        let identity = Self::identity_source(self.identity, files).await?;
         match self.source {
             Source::Config(config) => {
                 classifiers.check(&config)?;
                 let shared = Shared::new(Snapshot::build(config, 1)?, self.locality)
                     .with_classifiers(classifiers)
-                    .with_identity(self.identity);
+                    .with_identity(identity);
                 Ok(Mesh {
                     shared: Arc::new(shared),
                 })
@@ -219,7 +278,7 @@ impl MeshBuilder {
                 let shared = Arc::new(
                     Shared::new(Snapshot::build(config, 1)?, self.locality)
                         .with_classifiers(classifiers)
-                        .with_identity(self.identity),
+                        .with_identity(identity),
                 );
                 tokio::spawn(watch(
                     Arc::downgrade(&shared),
@@ -244,7 +303,7 @@ impl MeshBuilder {
                 let shared = Arc::new(
                     Shared::with_discovery(empty, locality, Some(discovery))
                         .with_classifiers(classifiers)
-                        .with_identity(self.identity),
+                        .with_identity(identity),
                 );
                 start(Arc::downgrade(&shared));
                 Ok(Mesh { shared })

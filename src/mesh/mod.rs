@@ -116,6 +116,14 @@ pub(crate) struct Shared {
     pub(crate) classifiers: Classifiers,
     /// This workload's identity, for mutual TLS.
     pub(crate) identity: Option<crate::tls::Identity>,
+    /// Keeps the identity fed from files while the mesh lives.
+    _watcher: Option<crate::tls::FileWatcher>,
+}
+
+/// A mesh's identity and what keeps it fed.
+pub(crate) struct IdentitySource {
+    pub(crate) identity: Option<crate::tls::Identity>,
+    pub(crate) watcher: Option<crate::tls::FileWatcher>,
 }
 
 impl Mesh {
@@ -244,6 +252,7 @@ impl Shared {
             locality,
             classifiers: Classifiers::default(),
             identity: None,
+            _watcher: None,
         }
     }
 
@@ -257,8 +266,9 @@ impl Shared {
         self
     }
 
-    fn with_identity(mut self, identity: Option<crate::tls::Identity>) -> Self {
-        self.identity = identity;
+    fn with_identity(mut self, source: IdentitySource) -> Self {
+        self.identity = source.identity;
+        self._watcher = source.watcher;
         self
     }
 

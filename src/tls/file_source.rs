@@ -118,7 +118,37 @@ impl FileWatcherConfig {
     /// }
     /// ```
     pub fn load(&self) -> Result<Credentials, IdentityError> {
-        self.read()?.credentials()
+        self.read()?.credentials(self)
+    }
+
+    /// `error` (about the files' contents) naming the file it is about.
+    fn locate(&self, error: IdentityError) -> IdentityError {
+        let (field, path) = match &error {
+            IdentityError::Pem {
+                what: "private key",
+                ..
+            }
+            | IdentityError::Key(_)
+            | IdentityError::KeyMismatch => ("private_key_file", &self.private_key_file),
+            IdentityError::Pem {
+                what: "CA certificate",
+                ..
+            }
+            | IdentityError::Bundle(_)
+            | IdentityError::UnknownTrustDomain(_)
+            | IdentityError::UntrustedChain(_) => {
+                ("ca_certificate_file", &self.ca_certificate_file)
+            }
+            IdentityError::Pem { .. } | IdentityError::EmptyChain | IdentityError::Svid(_) => {
+                ("certificate_file", &self.certificate_file)
+            }
+            _ => return error,
+        };
+        IdentityError::File {
+            field,
+            path: path.clone(),
+            reason: error.to_string(),
+        }
     }
 
     fn read(&self) -> Result<Files, IdentityError> {
@@ -139,8 +169,9 @@ struct Files {
 }
 
 impl Files {
-    fn credentials(&self) -> Result<Credentials, IdentityError> {
+    fn credentials(&self, config: &FileWatcherConfig) -> Result<Credentials, IdentityError> {
         Credentials::from_pem(&self.certificate, &self.private_key, &self.ca_certificate)
+            .map_err(|e| config.locate(e))
     }
 }
 
@@ -252,7 +283,7 @@ impl FileWatcher {
         identity: Identity,
     ) -> Result<Self, IdentityError> {
         let files = config.read()?;
-        identity.set_credentials(files.credentials()?);
+        identity.set_credentials(files.credentials(&config)?);
         let task = tokio::spawn(watch(config, identity, files));
         Ok(Self { task })
     }
@@ -277,7 +308,7 @@ async fn watch(config: FileWatcherConfig, identity: Identity, mut last: Files) {
         if files == last {
             continue;
         }
-        match files.credentials() {
+        match files.credentials(&config) {
             Ok(credentials) => {
                 tracing::info!(
                     spiffe_id = %credentials.spiffe_id(),

@@ -1,6 +1,7 @@
 use crate::config::Locality;
 use crate::error::ConfigError;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Where the control plane is and who this client is: the same JSON as
@@ -37,6 +38,11 @@ pub struct Bootstrap {
     /// and fails its requests. From the others, the cached value stays in
     /// use.
     pub fail_on_data_errors: Vec<String>,
+    /// The `certificate_providers` (gRFC A29 `file_watcher` instances), by
+    /// instance name: the same block grpcio reads. A mesh built from this
+    /// bootstrap without an identity of its own takes its certificate from
+    /// the instance named `default` (or the only one).
+    pub certificate_providers: BTreeMap<String, crate::tls::FileWatcherConfig>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +97,7 @@ impl Bootstrap {
             node_cluster: String::new(),
             locality: None,
             fail_on_data_errors: Vec::new(),
+            certificate_providers: BTreeMap::new(),
         }
     }
 
@@ -147,6 +154,20 @@ impl Bootstrap {
                 zone: l.zone,
             }),
             fail_on_data_errors,
+            certificate_providers: crate::tls::certificate_providers(json)
+                .map_err(|e| e.within("bootstrap"))?,
+        })
+    }
+
+    /// The certificate provider a mesh takes its identity from: the
+    /// instance named `default`, or the only one.
+    pub fn certificate_provider(&self) -> Option<&crate::tls::FileWatcherConfig> {
+        self.certificate_providers.get("default").or_else(|| {
+            let mut all = self.certificate_providers.values();
+            match (all.next(), all.next()) {
+                (Some(only), None) => Some(only),
+                _ => None,
+            }
         })
     }
 

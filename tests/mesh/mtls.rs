@@ -339,3 +339,115 @@ async fn an_identity_without_a_certificate_yet_refuses_before_connecting() {
         .unwrap();
     assert_eq!(first.0, sentinel.local_addr().unwrap());
 }
+
+/// A fresh directory for one test's files.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sinew-mtls-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `id`'s SVID, its key and `ca`'s root as the three PEM files of
+/// a `file_watcher` provider.
+fn write_files(dir: &std::path::Path, ca: &Ca, id: &str) -> sinew::tls::FileWatcherConfig {
+    let issued = ca.issue(&Leaf::svid(id));
+    let files = sinew::tls::FileWatcherConfig::new(
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(&files.certificate_file, &issued.cert_pem).unwrap();
+    std::fs::write(&files.private_key_file, &issued.key_pem).unwrap();
+    std::fs::write(&files.ca_certificate_file, &ca.root_pem).unwrap();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_files_give_the_mesh_its_identity() {
+    let ca = Ca::root("example.org root");
+    let (addr, served) = mtls_server(&identity_of(&ca, REVIEWS)).await;
+    let dir = scratch("files");
+    let files = write_files(&dir, &ca, CART);
+    let mesh = sinew::mesh::Mesh::builder()
+        .certificate_files(files.clone())
+        .config(
+            sinew::config::MeshConfig::from_yaml(&format!(
+                "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: reviews }}] }}]\n\
+                 clusters:\n  reviews:\n    identities: [{REVIEWS}]\n    endpoints: [{{ address: \"{addr}\" }}]\n"
+            ))
+            .unwrap(),
+        )
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        mesh.identity()
+            .and_then(|i| i.spiffe_id())
+            .map(|id| id.to_string())
+            .as_deref(),
+        Some(CART)
+    );
+    let request = Request::get("http://reviews/")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        mesh.http_client("reviews").oneshot(request),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body), format!("HTTP/1.1 {CART}"));
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+
+    // Unreadable files stop the build, naming the setting and the file.
+    std::fs::write(&files.private_key_file, "not a key").unwrap();
+    let error = sinew::mesh::Mesh::builder()
+        .certificate_files(files)
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(error.field(), "certificate_files");
+    assert!(error.to_string().contains("key.pem"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstraps_certificate_provider_gives_the_mesh_its_identity() {
+    let ca = Ca::root("example.org root");
+    let dir = scratch("bootstrap");
+    let files = write_files(&dir, &ca, CART);
+    // The same block grpcio reads; the control plane need not answer for
+    // the identity to be there.
+    let json = serde_json::json!({
+        "xds_servers": [{"server_uri": "127.0.0.1:9", "channel_creds": [{"type": "insecure"}]}],
+        "node": {"id": "cart-1"},
+        "certificate_providers": {
+            "default": {"plugin_name": "file_watcher", "config": {
+                "certificate_file": files.certificate_file,
+                "private_key_file": files.private_key_file,
+                "ca_certificate_file": files.ca_certificate_file,
+                "refresh_interval": "60s"
+            }}
+        }
+    });
+    let bootstrap = sinew::xds::Bootstrap::from_json(&json.to_string()).unwrap();
+    let expected = sinew::tls::FileWatcherConfig {
+        refresh_interval: Duration::from_secs(60),
+        ..files
+    };
+    assert_eq!(bootstrap.certificate_provider(), Some(&expected));
+    let mesh = sinew::mesh::Mesh::builder()
+        .bootstrap(bootstrap)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        mesh.identity()
+            .and_then(|i| i.spiffe_id())
+            .map(|id| id.to_string())
+            .as_deref(),
+        Some(CART)
+    );
+}

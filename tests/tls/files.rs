@@ -137,7 +137,13 @@ async fn bad_files_at_start_are_an_error_naming_the_file() {
     config.private_key_file = dir.path("key.pem");
     replace(&dir.path("ca.pem"), Ca::root("other").root_pem.as_bytes());
     let err = config.load().unwrap_err();
-    assert!(matches!(err, IdentityError::UntrustedChain(_)), "{err}");
-    assert!(err.to_string().starts_with("CA certificate:"), "{err}");
+    match &err {
+        IdentityError::File { field, path, reason } => {
+            assert_eq!(*field, "ca_certificate_file");
+            assert_eq!(path, &dir.path("ca.pem"));
+            assert!(reason.contains("does not verify"), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
     let _ = TD;
 }
