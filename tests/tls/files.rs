@@ -138,7 +138,11 @@ async fn bad_files_at_start_are_an_error_naming_the_file() {
     replace(&dir.path("ca.pem"), Ca::root("other").root_pem.as_bytes());
     let err = config.load().unwrap_err();
     match &err {
-        IdentityError::File { field, path, reason } => {
+        IdentityError::File {
+            field,
+            path,
+            reason,
+        } => {
             assert_eq!(*field, "ca_certificate_file");
             assert_eq!(path, &dir.path("ca.pem"));
             assert!(reason.contains("does not verify"), "{err}");
