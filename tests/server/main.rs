@@ -15,10 +15,18 @@
 #[path = "../resilience/support.rs"]
 mod support;
 
+#[path = "../tls/cases.rs"]
+mod cases;
+#[path = "../tls/certs.rs"]
+mod certs;
+
 mod accept;
 mod grpc;
 mod hyper_server;
 mod limits;
+mod mtls;
+mod mtls_grpc;
+mod mtls_reject;
 mod shutdown;
 
 use bytes::Bytes;

@@ -52,11 +52,14 @@
 //! [`InboundConfig`]: crate::config::InboundConfig
 
 mod accept;
+mod handshake;
 mod live;
 mod serve;
 mod stack;
 
 pub use accept::Connection;
+#[cfg(feature = "grpc")]
+pub use accept::ConnectionInfo;
 pub use serve::Server;
 pub use stack::{Inbound, InboundLayer, Shed};
 
@@ -64,6 +67,7 @@ use crate::config::InboundConfig;
 use crate::error::{BoxError, ConfigError};
 use crate::mesh::{Mesh, RegistrationBuilder, RegistrationError};
 use accept::Acceptor;
+use handshake::Handshake;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use live::Live;
@@ -201,15 +205,30 @@ impl ServerBuilder {
 
     /// The request stack as a tower layer (its order: docs/architecture.md, ADR 0011),
     /// e.g. for `tonic::transport::Server::builder().layer(..)`. Each call
-    /// makes limits of its own; clones of one layer share theirs.
+    /// makes limits of its own; clones of one layer share theirs. With
+    /// [`incoming`](Self::incoming), it also puts the caller's
+    /// [`PeerIdentity`](crate::mesh::PeerIdentity) and tonic's
+    /// `TcpConnectInfo` (for `request.remote_addr()`) on each request.
+    ///
+    /// Refused when `inbound.mtls` asks for TLS and the mesh has no
+    /// identity.
     pub fn layer(&self) -> Result<InboundLayer, ConfigError> {
-        self.live().map(InboundLayer::new)
+        let live = self.live()?;
+        handshake::check(&live)?;
+        Ok(InboundLayer::new(live))
     }
 
     /// The connections of `listener`, at most `connections.max` open at
-    /// once, as a stream for tonic's `serve_with_incoming(_shutdown)`.
-    /// Each connection holds its place until it closes. The header-read
-    /// timeout is not applied here: tonic serves the connections.
+    /// once, past their TLS handshakes, as a stream for tonic's
+    /// `serve_with_incoming(_shutdown)`. Each connection holds its place
+    /// until it closes. The handshakes run side by side (a slow caller
+    /// holds back no other), each bounded by `connections.header_read_timeout`;
+    /// what comes after is tonic's to serve. Use it with
+    /// [`layer`](Self::layer): the layer reads the connection's
+    /// `ConnectionInfo` (tonic's `Connected::ConnectInfo`).
+    ///
+    /// Refused when `inbound.mtls` asks for TLS and the mesh has no
+    /// identity.
     pub fn incoming(
         &self,
         listener: TcpListener,
@@ -217,7 +236,9 @@ impl ServerBuilder {
         impl futures_util::Stream<Item = std::io::Result<Connection>> + Send + 'static,
         ConfigError,
     > {
-        Ok(accept::incoming(Acceptor::new(listener, self.live()?)))
+        let live = self.live()?;
+        let handshake = Arc::new(Handshake::new(live.clone())?);
+        Ok(accept::incoming(Acceptor::new(listener, live), handshake))
     }
 
     /// Serves `app` behind the server stack on `listener` until
@@ -237,6 +258,7 @@ impl ServerBuilder {
         crate::error::check::duration("drain_timeout", self.drain_timeout)
             .map_err(ServeError::Config)?;
         let live = self.live().map_err(ServeError::Config)?;
+        let handshake = Handshake::new(live.clone()).map_err(ServeError::Config)?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
         let registration = match self.registration {
             Some(registration) => {
@@ -253,6 +275,7 @@ impl ServerBuilder {
         let app = InboundLayer::new(live.clone()).layer(app);
         Ok(Server::start(
             Acceptor::new(listener, live.clone()),
+            Arc::new(handshake),
             addr,
             live,
             app,
