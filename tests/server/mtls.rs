@@ -52,6 +52,7 @@ pub async fn mesh_as(identity: Identity, config: MeshConfig) -> Mesh {
 
 /// An application that answers with the caller's SPIFFE ID (`-` for
 /// none) and counts the requests that reach it.
+#[allow(clippy::type_complexity)]
 pub fn recording() -> (
     impl tower::Service<
         Request<Incoming>,

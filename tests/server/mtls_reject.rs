@@ -1,7 +1,7 @@
 //! The server side of the reject matrix on `mesh.serve` (strict): each
 //! broken client certificate, and none, is refused at the handshake and
-//! no request reaches the handler. Then a client that is not Sinew's
-//! (OpenSSL) with certificate files from the same CA.
+//! no request reaches the handler. Then clients that are not Sinew's
+//! (curl, OpenSSL) with certificate files from the same CA.
 
 use super::*;
 use crate::cases::cases;
@@ -107,11 +107,8 @@ async fn s_client(addr: SocketAddr, ca_file: &str, cert: Option<(&str, &str)>) -
     stdout
 }
 
-/// curl cannot be the other client here: it always checks the server's
-/// host name against a DNS or IP SAN when it verifies the chain, and an
-/// X.509-SVID has only its URI SAN; `--insecure` would turn off the chain
-/// check too. `openssl s_client` verifies the chain against the CA file
-/// (`-verify_return_error`) and checks no host name unless asked.
+/// OpenSSL's client, verifying the server's chain against the CA file
+/// (`-verify_return_error`; no host name is checked unless asked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_with_certificate_files_reaches_a_strict_server_and_is_refused_without() {
     let found = std::process::Command::new("openssl")
@@ -155,6 +152,79 @@ async fn openssl_with_certificate_files_reaches_a_strict_server_and_is_refused_w
     let other = write(&dir, "other.pem", &Ca::root("another root").root_pem);
     let unverified = s_client(addr, &other, Some((&cert, &key))).await;
     assert!(!unverified.contains("HTTP/1.1"), "{unverified}");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    let _ = std::fs::remove_dir_all(&dir);
+    within("shutdown", server.shutdown()).await.unwrap();
+}
+
+/// curl with the CA, certificate and key files, fully verifying: the chain
+/// against the CA file, and the host name against the server leaf's
+/// subject CN (curl falls back to the CN when the certificate has no DNS
+/// or IP SAN, as an X.509-SVID has none), reached by `--resolve`.
+async fn curl(addr: SocketAddr, ca_file: &str, cert: Option<(&str, &str)>) -> (bool, String) {
+    let mut command = tokio::process::Command::new("curl");
+    let port = addr.port();
+    command
+        .args(["--silent", "--show-error", "--http1.1", "--max-time", "10"])
+        .args(["--resolve", &format!("workload:{port}:{}", addr.ip())])
+        .args(["--cacert", ca_file])
+        .arg(format!("https://workload:{port}/"))
+        .kill_on_drop(true);
+    if let Some((cert, key)) = cert {
+        command.args(["--cert", cert, "--key", key]);
+    }
+    let output = within("curl", command.output()).await.unwrap();
+    eprintln!("curl stderr: {}", String::from_utf8_lossy(&output.stderr));
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_with_certificate_files_reaches_a_strict_server_and_is_refused_without() {
+    let found = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: no curl on this machine");
+        return;
+    }
+    let ca = Ca::root("example.org root");
+    let (listener, addr) = listener().await;
+    let server_mesh = mesh_as(
+        identity_of(&ca, REVIEWS),
+        mtls_config(addr, "http1", "{ mtls: strict }"),
+    )
+    .await;
+    let (app, count) = recording();
+    let server = server_mesh.serve("reviews", listener, app).await.unwrap();
+    let dir =
+        std::env::temp_dir().join(format!("sinew-curl-{}-{}", std::process::id(), addr.port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let issued = ca.issue(&Leaf::svid(CART));
+    let ca_file = write(&dir, "ca.pem", &ca.root_pem);
+    let cert = write(&dir, "cert.pem", &issued.cert_pem);
+    let key = write(&dir, "key.pem", &issued.key_pem);
+
+    let (ok, body) = curl(addr, &ca_file, Some((&cert, &key))).await;
+    assert!(ok, "curl failed: {body}");
+    assert_eq!(body, CART, "the handler saw the caller's SVID");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    let (ok, body) = curl(addr, &ca_file, None).await;
+    assert!(
+        !ok && body.is_empty(),
+        "answered without a certificate: {body}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    // curl does verify the server: against another CA's file it stops.
+    let other = write(&dir, "other.pem", &Ca::root("another root").root_pem);
+    let (ok, body) = curl(addr, &other, Some((&cert, &key))).await;
+    assert!(!ok && body.is_empty(), "{body}");
     assert_eq!(count.load(Ordering::SeqCst), 1);
 
     let _ = std::fs::remove_dir_all(&dir);
