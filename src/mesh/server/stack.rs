@@ -126,7 +126,10 @@ where
     }
 
     #[inline]
-    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
+    fn call(
+        &mut self,
+        #[cfg_attr(not(feature = "grpc"), allow(unused_mut))] mut request: Request<ReqB>,
+    ) -> Self::Future {
         // tonic with the server's incoming connections: the caller's
         // address and SPIFFE ID, where the application reads them.
         #[cfg(feature = "grpc")]
