@@ -376,3 +376,36 @@ async fn a_stalled_handshake_is_closed_at_the_header_read_timeout() {
     assert_eq!(count.load(Ordering::SeqCst), 3);
     within("shutdown", server.shutdown()).await.unwrap();
 }
+
+/// A connection still in its handshake does not hold up a shutdown: it
+/// is closed at once, as an idle connection is, rather than kept until
+/// the header-read timeout or the drain timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_connections_still_in_their_handshake() {
+    let ca = Ca::root("example.org root");
+    let (listener, addr) = listener().await;
+    let server_mesh = mesh_as(
+        identity_of(&ca, REVIEWS),
+        mtls_config(
+            addr,
+            "http1",
+            "{ connections: { header_read_timeout: 60s } }",
+        ),
+    )
+    .await;
+    let (app, count) = recording();
+    let server = server_mesh
+        .server("reviews")
+        .drain_timeout(Duration::from_secs(60))
+        .serve(listener, app)
+        .await
+        .unwrap();
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    // Served, so the stalled connection was accepted before (in order).
+    let client = raw_client(Some(&ca.issue(&Leaf::svid(CART))), &identity_of(&ca, CART));
+    let answer = tls_get(client, addr).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    within("shutdown", server.shutdown()).await.unwrap();
+    assert!(read_to_close(&mut stalled).await.is_empty());
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}

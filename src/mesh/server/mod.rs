@@ -8,14 +8,43 @@
 //! the configuration live. Three ways to use it:
 //!
 //! - [`ServerBuilder::serve`] (or [`Mesh::serve`] with the defaults) runs a
-//!   hyper server for a tower service: HTTP/1.1 and HTTP/2 detected per
-//!   connection, a header-read timeout, a connection cap, graceful shutdown,
-//!   and, with [`ServerBuilder::register`], the registration with the
-//!   control plane;
+//!   hyper server for a tower service: mutual TLS, HTTP/1.1 and HTTP/2
+//!   detected per connection, a header-read timeout, a connection cap,
+//!   graceful shutdown, and, with [`ServerBuilder::register`], the
+//!   registration with the control plane;
 //! - [`ServerBuilder::layer`] is the request stack as a tower layer, for
 //!   `tonic::transport::Server::builder().layer(..)` or any server;
 //! - [`ServerBuilder::incoming`] is the listener's connections under the
-//!   cap, for tonic's `serve_with_incoming_shutdown`.
+//!   cap, past their TLS handshakes, for tonic's
+//!   `serve_with_incoming_shutdown` (with the layer, which carries the
+//!   caller's identity and address from the connection to the request).
+//!
+//! Each connection, in its own task (never in the accept loop):
+//!
+//! ```text
+//! accept       under connections.max, or closed at once; it holds its place until it closes
+//! transport    by inbound.mtls in force when it opens:
+//!                strict      mutual TLS; a plaintext caller or a bad certificate fails the handshake
+//!                permissive  the first byte tells: 0x16 (a TLS record) mutual TLS, else plaintext
+//!                disabled    plaintext
+//!              not set: strict when the mesh has an identity, disabled when it has none
+//! HTTP         HTTP/2 or HTTP/1.1 (ALPN h2 / http/1.1 over TLS, detected in plaintext)
+//! ```
+//!
+//! The handshake (or the permissive peek) and the first request head are
+//! due within `connections.header_read_timeout` of the opening: a caller
+//! that sends nothing, or stalls half way, is closed then. The TLS server
+//! configuration is built once per server from the mesh's
+//! [`Identity`](crate::tls::Identity) and reads its live certificate at
+//! each handshake, so a rotation applies to new connections and leaves
+//! open ones alone. Any client SVID of a trusted trust domain is let in
+//! (which callers may do what is authorization's business), and its
+//! SPIFFE ID goes into each request's extensions as a
+//! [`PeerIdentity`](crate::mesh::PeerIdentity). A mode that needs TLS on a
+//! mesh without an identity is refused when serving starts
+//! ([`ServeError::Config`] naming `inbound.mtls`); should a configuration
+//! change bring it later, connections are refused (fail closed) and a
+//! warning logged.
 //!
 //! The request stack, outermost first (`stack.rs` assembles it):
 //!
@@ -34,9 +63,13 @@
 //! use std::time::Duration;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let mesh = Mesh::builder().config_file("mesh.yaml").build().await?;
-//! let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-//!     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello")))
+//! # let identity = sinew::tls::Identity::new();
+//! // With an identity, callers must speak mutual TLS (strict).
+//! let mesh = Mesh::builder().config_file("mesh.yaml").identity(identity).build().await?;
+//! let app = tower::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+//!     let caller = req.extensions().get::<sinew::mesh::PeerIdentity>();
+//!     let hello = format!("hello, {}", caller.map_or("stranger".into(), |p| p.id().to_string()));
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(hello))
 //! });
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let server = mesh
@@ -159,7 +192,8 @@ impl ServerBuilder {
         self
     }
 
-    /// Sets `connections.header_read_timeout` of [`inbound`](Self::inbound).
+    /// Sets `connections.header_read_timeout` of [`inbound`](Self::inbound):
+    /// the TLS handshake and the first request head are due within it.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.inbound.connections.header_read_timeout = timeout;
         self
