@@ -409,3 +409,46 @@ async fn shutdown_closes_connections_still_in_their_handshake() {
     assert!(read_to_close(&mut stalled).await.is_empty());
     assert_eq!(count.load(Ordering::SeqCst), 1);
 }
+
+/// The server's TLS configuration is built once and reads the identity's
+/// live certificate: after a rotation, new connections get the new leaf,
+/// and a connection opened before keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_certificate_serves_new_connections_and_spares_open_ones() {
+    let ca = Ca::root("example.org root");
+    let (listener, addr) = listener().await;
+    let config = mtls_config(addr, "http2", "{ mtls: strict }");
+    let server_identity = identity_of(&ca, REVIEWS);
+    let server_mesh = mesh_as(server_identity.clone(), config.clone()).await;
+    let (app, count) = recording();
+    let server = server_mesh.serve("reviews", listener, app).await.unwrap();
+    let client = mesh_as(identity_of(&ca, CART), config).await;
+    // The mesh's client keeps its HTTP/2 connection open.
+    assert_eq!(mesh_get(&client).await.unwrap().0, 200);
+
+    let leaf_of = |issued: &crate::certs::Issued| issued.chain[0].clone();
+    let rotated = ca.issue(&Leaf::svid(REVIEWS));
+    server_identity
+        .set(rotated.chain.clone(), rotated.key(), ca.bundle(TD))
+        .unwrap();
+    let raw = raw_client(Some(&ca.issue(&Leaf::svid(CART))), &identity_of(&ca, CART));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = within(
+        "a handshake",
+        tokio_rustls::TlsConnector::from(raw)
+            .connect(ServerName::try_from("reviews").unwrap(), tcp),
+    )
+    .await
+    .unwrap();
+    let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    assert_eq!(
+        presented,
+        leaf_of(&rotated),
+        "a new connection gets the new leaf"
+    );
+
+    // The open connection still serves.
+    assert_eq!(mesh_get(&client).await.unwrap().0, 200);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    within("shutdown", server.shutdown()).await.unwrap();
+}
