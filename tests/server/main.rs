@@ -1,5 +1,6 @@
 //! The server side of the mesh over real sockets: hyper and tonic servers
-//! behind the server stack, called by the mesh's clients and by grpcio.
+//! behind the server stack (plaintext or mutual TLS), called by the mesh's
+//! clients, by grpcio, curl and OpenSSL.
 
 #![allow(
     clippy::unwrap_used,

@@ -452,3 +452,23 @@ async fn a_rotated_certificate_serves_new_connections_and_spares_open_ones() {
     assert_eq!(count.load(Ordering::SeqCst), 2);
     within("shutdown", server.shutdown()).await.unwrap();
 }
+
+/// An identity without a certificate yet (the control plane has not
+/// answered): strict by default, and every caller is refused at the
+/// handshake rather than served in plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_without_a_certificate_yet_refuses_every_caller() {
+    let ca = Ca::root("example.org root");
+    let (listener, addr) = listener().await;
+    let server_mesh = mesh_as(Identity::new(), mtls_config(addr, "http1", "")).await;
+    let (app, count) = recording();
+    let server = server_mesh.serve("reviews", listener, app).await.unwrap();
+    // At most a TLS alert comes back, never an HTTP answer.
+    let answer = plaintext_get(addr).await;
+    assert!(!answer.windows(4).any(|w| w == b"HTTP"), "{answer:?}");
+    let raw = raw_client(Some(&ca.issue(&Leaf::svid(CART))), &identity_of(&ca, CART));
+    let answer = tls_get(raw, addr).await.unwrap_or_default();
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+    within("shutdown", server.shutdown()).await.unwrap();
+}
