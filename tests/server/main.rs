@@ -28,6 +28,7 @@ mod limits;
 mod mtls;
 mod mtls_grpc;
 mod mtls_reject;
+mod mtls_support;
 mod shutdown;
 
 use bytes::Bytes;

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::certs::Ca;
-use crate::mtls::{CART, REVIEWS, identity_of, mesh_as, mtls_config, read_to_close};
+use crate::mtls_support::{CART, REVIEWS, identity_of, mesh_as, mtls_config, read_to_close};
 use sinew::mesh::{PeerIdentity, RawCodec};
 use tokio::net::TcpStream;
 

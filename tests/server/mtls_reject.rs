@@ -6,7 +6,7 @@
 use super::*;
 use crate::cases::cases;
 use crate::certs::{Ca, Leaf};
-use crate::mtls::{
+use crate::mtls_support::{
     CART, REVIEWS, identity_of, mesh_as, mtls_config, raw_client, recording, tls_get,
 };
 
