@@ -78,6 +78,8 @@ pub use mtls::{HandshakeFailed, MtlsUnavailable, PeerIdentity};
 pub use raw_codec::RawCodec;
 pub use registration::{Registration, RegistrationBuilder, RegistrationError};
 pub use route::{ClusterOverloaded, RouteDecision, RouteError};
+#[cfg(all(feature = "server", feature = "grpc"))]
+pub use server::ConnectionInfo;
 #[cfg(feature = "server")]
 pub use server::{Connection, Inbound, InboundLayer, ServeError, Server, ServerBuilder, Shed};
 pub use status::ConfigStatus;

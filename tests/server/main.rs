@@ -1,5 +1,6 @@
 //! The server side of the mesh over real sockets: hyper and tonic servers
-//! behind the server stack, called by the mesh's clients and by grpcio.
+//! behind the server stack (plaintext or mutual TLS), called by the mesh's
+//! clients, by grpcio, curl and OpenSSL.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,10 +16,19 @@
 #[path = "../resilience/support.rs"]
 mod support;
 
+#[path = "../tls/cases.rs"]
+mod cases;
+#[path = "../tls/certs.rs"]
+mod certs;
+
 mod accept;
 mod grpc;
 mod hyper_server;
 mod limits;
+mod mtls;
+mod mtls_grpc;
+mod mtls_reject;
+mod mtls_support;
 mod shutdown;
 
 use bytes::Bytes;

@@ -10,6 +10,7 @@
     dead_code
 )]
 
+mod cases;
 mod certs;
 mod files;
 mod harness;

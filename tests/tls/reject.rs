@@ -2,94 +2,14 @@
 //! at the handshake with a reason naming the rule, and no application
 //! byte reaches the handler or comes back to the client.
 
-use crate::certs::{Ca, Issued, Leaf, id};
+use crate::cases::{Case, cases};
+use crate::certs::{Issued, Leaf, id};
 use crate::harness::{Server, connect, exchange};
 use crate::{CLIENT_ID, SERVER_ID, TD, mesh};
 use rustls::{ClientConfig, ServerConfig};
-use sinew::tls::{Identity, SpiffeClientVerifier, SpiffeServerVerifier, SvidError, VerifyError};
+use sinew::tls::{Identity, SpiffeClientVerifier, SpiffeServerVerifier, VerifyError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use time::{Duration, OffsetDateTime};
-
-type Check = fn(&VerifyError) -> bool;
-
-struct Case {
-    name: &'static str,
-    issued: Issued,
-    expect: Check,
-}
-
-/// The broken leaves, each claiming to be `spiffe_id` unless the case is
-/// about the ID.
-fn cases(ca: &Ca, spiffe_id: &str) -> Vec<Case> {
-    let other_ca = Ca::root("another root");
-    let now = OffsetDateTime::now_utc();
-    let leaf = Leaf::svid(spiffe_id);
-    let with = |f: &dyn Fn(&mut Leaf)| {
-        let mut l = leaf.clone();
-        f(&mut l);
-        l
-    };
-    vec![
-        Case {
-            name: "wrong CA",
-            issued: other_ca.issue(&leaf),
-            expect: |e| matches!(e, VerifyError::UntrustedChain { .. }),
-        },
-        Case {
-            name: "wrong trust domain",
-            issued: other_ca.issue(&Leaf::svid("spiffe://elsewhere.org/ns/shop/sa/cart")),
-            expect: |e| {
-                matches!(e, VerifyError::UnknownTrustDomain { peer }
-                    if peer.trust_domain().as_str() == "elsewhere.org")
-            },
-        },
-        Case {
-            name: "two URI SANs",
-            issued: ca.issue(&with(&|l| l.uris.push(format!("{spiffe_id}2")))),
-            expect: |e| matches!(e, VerifyError::Svid(SvidError::SeveralUriSans(2))),
-        },
-        Case {
-            name: "a non-spiffe URI",
-            issued: ca.issue(&with(&|l| l.uris = vec!["https://cart.shop/".into()])),
-            expect: |e| matches!(e, VerifyError::Svid(SvidError::NotSpiffeUri(uri)) if uri == "https://cart.shop/"),
-        },
-        Case {
-            name: "no URI SAN",
-            issued: ca.issue(&with(&|l| {
-                l.uris.clear();
-                l.dns = vec!["cart.shop".into()];
-            })),
-            expect: |e| matches!(e, VerifyError::Svid(SvidError::NoUriSan)),
-        },
-        Case {
-            name: "a CA certificate as a leaf",
-            issued: ca.issue(&with(&|l| l.is_ca = true)),
-            expect: |e| matches!(e, VerifyError::Svid(SvidError::CaCertificate)),
-        },
-        Case {
-            name: "a leaf with keyCertSign",
-            issued: ca.issue(&with(&|l| l.key_cert_sign = true)),
-            expect: |e| matches!(e, VerifyError::Svid(SvidError::KeyCertSign)),
-        },
-        Case {
-            name: "expired",
-            issued: ca.issue(&with(&|l| {
-                l.not_before = now - Duration::hours(2);
-                l.not_after = now - Duration::hours(1);
-            })),
-            expect: |e| matches!(e, VerifyError::Svid(SvidError::Expired { .. })),
-        },
-        Case {
-            name: "not yet valid",
-            issued: ca.issue(&with(&|l| {
-                l.not_before = now + Duration::hours(1);
-                l.not_after = now + Duration::hours(2);
-            })),
-            expect: |e| matches!(e, VerifyError::Svid(SvidError::NotYetValid { .. })),
-        },
-    ]
-}
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())

@@ -1,8 +1,15 @@
 //! Accepting connections: at most `connections.max` open at once (one
 //! more is closed as soon as it is accepted), and an `accept` that fails
-//! (out of file descriptors, say) backs off instead of spinning.
+//! (out of file descriptors, say) backs off instead of spinning. A
+//! connection holds its place from `accept` on, through its TLS handshake,
+//! until it closes.
 
+use super::handshake::Handshake;
 use super::live::Live;
+use crate::mesh::PeerIdentity;
+use crate::mesh::stream::Stream;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,8 +41,9 @@ impl Acceptor {
         }
     }
 
-    /// The next connection under the cap. Cancel safe.
-    pub(crate) async fn accept(&mut self) -> Connection {
+    /// The next connection under the cap, before its TLS handshake. Cancel
+    /// safe.
+    pub(crate) async fn accept(&mut self) -> Accepted {
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
@@ -48,10 +56,10 @@ impl Acceptor {
                     }
                     // Small responses go out at once.
                     let _ = stream.set_nodelay(true);
-                    return Connection {
+                    return Accepted {
                         stream,
                         peer,
-                        _open: Open(self.open.clone()),
+                        open: Open(self.open.clone()),
                     };
                 }
                 Err(error) => {
@@ -66,7 +74,7 @@ impl Acceptor {
 
 /// Counts a connection open until it is dropped.
 #[derive(Debug)]
-struct Open(Arc<AtomicUsize>);
+pub(crate) struct Open(Arc<AtomicUsize>);
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -74,13 +82,39 @@ impl Drop for Open {
     }
 }
 
-/// An accepted connection, holding its place under the connection cap
-/// until it is dropped. For tonic it is the item of
+/// A TCP connection accepted under the cap, its handshake still to come.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) stream: TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) open: Open,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        stream: Stream,
+        peer: SocketAddr,
+        identity: Option<PeerIdentity>,
+        open: Open,
+    ) -> Self {
+        Self {
+            stream,
+            peer,
+            identity,
+            _open: open,
+        }
+    }
+}
+
+/// An accepted connection, past its TLS handshake when it had one,
+/// holding its place under the connection cap until it is dropped. For
+/// tonic it is the item of
 /// [`ServerBuilder::incoming`](super::ServerBuilder::incoming).
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
+    identity: Option<PeerIdentity>,
     _open: Open,
 }
 
@@ -90,23 +124,78 @@ impl Connection {
         self.peer
     }
 
-    /// The socket.
+    /// The caller's SPIFFE ID, when it came over mutual TLS; `None` for a
+    /// plaintext connection.
+    pub fn peer_identity(&self) -> Option<&PeerIdentity> {
+        self.identity.as_ref()
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// The socket (under TLS, when the connection is TLS).
     pub fn get_ref(&self) -> &TcpStream {
-        &self.stream
+        self.stream.tcp()
     }
 }
 
-/// tonic reads the caller's address through this (`request.remote_addr()`).
+/// What tonic puts in each request's extensions for a [`Connection`]
+/// (its `Connected::ConnectInfo`). The server stack
+/// ([`InboundLayer`](super::InboundLayer)) spreads it into tonic's
+/// [`TcpConnectInfo`](tonic::transport::server::TcpConnectInfo), so that
+/// `request.remote_addr()` works, and the caller's
+/// [`PeerIdentity`] when it has one.
+#[cfg(feature = "grpc")]
+#[derive(Clone, Debug)]
+pub struct ConnectionInfo {
+    tcp: tonic::transport::server::TcpConnectInfo,
+    identity: Option<PeerIdentity>,
+}
+
+#[cfg(feature = "grpc")]
+impl ConnectionInfo {
+    /// The addresses of the connection.
+    pub fn tcp(&self) -> &tonic::transport::server::TcpConnectInfo {
+        &self.tcp
+    }
+
+    /// The caller's SPIFFE ID, when it came over mutual TLS.
+    pub fn peer_identity(&self) -> Option<&PeerIdentity> {
+        self.identity.as_ref()
+    }
+
+    /// Puts the parts of the `ConnectionInfo` in `extensions` (tonic's
+    /// `TcpConnectInfo` and the `PeerIdentity`) as their own entries.
+    #[inline]
+    pub(crate) fn spread(extensions: &mut http::Extensions) {
+        let Some(info) = extensions.get::<Self>() else {
+            return;
+        };
+        let (tcp, identity) = (info.tcp.clone(), info.identity.clone());
+        extensions.insert(tcp);
+        if let Some(identity) = identity {
+            extensions.insert(identity);
+        }
+    }
+}
+
+/// tonic reads the caller's address and identity through this.
 #[cfg(feature = "grpc")]
 impl tonic::transport::server::Connected for Connection {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    type ConnectInfo = ConnectionInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        ConnectionInfo {
+            tcp: self.stream.tcp().connect_info(),
+            identity: self.identity.clone(),
+        }
     }
 }
 
 impl AsyncRead for Connection {
+    #[inline]
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -117,6 +206,7 @@ impl AsyncRead for Connection {
 }
 
 impl AsyncWrite for Connection {
+    #[inline]
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -125,14 +215,17 @@ impl AsyncWrite for Connection {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
+    #[inline]
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
+    #[inline]
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 
+    #[inline]
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -141,19 +234,42 @@ impl AsyncWrite for Connection {
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
+    #[inline]
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
     }
 }
 
-/// The connections of a listener under the cap, as a stream (for
-/// `tonic::transport::Server::serve_with_incoming`). It never ends; stop
-/// polling it to stop accepting.
+type Handshaking = Pin<Box<dyn Future<Output = Option<Connection>> + Send>>;
+
+/// The connections of a listener under the cap, past their handshakes, as
+/// a stream (for `tonic::transport::Server::serve_with_incoming`). The
+/// handshakes run side by side, each bounded by the header-read timeout,
+/// so a slow caller holds back no other. It never ends; stop polling it
+/// to stop accepting.
 pub(crate) fn incoming(
     acceptor: Acceptor,
+    handshake: Arc<Handshake>,
 ) -> impl futures_util::Stream<Item = io::Result<Connection>> + Send + 'static {
-    futures_util::stream::unfold(acceptor, |mut acceptor| async move {
-        let connection = acceptor.accept().await;
-        Some((Ok(connection), acceptor))
-    })
+    let pending: FuturesUnordered<Handshaking> = FuturesUnordered::new();
+    futures_util::stream::unfold(
+        (acceptor, handshake, pending),
+        |(mut acceptor, handshake, mut pending)| async move {
+            loop {
+                tokio::select! {
+                    accepted = acceptor.accept() => {
+                        let timeout = acceptor.live.limits().config.connections.header_read_timeout;
+                        let deadline = tokio::time::Instant::now() + timeout;
+                        let handshake = handshake.clone();
+                        pending.push(Box::pin(async move { handshake.run(accepted, deadline).await }));
+                    }
+                    Some(done) = pending.next(), if !pending.is_empty() => {
+                        if let Some(connection) = done {
+                            return Some((Ok(connection), (acceptor, handshake, pending)));
+                        }
+                    }
+                }
+            }
+        },
+    )
 }

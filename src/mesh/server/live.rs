@@ -1,7 +1,7 @@
 //! The inbound limits in force for one served service, following the
 //! mesh's configuration.
 
-use crate::config::InboundConfig;
+use crate::config::{InboundConfig, MtlsMode};
 use crate::deadline::EnforceDeadlineLayer;
 use crate::error::ConfigError;
 use crate::limit::{AdaptiveLimitLayer, ConcurrencyLimitLayer, RateLimitLayer};
@@ -126,6 +126,33 @@ impl Live {
         }
         self.rebuild();
         self.current.load()
+    }
+
+    /// The transport mode in force: the inbound block's `mtls`, or, when
+    /// it says nothing, `strict` if the mesh has an identity and
+    /// `disabled` if it has none.
+    #[inline]
+    pub(crate) fn mtls(&self) -> MtlsMode {
+        match self.limits().config.mtls {
+            Some(mode) => mode,
+            None if self.mesh.identity().is_some() => MtlsMode::Strict,
+            None => MtlsMode::Disabled,
+        }
+    }
+
+    /// The mesh's workload identity, when it has one.
+    pub(crate) fn identity(&self) -> Option<&crate::tls::Identity> {
+        self.mesh.identity()
+    }
+
+    /// Where the mode in force was set: the service's inbound block in the
+    /// mesh's configuration, or the builder's.
+    pub(crate) fn mtls_field(&self) -> String {
+        let snapshot = self.mesh.snapshot();
+        match snapshot.service(&self.service).and_then(|s| s.inbound()) {
+            Some(_) => format!("services.{}.inbound.mtls", self.service),
+            None => "inbound.mtls".to_owned(),
+        }
     }
 
     #[cold]

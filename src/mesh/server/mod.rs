@@ -8,14 +8,43 @@
 //! the configuration live. Three ways to use it:
 //!
 //! - [`ServerBuilder::serve`] (or [`Mesh::serve`] with the defaults) runs a
-//!   hyper server for a tower service: HTTP/1.1 and HTTP/2 detected per
-//!   connection, a header-read timeout, a connection cap, graceful shutdown,
-//!   and, with [`ServerBuilder::register`], the registration with the
-//!   control plane;
+//!   hyper server for a tower service: mutual TLS, HTTP/1.1 and HTTP/2
+//!   detected per connection, a header-read timeout, a connection cap,
+//!   graceful shutdown, and, with [`ServerBuilder::register`], the
+//!   registration with the control plane;
 //! - [`ServerBuilder::layer`] is the request stack as a tower layer, for
 //!   `tonic::transport::Server::builder().layer(..)` or any server;
 //! - [`ServerBuilder::incoming`] is the listener's connections under the
-//!   cap, for tonic's `serve_with_incoming_shutdown`.
+//!   cap, past their TLS handshakes, for tonic's
+//!   `serve_with_incoming_shutdown` (with the layer, which carries the
+//!   caller's identity and address from the connection to the request).
+//!
+//! Each connection, in its own task (never in the accept loop):
+//!
+//! ```text
+//! accept       under connections.max, or closed at once; it holds its place until it closes
+//! transport    by inbound.mtls in force when it opens:
+//!                strict      mutual TLS; a plaintext caller or a bad certificate fails the handshake
+//!                permissive  the first byte tells: 0x16 (a TLS record) mutual TLS, else plaintext
+//!                disabled    plaintext
+//!              not set: strict when the mesh has an identity, disabled when it has none
+//! HTTP         HTTP/2 or HTTP/1.1 (ALPN h2 / http/1.1 over TLS, detected in plaintext)
+//! ```
+//!
+//! The handshake (or the permissive peek) and the first request head are
+//! due within `connections.header_read_timeout` of the opening: a caller
+//! that sends nothing, or stalls half way, is closed then. The TLS server
+//! configuration is built once per server from the mesh's
+//! [`Identity`](crate::tls::Identity) and reads its live certificate at
+//! each handshake, so a rotation applies to new connections and leaves
+//! open ones alone. Any client SVID of a trusted trust domain is let in
+//! (which callers may do what is authorization's business), and its
+//! SPIFFE ID goes into each request's extensions as a
+//! [`PeerIdentity`](crate::mesh::PeerIdentity). A mode that needs TLS on a
+//! mesh without an identity is refused when serving starts
+//! ([`ServeError::Config`] naming `inbound.mtls`); should a configuration
+//! change bring it later, connections are refused (fail closed) and a
+//! warning logged.
 //!
 //! The request stack, outermost first (`stack.rs` assembles it):
 //!
@@ -34,9 +63,13 @@
 //! use std::time::Duration;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let mesh = Mesh::builder().config_file("mesh.yaml").build().await?;
-//! let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-//!     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello")))
+//! # let identity = sinew::tls::Identity::new();
+//! // With an identity, callers must speak mutual TLS (strict).
+//! let mesh = Mesh::builder().config_file("mesh.yaml").identity(identity).build().await?;
+//! let app = tower::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+//!     let caller = req.extensions().get::<sinew::mesh::PeerIdentity>();
+//!     let hello = format!("hello, {}", caller.map_or("stranger".into(), |p| p.id().to_string()));
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(hello))
 //! });
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let server = mesh
@@ -52,11 +85,14 @@
 //! [`InboundConfig`]: crate::config::InboundConfig
 
 mod accept;
+mod handshake;
 mod live;
 mod serve;
 mod stack;
 
 pub use accept::Connection;
+#[cfg(feature = "grpc")]
+pub use accept::ConnectionInfo;
 pub use serve::Server;
 pub use stack::{Inbound, InboundLayer, Shed};
 
@@ -64,6 +100,7 @@ use crate::config::InboundConfig;
 use crate::error::{BoxError, ConfigError};
 use crate::mesh::{Mesh, RegistrationBuilder, RegistrationError};
 use accept::Acceptor;
+use handshake::Handshake;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use live::Live;
@@ -155,7 +192,8 @@ impl ServerBuilder {
         self
     }
 
-    /// Sets `connections.header_read_timeout` of [`inbound`](Self::inbound).
+    /// Sets `connections.header_read_timeout` of [`inbound`](Self::inbound):
+    /// the TLS handshake and the first request head are due within it.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.inbound.connections.header_read_timeout = timeout;
         self
@@ -201,15 +239,30 @@ impl ServerBuilder {
 
     /// The request stack as a tower layer (its order: docs/architecture.md, ADR 0011),
     /// e.g. for `tonic::transport::Server::builder().layer(..)`. Each call
-    /// makes limits of its own; clones of one layer share theirs.
+    /// makes limits of its own; clones of one layer share theirs. With
+    /// [`incoming`](Self::incoming), it also puts the caller's
+    /// [`PeerIdentity`](crate::mesh::PeerIdentity) and tonic's
+    /// `TcpConnectInfo` (for `request.remote_addr()`) on each request.
+    ///
+    /// Refused when `inbound.mtls` asks for TLS and the mesh has no
+    /// identity.
     pub fn layer(&self) -> Result<InboundLayer, ConfigError> {
-        self.live().map(InboundLayer::new)
+        let live = self.live()?;
+        handshake::check(&live)?;
+        Ok(InboundLayer::new(live))
     }
 
     /// The connections of `listener`, at most `connections.max` open at
-    /// once, as a stream for tonic's `serve_with_incoming(_shutdown)`.
-    /// Each connection holds its place until it closes. The header-read
-    /// timeout is not applied here: tonic serves the connections.
+    /// once, past their TLS handshakes, as a stream for tonic's
+    /// `serve_with_incoming(_shutdown)`. Each connection holds its place
+    /// until it closes. The handshakes run side by side (a slow caller
+    /// holds back no other), each bounded by `connections.header_read_timeout`;
+    /// what comes after is tonic's to serve. Use it with
+    /// [`layer`](Self::layer): the layer reads the connection's
+    /// `ConnectionInfo` (tonic's `Connected::ConnectInfo`).
+    ///
+    /// Refused when `inbound.mtls` asks for TLS and the mesh has no
+    /// identity.
     pub fn incoming(
         &self,
         listener: TcpListener,
@@ -217,7 +270,9 @@ impl ServerBuilder {
         impl futures_util::Stream<Item = std::io::Result<Connection>> + Send + 'static,
         ConfigError,
     > {
-        Ok(accept::incoming(Acceptor::new(listener, self.live()?)))
+        let live = self.live()?;
+        let handshake = Arc::new(Handshake::new(live.clone())?);
+        Ok(accept::incoming(Acceptor::new(listener, live), handshake))
     }
 
     /// Serves `app` behind the server stack on `listener` until
@@ -237,6 +292,7 @@ impl ServerBuilder {
         crate::error::check::duration("drain_timeout", self.drain_timeout)
             .map_err(ServeError::Config)?;
         let live = self.live().map_err(ServeError::Config)?;
+        let handshake = Handshake::new(live.clone()).map_err(ServeError::Config)?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
         let registration = match self.registration {
             Some(registration) => {
@@ -253,6 +309,7 @@ impl ServerBuilder {
         let app = InboundLayer::new(live.clone()).layer(app);
         Ok(Server::start(
             Acceptor::new(listener, live.clone()),
+            Arc::new(handshake),
             addr,
             live,
             app,

@@ -1,22 +1,25 @@
-//! Serving a hyper service: the accept loop, one task per connection, and
-//! the graceful shutdown that drains requests in flight.
+//! Serving a hyper service: the accept loop, one task per connection (its
+//! TLS handshake, then HTTP), and the graceful shutdown that drains
+//! requests in flight.
 
-use super::accept::{Acceptor, Connection};
+use super::accept::{Accepted, Acceptor, Connection};
+use super::handshake::Handshake;
 use super::live::Live;
 use super::stack::Inbound;
 use crate::error::BoxError;
-use crate::mesh::{Registration, RegistrationError};
+use crate::mesh::{PeerIdentity, Registration, RegistrationError};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// A running server, from [`ServerBuilder::serve`](super::ServerBuilder::serve)
@@ -37,6 +40,7 @@ pub struct Server {
 impl Server {
     pub(crate) fn start<S, B>(
         acceptor: Acceptor,
+        handshake: Arc<Handshake>,
         addr: SocketAddr,
         live: Arc<Live>,
         app: Inbound<S>,
@@ -52,7 +56,7 @@ impl Server {
         B::Error: Into<BoxError>,
     {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(acceptor, live, app, drain, stopped));
+        let task = tokio::spawn(run(acceptor, handshake, live, app, drain, stopped));
         Self {
             addr,
             stop: Some(stop),
@@ -104,6 +108,7 @@ impl Drop for Server {
 
 async fn run<S, B>(
     mut acceptor: Acceptor,
+    handshake: Arc<Handshake>,
     live: Arc<Live>,
     app: Inbound<S>,
     drain: Duration,
@@ -117,20 +122,31 @@ async fn run<S, B>(
     B::Error: Into<BoxError>,
 {
     let graceful = GracefulShutdown::new();
+    // Tells connections still in their handshake to give up at shutdown
+    // (an idle connection closes at once; so does one not yet serving).
+    let (draining, drained) = watch::channel(false);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = &mut stopped => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            connection = acceptor.accept() => {
+            accepted = acceptor.accept() => {
                 let timeout = live.limits().config.connections.header_read_timeout;
-                let watched = serve_connection(connection, app.clone(), timeout, &graceful);
-                connections.spawn(watched);
+                let connection = ConnectionTask {
+                    handshake: handshake.clone(),
+                    app: app.clone(),
+                    timeout,
+                    deadline: Instant::now() + timeout,
+                    watcher: graceful.watcher(),
+                    draining: drained.clone(),
+                };
+                connections.spawn(connection.run(accepted));
             }
         }
     }
     // The port is free from here on.
     drop(acceptor);
+    let _ = draining.send(true);
     let open = graceful.count();
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
@@ -145,17 +161,57 @@ async fn run<S, B>(
     connections.shutdown().await;
 }
 
+/// One connection's life, in its own task: the TLS handshake (or the
+/// permissive peek), then HTTP/1.1 or HTTP/2 as the caller speaks.
+struct ConnectionTask<S> {
+    handshake: Arc<Handshake>,
+    app: Inbound<S>,
+    /// `connections.header_read_timeout` when the connection opened.
+    timeout: Duration,
+    /// The handshake and the first request head are due by then.
+    deadline: Instant,
+    watcher: Watcher,
+    draining: watch::Receiver<bool>,
+}
+
+impl<S> ConnectionTask<S> {
+    async fn run<B>(mut self, accepted: Accepted)
+    where
+        S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Default + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let connection = tokio::select! {
+            connection = self.handshake.run(accepted, self.deadline) => connection,
+            _ = self.draining.wait_for(|draining| *draining) => None,
+        };
+        if let Some(connection) = connection {
+            serve_connection(
+                connection,
+                self.app,
+                self.timeout,
+                self.deadline,
+                self.watcher,
+            )
+            .await;
+        }
+    }
+}
+
 /// Serves one connection, HTTP/1.1 or HTTP/2 as the caller speaks. A
-/// connection that sends no complete request head within `timeout` of
-/// opening is closed (hyper's own timer does the same for each next
-/// request head on HTTP/1.1).
-fn serve_connection<S, B>(
+/// connection that sends no complete request head by `deadline` is closed
+/// (hyper's own timer does the same for each next request head on
+/// HTTP/1.1, within `timeout`).
+async fn serve_connection<S, B>(
     connection: Connection,
     app: Inbound<S>,
     timeout: Duration,
-    graceful: &GracefulShutdown,
-) -> impl Future<Output = ()> + Send + 'static
-where
+    deadline: Instant,
+    watcher: Watcher,
+) where
     S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -167,6 +223,7 @@ where
     let service = Watched {
         app,
         first: first.clone(),
+        peer: connection.peer_identity().cloned(),
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -185,20 +242,18 @@ where
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(connection), service)
         .into_owned();
-    let conn = graceful.watch(conn);
-    async move {
-        tokio::pin!(conn);
-        tokio::select! {
-            _ = &mut conn => return,
-            _ = first.arrived.notified() => {}
-            _ = tokio::time::sleep(timeout) => {
-                tracing::debug!(%peer, "no request head in time: closing the connection");
-                return;
-            }
+    let conn = watcher.watch(conn);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = &mut conn => return,
+        _ = first.arrived.notified() => {}
+        _ = tokio::time::sleep_until(deadline) => {
+            tracing::debug!(%peer, "no request head in time: closing the connection");
+            return;
         }
-        if let Err(error) = conn.await {
-            tracing::debug!(%peer, %error, "connection ended with an error");
-        }
+    }
+    if let Err(error) = conn.await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
 
@@ -209,12 +264,14 @@ struct FirstRequest {
     arrived: Notify,
 }
 
-/// The per-connection service hyper calls: marks the first request, then
-/// runs the stack on a clone (hyper calls through `&self`).
+/// The per-connection service hyper calls: marks the first request, puts
+/// the caller's SPIFFE ID (mutual TLS) on each request, then runs the
+/// stack on a clone (hyper calls through `&self`).
 #[derive(Clone, Debug)]
 struct Watched<S> {
     app: Inbound<S>,
     first: Arc<FirstRequest>,
+    peer: Option<PeerIdentity>,
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for Watched<S>
@@ -228,12 +285,15 @@ where
     type Future = tower::util::Oneshot<Inbound<S>, Request<Incoming>>;
 
     #[inline]
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         if !self.first.seen.load(Ordering::Relaxed)
             && !self.first.seen.swap(true, Ordering::Relaxed)
         {
             // A stored permit: the connection's task may not wait yet.
             self.first.arrived.notify_one();
+        }
+        if let Some(peer) = &self.peer {
+            request.extensions_mut().insert(peer.clone());
         }
         self.app.clone().oneshot(request)
     }

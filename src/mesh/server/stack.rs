@@ -126,7 +126,14 @@ where
     }
 
     #[inline]
-    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+    fn call(
+        &mut self,
+        #[cfg_attr(not(feature = "grpc"), allow(unused_mut))] mut request: Request<ReqB>,
+    ) -> Self::Future {
+        // tonic with the server's incoming connections: the caller's
+        // address and SPIFFE ID, where the application reads them.
+        #[cfg(feature = "grpc")]
+        super::accept::ConnectionInfo::spread(request.extensions_mut());
         let limits = self.live.limits();
         // The ready service goes into the stack; its clone stays for the
         // next request (tower's rule: a clone is not ready).
