@@ -29,6 +29,7 @@ mod mtls;
 mod mtls_grpc;
 mod mtls_reject;
 mod mtls_support;
+mod rotation;
 mod shutdown;
 
 use bytes::Bytes;
