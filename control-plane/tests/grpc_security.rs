@@ -321,3 +321,154 @@ async fn grpcio_speaks_mtls_configured_by_the_control_plane() {
     drop((client, server));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `/sinew.test.Echo/Call` served by tonic behind a Sinew server: answers
+/// with its name, the caller's SPIFFE ID and the calls it has handled, as
+/// the Python server does.
+#[derive(Clone)]
+struct SinewEcho {
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl tonic::server::NamedService for SinewEcho {
+    const NAME: &'static str = "sinew.test.Echo";
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for SinewEcho {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let calls = self.calls.clone();
+        Box::pin(async move {
+            let method = tower::service_fn(move |req: tonic::Request<bytes::Bytes>| {
+                let calls = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let peer = req
+                    .extensions()
+                    .get::<sinew::mesh::PeerIdentity>()
+                    .map(|p| p.id().to_string());
+                let reply = json!({"name": "sinew-greeter", "peer": peer, "calls": calls});
+                async move {
+                    Ok::<_, tonic::Status>(tonic::Response::new(bytes::Bytes::from(
+                        reply.to_string(),
+                    )))
+                }
+            });
+            Ok(tonic::server::Grpc::new(sinew::mesh::RawCodec)
+                .unary(method, request)
+                .await)
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_calls_a_sinew_server_over_mtls_configured_by_the_control_plane() {
+    let dir = scratch("security-sinew");
+    root(&dir);
+    leaf(&dir, "greeter", "1");
+    leaf(&dir, "client", "2");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = listener.local_addr().unwrap();
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        format!(
+            "services:\n  greeter:\n    routes: [{{ split: [{{ cluster: greeter }}] }}]\n  impostor:\n    routes: [{{ split: [{{ cluster: impostor }}] }}]\nclusters:\n  greeter:\n    protocol: http2\n    identities: [\"{}\"]\n    endpoints: [{{ address: \"{server_addr}\" }}]\n  impostor:\n    protocol: http2\n    identities: [\"{}\"]\n    endpoints: [{{ address: \"{server_addr}\" }}]\n",
+            id("greeter"),
+            id("someone-else"),
+        ),
+    )
+    .unwrap();
+    let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
+
+    // The Sinew server: its certificate from the same kind of files grpcio
+    // reads, strict by default since it has an identity.
+    let files = sinew::tls::FileWatcherConfig::new(
+        dir.join("greeter.pem"),
+        dir.join("greeter.key"),
+        dir.join("ca.pem"),
+    );
+    let mesh = sinew::mesh::Mesh::builder()
+        .certificate_files(files)
+        .build()
+        .await
+        .unwrap();
+    let server = mesh.server("greeter");
+    let layer = server.layer().unwrap();
+    let incoming = server.incoming(listener).unwrap();
+    let echo = SinewEcho {
+        calls: std::sync::Arc::default(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(layer)
+            .add_service(echo.clone())
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+
+    let client_bootstrap = bootstrap(&dir, "client", cp.xds_addr());
+    let mut client = Python::start(
+        &[&script("xds_secure_client.py")],
+        &[("GRPC_XDS_BOOTSTRAP", client_bootstrap.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(client.line().await, "ready");
+
+    // grpcio's xDS credentials against Sinew's server: mTLS both ways, the
+    // server sees grpcio's SPIFFE ID.
+    let (replies, errors) = ask(&mut client, "call xds:///greeter 3").await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(replies.len(), 3);
+    for reply in &replies {
+        assert_eq!(reply["name"], "sinew-greeter", "{reply}");
+        assert_eq!(reply["peer"], json!(id("client")), "{reply}");
+    }
+
+    // Plaintext straight to the port, and a cluster naming another
+    // identity: refused, and neither reaches the handler.
+    let (replies, errors) = ask(&mut client, &format!("plain {server_addr} 2")).await;
+    assert!(replies.is_empty(), "plaintext was answered: {replies:?}");
+    assert_eq!(errors.len(), 2);
+    assert!(
+        errors.iter().all(|e| e["code"] == "UNAVAILABLE"),
+        "{errors:?}"
+    );
+    let (replies, errors) = ask(&mut client, "try xds:///impostor 2").await;
+    assert!(
+        replies.is_empty(),
+        "the SAN matcher was not honoured: {replies:?}"
+    );
+    assert_eq!(errors.len(), 2);
+    assert!(
+        errors.iter().all(|e| e["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SANs from certificate did not match")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        echo.calls.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "only the mTLS calls were handled"
+    );
+
+    drop(client);
+    let _ = stop.send(());
+    common::within("the server to stop", serving)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
