@@ -116,6 +116,9 @@ pub(crate) struct Shared {
     pub(crate) classifiers: Classifiers,
     /// This workload's identity, for mutual TLS.
     pub(crate) identity: Option<crate::tls::Identity>,
+    /// Renews `identity` from the control plane's CA for as long as the
+    /// mesh lives ([`MeshBuilder::certificates_from_control_plane`]).
+    issuer: std::sync::OnceLock<crate::tls::Issuer>,
 }
 
 impl Mesh {
@@ -244,6 +247,7 @@ impl Shared {
             locality,
             classifiers: Classifiers::default(),
             identity: None,
+            issuer: std::sync::OnceLock::new(),
         }
     }
 
@@ -260,6 +264,12 @@ impl Shared {
     fn with_identity(mut self, identity: Option<crate::tls::Identity>) -> Self {
         self.identity = identity;
         self
+    }
+
+    /// Keeps `issuer` (and its renewals) alive as long as the mesh.
+    fn keep_issuer(&self, issuer: crate::tls::Issuer) {
+        // Set once, by the builder, right after the mesh is made.
+        let _ = self.issuer.set(issuer);
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, ConfigStatus> {
