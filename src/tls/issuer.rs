@@ -352,14 +352,17 @@ async fn refresh_bundle(api: &CaApi, identity: &Identity) -> bool {
 const MIN_RENEWAL: Duration = Duration::from_secs(1);
 
 /// Until `refresh_at`, a little earlier at random (so that workloads
-/// started together spread their renewals), and never later than halfway
-/// to `expires_at`'s remaining time if `refresh_at` is past it.
+/// started together spread their renewals). Times are read on this
+/// host's clock, which is the one its peers judge the leaf by (near
+/// enough): when the control plane's clock is off so that `refresh_at`
+/// has passed already, or comes only after the leaf expires, halfway to
+/// the expiry instead, rather than at once, again and again.
 fn renewal_delay(refresh_at: SystemTime, expires_at: SystemTime) -> Duration {
     let now = SystemTime::now();
     let until = |t: SystemTime| t.duration_since(now).unwrap_or(Duration::ZERO);
     let remaining = until(expires_at);
     let mut delay = until(refresh_at);
-    if delay >= remaining {
+    if delay.is_zero() || delay >= remaining {
         delay = remaining / 2;
     }
     // Up to 10 % earlier.
@@ -409,22 +412,17 @@ mod tests {
             now + Duration::from_secs(100),
         );
         assert!(delay <= Duration::from_secs(50), "{delay:?}");
-        // A refresh_at in the past: not a busy loop.
-        assert_eq!(
-            renewal_delay(
-                now - Duration::from_secs(10),
-                now + Duration::from_secs(100)
-            )
-            .max(MIN_RENEWAL),
-            renewal_delay(
-                now - Duration::from_secs(10),
-                now + Duration::from_secs(100)
-            )
+        // A refresh_at in the past (the CA's clock lags): halfway to the
+        // expiry, not at once.
+        let delay = renewal_delay(
+            now - Duration::from_secs(10),
+            now + Duration::from_secs(100),
         );
-        assert!(
-            renewal_delay(now - Duration::from_secs(10), now - Duration::from_secs(5))
-                >= MIN_RENEWAL
-        );
+        assert!(delay > Duration::from_secs(40), "{delay:?}");
+        assert!(delay <= Duration::from_secs(50), "{delay:?}");
+        // Nothing left at all: still not a busy loop.
+        let delay = renewal_delay(now - Duration::from_secs(10), now - Duration::from_secs(5));
+        assert_eq!(delay, MIN_RENEWAL);
     }
 
     #[test]
