@@ -2,7 +2,8 @@
 //! loopback: a mesh gets its certificate when it is built (the key made in
 //! process, only a CSR sent), renews at half the leaf's lifetime without
 //! dropping connections, learns of a CA rotation before the new root
-//! signs, and keeps its last good certificate while the CA is away.
+//! signs, renews at once when its root leaves the bundle early, and keeps
+//! its last good certificate while the CA is away.
 //!
 //! Leaves live a minute (the CA's shortest). To see renewals in seconds,
 //! not half minutes, the CA's clock lags the real one by [`LAG`]: each
@@ -745,4 +746,44 @@ async fn while_the_ca_is_away_the_last_certificate_stays_and_renewal_resumes_bef
     .await;
     assert!(SystemTime::now() < first.expires_at(), "renewed in time");
     assert_eq!(renewed.spiffe_id().to_string(), CART);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_that_leaves_the_bundle_early_brings_a_new_leaf_at_once() {
+    // Leaves of an hour: the next scheduled renewal is half an hour away.
+    let cp = control_plane(Duration::from_secs(3600), Duration::ZERO).await;
+    let identity = Identity::new();
+    let token = bootstrap_token(&cp, "cart").await;
+    let _issuer = Issuer::start(issuer_config(cp.admin_addr(), &token), identity.clone())
+        .await
+        .unwrap();
+    let old_root = ders(ca_status(&cp).await["trust_bundle"].as_str().unwrap());
+
+    // A new root that signs at once, the old one trusted one second more
+    // (a compromised root, say).
+    let (status, answer) = admin(
+        &cp,
+        Method::POST,
+        "/v1/ca/rotate",
+        Some(TOKEN),
+        json!({ "activate_in_seconds": 0, "overlap_seconds": 1 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let new_root = ders(answer["root"].as_str().unwrap());
+
+    // Once the bundle holds only the new root, the old leaf cannot stay:
+    // a new one comes with the next bundle read, not in half an hour.
+    let now = until("a leaf of the new root", &identity, |c| {
+        chains_to(&leaf(c), &new_root)
+    })
+    .await;
+    assert!(!chains_to(&leaf(&now), &old_root));
+    let installed: Vec<Vec<u8>> = now
+        .bundle()
+        .roots(&td())
+        .iter()
+        .map(|r| r.to_vec())
+        .collect();
+    assert_eq!(installed, new_root, "the old root is no longer trusted");
 }

@@ -308,9 +308,10 @@ async fn keep_current(api: CaApi, config: IssuerConfig, identity: Identity, mut 
                 }
             }
             _ = bundle_check.tick() => {
-                if refresh_bundle(&api, &identity).await {
-                    // The leaf no longer chains to the roots announced:
-                    // a new one, from the root that signs now.
+                // The leaf no longer chains to the roots announced: a new
+                // one, from the root that signs now (unless renewals are
+                // failing already: their backoff stands).
+                if refresh_bundle(&api, &identity).await && failures == 0 {
                     renew_at = Instant::now();
                 }
             }
