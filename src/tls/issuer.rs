@@ -488,4 +488,82 @@ mod tests {
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
         assert!(!identity.is_ready());
     }
+
+    /// A server on loopback that answers every connection with `answer`
+    /// (or holds it open, silent, when `None`).
+    async fn raw_server(answer: Option<Vec<u8>>) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = stream.read(&mut buf).await;
+                    match answer {
+                        Some(bytes) => {
+                            let _ = stream.write_all(&bytes).await;
+                        }
+                        // Hold the connection until the client gives up.
+                        None => while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {},
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_silent_control_plane_times_out_naming_the_wait() {
+        let addr = raw_server(None).await;
+        let config = IssuerConfig::new(&format!("http://{addr}"), "t")
+            .unwrap()
+            .request_timeout(Duration::from_millis(200));
+        let err = Issuer::start(config, Identity::new()).await.unwrap_err();
+        assert!(matches!(err, IssueError::Unreachable { .. }), "{err}");
+        assert!(err.to_string().contains("no answer within 200ms"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_too_large_or_not_json_is_refused_naming_it() {
+        let mut huge = b"HTTP/1.1 200 OK\r\ncontent-length: 2000000\r\n\r\n".to_vec();
+        huge.resize(huge.len() + 2_000_000, b'x');
+        let addr = raw_server(Some(huge)).await;
+        let config = IssuerConfig::new(&format!("http://{addr}"), "t").unwrap();
+        let err = Issuer::start(config, Identity::new()).await.unwrap_err();
+        assert!(matches!(err, IssueError::BadAnswer { .. }), "{err}");
+        assert!(err.to_string().contains("the body"), "{err}");
+        assert!(err.to_string().contains("limit"), "{err}");
+
+        let addr = raw_server(Some(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec(),
+        ))
+        .await;
+        let config = IssuerConfig::new(&format!("http://{addr}"), "t").unwrap();
+        let err = Issuer::start(config, Identity::new()).await.unwrap_err();
+        assert!(err.to_string().contains("not JSON"), "{err}");
+
+        let addr = raw_server(Some(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec(),
+        ))
+        .await;
+        let config = IssuerConfig::new(&format!("http://{addr}"), "t").unwrap();
+        let err = Issuer::start(config, Identity::new()).await.unwrap_err();
+        assert!(err.to_string().contains("`spiffe_id` is missing"), "{err}");
+
+        let addr = raw_server(Some(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 19\r\n\r\n{\"error\":\"no root\"}".to_vec(),
+        ))
+        .await;
+        let config = IssuerConfig::new(&format!("http://{addr}"), "t").unwrap();
+        let err = Issuer::start(config, Identity::new()).await.unwrap_err();
+        assert_eq!(
+            err,
+            IssueError::Refused {
+                status: 503,
+                message: "no root".to_owned()
+            }
+        );
+    }
 }
