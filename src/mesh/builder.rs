@@ -22,6 +22,9 @@ pub struct MeshBuilder {
     xds_cache: Option<PathBuf>,
     identity: Option<crate::tls::Identity>,
     certificate_files: Option<crate::tls::FileWatcherConfig>,
+    /// Where `identity`'s certificate comes from, when the control
+    /// plane's CA issues it.
+    issuer: Option<crate::tls::IssuerConfig>,
 }
 
 #[derive(Debug)]
@@ -46,6 +49,7 @@ impl Default for MeshBuilder {
             xds_cache: None,
             identity: None,
             certificate_files: None,
+            issuer: None,
         }
     }
 }
@@ -241,11 +245,76 @@ impl MeshBuilder {
         })
     }
 
+    /// Gets this workload's certificate from the control plane's CA when
+    /// the mesh is built, and keeps it renewed for as long as the mesh
+    /// lives: the private key is made in process (a new one for each
+    /// leaf) and only a CSR is sent; renewals come at about half the
+    /// leaf's lifetime and apply to new connections, never dropping
+    /// established ones; the trust bundle is re-read every
+    /// [`IssuerConfig::bundle_refresh`](crate::tls::IssuerConfig::bundle_refresh)
+    /// so that a CA rotating in is trusted before it signs. The
+    /// certificate goes into the [`identity`](Self::identity) given, or a
+    /// new one ([`Mesh::identity`]).
+    ///
+    /// [`build`](Self::build) fails if the first certificate cannot be
+    /// had, with an error on the field `certificates_from_control_plane`
+    /// saying why (unreachable, token refused (401), SPIFFE ID refused
+    /// (403), ...). For the error as a type, or an issuer apart from a
+    /// mesh, use [`Issuer::start`](crate::tls::Issuer::start).
+    ///
+    /// ```no_run
+    /// use sinew::mesh::Mesh;
+    /// use sinew::tls::IssuerConfig;
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A bootstrap token from `POST /v1/bootstrap-tokens`: the control
+    /// // plane knows which SPIFFE ID it grants.
+    /// let token = std::fs::read_to_string("/var/run/secrets/sinew/token")?;
+    /// let mesh = Mesh::builder()
+    ///     .config_file("mesh.yaml")
+    ///     .certificates_from_control_plane(IssuerConfig::new(
+    ///         "http://control-plane:8081",
+    ///         token.trim(),
+    ///     )?)
+    ///     .build()
+    ///     .await?;
+    /// assert!(mesh.identity().is_some_and(|id| id.is_ready()));
+    /// # Ok(()) }
+    /// ```
+    pub fn certificates_from_control_plane(mut self, config: crate::tls::IssuerConfig) -> Self {
+        self.issuer = Some(config);
+        self
+    }
+
     /// Builds the mesh. The first configuration must be valid: its error,
     /// naming the field, is returned otherwise. A file source starts its
     /// watcher on the current tokio runtime; it stops when the last clone
-    /// of the mesh is dropped.
-    pub async fn build(self) -> Result<Mesh, ConfigError> {
+    /// of the mesh is dropped. With
+    /// [`certificates_from_control_plane`](Self::certificates_from_control_plane),
+    /// the first certificate is installed before this returns.
+    pub async fn build(mut self) -> Result<Mesh, ConfigError> {
+        let Some(config) = self.issuer.take() else {
+            return self.build_source().await;
+        };
+        if self.certificate_files.is_some() {
+            return Err(ConfigError::new(
+                "certificates_from_control_plane",
+                "certificate_files is set too: give the identity one source",
+            ));
+        }
+        let identity = self
+            .identity
+            .get_or_insert_with(crate::tls::Identity::new)
+            .clone();
+        // The configuration first: an invalid one costs the CA nothing.
+        let mesh = self.build_source().await?;
+        let issuer = crate::tls::Issuer::start(config, identity)
+            .await
+            .map_err(|e| ConfigError::new("certificates_from_control_plane", e.to_string()))?;
+        mesh.shared.keep_issuer(issuer);
+        Ok(mesh)
+    }
+
+    async fn build_source(self) -> Result<Mesh, ConfigError> {
         crate::error::check::duration("reload_interval", self.reload_interval)?;
         if let Some(error) = self.classifier_error {
             return Err(error);

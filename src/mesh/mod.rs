@@ -120,6 +120,9 @@ pub(crate) struct Shared {
     pub(crate) identity: Option<crate::tls::Identity>,
     /// Keeps the identity fed from files while the mesh lives.
     _watcher: Option<crate::tls::FileWatcher>,
+    /// Renews `identity` from the control plane's CA for as long as the
+    /// mesh lives ([`MeshBuilder::certificates_from_control_plane`]).
+    issuer: std::sync::OnceLock<crate::tls::Issuer>,
 }
 
 /// A mesh's identity and what keeps it fed.
@@ -255,6 +258,7 @@ impl Shared {
             classifiers: Classifiers::default(),
             identity: None,
             _watcher: None,
+            issuer: std::sync::OnceLock::new(),
         }
     }
 
@@ -272,6 +276,12 @@ impl Shared {
         self.identity = source.identity;
         self._watcher = source.watcher;
         self
+    }
+
+    /// Keeps `issuer` (and its renewals) alive as long as the mesh.
+    fn keep_issuer(&self, issuer: crate::tls::Issuer) {
+        // Set once, by the builder, right after the mesh is made.
+        let _ = self.issuer.set(issuer);
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, ConfigStatus> {

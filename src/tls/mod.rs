@@ -15,9 +15,10 @@
 //! SPIFFE ID against the identities it expects. A refusal is a
 //! [`VerifyError`] naming the reason.
 //!
-//! Material comes from the control plane's CA, or from files written by
-//! an external issuer: [`FileWatcher`], in the shape of gRPC's
-//! `file_watcher` certificate provider (gRFC A29).
+//! Material comes from the control plane's CA ([`Issuer`]: the key made
+//! in process, a CSR sent, renewed at half the leaf's lifetime), or from
+//! files written by an external issuer: [`FileWatcher`], in the shape of
+//! gRPC's `file_watcher` certificate provider (gRFC A29).
 //!
 //! ```
 //! use sinew::tls::{Identity, SpiffeId, TrustDomain};
@@ -33,9 +34,11 @@
 //! ```
 
 mod bundle;
+mod ca_api;
 mod config;
 mod file_source;
 mod identity;
+mod issuer;
 mod peer;
 mod spiffe_id;
 mod svid;
@@ -44,6 +47,7 @@ mod verify;
 pub use bundle::{BundleError, TrustBundle};
 pub use file_source::{FileWatcher, FileWatcherConfig, certificate_providers};
 pub use identity::{Credentials, Identity, IdentityError, NoCredentials};
+pub use issuer::{IssueError, Issuer, IssuerConfig};
 pub use peer::peer_id;
 pub use spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
 pub use svid::{SvidError, verify_svid};
