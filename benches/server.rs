@@ -14,6 +14,10 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::cpu_time;
+
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
@@ -77,17 +81,6 @@ async fn sequential(client: &BareClient, url: &str, n: u32) -> Duration {
         response.into_body().collect().await.unwrap();
     }
     started.elapsed()
-}
-
-/// User plus system CPU time of this process, from /proc/self/stat.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) end with ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    // The kernel's USER_HZ, 100 on Linux.
-    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// CPU time per request with 64 requests in flight.

@@ -13,10 +13,16 @@
 //! Group `tls_exchange`: one 1 KiB request and 1 KiB response over an
 //! established connection of each kind (encrypt, decrypt, both ways). The
 //! target is `sinew` ≤ 1.1 × `plain_rustls`.
+//!
+//! `SINEW_BENCH_SATURATION=<requests> cargo bench --bench tls`: CPU per
+//! request at saturation over real loopback connections (see `saturation`).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use criterion::{Criterion, criterion_group, criterion_main};
+#[path = "support/cpu.rs"]
+mod cpu;
+
+use criterion::{Criterion, criterion_group};
 use rcgen::string::Ia5String;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -68,6 +74,9 @@ fn leaf(issuer: &Issuer<'_, KeyPair>, id: &str, dns: Option<&str>) -> Leaf {
 struct Pair {
     plain: (Arc<ClientConfig>, Arc<ServerConfig>),
     sinew: (Arc<ClientConfig>, Arc<ServerConfig>),
+    /// Sinew's server config offering h2, and the client's identity.
+    sinew_server_h2: Arc<ServerConfig>,
+    client_identity: Identity,
 }
 
 fn configs() -> Pair {
@@ -122,6 +131,8 @@ fn configs() -> Pair {
         .set(client.chain.clone(), client.key(), bundle())
         .unwrap();
     Pair {
+        sinew_server_h2: server_identity.server_config(vec![b"h2".to_vec()]).unwrap(),
+        client_identity: client_identity.clone(),
         plain: (Arc::new(plain_client), Arc::new(plain_server)),
         sinew: (
             client_identity
@@ -222,4 +233,220 @@ fn benches(criterion: &mut Criterion) {
 }
 
 criterion_group!(tls, benches);
-criterion_main!(tls);
+
+fn main() {
+    if let Some(total) = std::env::var("SINEW_BENCH_SATURATION")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| *n > 0)
+    {
+        saturation::run(total);
+        return;
+    }
+    tls();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+/// `SINEW_BENCH_SATURATION=<requests>`: CPU per request at saturation
+/// (64 requests in flight over HTTP/2, client and server in this process),
+/// over `plain_rustls` (hyper-util's client on a tokio-rustls connector, a
+/// hyper server behind a tokio-rustls acceptor, rustls's WebPKI
+/// verifiers) against `sinew` (hyper-util's client on `Mesh::connector`,
+/// the same server behind `Identity::server_config`), in alternating
+/// pairs; prints the median of each and their ratio.
+mod saturation {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::{Connected, Connection};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A hyper server answering `ok` behind a TLS acceptor of `config`.
+    async fn server(config: Arc<ServerConfig>) -> SocketAddr {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// A TLS stream as hyper-util's client wants it.
+    struct PlainTls(TokioIo<tokio_rustls::client::TlsStream<TcpStream>>);
+
+    impl Connection for PlainTls {
+        fn connected(&self) -> Connected {
+            Connected::new().negotiated_h2()
+        }
+    }
+
+    impl hyper::rt::Read for PlainTls {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: hyper::rt::ReadBufCursor<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl hyper::rt::Write for PlainTls {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    /// tokio-rustls with `config`, to the URI's address.
+    fn plain_connector(
+        config: Arc<ClientConfig>,
+    ) -> impl tower::Service<
+        http::Uri,
+        Response = PlainTls,
+        Error = std::io::Error,
+        Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<PlainTls, std::io::Error>> + Send>,
+        >,
+    > + Clone {
+        tower::service_fn(move |uri: http::Uri| {
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            Box::pin(async move {
+                let addr = uri
+                    .authority()
+                    .map(|a| a.as_str().to_owned())
+                    .unwrap_or_default();
+                let tcp = TcpStream::connect(addr).await?;
+                tcp.set_nodelay(true)?;
+                let name = ServerName::try_from("reviews.example.org").unwrap();
+                Ok(PlainTls(TokioIo::new(connector.connect(name, tcp).await?)))
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        })
+    }
+
+    /// CPU per request with 64 requests in flight.
+    async fn saturated<C>(client: &Client<C, Empty<Bytes>>, url: &str, total: u32) -> Duration
+    where
+        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    {
+        const IN_FLIGHT: u32 = 64;
+        let before = crate::cpu::cpu_time().unwrap();
+        let tasks: Vec<_> = (0..IN_FLIGHT)
+            .map(|_| {
+                let (client, url) = (client.clone(), url.to_owned());
+                tokio::spawn(async move {
+                    for _ in 0..total / IN_FLIGHT {
+                        let request = http::Request::get(&url).body(Empty::new()).unwrap();
+                        let response = client.request(request).await.unwrap();
+                        assert_eq!(response.status(), 200);
+                        response.into_body().collect().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        (crate::cpu::cpu_time().unwrap() - before) / total
+    }
+
+    pub(super) fn run(total: u32) {
+        let pair = configs();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let h2 = || vec![b"h2".to_vec()];
+        let (plain_client, sinew_client, plain_url, sinew_url) = runtime.block_on(async {
+            let mut plain_server = ServerConfig::clone(&pair.plain.1);
+            plain_server.alpn_protocols = h2();
+            let plain_addr = server(Arc::new(plain_server)).await;
+            let sinew_addr = server(pair.sinew_server_h2.clone()).await;
+            let mut plain_client_config = ClientConfig::clone(&pair.plain.0);
+            plain_client_config.alpn_protocols = h2();
+            let plain_client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build(plain_connector(Arc::new(plain_client_config)));
+            let config = sinew::config::MeshConfig::from_yaml(&format!(
+                "clusters:\n  reviews:\n    protocol: http2\n    identities: [{SERVER_ID}]\n    endpoints: [{{ address: \"{sinew_addr}\" }}]\n"
+            ))
+            .unwrap();
+            let mesh = sinew::mesh::Mesh::builder()
+                .identity(pair.client_identity.clone())
+                .config(config)
+                .build()
+                .await
+                .unwrap();
+            let sinew_client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build(mesh.connector());
+            (
+                plain_client,
+                sinew_client,
+                format!("https://{plain_addr}/"),
+                format!("https://{sinew_addr}/"),
+            )
+        });
+        let mut plain = Vec::new();
+        let mut sinew = Vec::new();
+        for round in 0..6 {
+            runtime.block_on(async {
+                if round % 2 == 0 {
+                    plain.push(saturated(&plain_client, &plain_url, total).await);
+                    sinew.push(saturated(&sinew_client, &sinew_url, total).await);
+                } else {
+                    sinew.push(saturated(&sinew_client, &sinew_url, total).await);
+                    plain.push(saturated(&plain_client, &plain_url, total).await);
+                }
+            });
+        }
+        plain.sort();
+        sinew.sort();
+        let (p, s) = (plain[3].as_secs_f64() * 1e6, sinew[3].as_secs_f64() * 1e6);
+        #[allow(clippy::print_stdout)]
+        {
+            println!(
+                "mTLS CPU per request at 64 in flight over HTTP/2 (client and server), median of 6: plain_rustls {p:.2} µs, sinew {s:.2} µs ({:.3}×)",
+                s / p
+            );
+        }
+    }
+}
