@@ -787,3 +787,152 @@ async fn a_root_that_leaves_the_bundle_early_brings_a_new_leaf_at_once() {
         .collect();
     assert_eq!(installed, new_root, "the old root is no longer trusted");
 }
+
+/// openssl, a TLS peer we did not write, with a key it made and a
+/// certificate the Sinew CA signed for its CSR, reaches a Sinew server
+/// (`mesh.serve`, strict by default, its own certificate from the same
+/// CA) over mutual TLS; without a certificate it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_with_a_certificate_from_the_sinew_ca_reaches_a_sinew_server() {
+    if !std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("openssl not found: this test is skipped");
+        return;
+    }
+    let cp = control_plane(Duration::from_secs(3600), Duration::ZERO).await;
+    let token = bootstrap_token(&cp, "reviews").await;
+    let serving = Mesh::builder()
+        .certificates_from_control_plane(issuer_config(cp.admin_addr(), &token))
+        .build()
+        .await
+        .unwrap();
+    let app = tower::service_fn(|req: Request<Incoming>| async move {
+        let caller = req
+            .extensions()
+            .get::<sinew::mesh::PeerIdentity>()
+            .map_or_else(|| "-".to_owned(), |p| p.id().to_string());
+        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(format!(
+            "caller={caller}"
+        )))))
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = serving.serve("reviews", listener, app).await.unwrap();
+
+    // openssl's key and CSR; the CA signs it for the admin token.
+    let dir = std::env::temp_dir().join(format!("sinew-ca-openssl-peer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str], input: Option<&'static [u8]>| {
+        let dir = dir.clone();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        async move {
+            let mut child = tokio::process::Command::new("openssl")
+                .args(&args)
+                .current_dir(&dir)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            if let Some(input) = input {
+                stdin.write_all(input).await.unwrap();
+            }
+            // s_client -quiet keeps reading until the server closes.
+            let output = within("openssl", async {
+                let out = child.wait_with_output().await.unwrap();
+                drop(stdin);
+                out
+            })
+            .await;
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+    let (ok, _, err) = run(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "csr.pem",
+            "-subj",
+            "/CN=cart",
+            "-addext",
+            &format!("subjectAltName=URI:{CART}"),
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let csr = std::fs::read_to_string(dir.join("csr.pem")).unwrap();
+    let (status, answer) = admin(
+        &cp,
+        Method::POST,
+        "/v1/certificates",
+        Some(TOKEN),
+        json!({ "csr": csr }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    std::fs::write(
+        dir.join("cert.pem"),
+        answer["certificate_chain"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("ca.pem"), answer["trust_bundle"].as_str().unwrap()).unwrap();
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n";
+    let target = addr.to_string();
+    // With the certificate: the server's chain verified against the CA's
+    // bundle, the request answered, the caller seen as CART.
+    let (_, out, err) = run(
+        &[
+            "s_client",
+            "-connect",
+            &target,
+            "-quiet",
+            "-verify_return_error",
+            "-CAfile",
+            "ca.pem",
+            "-cert",
+            "cert.pem",
+            "-key",
+            "key.pem",
+        ],
+        Some(GET),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}\n{err}");
+    assert!(out.contains(&format!("caller={CART}")), "{out}");
+    // Without one: no answer.
+    let (_, out, err) = run(
+        &[
+            "s_client", "-connect", &target, "-quiet", "-CAfile", "ca.pem",
+        ],
+        Some(GET),
+    )
+    .await;
+    assert!(
+        !out.contains("HTTP/1.1"),
+        "answered without a certificate: {out}\n{err}"
+    );
+    assert!(err.contains("alert") || err.contains("error"), "{err}");
+
+    within("shutdown", server.shutdown()).await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
