@@ -159,7 +159,7 @@ pub(crate) struct ControlPlane {
     /// Seconds an admin API client may take to send its headers, then its body.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = values::wait)]
     pub(crate) admin_read_timeout: std::time::Duration,
-    /// The CA's trust domain: workloads are spiffe://<NAME>/ns/<namespace>/sa/<service>.
+    /// The CA's trust domain: workloads are spiffe://NAME/ns/NAMESPACE/sa/SERVICE.
     #[arg(long, value_name = "NAME", default_value = "cluster.local", value_parser = values::trust_domain)]
     pub(crate) trust_domain: String,
     /// Where the CA keeps its root and bootstrap tokens (made 0700); without it, a new root at every start.
