@@ -15,6 +15,7 @@ mod certs;
 mod files;
 mod harness;
 mod reject;
+mod review;
 mod rotation;
 
 use certs::{Ca, Leaf, id};
