@@ -19,6 +19,7 @@ mod classifiers;
 mod mtls;
 mod outlier;
 mod policies;
+mod review;
 mod stack;
 mod updates;
 

@@ -157,7 +157,7 @@ async fn a_cluster_that_requires_mtls_is_never_spoken_to_in_plaintext() {
 /// A hyper server behind a TLS acceptor of `identity`: answers with the
 /// HTTP version and the caller's SPIFFE ID, and counts the requests that
 /// reach it.
-async fn mtls_server(identity: &Identity) -> (SocketAddr, Arc<AtomicUsize>) {
+pub(super) async fn mtls_server(identity: &Identity) -> (SocketAddr, Arc<AtomicUsize>) {
     let config = identity
         .server_config(vec![b"h2".to_vec(), b"http/1.1".to_vec()])
         .unwrap();
@@ -190,7 +190,7 @@ async fn mtls_server(identity: &Identity) -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 /// An identity holding a fresh SVID for `id`, issued by `ca`.
-fn identity_of(ca: &Ca, id: &str) -> Identity {
+pub(super) fn identity_of(ca: &Ca, id: &str) -> Identity {
     let issued = ca.issue(&Leaf::svid(id));
     let identity = Identity::new();
     identity
@@ -199,8 +199,8 @@ fn identity_of(ca: &Ca, id: &str) -> Identity {
     identity
 }
 
-const REVIEWS: &str = "spiffe://example.org/ns/shop/sa/reviews";
-const CART: &str = "spiffe://example.org/ns/shop/sa/cart";
+pub(super) const REVIEWS: &str = "spiffe://example.org/ns/shop/sa/reviews";
+pub(super) const CART: &str = "spiffe://example.org/ns/shop/sa/cart";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mesh_client_speaks_mtls_and_checks_the_endpoints_identity() {

@@ -1,0 +1,104 @@
+//! Defects found in review, each proved by a test that fails until it is
+//! fixed.
+
+use super::certs::Ca;
+use super::mtls::{CART, REVIEWS, identity_of, mtls_server};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use sinew::mesh::PeerIdentity;
+use sinew::retry::ReplayBody;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tower::{Layer, ServiceExt};
+
+const PAYMENTS: &str = "spiffe://example.org/ns/shop/sa/payments";
+
+/// The connector checks an endpoint's SPIFFE ID against every cluster
+/// holding it, but only when it opens a connection; the pool reuses a
+/// connection by `https://address` whatever cluster the request is for.
+/// An application's own client behind two clusters' layers (the pattern
+/// `Mesh::connector` documents), and an endpoint that joins a second
+/// cluster naming other identities: that cluster's requests ride the
+/// connection verified for the first, and reach a peer it does not accept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_is_not_reused_for_a_cluster_that_refuses_its_peer() {
+    let ca = Ca::root("example.org root");
+    let (addr, served) = mtls_server(&identity_of(&ca, REVIEWS)).await;
+    let config = |payments: &str| {
+        sinew::config::MeshConfig::from_yaml(&format!(
+            "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: reviews }}] }}]\n  payments:\n    routes: [{{ split: [{{ cluster: payments }}] }}]\n\
+             clusters:\n  reviews:\n    protocol: http2\n    identities: [{REVIEWS}]\n    endpoints: [{{ address: \"{addr}\" }}]\n  payments:\n    protocol: http2\n    identities: [{PAYMENTS}]\n    endpoints: [{{ address: \"{payments}\" }}]\n"
+        ))
+        .unwrap()
+    };
+    let mesh = sinew::mesh::Mesh::builder()
+        .identity(identity_of(&ca, CART))
+        .config(config("127.0.0.1:9"))
+        .build()
+        .await
+        .unwrap();
+    let own =
+        Client::builder(TokioExecutor::new()).build::<_, ReplayBody<Full<Bytes>>>(mesh.connector());
+    let request = |host: &str| {
+        Request::get(format!("http://{host}/"))
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        mesh.client_layer("reviews")
+            .layer(own.clone())
+            .oneshot(request("reviews")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // HTTP/2: the connection is in the pool from its handshake on.
+    response.into_body().collect().await.unwrap();
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+
+    // The reviews endpoint's address joins `payments`, which accepts only
+    // the payments identity.
+    mesh.apply(config(&addr.to_string())).unwrap();
+    // A client with an empty pool is refused: the connector sees the two
+    // clusters holding the address accept no identity in common.
+    let fresh =
+        Client::builder(TokioExecutor::new()).build::<_, ReplayBody<Full<Bytes>>>(mesh.connector());
+    let refused = tokio::time::timeout(
+        Duration::from_secs(20),
+        mesh.client_layer("payments")
+            .layer(fresh)
+            .oneshot(request("payments")),
+    )
+    .await
+    .unwrap();
+    let error = refused
+        .err()
+        .expect("a new connection for payments was made");
+    let _ = error;
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    // The client whose pool holds the connection verified for reviews:
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        mesh.client_layer("payments")
+            .layer(own.clone())
+            .oneshot(request("payments")),
+    )
+    .await
+    .unwrap();
+    if let Ok(response) = outcome {
+        panic!(
+            "a request to `payments` (identities [{PAYMENTS}]) reached {:?}; requests served: {}",
+            response
+                .extensions()
+                .get::<PeerIdentity>()
+                .map(|p| p.id().to_string()),
+            served.load(Ordering::SeqCst)
+        );
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 1, "payments reached reviews");
+}
