@@ -24,7 +24,7 @@ use tower::{Layer, ServiceExt};
 
 /// A TCP listener that reports each connection it accepts (the peer's
 /// address) and the bytes read from it.
-async fn listener() -> (SocketAddr, mpsc::UnboundedReceiver<(SocketAddr, usize)>) {
+pub(super) async fn listener() -> (SocketAddr, mpsc::UnboundedReceiver<(SocketAddr, usize)>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -47,7 +47,7 @@ async fn listener() -> (SocketAddr, mpsc::UnboundedReceiver<(SocketAddr, usize)>
 }
 
 /// The `MtlsUnavailable` in `error`'s chain.
-fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<MtlsUnavailable> {
+pub(super) fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<MtlsUnavailable> {
     let mut next = Some(error);
     while let Some(e) = next {
         if let Some(found) = e.downcast_ref::<MtlsUnavailable>() {

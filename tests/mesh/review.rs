@@ -102,3 +102,54 @@ async fn a_pooled_connection_is_not_reused_for_a_cluster_that_refuses_its_peer()
     }
     assert_eq!(served.load(Ordering::SeqCst), 1, "payments reached reviews");
 }
+
+/// The connector finds an endpoint's clusters by its exact socket
+/// address, and speaks plaintext to an address no mTLS cluster holds. The
+/// IPv4-mapped IPv6 form of an mTLS endpoint's address reaches the same
+/// socket, and is spoken to in plaintext: a request aimed by hand (or a
+/// URL from elsewhere) gets around the refusal the connector promises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mtls_endpoint_is_not_reached_in_plaintext_by_its_ipv4_mapped_address() {
+    use super::mtls::{listener, refusal};
+    let (addr, mut accepted) = listener().await;
+    let ca = Ca::root("example.org root");
+    let mesh = sinew::mesh::Mesh::builder()
+        .identity(identity_of(&ca, CART))
+        .config(
+            sinew::config::MeshConfig::from_yaml(&format!(
+                "services:\n  secure:\n    routes: [{{ split: [{{ cluster: secure }}] }}]\n\
+                 clusters:\n  secure:\n    identities: [{REVIEWS}]\n    endpoints: [{{ address: \"{addr}\" }}]\n"
+            ))
+            .unwrap(),
+        )
+        .build()
+        .await
+        .unwrap();
+    let own =
+        Client::builder(TokioExecutor::new()).build::<_, ReplayBody<Full<Bytes>>>(mesh.connector());
+    let std::net::IpAddr::V4(v4) = addr.ip() else {
+        unreachable!()
+    };
+    let mapped = std::net::SocketAddr::new(v4.to_ipv6_mapped().into(), addr.port());
+    let by_hand = Request::get(format!("http://{mapped}/"))
+        .body(ReplayBody::new(Full::<Bytes>::default(), 0))
+        .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), own.request(by_hand))
+        .await
+        .unwrap();
+    if let Err(error) = &outcome
+        && refusal(error).is_some()
+    {
+        return;
+    }
+    // Not refused: see what reached the endpoint.
+    let reached = tokio::time::timeout(Duration::from_secs(10), accepted.recv())
+        .await
+        .ok()
+        .flatten();
+    panic!(
+        "a request to {mapped} (the endpoint {addr} of `secure`) was not refused: {:?}; the endpoint got {:?} (peer, plaintext bytes)",
+        outcome.map(|r| r.status()),
+        reached
+    );
+}
