@@ -153,3 +153,63 @@ async fn an_mtls_endpoint_is_not_reached_in_plaintext_by_its_ipv4_mapped_address
         reached
     );
 }
+
+/// TLS 1.3: the client's handshake is over before the server has checked
+/// the client's certificate. A server that refuses the mesh's certificate
+/// (another CA) answers with an alert after the request went out, and the
+/// caller gets hyper's error for a closed connection, not
+/// `HandshakeFailed`: the error the docs promise for a failed handshake,
+/// and the one retries, the connect backoff and outlier detection treat
+/// as a connect failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_the_client_certificate_is_a_handshake_failure() {
+    use sinew::mesh::HandshakeFailed;
+    let ours = Ca::root("the server's root");
+    let theirs = Ca::root("another root");
+    let (addr, served) = mtls_server(&identity_of(&ours, REVIEWS)).await;
+    // The client trusts the server's root, but its own leaf is from a
+    // root the server does not trust.
+    let client = sinew::tls::Identity::new();
+    let leaf = theirs.issue(&super::certs::Leaf::svid(CART));
+    let mut bundle = theirs.bundle("example.org");
+    bundle
+        .add_pem(
+            &sinew::tls::TrustDomain::new("example.org").unwrap(),
+            ours.root_pem.as_bytes(),
+        )
+        .unwrap();
+    client.set(leaf.chain.clone(), leaf.key(), bundle).unwrap();
+    let mesh = sinew::mesh::Mesh::builder()
+        .identity(client)
+        .config(
+            sinew::config::MeshConfig::from_yaml(&format!(
+                "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: reviews }}] }}]\n\
+                 clusters:\n  reviews:\n    identities: [{REVIEWS}]\n    endpoints: [{{ address: \"{addr}\" }}]\n"
+            ))
+            .unwrap(),
+        )
+        .build()
+        .await
+        .unwrap();
+    let error = tokio::time::timeout(
+        Duration::from_secs(20),
+        mesh.http_client("reviews").oneshot(request_to("reviews")),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(served.load(Ordering::SeqCst), 0);
+    let mut chain: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    let mut found = false;
+    while let Some(e) = chain {
+        found |= e.downcast_ref::<HandshakeFailed>().is_some();
+        chain = e.source();
+    }
+    assert!(found, "not a HandshakeFailed: {error:?}");
+}
+
+fn request_to(host: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://{host}/"))
+        .body(Full::<Bytes>::default())
+        .unwrap()
+}
