@@ -1034,3 +1034,41 @@ fn a_san_matcher_ignoring_case_is_refused_by_field() {
         "c: transport_socket.typed_config.common_tls_context.validation_context.match_subject_alt_names[0].ignore_case: SPIFFE IDs are matched exactly; a matcher ignoring case is not supported"
     );
 }
+
+/// Review: Envoy's `transport_socket_matches` carry a cluster's TLS per
+/// endpoint (Istio's auto mTLS sends its `UpstreamTlsContext` there).
+/// Sinew does not read them, so a cluster whose only TLS is there is
+/// taken as plaintext: a control plane's "mTLS" becomes a plaintext
+/// wire. It must be refused (a NACK naming the field) or read.
+#[test]
+fn a_cluster_whose_tls_is_in_transport_socket_matches_is_not_plaintext() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch;
+    use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    let c = Cluster {
+        name: "c".to_owned(),
+        transport_socket_matches: vec![TransportSocketMatch {
+            name: "tls".to_owned(),
+            transport_socket: Some(TransportSocket {
+                name: "envoy.transport_sockets.tls".to_owned(),
+                config_type: Some(transport_socket::ConfigType::TypedConfig(Any {
+                    type_url:
+                        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+                            .to_owned(),
+                    value: UpstreamTlsContext::default().encode_to_vec(),
+                })),
+            }),
+            ..TransportSocketMatch::default()
+        }],
+        ..Cluster::default()
+    };
+    match decode(Kind::Cluster, &any(Kind::Cluster, &c)) {
+        Ok((_, Resource::Cluster(c))) => assert!(
+            c.config.requires_mtls(),
+            "a cluster with an UpstreamTlsContext in transport_socket_matches became plaintext"
+        ),
+        Ok(other) => unreachable!("{other:?}"),
+        // Refused: not plaintext.
+        Err(_) => {}
+    }
+}
