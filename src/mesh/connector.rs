@@ -120,7 +120,7 @@ impl tower::Service<Uri> for Dial {
         let http2 = transport.http2;
         let tls = match transport.mtls {
             Some(target) => match self.tls_for(&target, http2) {
-                Ok(config) => Some((config, target.clusters)),
+                Ok((config, identity)) => Some((config, target.clusters, identity)),
                 Err(refused) => return refuse(refused.into()),
             },
             // Never TLS without a cluster's identities to check, nor
@@ -135,14 +135,22 @@ impl tower::Service<Uri> for Dial {
         let connecting = tower::Service::<Uri>::call(&mut self.tcp, uri);
         Box::pin(async move {
             let tcp = connecting.await?.into_inner();
-            let Some((config, clusters)) = tls else {
+            let Some((config, clusters, identity)) = tls else {
                 return Ok(MeshConnection::new(Stream::Plain(tcp), http2, None));
             };
             let name = ServerName::IpAddress(address.ip().into());
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| HandshakeFailed::new(address, clusters, e))?;
+                .map_err(|e| HandshakeFailed::new(address, clusters.clone(), e))?;
+            // A resumed session skipped the server's certificate: check it
+            // again against the bundle and the time now.
+            identity
+                .recheck_resumed_server(stream.get_ref().1)
+                .map_err(|e| {
+                    let error = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+                    HandshakeFailed::new(address, clusters, error)
+                })?;
             let peer = crate::tls::peer_id(stream.get_ref().1);
             Ok(MeshConnection::new(
                 Stream::Tls(Box::new(stream.into())),
@@ -160,7 +168,7 @@ impl Dial {
         &self,
         target: &MtlsTarget,
         http2: bool,
-    ) -> Result<Arc<ClientConfig>, MtlsUnavailable> {
+    ) -> Result<(Arc<ClientConfig>, Identity), MtlsUnavailable> {
         let first = target.clusters.first().map_or("", String::as_str);
         let identity = self
             .mesh
@@ -190,9 +198,11 @@ impl Dial {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
-        self.configs
+        let config = self
+            .configs
             .get(identity, allowed, http2)
-            .map_err(|e| MtlsUnavailable::new(first, format!("TLS client configuration: {e}")))
+            .map_err(|e| MtlsUnavailable::new(first, format!("TLS client configuration: {e}")))?;
+        Ok((config, identity.clone()))
     }
 }
 
@@ -200,8 +210,16 @@ fn refuse(error: BoxError) -> Connecting {
     Box::pin(std::future::ready(Err(error)))
 }
 
+/// The endpoint a URI names, in canonical form: an IPv4-mapped IPv6
+/// address is the IPv4 address it maps (the same socket), so that no
+/// spelling of an mTLS endpoint's address escapes its clusters.
 fn endpoint_of(uri: &Uri) -> Option<SocketAddr> {
-    uri.authority()?.as_str().parse().ok()
+    let address: SocketAddr = uri.authority()?.as_str().parse().ok()?;
+    Some(canonical(address))
+}
+
+fn canonical(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(address.ip().to_canonical(), address.port())
 }
 
 /// Client configs by the identities they accept and the protocol they
@@ -302,7 +320,11 @@ impl Mesh {
             let Some(cluster) = snapshot.cluster(name) else {
                 continue;
             };
-            if !cluster.endpoints().iter().any(|e| e.address == address) {
+            if !cluster
+                .endpoints()
+                .iter()
+                .any(|e| canonical(e.address) == address)
+            {
                 continue;
             }
             let config = cluster.config();

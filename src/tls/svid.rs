@@ -47,13 +47,19 @@ pub(crate) fn parse_svid(leaf: &[u8], now: SystemTime) -> Result<Svid, SvidError
     let usage = cert
         .key_usage()
         .map_err(|e| SvidError::Malformed(format!("keyUsage: {e}")))?;
-    if let Some(usage) = usage {
-        if usage.value.key_cert_sign() {
-            return Err(SvidError::KeyCertSign);
-        }
-        if usage.value.crl_sign() {
-            return Err(SvidError::CrlSign);
-        }
+    // The X.509-SVID specification: a leaf's keyUsage is present and has
+    // digitalSignature, and neither of the CA's bits.
+    let Some(usage) = usage else {
+        return Err(SvidError::NoDigitalSignature);
+    };
+    if usage.value.key_cert_sign() {
+        return Err(SvidError::KeyCertSign);
+    }
+    if usage.value.crl_sign() {
+        return Err(SvidError::CrlSign);
+    }
+    if !usage.value.digital_signature() {
+        return Err(SvidError::NoDigitalSignature);
     }
     let validity = cert.validity();
     let now_secs = unix_secs(now);
@@ -152,6 +158,8 @@ pub enum SvidError {
     KeyCertSign,
     /// keyUsage has cRLSign.
     CrlSign,
+    /// keyUsage is absent, or lacks digitalSignature.
+    NoDigitalSignature,
     /// The certificate expired at `not_after`.
     Expired {
         /// The end of the validity period.
@@ -176,6 +184,7 @@ impl fmt::Display for SvidError {
             Self::CaCertificate => f.write_str("a CA certificate (basicConstraints CA=true)"),
             Self::KeyCertSign => f.write_str("keyUsage has keyCertSign"),
             Self::CrlSign => f.write_str("keyUsage has cRLSign"),
+            Self::NoDigitalSignature => f.write_str("keyUsage is absent or lacks digitalSignature"),
             Self::Expired { not_after } => write!(f, "expired at {}", Asn1(*not_after)),
             Self::NotYetValid { not_before } => {
                 write!(f, "not valid before {}", Asn1(*not_before))
@@ -217,6 +226,7 @@ mod tests {
         )];
         params.not_before = time::OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
         params.not_after = time::OffsetDateTime::from_unix_timestamp(2_000_000).unwrap();
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         edit(&mut params);
         let key = rcgen::KeyPair::generate().unwrap();
         params.self_signed(&key).unwrap().der().to_vec()
@@ -266,6 +276,11 @@ mod tests {
         );
         let plain = leaf(|p| p.is_ca = rcgen::IsCa::ExplicitNoCa);
         assert!(verify_svid(&plain, now).is_ok());
+        let no_usage = leaf(|p| p.key_usages.clear());
+        assert_eq!(
+            verify_svid(&no_usage, now),
+            Err(SvidError::NoDigitalSignature)
+        );
         assert!(matches!(
             verify_svid(&[0x30, 0x03], now),
             Err(SvidError::Malformed(_))

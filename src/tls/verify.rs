@@ -387,3 +387,72 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         self.live.algorithms().supported_schemes()
     }
 }
+
+impl Identity {
+    /// Checks again, against the trust bundle and the time now, the client
+    /// of a server connection whose handshake resumed a session: a resumed
+    /// TLS 1.3 handshake sends no certificate, so the verifier did not
+    /// run, and the session may outlive the root or the leaf it was made
+    /// with (tickets live for hours). A full handshake needs no second
+    /// look. Call it after the handshake, before serving the connection.
+    ///
+    /// ```
+    /// # fn f(identity: &sinew::tls::Identity, tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) {
+    /// if let Err(refused) = identity.recheck_resumed_client(tls.get_ref().1) {
+    ///     eprintln!("closing a resumed connection: {refused}");
+    /// }
+    /// # }
+    /// ```
+    pub fn recheck_resumed_client(
+        &self,
+        connection: &rustls::ServerConnection,
+    ) -> Result<(), VerifyError> {
+        self.recheck_resumed(connection, webpki::KeyUsage::client_auth())
+    }
+
+    /// The same for the server of a client connection
+    /// ([`recheck_resumed_client`](Self::recheck_resumed_client)).
+    ///
+    /// ```
+    /// # fn f(identity: &sinew::tls::Identity, tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) {
+    /// if let Err(refused) = identity.recheck_resumed_server(tls.get_ref().1) {
+    ///     eprintln!("not using a resumed connection: {refused}");
+    /// }
+    /// # }
+    /// ```
+    pub fn recheck_resumed_server(
+        &self,
+        connection: &rustls::ClientConnection,
+    ) -> Result<(), VerifyError> {
+        self.recheck_resumed(connection, webpki::KeyUsage::server_auth())
+    }
+
+    fn recheck_resumed(
+        &self,
+        connection: &rustls::CommonState,
+        usage: webpki::KeyUsage,
+    ) -> Result<(), VerifyError> {
+        if connection.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
+            return Ok(());
+        }
+        let credentials = self
+            .live()
+            .credentials()
+            .ok_or(VerifyError::NoCredentials)?;
+        let Some((leaf, intermediates)) = connection
+            .peer_certificates()
+            .and_then(|chain| chain.split_first())
+        else {
+            return Err(VerifyError::Svid(SvidError::NoUriSan));
+        };
+        verify_chain(
+            credentials.bundle(),
+            leaf,
+            intermediates,
+            UnixTime::now(),
+            usage,
+            self.live().algorithms(),
+        )
+        .map(|_| ())
+    }
+}

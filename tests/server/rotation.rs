@@ -185,3 +185,61 @@ async fn leaves_and_the_ca_rotate_under_load_with_no_error_and_no_reset() {
     assert_eq!(served.load(Ordering::SeqCst), ok);
     within("shutdown", server.shutdown()).await.unwrap();
 }
+
+/// A TLS 1.3 resumption skips the client's certificate (rustls restores
+/// the chain verified at the full handshake). A root taken out of the
+/// server's bundle (the end of a CA rotation's overlap, or a compromised
+/// root cut off) refuses its clients' resumptions as it refuses their
+/// full handshakes: the ticket would otherwise admit them for hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_taken_out_of_the_bundle_refuses_resumed_clients_too() {
+    let td = TrustDomain::new(TD).unwrap();
+    let old = Ca::root("old root");
+    let new = Ca::root("new root");
+    let mut both = new.bundle(TD);
+    both.add_pem(&td, old.root_pem.as_bytes()).unwrap();
+    // The server's leaf is from the new root; during the overlap it
+    // trusts both. The client still has a leaf from the old root.
+    let server_identity = Identity::new();
+    rotate(&server_identity, &new, REVIEWS, both.clone());
+    let client_identity = Identity::new();
+    rotate(&client_identity, &old, CART, both);
+    let (listener, addr) = listener().await;
+    let mesh = mesh_as(server_identity.clone(), mtls_config(addr, "http1", "")).await;
+    let (app, served) = recording();
+    let server = mesh.serve("reviews", listener, app).await.unwrap();
+    // Sinew's client config: it keeps sessions to resume.
+    let config = client_identity
+        .client_config([REVIEWS.parse().unwrap()], vec![b"http/1.1".to_vec()])
+        .unwrap();
+    let answer = crate::mtls_support::tls_get(config.clone(), addr)
+        .await
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // A second connection resumes while the old root is trusted.
+    let answer = crate::mtls_support::tls_get(config.clone(), addr)
+        .await
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // The overlap ends: the old root leaves the server's bundle.
+    server_identity.set_bundle(new.bundle(TD)).unwrap();
+    let answer = crate::mtls_support::tls_get(config, addr)
+        .await
+        .unwrap_or_default();
+    assert!(
+        !answer.windows(4).any(|w| w == b"HTTP"),
+        "a resumed client of the removed root was served: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+    within("shutdown", server.shutdown()).await.unwrap();
+}

@@ -80,6 +80,10 @@ impl Handshake {
                 tracing::debug!(%peer, ?mode, %error, "TLS handshake failed: connection refused");
                 None
             }
+            Ok(Err(Refused::Resumed(error))) => {
+                tracing::info!(%peer, %error, "a resumed TLS session no longer verifies: connection closed");
+                None
+            }
             Err(_) => {
                 tracing::debug!(%peer, ?mode, "no TLS handshake in time: closing the connection");
                 None
@@ -110,6 +114,13 @@ impl Handshake {
         // come from a configuration change after the start: fail closed.
         let acceptor = self.tls.as_ref().ok_or(Refused::NoIdentity)?;
         let stream = acceptor.accept(tcp).await.map_err(Refused::Io)?;
+        // A resumed session skipped the client's certificate: check it
+        // again against the bundle and the time now.
+        if let Some(identity) = self.live.identity() {
+            identity
+                .recheck_resumed_client(stream.get_ref().1)
+                .map_err(Refused::Resumed)?;
+        }
         let identity = crate::tls::peer_id(stream.get_ref().1).map(PeerIdentity::new);
         Ok((Stream::Tls(Box::new(stream.into())), identity))
     }
@@ -118,6 +129,7 @@ impl Handshake {
 enum Refused {
     NoIdentity,
     Io(std::io::Error),
+    Resumed(crate::tls::VerifyError),
 }
 
 /// Refuses a mode in force that needs TLS (`strict`, `permissive`) when

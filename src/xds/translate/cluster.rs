@@ -96,6 +96,16 @@ pub(crate) fn cluster(c: Cluster) -> Result<ClusterResource, Invalid> {
     let sinew = super::metadata::fields(c.metadata.as_ref());
     config.breaker = super::metadata::breaker(sinew)?;
     config.classifier = super::metadata::classifier(sinew)?;
+    // Sockets chosen per endpoint by metadata (Istio's automatic mTLS)
+    // are not supported: refused, rather than speak plaintext to
+    // endpoints the control plane meant for TLS.
+    if !c.transport_socket_matches.is_empty() {
+        return Err(
+            "transport_socket_matches: per-endpoint transport sockets are not supported; \
+             put the UpstreamTlsContext in transport_socket"
+                .to_owned(),
+        );
+    }
     if let Some(socket) = &c.transport_socket {
         // Named identities already make the cluster mTLS-only; `mtls`
         // says so for a context without any (the mesh file's same form).
