@@ -43,6 +43,14 @@ pub struct Bootstrap {
     /// bootstrap without an identity of its own takes its certificate from
     /// the instance named `default` (or the only one).
     pub certificate_providers: BTreeMap<String, crate::tls::FileWatcherConfig>,
+    /// The name of the Listener a server asks for (gRFC A36), `%s`
+    /// standing for its listening address (`127.0.0.1:50051`,
+    /// `[::1]:80`): gRPC's `server_listener_resource_name_template`, e.g.
+    /// `grpc/server?xds.resource.listening_address=%s`. Without one, a
+    /// server asks for none and takes its transport from the mesh's own
+    /// `inbound.mtls` (gRPC's servers refuse to start without it; Sinew's
+    /// have that fallback).
+    pub server_listener_resource_name_template: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +59,8 @@ struct Raw {
     xds_servers: Vec<RawServer>,
     #[serde(default)]
     node: RawNode,
+    #[serde(default)]
+    server_listener_resource_name_template: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +108,7 @@ impl Bootstrap {
             locality: None,
             fail_on_data_errors: Vec::new(),
             certificate_providers: BTreeMap::new(),
+            server_listener_resource_name_template: None,
         }
     }
 
@@ -108,6 +119,16 @@ impl Bootstrap {
         let raw: Raw = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             ConfigError::new(format!("bootstrap.{}", e.path()), e.inner().to_string())
         })?;
+        if raw
+            .server_listener_resource_name_template
+            .as_deref()
+            .is_some_and(str::is_empty)
+        {
+            return Err(ConfigError::new(
+                "bootstrap.server_listener_resource_name_template",
+                "must not be empty",
+            ));
+        }
         if raw.xds_servers.is_empty() {
             return Err(ConfigError::new(
                 "bootstrap.xds_servers",
@@ -156,6 +177,7 @@ impl Bootstrap {
             fail_on_data_errors,
             certificate_providers: crate::tls::certificate_providers(json)
                 .map_err(|e| e.within("bootstrap"))?,
+            server_listener_resource_name_template: raw.server_listener_resource_name_template,
         })
     }
 
