@@ -77,6 +77,8 @@ mod metadata_tests;
 #[cfg(test)]
 mod readiness_tests;
 #[cfg(test)]
+mod server_listener_tests;
+#[cfg(test)]
 mod tests;
 
 pub use bootstrap::Bootstrap;
