@@ -637,3 +637,51 @@ async fn a_sinew_server_takes_its_transport_from_its_server_listener() {
     server.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_before_the_server_listener_arrives_waits_for_it() {
+    let dir = scratch("security-server-listener-wait");
+    root(&dir);
+    leaf(&dir, "greeter", "1");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = listener.local_addr().unwrap();
+    // No cluster requires mTLS: the server Listener will say plaintext,
+    // where the server's own default (it has an identity) is strict.
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        format!(
+            "services:\n  greeter:\n    routes: [{{ split: [{{ cluster: greeter }}] }}]\nclusters:\n  greeter:\n    protocol: http1\n    endpoints: [{{ address: \"{server_addr}\" }}]\n"
+        ),
+    )
+    .unwrap();
+    // The control plane is not there yet: its port is known, nothing
+    // listens on it.
+    let xds = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mesh = sinew::mesh::Mesh::builder()
+        .bootstrap(sinew::xds::Bootstrap::from_file(bootstrap(&dir, "greeter", xds)).unwrap())
+        .certificate_files(sinew::tls::FileWatcherConfig::new(
+            dir.join("greeter.pem"),
+            dir.join("greeter.key"),
+            dir.join("ca.pem"),
+        ))
+        .build()
+        .await
+        .unwrap();
+    let app = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(
+            http_body_util::Full::<bytes::Bytes>::from("hello"),
+        ))
+    });
+    let server = mesh.server("greeter").serve(listener, app).await.unwrap();
+    // A plaintext caller before the server Listener exists: not refused on
+    // the server's default, but held until the Listener says plaintext.
+    let early = tokio::spawn(get(None, server_addr));
+    let cp = start(&dir, xds).await;
+    assert_eq!(
+        common::within("the early caller", early).await.unwrap(),
+        Ok(http::StatusCode::OK)
+    );
+    server.shutdown().await.unwrap();
+    drop(cp);
+    let _ = std::fs::remove_dir_all(&dir);
+}

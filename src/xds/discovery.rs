@@ -166,6 +166,19 @@ impl Discovery {
         Some(name)
     }
 
+    /// Waits while nothing is known of the server Listener `name` (it has
+    /// not arrived, nor been found missing or refused): as gRPC's servers
+    /// do (gRFC A36), a connection is not served on a guess. The caller
+    /// bounds the wait.
+    pub(crate) async fn server_settled(&self, name: &str) {
+        let mut changed = self.changed.clone();
+        while self.state().server_pending(name) {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// The transport the server Listener `name` asks for, when one is in
     /// use.
     pub(crate) fn server_mtls(&self, name: &str) -> Option<crate::config::MtlsMode> {

@@ -123,3 +123,24 @@ fn a_listener_of_the_wrong_shape_for_its_subscription_is_refused() {
     );
     assert_eq!(state.server_mtls(NAME), None);
 }
+
+#[test]
+fn a_connection_waits_only_while_nothing_is_known_of_the_server_listener() {
+    let mut state = State::new("http://cp");
+    assert!(
+        !state.server_pending(NAME),
+        "not subscribed: nothing to wait for"
+    );
+    state.watch_server(NAME);
+    assert!(state.server_pending(NAME), "subscribed, not sent yet");
+    let wanted = state.wanted();
+    state.subscribe(&wanted, true);
+    assert!(state.server_pending(NAME));
+    // Refused with no good value before: the mesh's own mode applies.
+    state.apply_response(Kind::Listener, "1", "n1", &[server(NAME, Some(false))]);
+    assert!(!state.server_pending(NAME));
+    assert_eq!(state.server_mtls(NAME), None);
+    state.apply_response(Kind::Listener, "2", "n2", &[server(NAME, None)]);
+    assert!(!state.server_pending(NAME));
+    assert_eq!(state.server_mtls(NAME), Some(MtlsMode::Disabled));
+}

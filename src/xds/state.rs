@@ -207,6 +207,16 @@ impl State {
         }
     }
 
+    /// Whether the server Listener `name` is subscribed and nothing is
+    /// known of it yet (no value, not found missing, not refused).
+    pub(super) fn server_pending(&self, name: &str) -> bool {
+        self.server_listeners.contains(name)
+            && self
+                .entries
+                .get(&(Kind::Listener, name.to_owned()))
+                .is_none_or(|e| e.value.is_none() && e.state == ResourceState::Requested)
+    }
+
     /// Whether everything `service` needs has arrived (or is known not to
     /// exist): its Listener, route configuration, clusters and their
     /// assignments.

@@ -140,6 +140,16 @@ impl Live {
         self
     }
 
+    /// Waits while the server Listener is subscribed and nothing is known
+    /// of it yet; at once without one. The caller bounds the wait.
+    pub(crate) async fn settled(&self) {
+        #[cfg(feature = "xds")]
+        if let (Some(name), Some(discovery)) = (&self.server_listener, &self.mesh.shared.discovery)
+        {
+            discovery.server_settled(name).await;
+        }
+    }
+
     /// The transport the control plane's server Listener asks for, while
     /// one is in use.
     fn xds_mtls(&self) -> Option<MtlsMode> {
