@@ -125,19 +125,23 @@ impl Live {
     /// wildcard bind names the wildcard): with a control plane, subscribes
     /// to the address's server Listener, whose transport then takes
     /// precedence over `inbound.mtls`.
-    pub(crate) fn serving(mut self, addr: std::net::SocketAddr) -> Self {
+    pub(crate) fn serving(self, addr: std::net::SocketAddr) -> Self {
         #[cfg(feature = "xds")]
-        {
-            self.server_listener = self
-                .mesh
-                .shared
-                .discovery
-                .as_ref()
-                .and_then(|d| d.watch_server(addr));
-        }
+        let server_listener = self
+            .mesh
+            .shared
+            .discovery
+            .as_ref()
+            .and_then(|d| d.watch_server(addr));
         #[cfg(not(feature = "xds"))]
-        let _ = addr;
-        self
+        let server_listener = {
+            let _ = addr;
+            None
+        };
+        Self {
+            server_listener,
+            ..self
+        }
     }
 
     /// Waits while the server Listener is subscribed and nothing is known
