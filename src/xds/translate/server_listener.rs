@@ -75,7 +75,49 @@ fn name(mode: MtlsMode) -> &'static str {
     }
 }
 
+const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+
+/// The chain's network filters: HttpConnectionManagers whose HTTP filters
+/// are the router and optional ones only. Sinew's server applies no HTTP
+/// filter of a server Listener (an RBAC filter, say): one it would have to
+/// apply is refused rather than ignored, which would fail open.
+fn http_filters(chain: &FilterChain) -> Result<(), Invalid> {
+    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, http_filter::ConfigType,
+    };
+    for (j, filter) in chain.filters.iter().enumerate() {
+        let at = format!("filters[{j}]");
+        let Some(FilterConfig::TypedConfig(any)) = &filter.config_type else {
+            return Err(format!(
+                "{at}.typed_config: missing (filter `{}`)",
+                filter.name
+            ));
+        };
+        if any.type_url != HCM {
+            return Err(format!(
+                "{at}.typed_config: `{}` is not an HttpConnectionManager",
+                any.type_url
+            ));
+        }
+        let hcm = HttpConnectionManager::decode(any.value.as_slice())
+            .map_err(|e| format!("{at}.typed_config: cannot decode: {e}"))?;
+        for (i, http) in hcm.http_filters.iter().enumerate() {
+            let router = matches!(&http.config_type, Some(ConfigType::TypedConfig(a)) if a.type_url == ROUTER);
+            if !router && !http.is_optional {
+                return Err(format!(
+                    "{at}.typed_config.http_filters[{i}]: filter `{}` is not supported on a server, and not marked is_optional",
+                    http.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn transport(chain: &FilterChain) -> Result<MtlsMode, Invalid> {
+    http_filters(chain)?;
     let Some(TransportSocket {
         config_type: Some(ConfigType::TypedConfig(any)),
         ..
@@ -128,6 +170,10 @@ fn transport(chain: &FilterChain) -> Result<MtlsMode, Invalid> {
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
+    use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, HttpFilter, http_filter,
+    };
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
         CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher,
         subject_alt_name_matcher::SanType,
@@ -239,6 +285,56 @@ mod tests {
         assert_eq!(
             server_listener(&listener(vec![Some(socket(&san))])),
             Err("filter_chains[0].transport_socket.typed_config.common_tls_context.validation_context: matchers on the caller's SANs are not supported on a server".to_owned())
+        );
+    }
+
+    fn hcm(filters: &[(&str, &str, bool)]) -> Filter {
+        let hcm = HttpConnectionManager {
+            http_filters: filters
+                .iter()
+                .map(|(name, type_url, is_optional)| HttpFilter {
+                    name: (*name).to_owned(),
+                    is_optional: *is_optional,
+                    config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+                        type_url: (*type_url).to_owned(),
+                        value: Vec::new(),
+                    })),
+                    ..HttpFilter::default()
+                })
+                .collect(),
+            ..HttpConnectionManager::default()
+        };
+        Filter {
+            name: "envoy.filters.network.http_connection_manager".to_owned(),
+            config_type: Some(filter::ConfigType::TypedConfig(Any {
+                type_url: HCM.to_owned(),
+                value: hcm.encode_to_vec(),
+            })),
+        }
+    }
+
+    #[test]
+    fn an_http_filter_the_server_would_not_apply_is_refused_unless_optional() {
+        const RBAC: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+        let with = |filters: &[(&str, &str, bool)]| {
+            let mut l = listener(vec![Some(socket(&mtls(Some(true))))]);
+            l.filter_chains[0].filters = vec![hcm(filters)];
+            server_listener(&l)
+        };
+        assert_eq!(
+            with(&[("envoy.filters.http.router", ROUTER, false)]),
+            Ok(MtlsMode::Strict)
+        );
+        assert_eq!(
+            with(&[
+                ("rbac", RBAC, true),
+                ("envoy.filters.http.router", ROUTER, false)
+            ]),
+            Ok(MtlsMode::Strict)
+        );
+        assert_eq!(
+            with(&[("rbac", RBAC, false), ("envoy.filters.http.router", ROUTER, false)]),
+            Err("filter_chains[0].filters[0].typed_config.http_filters[0]: filter `rbac` is not supported on a server, and not marked is_optional".to_owned())
         );
     }
 
