@@ -255,12 +255,25 @@ mod tests {
             error(r#"{"xds_servers": [{"server_uri": 5}]}"#)
                 .is_some_and(|e| e.starts_with("bootstrap.xds_servers[0].server_uri: invalid type"))
         );
+        assert_eq!(
+            error(r#"{"xds_servers": [{"server_uri": "a:1"}], "server_listener_resource_name_template": ""}"#)
+                .as_deref(),
+            Some("bootstrap.server_listener_resource_name_template: must not be empty")
+        );
+        let template = Bootstrap::from_json(
+            r#"{"xds_servers": [{"server_uri": "a:1"}], "server_listener_resource_name_template": "grpc/server?xds.resource.listening_address=%s"}"#,
+        );
+        assert!(
+            template.is_ok_and(|b| b.server_listener_resource_name_template.as_deref()
+                == Some("grpc/server?xds.resource.listening_address=%s"))
+        );
         let fine = Bootstrap::from_json(
             r#"{"xds_servers": [{"server_uri": "a:1"}, {"server_uri": "https://b:2", "server_features": ["fail_on_data_errors"]}], "node": {"cluster": "web"}}"#,
         );
         assert!(
             fine.as_ref()
-                .is_ok_and(|b| b.fail_on_data_errors == ["https://b:2"])
+                .is_ok_and(|b| b.fail_on_data_errors == ["https://b:2"]
+                    && b.server_listener_resource_name_template.is_none())
         );
         assert!(
             fine.as_ref()

@@ -154,10 +154,7 @@ impl Discovery {
     /// server Listener is asked for, as gRPC's servers would refuse to
     /// start without one, and the mesh's own `inbound.mtls` applies).
     pub(crate) fn watch_server(&self, addr: std::net::SocketAddr) -> Option<String> {
-        let name = self
-            .server_listener_template
-            .as_ref()?
-            .replace("%s", &addr.to_string());
+        let name = server_listener_name(self.server_listener_template.as_ref()?, addr);
         let mut state = self.state();
         if state.watch_server(&name) {
             drop(state);
@@ -246,6 +243,30 @@ impl Discovery {
             last_task_failure: state.last_panic.clone(),
         }
     }
+}
+
+/// The server Listener's name for `addr`: gRPC's, every `%s` of the
+/// template replaced by `ip:port` (`[ip]:port` for IPv6).
+fn server_listener_name(template: &str, addr: std::net::SocketAddr) -> String {
+    template.replace("%s", &addr.to_string())
+}
+
+#[cfg(test)]
+#[test]
+fn server_listener_names_put_the_bound_address_in_the_template() {
+    let template = "grpc/server?xds.resource.listening_address=%s";
+    assert_eq!(
+        server_listener_name(template, "127.0.0.1:50051".parse().unwrap()),
+        "grpc/server?xds.resource.listening_address=127.0.0.1:50051"
+    );
+    assert_eq!(
+        server_listener_name(template, "[::]:80".parse().unwrap()),
+        "grpc/server?xds.resource.listening_address=[::]:80"
+    );
+    assert_eq!(
+        server_listener_name("fixed", "[::1]:80".parse().unwrap()),
+        "fixed"
+    );
 }
 
 fn describe(connection: &ConnectionState) -> String {
