@@ -472,3 +472,216 @@ async fn grpcio_calls_a_sinew_server_over_mtls_configured_by_the_control_plane()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One HTTP/1.1 request to `server`: in plaintext when `identity` is
+/// `None`, otherwise over mTLS with it, checking the server is greeter.
+async fn get(
+    identity: Option<&sinew::tls::Identity>,
+    server: SocketAddr,
+) -> Result<http::StatusCode, String> {
+    use hyper_util::rt::TokioIo;
+    let tcp = tokio::net::TcpStream::connect(server)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = http::Request::get("/")
+        .header("host", "greeter")
+        .body(http_body_util::Full::<bytes::Bytes>::default())
+        .unwrap();
+    let response = match identity {
+        None => {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            sender.send_request(request).await
+        }
+        Some(identity) => {
+            let greeter = sinew::tls::SpiffeId::new(&id("greeter")).unwrap();
+            let config = identity
+                .client_config([greeter], vec![b"http/1.1".to_vec()])
+                .map_err(|e| e.to_string())?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(
+                    rustls_pki_types::ServerName::try_from("greeter").unwrap(),
+                    tcp,
+                )
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            sender.send_request(request).await
+        }
+    };
+    response
+        .map(|r| r.status())
+        .map_err(|e| format!("request: {e}"))
+}
+
+/// Waits (with a deadline) for the mesh to hold version `after` or a
+/// later one of the server Listener `name`, accepted; returns its version.
+async fn server_listener_acked(
+    mesh: &sinew::mesh::Mesh,
+    name: &str,
+    after: Option<&str>,
+) -> String {
+    let mut versions = mesh.versions();
+    common::within("the server Listener to arrive", async {
+        loop {
+            let status = mesh.xds_status().unwrap();
+            if let Some(listener) = status.resources.iter().find(|r| {
+                r.kind == sinew::xds::Kind::Listener
+                    && r.name == name
+                    && r.state == sinew::xds::ResourceState::Acked
+                    && Some(r.version.as_str()) != after
+            }) {
+                return listener.version.clone();
+            }
+            // Each response the discovery client applies bumps the mesh's
+            // version.
+            versions.changed().await.unwrap();
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sinew_server_takes_its_transport_from_its_server_listener() {
+    let dir = scratch("security-server-listener");
+    root(&dir);
+    leaf(&dir, "greeter", "1");
+    leaf(&dir, "client", "2");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = listener.local_addr().unwrap();
+    let mesh_file = |identities: &str| {
+        std::fs::write(
+            dir.join("mesh.yaml"),
+            format!(
+                "services:\n  greeter:\n    routes: [{{ split: [{{ cluster: greeter }}] }}]\nclusters:\n  greeter:\n    protocol: http1\n{identities}    endpoints: [{{ address: \"{server_addr}\" }}]\n"
+            ),
+        )
+        .unwrap();
+    };
+    // The cluster holding the server's endpoint requires mTLS; the mesh
+    // file says nothing of the server's `inbound`.
+    mesh_file(&format!("    identities: [\"{}\"]\n", id("greeter")));
+    let cp = start(&dir, "127.0.0.1:0".parse().unwrap()).await;
+
+    let bootstrap =
+        sinew::xds::Bootstrap::from_file(bootstrap(&dir, "greeter", cp.xds_addr())).unwrap();
+    assert_eq!(
+        bootstrap.server_listener_resource_name_template.as_deref(),
+        Some("grpc/server?xds.resource.listening_address=%s")
+    );
+    let mesh = sinew::mesh::Mesh::builder()
+        .bootstrap(bootstrap)
+        .certificate_files(sinew::tls::FileWatcherConfig::new(
+            dir.join("greeter.pem"),
+            dir.join("greeter.key"),
+            dir.join("ca.pem"),
+        ))
+        .build()
+        .await
+        .unwrap();
+    let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = handled.clone();
+    let app = tower::service_fn(move |_: http::Request<hyper::body::Incoming>| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<
+                bytes::Bytes,
+            >::from("hello")))
+        }
+    });
+    let server = mesh.server("greeter").serve(listener, app).await.unwrap();
+    let name = format!("grpc/server?xds.resource.listening_address={server_addr}");
+    let first = server_listener_acked(&mesh, &name, None).await;
+
+    let client = sinew::tls::Identity::new();
+    client.set_credentials(
+        sinew::tls::FileWatcherConfig::new(
+            dir.join("client.pem"),
+            dir.join("client.key"),
+            dir.join("ca.pem"),
+        )
+        .load()
+        .unwrap(),
+    );
+    // STRICT: a plaintext caller is refused, an mTLS caller served.
+    let plain = get(None, server_addr).await;
+    assert!(plain.is_err(), "plaintext was answered: {plain:?}");
+    assert_eq!(
+        get(Some(&client), server_addr).await,
+        Ok(http::StatusCode::OK)
+    );
+    assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // No cluster requires mTLS for the endpoint any more: the control
+    // plane's server Listener has no transport socket, and the server
+    // takes plaintext callers (its own default, with an identity, would
+    // be strict).
+    mesh_file("");
+    server_listener_acked(&mesh, &name, Some(&first)).await;
+    assert_eq!(get(None, server_addr).await, Ok(http::StatusCode::OK));
+    let tls = get(Some(&client), server_addr).await;
+    assert!(tls.is_err(), "a plaintext server answered TLS: {tls:?}");
+    assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // Nothing was refused by the mesh's discovery client.
+    let status = mesh.xds_status().unwrap();
+    assert!(
+        status.resources.iter().all(|r| r.error.is_none()),
+        "{status:?}"
+    );
+    server.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_before_the_server_listener_arrives_waits_for_it() {
+    let dir = scratch("security-server-listener-wait");
+    root(&dir);
+    leaf(&dir, "greeter", "1");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = listener.local_addr().unwrap();
+    // No cluster requires mTLS: the server Listener will say plaintext,
+    // where the server's own default (it has an identity) is strict.
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        format!(
+            "services:\n  greeter:\n    routes: [{{ split: [{{ cluster: greeter }}] }}]\nclusters:\n  greeter:\n    protocol: http1\n    endpoints: [{{ address: \"{server_addr}\" }}]\n"
+        ),
+    )
+    .unwrap();
+    // The control plane is not there yet: its port is known, nothing
+    // listens on it.
+    let xds = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mesh = sinew::mesh::Mesh::builder()
+        .bootstrap(sinew::xds::Bootstrap::from_file(bootstrap(&dir, "greeter", xds)).unwrap())
+        .certificate_files(sinew::tls::FileWatcherConfig::new(
+            dir.join("greeter.pem"),
+            dir.join("greeter.key"),
+            dir.join("ca.pem"),
+        ))
+        .build()
+        .await
+        .unwrap();
+    let app = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(
+            http_body_util::Full::<bytes::Bytes>::from("hello"),
+        ))
+    });
+    let server = mesh.server("greeter").serve(listener, app).await.unwrap();
+    // A plaintext caller before the server Listener exists: not refused on
+    // the server's default, but held until the Listener says plaintext.
+    let early = tokio::spawn(get(None, server_addr));
+    let cp = start(&dir, xds).await;
+    assert_eq!(
+        common::within("the early caller", early).await.unwrap(),
+        Ok(http::StatusCode::OK)
+    );
+    server.shutdown().await.unwrap();
+    drop(cp);
+    let _ = std::fs::remove_dir_all(&dir);
+}

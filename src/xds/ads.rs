@@ -38,7 +38,7 @@ pub(super) struct Task {
     pub(super) shared: Weak<Shared>,
     pub(super) settings: Settings,
     pub(super) state: Arc<Mutex<State>>,
-    pub(super) commands: mpsc::UnboundedReceiver<String>,
+    pub(super) commands: mpsc::UnboundedReceiver<super::discovery::Watch>,
     pub(super) changed: watch::Sender<u64>,
     pub(super) warm: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -105,8 +105,8 @@ impl Task {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
                     command = self.commands.recv() => match command {
-                        Some(service) => {
-                            lock(&self.state).watch(&service);
+                        Some(watch) => {
+                            watch.apply(&mut lock(&self.state));
                         }
                         None => return,
                     },
@@ -212,11 +212,11 @@ impl Task {
             tokio::select! {
                 opened = &mut call => break opened,
                 command = self.commands.recv() => match command {
-                    Some(service) => {
+                    Some(watch) => {
                         // The handle put the service in the state already;
                         // its subscriptions follow here.
                         let mut state = lock(&self.state);
-                        state.watch(&service);
+                        watch.apply(&mut state);
                         resubscribe(&mut state, node, &requests);
                     }
                     None => return Ended::Stopped,
@@ -253,11 +253,11 @@ impl Task {
                     Err(status) => return Ended::Failed { worked, error: format!("{}: {}", status.code(), status.message()) },
                 },
                 command = self.commands.recv() => match command {
-                    Some(service) => {
+                    Some(watch) => {
                         // The handle put the service in the state already;
                         // its subscriptions follow here.
                         let mut state = lock(&self.state);
-                        state.watch(&service);
+                        watch.apply(&mut state);
                         resubscribe(&mut state, node, &requests);
                     }
                     None => return Ended::Stopped,

@@ -43,6 +43,14 @@ pub struct Bootstrap {
     /// bootstrap without an identity of its own takes its certificate from
     /// the instance named `default` (or the only one).
     pub certificate_providers: BTreeMap<String, crate::tls::FileWatcherConfig>,
+    /// The name of the Listener a server asks for (gRFC A36), `%s`
+    /// standing for its listening address (`127.0.0.1:50051`,
+    /// `[::1]:80`): gRPC's `server_listener_resource_name_template`, e.g.
+    /// `grpc/server?xds.resource.listening_address=%s`. Without one, a
+    /// server asks for none and takes its transport from the mesh's own
+    /// `inbound.mtls` (gRPC's servers refuse to start without it; Sinew's
+    /// have that fallback).
+    pub server_listener_resource_name_template: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +59,8 @@ struct Raw {
     xds_servers: Vec<RawServer>,
     #[serde(default)]
     node: RawNode,
+    #[serde(default)]
+    server_listener_resource_name_template: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +108,7 @@ impl Bootstrap {
             locality: None,
             fail_on_data_errors: Vec::new(),
             certificate_providers: BTreeMap::new(),
+            server_listener_resource_name_template: None,
         }
     }
 
@@ -108,6 +119,16 @@ impl Bootstrap {
         let raw: Raw = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             ConfigError::new(format!("bootstrap.{}", e.path()), e.inner().to_string())
         })?;
+        if raw
+            .server_listener_resource_name_template
+            .as_deref()
+            .is_some_and(str::is_empty)
+        {
+            return Err(ConfigError::new(
+                "bootstrap.server_listener_resource_name_template",
+                "must not be empty",
+            ));
+        }
         if raw.xds_servers.is_empty() {
             return Err(ConfigError::new(
                 "bootstrap.xds_servers",
@@ -156,6 +177,7 @@ impl Bootstrap {
             fail_on_data_errors,
             certificate_providers: crate::tls::certificate_providers(json)
                 .map_err(|e| e.within("bootstrap"))?,
+            server_listener_resource_name_template: raw.server_listener_resource_name_template,
         })
     }
 
@@ -233,12 +255,25 @@ mod tests {
             error(r#"{"xds_servers": [{"server_uri": 5}]}"#)
                 .is_some_and(|e| e.starts_with("bootstrap.xds_servers[0].server_uri: invalid type"))
         );
+        assert_eq!(
+            error(r#"{"xds_servers": [{"server_uri": "a:1"}], "server_listener_resource_name_template": ""}"#)
+                .as_deref(),
+            Some("bootstrap.server_listener_resource_name_template: must not be empty")
+        );
+        let template = Bootstrap::from_json(
+            r#"{"xds_servers": [{"server_uri": "a:1"}], "server_listener_resource_name_template": "grpc/server?xds.resource.listening_address=%s"}"#,
+        );
+        assert!(
+            template.is_ok_and(|b| b.server_listener_resource_name_template.as_deref()
+                == Some("grpc/server?xds.resource.listening_address=%s"))
+        );
         let fine = Bootstrap::from_json(
             r#"{"xds_servers": [{"server_uri": "a:1"}, {"server_uri": "https://b:2", "server_features": ["fail_on_data_errors"]}], "node": {"cluster": "web"}}"#,
         );
         assert!(
             fine.as_ref()
-                .is_ok_and(|b| b.fail_on_data_errors == ["https://b:2"])
+                .is_ok_and(|b| b.fail_on_data_errors == ["https://b:2"]
+                    && b.server_listener_resource_name_template.is_none())
         );
         assert!(
             fine.as_ref()

@@ -56,7 +56,7 @@ pub struct XdsStatus {
 
 #[derive(Debug)]
 pub(crate) struct Discovery {
-    commands: mpsc::UnboundedSender<String>,
+    commands: mpsc::UnboundedSender<Watch>,
     state: Arc<Mutex<State>>,
     changed: watch::Receiver<u64>,
     /// Set while every watched service has its whole configuration: then
@@ -65,6 +65,30 @@ pub(crate) struct Discovery {
     /// When each service was first watched: its initial fetch timer.
     watched_at: Mutex<HashMap<String, Instant>>,
     timeout: Duration,
+    server_listener_template: Option<String>,
+}
+
+/// What the handle asks the discovery task to subscribe to. The handle
+/// puts it in the state at once; the task sends the subscriptions.
+#[derive(Debug)]
+pub(super) enum Watch {
+    /// A target service's Listener.
+    Service(String),
+    /// A server Listener (gRFC A36), by resource name.
+    Server(String),
+}
+
+impl Watch {
+    pub(super) fn apply(&self, state: &mut State) {
+        match self {
+            Watch::Service(service) => {
+                state.watch(service);
+            }
+            Watch::Server(name) => {
+                state.watch_server(name);
+            }
+        }
+    }
 }
 
 impl Discovery {
@@ -89,6 +113,10 @@ impl Discovery {
             warm: warm.clone(),
             watched_at: Mutex::new(HashMap::new()),
             timeout: settings.initial_fetch_timeout,
+            server_listener_template: settings
+                .bootstrap
+                .server_listener_resource_name_template
+                .clone(),
         };
         let spawn = move |shared: Weak<Shared>| {
             let task = Task {
@@ -115,8 +143,43 @@ impl Discovery {
             state.watch(service);
             self.warm.store(false, Ordering::Relaxed);
             drop(state);
-            let _ = self.commands.send(service.to_owned());
+            let _ = self.commands.send(Watch::Service(service.to_owned()));
         }
+    }
+
+    /// Subscribes to the server Listener (gRFC A36) of `addr`, named by
+    /// the bootstrap's `server_listener_resource_name_template` with `%s`
+    /// replaced by the address (`127.0.0.1:50051`, `[::1]:80`). Returns
+    /// its name, or `None` when the bootstrap has no template (then no
+    /// server Listener is asked for, as gRPC's servers would refuse to
+    /// start without one, and the mesh's own `inbound.mtls` applies).
+    pub(crate) fn watch_server(&self, addr: std::net::SocketAddr) -> Option<String> {
+        let name = server_listener_name(self.server_listener_template.as_ref()?, addr);
+        let mut state = self.state();
+        if state.watch_server(&name) {
+            drop(state);
+            let _ = self.commands.send(Watch::Server(name.clone()));
+        }
+        Some(name)
+    }
+
+    /// Waits while nothing is known of the server Listener `name` (it has
+    /// not arrived, nor been found missing or refused): as gRPC's servers
+    /// do (gRFC A36), a connection is not served on a guess. The caller
+    /// bounds the wait.
+    pub(crate) async fn server_settled(&self, name: &str) {
+        let mut changed = self.changed.clone();
+        while self.state().server_pending(name) {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The transport the server Listener `name` asks for, when one is in
+    /// use.
+    pub(crate) fn server_mtls(&self, name: &str) -> Option<crate::config::MtlsMode> {
+        self.state().server_mtls(name)
     }
 
     /// Whether every watched service has its whole configuration.
@@ -180,6 +243,30 @@ impl Discovery {
             last_task_failure: state.last_panic.clone(),
         }
     }
+}
+
+/// The server Listener's name for `addr`: gRPC's, every `%s` of the
+/// template replaced by `ip:port` (`[ip]:port` for IPv6).
+fn server_listener_name(template: &str, addr: std::net::SocketAddr) -> String {
+    template.replace("%s", &addr.to_string())
+}
+
+#[cfg(test)]
+#[test]
+fn server_listener_names_put_the_bound_address_in_the_template() {
+    let template = "grpc/server?xds.resource.listening_address=%s";
+    assert_eq!(
+        server_listener_name(template, "127.0.0.1:50051".parse().unwrap()),
+        "grpc/server?xds.resource.listening_address=127.0.0.1:50051"
+    );
+    assert_eq!(
+        server_listener_name(template, "[::]:80".parse().unwrap()),
+        "grpc/server?xds.resource.listening_address=[::]:80"
+    );
+    assert_eq!(
+        server_listener_name("fixed", "[::1]:80".parse().unwrap()),
+        "fixed"
+    );
 }
 
 fn describe(connection: &ConnectionState) -> String {

@@ -38,6 +38,14 @@
 //!   request meets a cluster without endpoints only because its assignment
 //!   came a moment after the route.
 //!
+//! A server ([`ServerBuilder::serve`](crate::mesh::ServerBuilder::serve),
+//! [`incoming`](crate::mesh::ServerBuilder::incoming)) asks for the server
+//! Listener of its bound address (gRFC A36), named by the bootstrap's
+//! `server_listener_resource_name_template`, and takes its transport from
+//! it (mutual TLS when its `DownstreamTlsContext` requires client
+//! certificates, plaintext without one), ahead of the mesh's own
+//! `inbound.mtls`.
+//!
 //! `docs/xds.md` compares these rules with gRPC's, and lists where Sinew
 //! accepts more than gRPC does.
 //!
@@ -76,6 +84,8 @@ mod translate;
 mod metadata_tests;
 #[cfg(test)]
 mod readiness_tests;
+#[cfg(test)]
+mod server_listener_tests;
 #[cfg(test)]
 mod tests;
 

@@ -58,6 +58,8 @@ impl Kind {
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Resource {
     Listener(ListenerResource),
+    /// A server's Listener (gRFC A36): the transport it asks for.
+    ServerListener(crate::config::MtlsMode),
     Route(RouteTable),
     Cluster(Box<ClusterResource>),
     /// Parsed already: assignments run to 100,000 endpoints.

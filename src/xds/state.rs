@@ -108,6 +108,8 @@ pub(super) struct Applied {
 pub(super) struct State {
     entries: BTreeMap<(Kind, String), Entry>,
     services: BTreeSet<String>,
+    /// The server Listeners (gRFC A36) subscribed, by resource name.
+    server_listeners: BTreeSet<String>,
     /// Per type: the version last accepted and the nonce last seen.
     versions: HashMap<Kind, String>,
     nonces: HashMap<Kind, String>,
@@ -149,6 +151,7 @@ impl State {
         Self {
             entries: BTreeMap::new(),
             services: BTreeSet::new(),
+            server_listeners: BTreeSet::new(),
             versions: HashMap::new(),
             nonces: HashMap::new(),
             connection: ConnectionState::Connecting {
@@ -187,6 +190,31 @@ impl State {
     /// Adds a target service (its Listener is subscribed); true if new.
     pub(super) fn watch(&mut self, service: &str) -> bool {
         self.services.insert(service.to_owned())
+    }
+
+    /// Adds a server Listener (gRFC A36) to subscribe to; true if new.
+    pub(super) fn watch_server(&mut self, name: &str) -> bool {
+        self.server_listeners.insert(name.to_owned())
+    }
+
+    /// The transport the server Listener `name` asks for, when one is in
+    /// use. `None` while it has not arrived, does not exist, or was
+    /// refused without a good value before it.
+    pub(super) fn server_mtls(&self, name: &str) -> Option<crate::config::MtlsMode> {
+        match self.value(Kind::Listener, name)? {
+            Resource::ServerListener(mode) => Some(*mode),
+            _ => None,
+        }
+    }
+
+    /// Whether the server Listener `name` is subscribed and nothing is
+    /// known of it yet (no value, not found missing, not refused).
+    pub(super) fn server_pending(&self, name: &str) -> bool {
+        self.server_listeners.contains(name)
+            && self
+                .entries
+                .get(&(Kind::Listener, name.to_owned()))
+                .is_none_or(|e| e.value.is_none() && e.state == ResourceState::Requested)
     }
 
     /// Whether everything `service` needs has arrived (or is known not to
@@ -296,6 +324,10 @@ impl State {
             .into_iter()
             .map(|k| (k, BTreeSet::new()))
             .collect();
+        wanted
+            .entry(Kind::Listener)
+            .or_default()
+            .extend(self.server_listeners.iter().cloned());
         for service in &self.services {
             wanted
                 .entry(Kind::Listener)
@@ -469,7 +501,17 @@ impl State {
                     ));
                 }
                 Ok((name, resource)) => {
-                    let checked = check(&name, &resource, &self.classifiers);
+                    let checked = match (&resource, self.server_listeners.contains(&name)) {
+                        (Resource::ServerListener(_), false) => Err(
+                            "api_listener: missing (a client's Listener holds an api_listener)"
+                                .to_owned(),
+                        ),
+                        (Resource::Listener(_), true) => Err(
+                            "api_listener: present where a server's Listener (gRFC A36) has an address and filter chains"
+                                .to_owned(),
+                        ),
+                        _ => check(&name, &resource, &self.classifiers),
+                    };
                     let Some(entry) = self.entries.get_mut(&(kind, name.clone())) else {
                         // Not subscribed: ignored, as gRPC does.
                         continue;
@@ -712,7 +754,7 @@ pub(super) fn check(
             }
             Ok(())
         }
-        Resource::Listener(_) => Ok(()),
+        Resource::Listener(_) | Resource::ServerListener(_) => Ok(()),
         Resource::Cluster(cluster) => {
             if let Some(classifier) = &cluster.config.classifier
                 && classifiers.get(classifier).is_none()

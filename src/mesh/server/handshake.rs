@@ -63,9 +63,20 @@ impl Handshake {
     /// The connection with its transport settled, or `None` when it was
     /// refused or did not finish by `deadline` (it is then closed, and
     /// the reason logged).
+    ///
+    /// While the server Listener the mesh subscribed for this address
+    /// (gRFC A36) has not arrived, the connection waits for it, within
+    /// the same deadline: its mode is not guessed.
     pub(crate) async fn run(&self, accepted: Accepted, deadline: Instant) -> Option<Connection> {
-        let mode = self.live.mtls();
         let Accepted { stream, peer, open } = accepted;
+        if tokio::time::timeout_at(deadline, self.live.settled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(%peer, "no server Listener from the control plane in time: closing the connection");
+            return None;
+        }
+        let mode = self.live.mtls();
         let settled = tokio::time::timeout_at(deadline, self.settle(stream, mode)).await;
         match settled {
             Ok(Ok((stream, identity))) => Some(Connection::new(stream, peer, identity, open)),

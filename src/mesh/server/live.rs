@@ -88,6 +88,10 @@ pub(crate) struct Live {
     fallback: InboundConfig,
     current: ArcSwap<Limits>,
     rebuilding: Mutex<()>,
+    /// The server Listener (gRFC A36) subscribed for the listening
+    /// address, when the mesh's configuration comes from a control plane
+    /// whose bootstrap names a template.
+    server_listener: Option<String>,
 }
 
 impl Live {
@@ -113,7 +117,52 @@ impl Live {
             fallback,
             current: ArcSwap::from_pointee(first),
             rebuilding: Mutex::new(()),
+            server_listener: None,
         })
+    }
+
+    /// Serving on `addr` (the listener's bound address, as it is: a
+    /// wildcard bind names the wildcard): with a control plane, subscribes
+    /// to the address's server Listener, whose transport then takes
+    /// precedence over `inbound.mtls`.
+    pub(crate) fn serving(self, addr: std::net::SocketAddr) -> Self {
+        #[cfg(feature = "xds")]
+        let server_listener = self
+            .mesh
+            .shared
+            .discovery
+            .as_ref()
+            .and_then(|d| d.watch_server(addr));
+        #[cfg(not(feature = "xds"))]
+        let server_listener = {
+            let _ = addr;
+            None
+        };
+        Self {
+            server_listener,
+            ..self
+        }
+    }
+
+    /// Waits while the server Listener is subscribed and nothing is known
+    /// of it yet; at once without one. The caller bounds the wait.
+    pub(crate) async fn settled(&self) {
+        #[cfg(feature = "xds")]
+        if let (Some(name), Some(discovery)) = (&self.server_listener, &self.mesh.shared.discovery)
+        {
+            discovery.server_settled(name).await;
+        }
+    }
+
+    /// The transport the control plane's server Listener asks for, while
+    /// one is in use.
+    fn xds_mtls(&self) -> Option<MtlsMode> {
+        #[cfg(feature = "xds")]
+        if let (Some(name), Some(discovery)) = (&self.server_listener, &self.mesh.shared.discovery)
+        {
+            return discovery.server_mtls(name);
+        }
+        None
     }
 
     /// The limits in force.
@@ -128,11 +177,15 @@ impl Live {
         self.current.load()
     }
 
-    /// The transport mode in force: the inbound block's `mtls`, or, when
-    /// it says nothing, `strict` if the mesh has an identity and
-    /// `disabled` if it has none.
+    /// The transport mode in force: the server Listener's (gRFC A36),
+    /// while the control plane serves one for the listening address;
+    /// else the inbound block's `mtls`, or, when it says nothing, `strict`
+    /// if the mesh has an identity and `disabled` if it has none.
     #[inline]
     pub(crate) fn mtls(&self) -> MtlsMode {
+        if let Some(mode) = self.xds_mtls() {
+            return mode;
+        }
         match self.limits().config.mtls {
             Some(mode) => mode,
             None if self.mesh.identity().is_some() => MtlsMode::Strict,
@@ -148,6 +201,9 @@ impl Live {
     /// Where the mode in force was set: the service's inbound block in the
     /// mesh's configuration, or the builder's.
     pub(crate) fn mtls_field(&self) -> String {
+        if let (Some(name), Some(_)) = (&self.server_listener, self.xds_mtls()) {
+            return format!("Listener `{name}`.filter_chains.transport_socket");
+        }
         let snapshot = self.mesh.snapshot();
         match snapshot.service(&self.service).and_then(|s| s.inbound()) {
             Some(_) => format!("services.{}.inbound.mtls", self.service),

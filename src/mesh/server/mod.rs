@@ -237,6 +237,13 @@ impl ServerBuilder {
         Live::new(self.mesh.clone(), &self.service, self.inbound.clone()).map(Arc::new)
     }
 
+    /// The limits of a server listening on `addr`: with a control plane,
+    /// its server Listener is subscribed (see [`incoming`](Self::incoming)).
+    fn live_on(&self, addr: std::net::SocketAddr) -> Result<Arc<Live>, ConfigError> {
+        Live::new(self.mesh.clone(), &self.service, self.inbound.clone())
+            .map(|live| Arc::new(live.serving(addr)))
+    }
+
     /// The request stack as a tower layer (its order: docs/architecture.md, ADR 0011),
     /// e.g. for `tonic::transport::Server::builder().layer(..)`. Each call
     /// makes limits of its own; clones of one layer share theirs. With
@@ -261,6 +268,14 @@ impl ServerBuilder {
     /// [`layer`](Self::layer): the layer reads the connection's
     /// `ConnectionInfo` (tonic's `Connected::ConnectInfo`).
     ///
+    /// With a mesh configured by a control plane whose bootstrap has a
+    /// `server_listener_resource_name_template`, the server Listener
+    /// (gRFC A36) of the listener's bound address (as bound: a wildcard
+    /// bind names the wildcard address) is subscribed, and its transport
+    /// (mutual TLS or plaintext) takes precedence over `inbound.mtls`
+    /// while the control plane serves it; each connection takes the mode
+    /// in force when it opens.
+    ///
     /// Refused when `inbound.mtls` asks for TLS and the mesh has no
     /// identity.
     pub fn incoming(
@@ -270,7 +285,10 @@ impl ServerBuilder {
         impl futures_util::Stream<Item = std::io::Result<Connection>> + Send + 'static,
         ConfigError,
     > {
-        let live = self.live()?;
+        let addr = listener.local_addr().map_err(|e| {
+            ConfigError::new("listener", format!("cannot read its bound address: {e}"))
+        })?;
+        let live = self.live_on(addr)?;
         let handshake = Arc::new(Handshake::new(live.clone())?);
         Ok(accept::incoming(Acceptor::new(listener, live), handshake))
     }
@@ -279,7 +297,8 @@ impl ServerBuilder {
     /// [`Server::shutdown`]: connections under the cap, HTTP/1.1 and HTTP/2
     /// detected per connection, the header-read timeout, and, when
     /// [`register`](Self::register) was called, the registration (made
-    /// before the first connection is accepted).
+    /// before the first connection is accepted). The transport follows the
+    /// server Listener as for [`incoming`](Self::incoming).
     pub async fn serve<S, B>(self, listener: TcpListener, app: S) -> Result<Server, ServeError>
     where
         S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -291,9 +310,9 @@ impl ServerBuilder {
     {
         crate::error::check::duration("drain_timeout", self.drain_timeout)
             .map_err(ServeError::Config)?;
-        let live = self.live().map_err(ServeError::Config)?;
-        let handshake = Handshake::new(live.clone()).map_err(ServeError::Config)?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
+        let live = self.live_on(addr).map_err(ServeError::Config)?;
+        let handshake = Handshake::new(live.clone()).map_err(ServeError::Config)?;
         let registration = match self.registration {
             Some(registration) => {
                 let registration = registration

@@ -8,6 +8,7 @@ mod fault;
 mod listener;
 mod metadata;
 mod route;
+mod server_listener;
 mod tls;
 mod wire;
 
@@ -69,7 +70,17 @@ pub(super) fn decode(
             let l = envoy_types::pb::envoy::config::listener::v3::Listener::decode(bytes)
                 .map_err(undecodable)?;
             let name = l.name.clone();
-            named(name, listener(l).map(Resource::Listener))
+            // A server's Listener (gRFC A36) has filter chains where a
+            // client's has an api_listener; which one a name should be
+            // is checked against the subscription.
+            if server_listener::is_server(&l) {
+                named(
+                    name,
+                    server_listener::server_listener(&l).map(Resource::ServerListener),
+                )
+            } else {
+                named(name, listener(l).map(Resource::Listener))
+            }
         }
         Kind::Route => {
             let r = envoy_types::pb::envoy::config::route::v3::RouteConfiguration::decode(bytes)
