@@ -272,7 +272,7 @@ impl MeshBuilder {
     /// let mesh = Mesh::builder()
     ///     .config_file("mesh.yaml")
     ///     .certificates_from_control_plane(IssuerConfig::new(
-    ///         "http://control-plane:8081",
+    ///         "http://control-plane:18001",
     ///         token.trim(),
     ///     )?)
     ///     .build()

@@ -353,7 +353,7 @@ pin_project! {
         #[pin]
         io: TokioIo<Stream>,
         http2: bool,
-        peer: Option<SpiffeId>,
+        peer: Option<PeerIdentity>,
     }
 }
 
@@ -362,12 +362,12 @@ impl MeshConnection {
         Self {
             io: TokioIo::new(stream),
             http2,
-            peer,
+            peer: peer.map(PeerIdentity::new),
         }
     }
 
-    /// The SPIFFE ID the endpoint presented, over mutual TLS.
-    pub fn peer_identity(&self) -> Option<&SpiffeId> {
+    /// The identity the endpoint presented, over mutual TLS.
+    pub fn peer_identity(&self) -> Option<&PeerIdentity> {
         self.peer.as_ref()
     }
 }
@@ -376,7 +376,7 @@ impl Connection for MeshConnection {
     fn connected(&self) -> Connected {
         let mut connected = self.io.inner().tcp().connected();
         if let Some(peer) = &self.peer {
-            connected = connected.extra(PeerIdentity::new(peer.clone()));
+            connected = connected.extra(peer.clone());
         }
         if self.http2 {
             connected.negotiated_h2()

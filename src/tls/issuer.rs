@@ -30,7 +30,7 @@
 //! use sinew::tls::{Identity, Issuer, IssuerConfig};
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! let token = std::env::var("SINEW_BOOTSTRAP_TOKEN")?;
-//! let config = IssuerConfig::new("http://control-plane:8081", token)?;
+//! let config = IssuerConfig::new("http://control-plane:18001", token)?;
 //! let identity = Identity::new();
 //! let issuer = Issuer::start(config, identity.clone()).await?;
 //! assert!(identity.is_ready());

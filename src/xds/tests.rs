@@ -1068,3 +1068,65 @@ fn a_cluster_whose_tls_is_in_transport_socket_matches_is_not_plaintext() {
         "a cluster with an UpstreamTlsContext in transport_socket_matches was not refused"
     );
 }
+
+#[test]
+fn tls_that_cannot_be_honoured_is_refused_not_widened_or_dropped() {
+    use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        CommonTlsContext, SdsSecretConfig, UpstreamTlsContext, common_tls_context,
+    };
+    let with_socket = |socket: TransportSocket| {
+        let c = Cluster {
+            name: "c".to_owned(),
+            transport_socket: Some(socket),
+            ..Cluster::default()
+        };
+        any(Kind::Cluster, &c)
+    };
+    // Matchers from SDS: refused, not taken for "any identity".
+    let sds = UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            validation_context_type: Some(
+                common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
+                    SdsSecretConfig {
+                        name: "roots".to_owned(),
+                        ..SdsSecretConfig::default()
+                    },
+                ),
+            ),
+            ..CommonTlsContext::default()
+        }),
+        ..UpstreamTlsContext::default()
+    };
+    let error = error_of(
+        Kind::Cluster,
+        &with_socket(TransportSocket {
+            name: "envoy.transport_sockets.tls".to_owned(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(Any {
+                type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext".to_owned(),
+                value: sds.encode_to_vec(),
+            })),
+        }),
+    );
+    assert!(error.contains("validation_context_type"), "{error}");
+    // A TLS socket without a config: refused, not taken for plaintext.
+    let error = error_of(
+        Kind::Cluster,
+        &with_socket(TransportSocket {
+            name: "envoy.transport_sockets.tls".to_owned(),
+            config_type: None,
+        }),
+    );
+    assert!(error.contains("transport_socket"), "{error}");
+    // The plaintext socket by name is plaintext.
+    match decode(
+        Kind::Cluster,
+        &with_socket(TransportSocket {
+            name: "envoy.transport_sockets.raw_buffer".to_owned(),
+            config_type: None,
+        }),
+    ) {
+        Ok((_, Resource::Cluster(c))) => assert!(!c.config.requires_mtls()),
+        other => unreachable!("{other:?}"),
+    }
+}

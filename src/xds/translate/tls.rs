@@ -28,7 +28,15 @@ const UPSTREAM_TLS: &str =
 #[allow(deprecated)]
 pub(crate) fn upstream(socket: &TransportSocket) -> Result<Option<Vec<String>>, Invalid> {
     let Some(ConfigType::TypedConfig(any)) = &socket.config_type else {
-        return Ok(None);
+        // Without a config, the name says what the socket is: only the
+        // plaintext one (or none) is plaintext; a TLS socket with nothing
+        // to say how is refused, not taken for plaintext.
+        return match socket.name.as_str() {
+            "" | "envoy.transport_sockets.raw_buffer" | "raw_buffer" => Ok(None),
+            other => Err(format!(
+                "transport_socket: `{other}` without a typed_config is not supported"
+            )),
+        };
     };
     if any.type_url != UPSTREAM_TLS {
         return Err(format!(
@@ -50,7 +58,20 @@ pub(crate) fn upstream(socket: &TransportSocket) -> Result<Option<Vec<String>>, 
             c.default_validation_context.unwrap_or_default(),
             format!("{at}.combined_validation_context.default_validation_context"),
         ),
-        _ => return Ok(Some(Vec::new())),
+        // Roots from a certificate provider instance (gRFC A29's
+        // deprecated form) or none named: any identity the bundle vouches
+        // for, as in the mesh file's `mtls: true`.
+        Some(ValidationContextType::ValidationContextCertificateProviderInstance(_)) | None => {
+            return Ok(Some(Vec::new()));
+        }
+        // Matchers held elsewhere (SDS) cannot be honoured: refused rather
+        // than widened to any identity.
+        Some(_) => {
+            return Err(format!(
+                "{at}.validation_context_type: only an inline validation context or a \
+                 certificate provider instance is supported"
+            ));
+        }
     };
     let (v, at): (CertificateValidationContext, String) = validation;
     let mut ids = Vec::new();
