@@ -133,6 +133,7 @@ impl tower::Service<Uri> for Dial {
             None => None,
         };
         let connecting = tower::Service::<Uri>::call(&mut self.tcp, uri);
+        let mesh = self.mesh.clone();
         Box::pin(async move {
             let tcp = connecting.await?.into_inner();
             let Some((config, clusters, identity)) = tls else {
@@ -152,11 +153,10 @@ impl tower::Service<Uri> for Dial {
                     HandshakeFailed::new(address, clusters, error)
                 })?;
             let peer = crate::tls::peer_id(stream.get_ref().1);
-            Ok(MeshConnection::new(
-                Stream::Tls(Box::new(stream.into())),
-                http2,
-                peer,
-            ))
+            Ok(
+                MeshConnection::new(Stream::Tls(Box::new(stream.into())), http2, peer)
+                    .guarded(mesh, address),
+            )
         })
     }
 }
@@ -354,6 +354,56 @@ pin_project! {
         io: TokioIo<Stream>,
         http2: bool,
         peer: Option<PeerIdentity>,
+        // Set over mTLS: the connection stops writing once its peer is no
+        // longer one every mTLS cluster holding the endpoint accepts.
+        guard: Option<Guard>,
+    }
+}
+
+/// Keeps a pooled mTLS connection to what the configuration accepts now.
+/// The pool reuses a connection by address, whatever cluster a request is
+/// for, and the identity check runs at connect; when the clusters holding
+/// the endpoint change (one that accepts other identities takes it in),
+/// the next write checks the peer again, and a peer no longer accepted
+/// fails the write: the request is not sent, and the pool drops the
+/// connection.
+#[derive(Debug)]
+struct Guard {
+    mesh: Mesh,
+    endpoint: SocketAddr,
+    /// The configuration version last checked against.
+    checked: u64,
+    refused: bool,
+}
+
+impl Guard {
+    fn check(&mut self, peer: &SpiffeId) -> io::Result<()> {
+        let version = self.mesh.shared.routing.load().snapshot.version();
+        if version != self.checked && !self.refused {
+            self.checked = version;
+            let accepted = match self.mesh.transport_to(self.endpoint).mtls {
+                None => true,
+                Some(MtlsTarget {
+                    allowed: Allowed::Any,
+                    ..
+                }) => true,
+                Some(MtlsTarget {
+                    allowed: Allowed::Only(ids),
+                    ..
+                }) => ids.iter().any(|id| id.as_str() == peer.to_string()),
+            };
+            self.refused = !accepted;
+        }
+        if self.refused {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{}'s identity {peer} is no longer one that every mTLS cluster holding it accepts",
+                    self.endpoint
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -363,6 +413,28 @@ impl MeshConnection {
             io: TokioIo::new(stream),
             http2,
             peer: peer.map(PeerIdentity::new),
+            guard: None,
+        }
+    }
+
+    fn guarded(mut self, mesh: Mesh, endpoint: SocketAddr) -> Self {
+        let checked = mesh.shared.routing.load().snapshot.version();
+        self.guard = Some(Guard {
+            mesh,
+            endpoint,
+            checked,
+            refused: false,
+        });
+        self
+    }
+
+    /// Before writing: over mTLS, the peer must still be accepted.
+    #[inline]
+    fn allowed(self: Pin<&mut Self>) -> io::Result<()> {
+        let this = self.project();
+        match (this.guard, this.peer.as_ref()) {
+            (Some(guard), Some(peer)) => guard.check(peer.id()),
+            _ => Ok(()),
         }
     }
 
@@ -400,10 +472,13 @@ impl Read for MeshConnection {
 impl Write for MeshConnection {
     #[inline]
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Err(refused) = self.as_mut().allowed() {
+            return Poll::Ready(Err(refused));
+        }
         self.project().io.poll_write(cx, buf)
     }
 
@@ -424,10 +499,13 @@ impl Write for MeshConnection {
 
     #[inline]
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Err(refused) = self.as_mut().allowed() {
+            return Poll::Ready(Err(refused));
+        }
         self.project().io.poll_write_vectored(cx, bufs)
     }
 }

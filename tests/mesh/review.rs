@@ -1,6 +1,6 @@
 //! Defects found in review, each proved by a test that failed until it
-//! was fixed. The two still open are ignored, with the reason; run them
-//! with `cargo test --test mesh review -- --include-ignored`.
+//! was fixed. The one still open is ignored, with the reason; run it with
+//! `cargo test --test mesh review -- --include-ignored`.
 
 use super::certs::Ca;
 use super::mtls::{CART, REVIEWS, identity_of, mtls_server};
@@ -25,7 +25,6 @@ const PAYMENTS: &str = "spiffe://example.org/ns/shop/sa/payments";
 /// cluster naming other identities: that cluster's requests ride the
 /// connection verified for the first, and reach a peer it does not accept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect, open in issue 12: pools are keyed by address, not by the identities a cluster accepts (ADR 0013)"]
 async fn a_pooled_connection_is_not_reused_for_a_cluster_that_refuses_its_peer() {
     let ca = Ca::root("example.org root");
     let (addr, served) = mtls_server(&identity_of(&ca, REVIEWS)).await;
