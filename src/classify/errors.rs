@@ -12,14 +12,24 @@ use std::error::Error;
 ///   the only ones h2 fails that way, and RFC 9113 §6.8 says the peer did
 ///   not process them;
 /// - a local rejection by one of Sinew's layers (open breaker, full queue,
-///   rate or adaptive limit, load shedding, no endpoint to balance to).
+///   rate or adaptive limit, load shedding, no endpoint to balance to);
+/// - a mutual TLS handshake that failed, including a TLS 1.3 server's
+///   refusal of the client's certificate, which arrives after the request
+///   was written but before the server could read it.
 pub fn never_processed(error: &(dyn Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(err) = next {
         if is_never_processed(err) {
             return true;
         }
-        next = err.source();
+        // An `io::Error`'s source skips the error it wraps.
+        next = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|e| e.get_ref())
+        {
+            Some(wrapped) => Some(wrapped),
+            None => err.source(),
+        };
     }
     false
 }
@@ -47,6 +57,10 @@ fn is_never_processed(err: &(dyn Error + 'static)) -> bool {
     if let Some(e) = err.downcast_ref::<std::io::Error>()
         && e.kind() == std::io::ErrorKind::ConnectionRefused
     {
+        return true;
+    }
+    #[cfg(feature = "mesh")]
+    if err.is::<crate::mesh::HandshakeFailed>() {
         return true;
     }
     is_local_rejection(err)

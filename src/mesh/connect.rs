@@ -49,19 +49,64 @@ struct Failures {
     next: Instant,
 }
 
+/// The endpoints that failed recently, by address: shared by a connector
+/// and the connections it made, since a TLS 1.3 server refuses the
+/// client's certificate only after the connection was handed over.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Backoff(Arc<Mutex<HashMap<String, Failures>>>);
+
+impl Backoff {
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long until `authority` may be tried again, if it must wait.
+    pub(super) fn waiting(&self, authority: &str) -> Option<Duration> {
+        let now = Instant::now();
+        self.failures()
+            .get(authority)
+            .filter(|f| f.next > now)
+            .map(|f| f.next - now)
+    }
+
+    /// A connection to `authority` failed: wait longer before the next.
+    pub(super) fn failed(&self, authority: &str) {
+        let mut failures = self.failures();
+        let entry = failures.entry(authority.to_owned()).or_insert(Failures {
+            count: 0,
+            next: Instant::now(),
+        });
+        entry.count += 1;
+        entry.next = Instant::now() + delay(entry.count);
+    }
+
+    /// A connection to `authority` works: forget its failures.
+    pub(super) fn succeeded(&self, authority: &str) {
+        let mut failures = self.failures();
+        if !failures.is_empty() {
+            failures.remove(authority);
+        }
+    }
+}
+
+/// A connection the connector made, which may not be known to work yet:
+/// one still waiting for the server's verdict on its certificate reports
+/// to the [`Backoff`] itself once it hears it.
+pub(super) trait Settled {
+    /// Whether the connection is known to work.
+    fn settled(&self) -> bool;
+}
+
 /// Wraps a connector with per-address backoff.
 #[derive(Clone, Debug)]
 pub(super) struct BackoffConnector<C> {
     inner: C,
-    failures: Arc<Mutex<HashMap<String, Failures>>>,
+    backoff: Backoff,
 }
 
 impl<C> BackoffConnector<C> {
-    pub(super) fn new(inner: C) -> Self {
-        Self {
-            inner,
-            failures: Arc::default(),
-        }
+    pub(super) fn new(inner: C, backoff: Backoff) -> Self {
+        Self { inner, backoff }
     }
 }
 
@@ -79,7 +124,7 @@ where
     C: tower::Service<Uri> + Clone + Send + 'static,
     C::Future: Send,
     C::Error: Into<BoxError>,
-    C::Response: Send,
+    C::Response: Settled + Send,
 {
     type Response = C::Response;
     type Error = BoxError;
@@ -91,15 +136,7 @@ where
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-        let now = Instant::now();
-        let waiting = self
-            .failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&authority)
-            .filter(|f| f.next > now)
-            .map(|f| f.next - now);
-        if let Some(retry_in) = waiting {
+        if let Some(retry_in) = self.backoff.waiting(&authority) {
             let error = ConnectBackoff {
                 authority,
                 retry_in,
@@ -107,25 +144,16 @@ where
             return Box::pin(std::future::ready(Err(error.into())));
         }
         let connecting = self.inner.call(uri);
-        let failures = self.failures.clone();
+        let backoff = self.backoff.clone();
         Box::pin(async move {
             let result = connecting.await.map_err(Into::into);
-            let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
             match &result {
-                Ok(_) => {
-                    failures.remove(&authority);
-                }
+                Ok(connection) if connection.settled() => backoff.succeeded(&authority),
+                Ok(_) => {}
                 // A refusal of the caller's own (no certificate yet) says
                 // nothing of the endpoint.
                 Err(error) if error.is::<super::MtlsUnavailable>() => {}
-                Err(_) => {
-                    let entry = failures.entry(authority).or_insert(Failures {
-                        count: 0,
-                        next: Instant::now(),
-                    });
-                    entry.count += 1;
-                    entry.next = Instant::now() + delay(entry.count);
-                }
+                Err(_) => backoff.failed(&authority),
             }
             result
         })
@@ -137,6 +165,12 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use tower::ServiceExt;
+
+    impl Settled for () {
+        fn settled(&self) -> bool {
+            true
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn backs_off_after_a_failure_and_forgets_on_success() {
@@ -155,7 +189,7 @@ mod tests {
                 }
             }
         });
-        let connector = BackoffConnector::new(inner);
+        let connector = BackoffConnector::new(inner, Backoff::default());
         let uri: Uri = "http://10.0.0.1:80".parse().unwrap_or_default();
         assert!(connector.clone().oneshot(uri.clone()).await.is_err());
         let skipped = connector.clone().oneshot(uri.clone()).await.err();

@@ -15,7 +15,7 @@
 //! one that each of them accepts.
 
 use super::Mesh;
-use super::connect::BackoffConnector;
+use super::connect::{Backoff, BackoffConnector, Settled};
 use super::mtls::{HandshakeFailed, MtlsUnavailable, PeerIdentity};
 use super::stream::Stream;
 use crate::error::BoxError;
@@ -69,12 +69,15 @@ impl Mesh {
         // `https` marks a request to a cluster that requires mTLS; TLS is
         // this connector's to do.
         tcp.enforce_http(false);
+        let backoff = Backoff::default();
+        let dial = Dial {
+            mesh: self.clone(),
+            tcp,
+            configs: Arc::default(),
+            backoff: backoff.clone(),
+        };
         MeshConnector {
-            inner: BackoffConnector::new(Dial {
-                mesh: self.clone(),
-                tcp,
-                configs: Arc::default(),
-            }),
+            inner: BackoffConnector::new(dial, backoff),
         }
     }
 }
@@ -101,6 +104,7 @@ struct Dial {
     mesh: Mesh,
     tcp: HttpConnector,
     configs: Arc<ClientConfigs>,
+    backoff: Backoff,
 }
 
 impl tower::Service<Uri> for Dial {
@@ -134,6 +138,7 @@ impl tower::Service<Uri> for Dial {
         };
         let connecting = tower::Service::<Uri>::call(&mut self.tcp, uri);
         let mesh = self.mesh.clone();
+        let backoff = self.backoff.clone();
         Box::pin(async move {
             let tcp = connecting.await?.into_inner();
             let Some((config, clusters, identity)) = tls else {
@@ -150,13 +155,23 @@ impl tower::Service<Uri> for Dial {
                 .recheck_resumed_server(stream.get_ref().1)
                 .map_err(|e| {
                     let error = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-                    HandshakeFailed::new(address, clusters, error)
+                    HandshakeFailed::new(address, clusters.clone(), error)
                 })?;
             let peer = crate::tls::peer_id(stream.get_ref().1);
-            Ok(
+            let unconfirmed = (stream.get_ref().1.protocol_version()
+                == Some(rustls::ProtocolVersion::TLSv1_3))
+            .then(|| {
+                Box::new(Unconfirmed {
+                    endpoint: address,
+                    clusters,
+                    backoff,
+                })
+            });
+            let mut connection =
                 MeshConnection::new(Stream::Tls(Box::new(stream.into())), http2, peer)
-                    .guarded(mesh, address),
-            )
+                    .guarded(mesh, address);
+            connection.unconfirmed = unconfirmed;
+            Ok(connection)
         })
     }
 }
@@ -357,6 +372,88 @@ pin_project! {
         // Set over mTLS: the connection stops writing once its peer is no
         // longer one every mTLS cluster holding the endpoint accepts.
         guard: Option<Guard>,
+        // Set over TLS 1.3 until the server's first bytes arrive.
+        unconfirmed: Option<Box<Unconfirmed>>,
+    }
+}
+
+/// A TLS 1.3 connection whose server has not yet said whether it accepts
+/// the mesh's certificate. In TLS 1.3 the client's handshake is over
+/// before the server checks the client's certificate, so a refusal
+/// arrives as an alert in place of the first response: it is reported as
+/// the [`HandshakeFailed`] it is (the request was never processed) and
+/// counts against the endpoint in the connect backoff.
+///
+/// Waiting for the server's verdict before handing the connection over
+/// would cost every new connection a round trip, or the whole connect
+/// timeout with a server that sends nothing before the first request.
+#[derive(Debug)]
+struct Unconfirmed {
+    endpoint: SocketAddr,
+    clusters: Vec<String>,
+    backoff: Backoff,
+}
+
+impl Unconfirmed {
+    fn authority(&self) -> String {
+        self.endpoint.to_string()
+    }
+
+    /// The server's first answer: bytes (or the end), or an error.
+    fn settle(self, read: &mut io::Result<()>) {
+        let authority = self.authority();
+        let Err(error) = read else {
+            self.backoff.succeeded(&authority);
+            return;
+        };
+        if !refuses_certificate(error) {
+            return;
+        }
+        self.backoff.failed(&authority);
+        tracing::warn!(
+            endpoint = %self.endpoint,
+            clusters = %self.clusters.join(", "),
+            %error,
+            "the endpoint refused the mesh's certificate"
+        );
+        // `ConnectionRefused`: the server refused the connection, and the
+        // request was never processed.
+        let cause = std::mem::replace(error, io::Error::from(io::ErrorKind::ConnectionRefused));
+        *error = io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            HandshakeFailed::new(self.endpoint, self.clusters, cause),
+        );
+    }
+}
+
+/// Whether `error` is an alert by which a server refuses the handshake,
+/// as servers answer a client certificate they do not accept.
+fn refuses_certificate(error: &io::Error) -> bool {
+    use rustls::AlertDescription as A;
+    let Some(rustls::Error::AlertReceived(alert)) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
+        return false;
+    };
+    matches!(
+        alert,
+        A::HandshakeFailure
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+            | A::DecryptError
+            | A::CertificateRequired
+    )
+}
+
+impl Settled for MeshConnection {
+    fn settled(&self) -> bool {
+        self.unconfirmed.is_none()
     }
 }
 
@@ -414,6 +511,7 @@ impl MeshConnection {
             http2,
             peer: peer.map(PeerIdentity::new),
             guard: None,
+            unconfirmed: None,
         }
     }
 
@@ -465,7 +563,20 @@ impl Read for MeshConnection {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        self.project().io.poll_read(cx, buf)
+        let this = self.project();
+        let Some(unconfirmed) = this.unconfirmed.take() else {
+            return this.io.poll_read(cx, buf);
+        };
+        match this.io.poll_read(cx, buf) {
+            Poll::Pending => {
+                *this.unconfirmed = Some(unconfirmed);
+                Poll::Pending
+            }
+            Poll::Ready(mut read) => {
+                unconfirmed.settle(&mut read);
+                Poll::Ready(read)
+            }
+        }
     }
 }
 
@@ -507,5 +618,59 @@ impl Write for MeshConnection {
             return Poll::Ready(Err(refused));
         }
         self.project().io.poll_write_vectored(cx, bufs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unconfirmed(backoff: &Backoff) -> Unconfirmed {
+        Unconfirmed {
+            endpoint: "10.0.0.1:443".parse().unwrap_or_else(|_| unreachable!()),
+            clusters: vec!["reviews".to_owned()],
+            backoff: backoff.clone(),
+        }
+    }
+
+    fn alert(alert: rustls::AlertDescription) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(alert),
+        )
+    }
+
+    // The end-to-end case is in tests/mesh/review.rs; these are the cases
+    // a real server does not give on demand.
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_certificate_backs_the_endpoint_off_and_an_answer_clears_it() {
+        let backoff = Backoff::default();
+        let mut read = Err(alert(rustls::AlertDescription::UnknownCA));
+        unconfirmed(&backoff).settle(&mut read);
+        let error = read.err().unwrap_or_else(|| unreachable!());
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(HandshakeFailed::find(&error).is_some_and(|f| f.clusters == ["reviews"]));
+        assert!(crate::classify::never_processed(&error));
+        assert!(backoff.waiting("10.0.0.1:443").is_some());
+
+        unconfirmed(&backoff).settle(&mut Ok(()));
+        assert!(backoff.waiting("10.0.0.1:443").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_are_not_a_refused_handshake() {
+        let backoff = Backoff::default();
+        for error in [
+            alert(rustls::AlertDescription::InternalError),
+            io::Error::from(io::ErrorKind::ConnectionReset),
+        ] {
+            let kind = error.kind();
+            let mut read = Err(error);
+            unconfirmed(&backoff).settle(&mut read);
+            let error = read.err().unwrap_or_else(|| unreachable!());
+            assert_eq!(error.kind(), kind);
+            assert!(HandshakeFailed::find(&error).is_none());
+        }
+        assert!(backoff.waiting("10.0.0.1:443").is_none());
     }
 }

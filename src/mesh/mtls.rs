@@ -78,11 +78,21 @@ impl Gate {
     }
 }
 
-/// The TLS handshake with an endpoint failed: the endpoint was not sent
-/// the request. The error says why (the endpoint's certificate was not an
-/// identity the cluster accepts, was not trusted, ...);
+/// The TLS handshake with an endpoint failed: the endpoint did not
+/// process the request. The error says why (the endpoint's certificate
+/// was not an identity the cluster accepts, was not trusted, the endpoint
+/// refused the mesh's certificate, ...);
 /// [`VerifyError::find`](crate::tls::VerifyError::find) on it tells a
-/// refused certificate apart.
+/// certificate the mesh refused apart.
+///
+/// Over TLS 1.3 a server checks the client's certificate after the
+/// client's handshake is over, so its refusal arrives where the response
+/// would have, inside the HTTP client's error:
+/// [`HandshakeFailed::find`] finds it there over HTTP/1.1. Over HTTP/2,
+/// h2 does not hand a connection's error to its streams: the request
+/// fails with hyper's error for a closed connection. Either way the
+/// refusal is logged (warning `sinew::mesh::connector`) and the connect
+/// backoff holds off new connections to the endpoint.
 #[derive(Debug)]
 pub struct HandshakeFailed {
     /// The endpoint.
@@ -93,6 +103,36 @@ pub struct HandshakeFailed {
 }
 
 impl HandshakeFailed {
+    /// The `HandshakeFailed` in `error`'s chain of sources, looking inside
+    /// the `io::Error`s that hide what they wrap from `source()`.
+    ///
+    /// ```
+    /// # async fn f(mesh: sinew::mesh::Mesh, request: http::Request<http_body_util::Full<bytes::Bytes>>) {
+    /// use tower::ServiceExt;
+    /// if let Err(error) = mesh.http_client("reviews").oneshot(request).await {
+    ///     if let Some(failed) = sinew::mesh::HandshakeFailed::find(error.as_ref()) {
+    ///         eprintln!("no mutual TLS with {}: {failed}", failed.endpoint);
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a HandshakeFailed> {
+        let mut next = Some(error);
+        while let Some(err) = next {
+            if let Some(found) = err.downcast_ref::<HandshakeFailed>() {
+                return Some(found);
+            }
+            next = match err
+                .downcast_ref::<std::io::Error>()
+                .and_then(|e| e.get_ref())
+            {
+                Some(wrapped) => Some(wrapped),
+                None => err.source(),
+            };
+        }
+        None
+    }
+
     pub(super) fn new(
         endpoint: std::net::SocketAddr,
         clusters: Vec<String>,

@@ -1,6 +1,5 @@
 //! Defects found in review, each proved by a test that failed until it
-//! was fixed. The one still open is ignored, with the reason; run it with
-//! `cargo test --test mesh review -- --include-ignored`.
+//! was fixed.
 
 use super::certs::Ca;
 use super::mtls::{CART, REVIEWS, identity_of, mtls_server};
@@ -165,8 +164,18 @@ async fn an_mtls_endpoint_is_not_reached_in_plaintext_by_its_ipv4_mapped_address
 /// and the one retries, the connect backoff and outlier detection treat
 /// as a connect failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect, open in issue 12: a TLS 1.3 server's refusal of the client certificate arrives after the request is sent"]
 async fn a_server_that_refuses_the_client_certificate_is_a_handshake_failure() {
+    refused_by_the_server("http1").await;
+}
+
+/// The same over HTTP/2: the request fails and is not served, though h2
+/// does not hand the refusal itself to the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_the_client_certificate_over_http2_is_a_handshake_failure() {
+    refused_by_the_server("http2").await;
+}
+
+async fn refused_by_the_server(protocol: &str) {
     use sinew::mesh::HandshakeFailed;
     let ours = Ca::root("the server's root");
     let theirs = Ca::root("another root");
@@ -188,7 +197,7 @@ async fn a_server_that_refuses_the_client_certificate_is_a_handshake_failure() {
         .config(
             sinew::config::MeshConfig::from_yaml(&format!(
                 "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: reviews }}] }}]\n\
-                 clusters:\n  reviews:\n    identities: [{REVIEWS}]\n    endpoints: [{{ address: \"{addr}\" }}]\n"
+                 clusters:\n  reviews:\n    protocol: {protocol}\n    identities: [{REVIEWS}]\n    endpoints: [{{ address: \"{addr}\" }}]\n"
             ))
             .unwrap(),
         )
@@ -203,13 +212,18 @@ async fn a_server_that_refuses_the_client_certificate_is_a_handshake_failure() {
     .unwrap()
     .unwrap_err();
     assert_eq!(served.load(Ordering::SeqCst), 0);
-    let mut chain: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
-    let mut found = false;
-    while let Some(e) = chain {
-        found |= e.downcast_ref::<HandshakeFailed>().is_some();
-        chain = e.source();
+    if protocol == "http1" {
+        let failed = HandshakeFailed::find(error.as_ref())
+            .unwrap_or_else(|| panic!("not a HandshakeFailed: {error:?}"));
+        assert_eq!(failed.endpoint, addr);
+        assert_eq!(failed.clusters, ["reviews"]);
+        assert!(
+            sinew::classify::never_processed(error.as_ref()),
+            "a refused handshake is a request never processed: {error:?}"
+        );
     }
-    assert!(found, "not a HandshakeFailed: {error:?}");
+    // Over HTTP/2 the stream fails with whatever hyper saw of the closing
+    // connection (h2 keeps no error's type): the request failed, unserved.
 }
 
 fn request_to(host: &str) -> Request<Full<Bytes>> {
