@@ -55,6 +55,10 @@ pub struct InboundConfig {
     /// when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtls: Option<MtlsMode>,
+    /// Who may call the service, and what: see [`AuthorizationPolicy`].
+    /// Default: none (the service is open).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authorization: Vec<super::AuthorizationPolicy>,
 }
 
 /// How a served service treats its callers' transport.
