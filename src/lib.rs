@@ -77,6 +77,8 @@ pub(crate) use inner_accessors;
 
 #[cfg(feature = "config")]
 mod addr_hash;
+#[cfg(feature = "authz")]
+pub mod authz;
 #[cfg(feature = "balance")]
 pub mod balance;
 pub mod bounds;

@@ -42,12 +42,12 @@
 //! );
 //! ```
 
+mod authz;
 mod changes;
 mod cluster;
 mod endpoint;
 mod fault;
 mod files;
-mod authz;
 mod inbound;
 mod parse;
 mod route;
@@ -60,6 +60,7 @@ mod breaker_tests;
 #[cfg(test)]
 mod tests;
 
+pub use authz::{AuthorizationPolicy, AuthorizationRule, PolicyAction, PrincipalMatch};
 pub use changes::EndpointChanges;
 #[cfg(feature = "mesh")]
 pub(crate) use changes::EndpointOp;
@@ -71,7 +72,6 @@ pub use endpoint::{EndpointConfig, Health, Locality};
 pub use fault::{FaultAbort, FaultConfig, FaultDelay};
 pub(crate) use files::read_at_most;
 pub use files::{MAX_FILE_BYTES, read_limited, write_private};
-pub use authz::{AuthorizationPolicy, AuthorizationRule, PolicyAction, PrincipalMatch};
 pub use inbound::{ConnectionsConfig, InboundConfig, MtlsMode};
 pub use route::{HeaderMatch, PathMatch, RouteConfig, RouteMatch, ServiceConfig, WeightedCluster};
 pub use settled_file::SettledFile;
