@@ -15,21 +15,17 @@ use std::error::Error;
 ///   rate or adaptive limit, load shedding, no endpoint to balance to);
 /// - a mutual TLS handshake that failed, including a TLS 1.3 server's
 ///   refusal of the client's certificate, which arrives after the request
-///   was written but before the server could read it.
+///   was written (an `io::Error` of kind `ConnectionRefused` wrapping
+///   [`HandshakeFailed`](crate::mesh::HandshakeFailed)). As with
+///   `REFUSED_STREAM`, the server is taken at its word: a certificate
+///   alert in place of the response says it did not read the request.
 pub fn never_processed(error: &(dyn Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(err) = next {
         if is_never_processed(err) {
             return true;
         }
-        // An `io::Error`'s source skips the error it wraps.
-        next = match err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|e| e.get_ref())
-        {
-            Some(wrapped) => Some(wrapped),
-            None => err.source(),
-        };
+        next = err.source();
     }
     false
 }

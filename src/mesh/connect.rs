@@ -110,6 +110,21 @@ impl<C> BackoffConnector<C> {
     }
 }
 
+/// An endpoint's key: its address in canonical form (an IPv4-mapped IPv6
+/// address is the IPv4 address), so that every spelling of one address
+/// shares its failures; the authority as written when it is no address.
+pub(super) fn key(uri: &Uri) -> String {
+    let Some(authority) = uri.authority() else {
+        return String::new();
+    };
+    match authority.as_str().parse::<std::net::SocketAddr>() {
+        Ok(address) => {
+            std::net::SocketAddr::new(address.ip().to_canonical(), address.port()).to_string()
+        }
+        Err(_) => authority.to_string(),
+    }
+}
+
 fn delay(count: u32) -> Duration {
     let exp = BASE
         .saturating_mul(1 << count.saturating_sub(1).min(16))
@@ -135,7 +150,7 @@ where
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        let authority = key(&uri);
         if let Some(retry_in) = self.backoff.waiting(&authority) {
             let error = ConnectBackoff {
                 authority,
@@ -208,6 +223,15 @@ mod tests {
             "success forgets the failures"
         );
         assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn every_spelling_of_an_address_shares_its_failures() {
+        let mapped: Uri = "https://[::ffff:10.0.0.1]:443".parse().unwrap_or_default();
+        let plain: Uri = "http://10.0.0.1:443".parse().unwrap_or_default();
+        assert_eq!(key(&mapped), key(&plain));
+        let named: Uri = "http://reviews:80".parse().unwrap_or_default();
+        assert_eq!(key(&named), "reviews:80");
     }
 
     #[test]

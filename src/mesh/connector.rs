@@ -165,6 +165,7 @@ impl tower::Service<Uri> for Dial {
                     endpoint: address,
                     clusters,
                     backoff,
+                    refused: false,
                 })
             });
             let mut connection =
@@ -392,6 +393,7 @@ struct Unconfirmed {
     endpoint: SocketAddr,
     clusters: Vec<String>,
     backoff: Backoff,
+    refused: bool,
 }
 
 impl Unconfirmed {
@@ -400,16 +402,15 @@ impl Unconfirmed {
     }
 
     /// The server's first answer: bytes (or the end), or an error.
-    fn settle(self, read: &mut io::Result<()>) {
-        let authority = self.authority();
+    fn settle(mut self, read: &mut io::Result<()>) {
         let Err(error) = read else {
-            self.backoff.succeeded(&authority);
-            return;
+            return; // dropped: the endpoint works
         };
         if !refuses_certificate(error) {
             return;
         }
-        self.backoff.failed(&authority);
+        self.refused = true;
+        self.backoff.failed(&self.authority());
         tracing::warn!(
             endpoint = %self.endpoint,
             clusters = %self.clusters.join(", "),
@@ -421,13 +422,24 @@ impl Unconfirmed {
         let cause = std::mem::replace(error, io::Error::from(io::ErrorKind::ConnectionRefused));
         *error = io::Error::new(
             io::ErrorKind::ConnectionRefused,
-            HandshakeFailed::new(self.endpoint, self.clusters, cause),
+            HandshakeFailed::new(self.endpoint, std::mem::take(&mut self.clusters), cause),
         );
     }
 }
 
-/// Whether `error` is an alert by which a server refuses the handshake,
-/// as servers answer a client certificate they do not accept.
+/// Not refused, whether the server answered, the connection failed
+/// otherwise, or it closed before either: the endpoint's past failures
+/// are forgotten, as for any connection that got through.
+impl Drop for Unconfirmed {
+    fn drop(&mut self) {
+        if !self.refused {
+            self.backoff.succeeded(&self.authority());
+        }
+    }
+}
+
+/// Whether `error` is an alert by which a server refuses the client's
+/// certificate.
 fn refuses_certificate(error: &io::Error) -> bool {
     use rustls::AlertDescription as A;
     let Some(rustls::Error::AlertReceived(alert)) = error
@@ -436,17 +448,17 @@ fn refuses_certificate(error: &io::Error) -> bool {
     else {
         return false;
     };
+    // Only alerts about certificates: a server sends them for no other
+    // reason, whereas `access_denied` or `handshake_failure` could follow
+    // a request the server did read.
     matches!(
         alert,
-        A::HandshakeFailure
-            | A::BadCertificate
+        A::BadCertificate
             | A::UnsupportedCertificate
             | A::CertificateRevoked
             | A::CertificateExpired
             | A::CertificateUnknown
             | A::UnknownCA
-            | A::AccessDenied
-            | A::DecryptError
             | A::CertificateRequired
     )
 }
@@ -630,6 +642,7 @@ mod tests {
             endpoint: "10.0.0.1:443".parse().unwrap_or_else(|_| unreachable!()),
             clusters: vec!["reviews".to_owned()],
             backoff: backoff.clone(),
+            refused: false,
         }
     }
 
@@ -662,6 +675,7 @@ mod tests {
         let backoff = Backoff::default();
         for error in [
             alert(rustls::AlertDescription::InternalError),
+            alert(rustls::AlertDescription::AccessDenied),
             io::Error::from(io::ErrorKind::ConnectionReset),
         ] {
             let kind = error.kind();

@@ -79,7 +79,8 @@ impl Gate {
 }
 
 /// The TLS handshake with an endpoint failed: the endpoint did not
-/// process the request. The error says why (the endpoint's certificate
+/// process the request (in its own words, when it refused the mesh's
+/// certificate after the handshake, see below). The error says why (the endpoint's certificate
 /// was not an identity the cluster accepts, was not trusted, the endpoint
 /// refused the mesh's certificate, ...);
 /// [`VerifyError::find`](crate::tls::VerifyError::find) on it tells a

@@ -157,12 +157,11 @@ async fn an_mtls_endpoint_is_not_reached_in_plaintext_by_its_ipv4_mapped_address
 }
 
 /// TLS 1.3: the client's handshake is over before the server has checked
-/// the client's certificate. A server that refuses the mesh's certificate
-/// (another CA) answers with an alert after the request went out, and the
-/// caller gets hyper's error for a closed connection, not
-/// `HandshakeFailed`: the error the docs promise for a failed handshake,
-/// and the one retries, the connect backoff and outlier detection treat
-/// as a connect failure.
+/// the client's certificate. A server that refused the mesh's certificate
+/// (another CA) answered with an alert after the request went out, and the
+/// caller got hyper's error for a closed connection, not the
+/// `HandshakeFailed` the docs promise for a failed handshake, which
+/// retries treat as a request never processed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_refuses_the_client_certificate_is_a_handshake_failure() {
     refused_by_the_server("http1").await;
