@@ -130,7 +130,12 @@ impl InboundConfig {
         check::duration(
             "connections.header_read_timeout",
             self.connections.header_read_timeout,
-        )
+        )?;
+        // Without the `authz` feature nothing in this process enforces
+        // policies: they are read, and left to the processes that do.
+        #[cfg(feature = "authz")]
+        super::compile_policies("authorization", &self.authorization)?;
+        Ok(())
     }
 }
 
