@@ -2,6 +2,7 @@
 //! log, the audit log and the decision counters.
 
 use super::decide::Decision;
+use super::index::PrincipalIndex;
 use super::{CompiledPolicies, Denied, RequestView};
 use metrics::Counter;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub(crate) const DECISIONS: &str = "sinew_authz_decisions_total";
 pub(crate) struct Authorizer {
     service: Arc<str>,
     policies: Arc<CompiledPolicies>,
+    index: PrincipalIndex,
     dry_run: bool,
     /// By group and policy: enforced, dry-run (a policy only ever
     /// decides its group's action).
@@ -62,6 +64,7 @@ impl Authorizer {
         Self {
             service: service.into(),
             dry_run: policies.has_dry_run(),
+            index: PrincipalIndex::new(&policies),
             policies,
             counters,
             default,
@@ -77,7 +80,7 @@ impl Authorizer {
     /// refuse the request.
     #[inline]
     pub(crate) fn check(&self, request: &RequestView<'_>) -> Result<(), Denied> {
-        let decision = self.policies.decide(request);
+        let decision = self.policies.decide_in(request, false, &self.index);
         self.count(&decision, false);
         if decision.audit {
             self.audit(request, &decision, false);
@@ -99,7 +102,7 @@ impl Authorizer {
 
     #[cold]
     fn dry_run(&self, request: &RequestView<'_>, enforced: &Decision<'_>) {
-        let shadow = self.policies.decide_with_dry_run(request);
+        let shadow = self.policies.decide_in(request, true, &self.index);
         self.count(&shadow, true);
         let by_dry_run = shadow.policy.is_some_and(|p| p.dry_run);
         if shadow.allowed != enforced.allowed || by_dry_run {

@@ -1,6 +1,7 @@
 //! Evaluating a service's compiled policies for one request.
 
-use super::{CompiledPolicies, CompiledPolicy, RequestView};
+use super::index::{Candidates, PrincipalIndex};
+use super::{CompiledPolicies, CompiledPolicy, PolicyGroup, RequestView};
 use crate::config::PolicyAction;
 
 /// What the policies decide for a request.
@@ -31,13 +32,15 @@ impl Decision<'_> {
 
 impl CompiledPolicies {
     /// The decision of the enforced policies (dry-run ones left out).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn decide<'a>(&'a self, request: &RequestView<'_>) -> Decision<'a> {
-        self.evaluate(request, false)
+        self.evaluate(request, false, None)
     }
 
     /// The decision were the dry-run policies enforced too.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn decide_with_dry_run<'a>(&'a self, request: &RequestView<'_>) -> Decision<'a> {
-        self.evaluate(request, true)
+        self.evaluate(request, true, None)
     }
 
     /// Whether any policy is dry-run.
@@ -50,54 +53,72 @@ impl CompiledPolicies {
         self.groups.iter().flat_map(|g| g.policies.iter())
     }
 
+    #[cfg(test)]
+    pub(crate) fn evaluate_for_test<'a>(
+        &'a self,
+        request: &RequestView<'_>,
+        dry_run: bool,
+    ) -> Decision<'a> {
+        self.evaluate(request, dry_run, None)
+    }
+
+    /// [`decide`](Self::decide) or, with `dry_run`,
+    /// [`decide_with_dry_run`](Self::decide_with_dry_run), evaluating
+    /// only the policies `index` says can match the caller.
+    #[inline]
+    pub(crate) fn decide_in<'a>(
+        &'a self,
+        request: &RequestView<'_>,
+        dry_run: bool,
+        index: &PrincipalIndex,
+    ) -> Decision<'a> {
+        self.evaluate(request, dry_run, Some(index))
+    }
+
     /// Every group must let the request through: a deny group refuses
     /// what any of its policies matches; an allow group lets through what
     /// any matches, and refuses the rest as soon as it has a policy in
     /// force. No allocation, no formatting.
-    fn evaluate<'a>(&'a self, request: &RequestView<'_>, dry_run: bool) -> Decision<'a> {
+    fn evaluate<'a>(
+        &'a self,
+        request: &RequestView<'_>,
+        dry_run: bool,
+        index: Option<&PrincipalIndex>,
+    ) -> Decision<'a> {
+        let key = index.and_then(|index| index.key(request.peer));
         let mut allowed_by = None;
         for (g, group) in self.groups.iter().enumerate() {
-            let in_force = group
-                .policies
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| dry_run || !p.dry_run);
-            match group.action {
-                PolicyAction::Deny => {
-                    for (i, policy) in in_force {
-                        if policy.matches(request) {
-                            return Decision {
-                                allowed: false,
-                                policy: Some(policy),
-                                at: Some((g, i)),
-                                audit: policy.audit,
-                            };
-                        }
-                    }
+            let len = group.policies.len();
+            let candidates = match index {
+                Some(index) => index.candidates(g, len, key),
+                None => Candidates::All(0..len),
+            };
+            let found = candidates
+                .filter_map(|i| group.policies.get(i).map(|p| (i, p)))
+                .filter(|(_, p)| dry_run || !p.dry_run)
+                .find(|(_, p)| p.matches(request));
+            match (group.action, found) {
+                (PolicyAction::Deny, Some((i, policy))) => {
+                    return Decision {
+                        allowed: false,
+                        policy: Some(policy),
+                        at: Some((g, i)),
+                        audit: policy.audit,
+                    };
                 }
-                PolicyAction::Allow => {
-                    let mut any = false;
-                    let mut audit = false;
-                    let mut matched = None;
-                    for (i, policy) in in_force {
-                        any = true;
-                        audit |= policy.audit;
-                        if policy.matches(request) {
-                            matched = Some((policy, (g, i)));
-                            break;
-                        }
-                    }
-                    match matched {
-                        Some(found) => allowed_by = Some(found),
-                        None if any => {
-                            return Decision {
-                                allowed: false,
-                                policy: None,
-                                at: None,
-                                audit,
-                            };
-                        }
-                        None => {}
+                (PolicyAction::Deny, None) => {}
+                (PolicyAction::Allow, Some((i, policy))) => allowed_by = Some((policy, (g, i))),
+                (PolicyAction::Allow, None) => {
+                    let (in_force, audit) = index
+                        .and_then(|index| index.summary(g, dry_run))
+                        .unwrap_or_else(|| group.summary(dry_run));
+                    if in_force {
+                        return Decision {
+                            allowed: false,
+                            policy: None,
+                            at: None,
+                            audit,
+                        };
                     }
                 }
             }
@@ -111,10 +132,22 @@ impl CompiledPolicies {
     }
 }
 
+impl PolicyGroup {
+    /// Whether the group has a policy in force (dry-run ones counting
+    /// when `dry_run`), and an audited one.
+    pub(crate) fn summary(&self, dry_run: bool) -> (bool, bool) {
+        let mut in_force = self.policies.iter().filter(|p| dry_run || !p.dry_run);
+        let any = in_force.clone().next().is_some();
+        (any, in_force.any(|p| p.audit))
+    }
+}
+
 impl CompiledPolicy {
-    /// Whether the policy matches: what the request is, and who sends it.
+    /// Whether the policy matches: who sends the request, and what it is.
+    /// The principal first: a policy is mostly about who calls, and its
+    /// check is one comparison with the caller's ID.
     #[inline]
     pub(crate) fn matches(&self, request: &RequestView<'_>) -> bool {
-        self.permission.matches(request) && self.principal.matches(request)
+        self.principal.matches(request) && self.permission.matches(request)
     }
 }

@@ -21,6 +21,7 @@
 mod authorizer;
 mod decide;
 mod denied;
+mod index;
 mod layer;
 mod policies;
 mod range;

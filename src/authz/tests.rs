@@ -47,9 +47,35 @@ impl Req {
 }
 
 /// The decision and the deciding policy's name.
+/// The index (by the caller's exact ID) gives the same answers.
 fn decide(policies: &CompiledPolicies, r: &Req) -> (bool, String) {
     let d = policies.decide(&r.view());
+    let index = super::index::PrincipalIndex::new(policies);
+    for dry_run in [false, true] {
+        let plain = policies.evaluate_for_test(&r.view(), dry_run);
+        let indexed = policies.decide_in(&r.view(), dry_run, &index);
+        assert_eq!(
+            (plain.allowed, plain.at, plain.audit),
+            (indexed.allowed, indexed.at, indexed.audit)
+        );
+    }
     (d.allowed, d.policy_name().to_owned())
+}
+
+#[test]
+fn the_index_keeps_the_order_of_policies() {
+    let p = compiled(
+        r#"
+- { name: first, action: allow, rules: [{ paths: [{ prefix: /a }] }] }
+- { name: second, action: allow, rules: [{ principals: [{ id: "spiffe://example.org/ns/shop/sa/cart" }, { id: "spiffe://example.org/x" }] }] }
+- { name: third, action: allow, rules: [{ principals: [authenticated] }] }
+- { name: fourth, action: allow, rules: [{ principals: [{ id: "spiffe://example.org/ns/shop/sa/cart" }], source_ips: ["10.0.0.0/8"] }] }
+"#,
+    );
+    assert_eq!(decide(&p, &req("GET", "/b", Some(CART))).1, "second");
+    assert_eq!(decide(&p, &req("GET", "/a", Some(CART))).1, "first");
+    assert_eq!(decide(&p, &req("GET", "/b", Some(OTHER_TD))).1, "third");
+    assert_eq!(decide(&p, &req("GET", "/b", None)).1, "default deny");
 }
 
 const CART: &str = "spiffe://example.org/ns/shop/sa/cart";

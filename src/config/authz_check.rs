@@ -92,7 +92,7 @@ fn compile_rule(
                 )?)))
             })
             .collect::<Result<_, ConfigError>>()?;
-        permissions.push(Permission::Or(paths));
+        permissions.push(any_permission(paths));
     }
     if !rule.methods.is_empty() {
         let methods = rule
@@ -107,7 +107,7 @@ fn compile_rule(
                 })
             })
             .collect::<Result<_, _>>()?;
-        permissions.push(Permission::Or(methods));
+        permissions.push(any_permission(methods));
     }
     for (i, header) in rule.headers.iter().enumerate() {
         let (name, matcher) = checked_header(&at.field("headers").index(i), header)?;
@@ -121,7 +121,7 @@ fn compile_rule(
             .enumerate()
             .map(|(i, p)| principal(&at.field("principals").index(i), p))
             .collect::<Result<_, _>>()?;
-        principals.push(Principal::Or(who));
+        principals.push(any_principal(who));
     }
     if !rule.source_ips.is_empty() {
         let sources = rule
@@ -134,7 +134,7 @@ fn compile_rule(
                     .map_err(|e| at.field("source_ips").index(i).error(e))
             })
             .collect::<Result<_, _>>()?;
-        principals.push(Principal::Or(sources));
+        principals.push(any_principal(sources));
     }
     let permission = match permissions.len() {
         0 => Permission::Any,
@@ -147,6 +147,23 @@ fn compile_rule(
         _ => Principal::And(principals),
     };
     Ok((permission, principal))
+}
+
+/// `Or` of the list, or its one entry (a level less to evaluate).
+fn any_permission(mut list: Vec<Permission>) -> Permission {
+    if list.len() == 1 {
+        list.swap_remove(0)
+    } else {
+        Permission::Or(list)
+    }
+}
+
+fn any_principal(mut list: Vec<Principal>) -> Principal {
+    if list.len() == 1 {
+        list.swap_remove(0)
+    } else {
+        Principal::Or(list)
+    }
 }
 
 /// An HTTP method token (RFC 9110: `tchar`s), taken as written: methods
