@@ -9,7 +9,9 @@
 //! decision through `AuthorizeLayer` at 100 rules, against the same layer
 //! without policies: `allow_100_rules` (99 allow policies that do not
 //! match the caller, then the one that does) and `deny_scan_100_rules`
-//! (100 deny policies, none matching, then an allow-all).
+//! (100 deny policies, none matching, then an allow-all), both keyed by
+//! the caller's ID as most policies are, and `allow_100_rules_by_path`
+//! (99 allow policies on other paths, every one evaluated).
 //!
 //! `SINEW_BENCH_PAIRED=<rounds>` alternates the two servers in rounds of
 //! 2,000 sequential requests and prints the median per-request difference
@@ -228,8 +230,23 @@ fn authz(c: &mut Criterion) {
     let matching = "{ name: cart, action: allow, rules: [{ principals: [{ id: \"spiffe://example.org/ns/shop/sa/cart\" }], methods: [GET, HEAD], paths: [{ prefix: /reviews/ }] }] }";
     let allow: Vec<String> = (0..99).map(|i| other(i, "allow")).collect();
     let deny: Vec<String> = (0..100).map(|i| other(i, "deny")).collect();
+    // The same, keyed by path rather than by caller: every rule is
+    // evaluated (the index by caller ID cannot skip any).
+    let by_path = |i: usize| {
+        format!(
+            "{{ name: q{i}, action: allow, rules: [{{ principals: [authenticated], methods: [GET, HEAD], paths: [{{ prefix: /other-{i}/ }}] }}] }}"
+        )
+    };
+    let by_path: Vec<String> = (0..99).map(by_path).collect();
     let cases = [
         ("no_policies", "[]".to_owned()),
+        (
+            "allow_100_rules_by_path",
+            format!(
+                "[{}, {{ name: reviews, action: allow, rules: [{{ principals: [authenticated], paths: [{{ prefix: /reviews/ }}] }}] }}]",
+                by_path.join(", ")
+            ),
+        ),
         (
             "allow_100_rules",
             format!("[{}, {matching}]", allow.join(", ")),
