@@ -72,6 +72,7 @@ impl Authorizer {
     }
 
     /// The compiled policies.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn policies(&self) -> &Arc<CompiledPolicies> {
         &self.policies
     }

@@ -28,6 +28,7 @@ pub(crate) fn view<B>(request: &Request<B>) -> RequestView<'_> {
         .map(crate::mesh::PeerIdentity::as_str);
     #[cfg(not(feature = "mesh"))]
     let peer = None;
+    #[cfg_attr(not(feature = "grpc"), allow(unused_mut))]
     let (mut source, mut destination) = match extensions.get::<ConnectionAddresses>() {
         Some(addresses) => (Some(addresses.source), addresses.destination),
         None => (None, None),

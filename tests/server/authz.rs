@@ -103,6 +103,15 @@ async fn call_plain(
     (status, support::body_text(response.into_body()).await)
 }
 
+/// (caller, method, path, headers, status)
+type Case<'a> = (
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    u16,
+);
+
 /// The matrix's policies, permissive so that plaintext callers come in.
 const MATRIX: &str = r#"{ mtls: permissive, authorization: [
   { name: no-delete, action: deny, rules: [{ methods: [DELETE] }] },
@@ -132,8 +141,7 @@ async fn the_allow_deny_matrix_over_mtls_and_plaintext() {
     let caller = |id: &str| &callers.iter().find(|(c, _)| *c == id).unwrap().1;
     let anonymous = None;
 
-    // (caller, method, path, headers, status)
-    let cases: &[(Option<&str>, &str, &str, &[(&str, &str)], u16)] = &[
+    let cases: &[Case<'_>] = &[
         // id
         (Some(CART), "GET", "/cart", &[], 200),
         (Some(WEB), "GET", "/cart", &[], 403),
