@@ -510,3 +510,119 @@ fn recorded() -> &'static Recorded {
         recorded
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audited_decisions_and_dry_run_verdicts_are_logged() {
+    let logged = captured();
+    let d = domains();
+    let (listener, addr) = listener().await;
+    let config = mtls_config(
+        addr,
+        "http1",
+        r#"{ authorization: [
+          { name: audit-trial, action: deny, dry_run: true, rules: [{ paths: [{ exact: /trial }] }] },
+          { name: audit-reads, action: allow, audit: true, rules: [{ methods: [GET] }] }
+        ] }"#,
+    );
+    let server_mesh = d.mesh(REVIEWS, config.clone()).await;
+    let (app, _) = crate::mtls_support::recording();
+    let server = server_mesh.serve("reviews", listener, app).await.unwrap();
+    let cart = d.mesh(CART, config).await;
+    assert_eq!(call(&cart, "GET", "/audited", &[]).await.0, 200);
+    assert_eq!(call(&cart, "POST", "/audited", &[]).await.0, 403);
+    assert_eq!(call(&cart, "GET", "/trial", &[]).await.0, 200, "dry run");
+    within("shutdown", server.shutdown()).await.unwrap();
+
+    let lines = logged.lock().unwrap().clone();
+    let find = |target: &str, parts: &[&str]| {
+        lines
+            .iter()
+            .any(|(t, line)| t == target && parts.iter().all(|p| line.contains(p)))
+    };
+    for (parts, what) in [
+        (
+            &[
+                "policy=audit-reads",
+                "decision=allowed",
+                "path=/audited",
+                "method=GET",
+            ][..],
+            "an audited allow",
+        ),
+        (
+            &["policy=default deny", "decision=denied", "method=POST"][..],
+            "an audited default deny",
+        ),
+    ] {
+        assert!(
+            find("sinew::authz::audit", &[&[CART][..], parts].concat()),
+            "{what}: {lines:#?}"
+        );
+    }
+    assert!(
+        find("sinew::authz", &["request denied", "policy=default deny"]),
+        "the denial at debug: {lines:#?}"
+    );
+    assert!(
+        find(
+            "sinew::authz",
+            &[
+                "dry-run policy would deny",
+                "policy=audit-trial",
+                "enforced=allowed"
+            ]
+        ),
+        "the dry run's verdict: {lines:#?}"
+    );
+}
+
+/// Events of the `sinew::authz` targets as `(target, "message k=v ...")`,
+/// from a subscriber installed once for the tests here.
+type Lines = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+struct Capture(Lines);
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target().starts_with("sinew::authz")
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0.push_str(&format!("{value:?} "));
+                } else {
+                    self.0.push_str(&format!("{}={value:?} ", field.name()));
+                }
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.push_str(&format!("{}={value} ", field.name()));
+            }
+        }
+        let mut line = Line(String::new());
+        event.record(&mut line);
+        self.0
+            .lock()
+            .unwrap()
+            .push((event.metadata().target().to_owned(), line.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+fn captured() -> Lines {
+    static LINES: std::sync::OnceLock<Lines> = std::sync::OnceLock::new();
+    LINES
+        .get_or_init(|| {
+            let lines = Lines::default();
+            tracing::subscriber::set_global_default(Capture(lines.clone())).unwrap();
+            lines
+        })
+        .clone()
+}
