@@ -5,6 +5,14 @@
 //! that sets every limit (deadline default, rate, concurrency, adaptive),
 //! none of them reached.
 //!
+//! Group `authz` (`cargo bench --bench server -- authz`) times one policy
+//! decision through `AuthorizeLayer` at 100 rules, against the same layer
+//! without policies: `allow_100_rules` (99 allow policies that do not
+//! match the caller, then the one that does) and `deny_scan_100_rules`
+//! (100 deny policies, none matching, then an allow-all), both keyed by
+//! the caller's ID as most policies are, and `allow_100_rules_by_path`
+//! (99 allow policies on other paths, every one evaluated).
+//!
 //! `SINEW_BENCH_PAIRED=<rounds>` alternates the two servers in rounds of
 //! 2,000 sequential requests and prints the median per-request difference
 //! (loopback drift between criterion runs exceeds the difference), then
@@ -186,5 +194,90 @@ fn server(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, server);
+/// An `AuthorizeLayer` over a service that hands the request back, so
+/// that one request serves every iteration.
+fn authorize(
+    policies: &str,
+) -> impl tower::Service<
+    Request<()>,
+    Response = Request<()>,
+    Error = sinew::error::BoxError,
+    Future = impl Future<Output = Result<Request<()>, sinew::error::BoxError>>,
+> {
+    use tower::Layer;
+    let yaml = format!("services:\n  reviews:\n    inbound:\n      authorization: {policies}\n");
+    let config = MeshConfig::from_yaml(&yaml).unwrap();
+    let list = &config.services["reviews"]
+        .inbound
+        .as_ref()
+        .unwrap()
+        .authorization;
+    sinew::authz::AuthorizeLayer::new("reviews", list)
+        .unwrap()
+        .layer(tower::service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(req)
+        }))
+}
+
+fn authz(c: &mut Criterion) {
+    use futures_util::FutureExt;
+    use tower::Service;
+    let other = |i: usize, action: &str| {
+        format!(
+            "{{ name: p{i}, action: {action}, rules: [{{ principals: [{{ id: \"spiffe://example.org/ns/shop/sa/other-{i}\" }}], methods: [GET, HEAD], paths: [{{ prefix: /reviews/ }}] }}] }}"
+        )
+    };
+    let matching = "{ name: cart, action: allow, rules: [{ principals: [{ id: \"spiffe://example.org/ns/shop/sa/cart\" }], methods: [GET, HEAD], paths: [{ prefix: /reviews/ }] }] }";
+    let allow: Vec<String> = (0..99).map(|i| other(i, "allow")).collect();
+    let deny: Vec<String> = (0..100).map(|i| other(i, "deny")).collect();
+    // The same, keyed by path rather than by caller: every rule is
+    // evaluated (the index by caller ID cannot skip any).
+    let by_path = |i: usize| {
+        format!(
+            "{{ name: q{i}, action: allow, rules: [{{ principals: [authenticated], methods: [GET, HEAD], paths: [{{ prefix: /other-{i}/ }}] }}] }}"
+        )
+    };
+    let by_path: Vec<String> = (0..99).map(by_path).collect();
+    let cases = [
+        ("no_policies", "[]".to_owned()),
+        (
+            "allow_100_rules_by_path",
+            format!(
+                "[{}, {{ name: reviews, action: allow, rules: [{{ principals: [authenticated], paths: [{{ prefix: /reviews/ }}] }}] }}]",
+                by_path.join(", ")
+            ),
+        ),
+        (
+            "allow_100_rules",
+            format!("[{}, {matching}]", allow.join(", ")),
+        ),
+        (
+            "deny_scan_100_rules",
+            format!(
+                "[{}, {{ name: all, action: allow, rules: [{{}}] }}]",
+                deny.join(", ")
+            ),
+        ),
+    ];
+    let id: sinew::tls::SpiffeId = "spiffe://example.org/ns/shop/sa/cart".parse().unwrap();
+    let mut group = c.benchmark_group("authz");
+    for (name, policies) in cases {
+        let mut svc = authorize(&policies);
+        let mut request = Request::get("/reviews/1").body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert(sinew::mesh::PeerIdentity::new(id.clone()));
+        let mut slot = Some(request);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let req = slot.take().unwrap();
+                let back = svc.call(req).now_or_never().unwrap().unwrap();
+                slot = Some(back);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, server, authz);
 criterion_main!(benches);

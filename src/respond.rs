@@ -9,6 +9,10 @@
 //! | [`Overloaded`](crate::limit::Overloaded), tower's load-shed `Overloaded`, [`BreakerOpen`](crate::breaker::BreakerOpen), [`RouteError`](crate::mesh::RouteError) | 503 | `UNAVAILABLE` |
 //! | [`RateLimited`](crate::limit::RateLimited) | 429 with `retry-after` | `RESOURCE_EXHAUSTED` |
 //! | [`DeadlineExceeded`], [`Elapsed`](crate::timeout::Elapsed) | 504 | `DEADLINE_EXCEEDED` |
+//! | [`Denied`](crate::authz::Denied) | 403 | `PERMISSION_DENIED` |
+//!
+//! A refusal's answer says only what kind it is (`permission denied`,
+//! `overloaded`...): nothing about the policy or limit that refused.
 //!
 //! Other errors pass through unchanged.
 //!
@@ -129,9 +133,15 @@ enum Refusal {
     #[cfg(feature = "limit")]
     RateLimited(std::time::Duration),
     Deadline,
+    #[cfg(feature = "authz")]
+    Denied,
 }
 
 fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
+    #[cfg(feature = "authz")]
+    if error.is::<crate::authz::Denied>() {
+        return Some(Refusal::Denied);
+    }
     #[cfg(feature = "limit")]
     {
         if error.is::<crate::limit::Overloaded>()
@@ -192,6 +202,13 @@ fn answer<B: Default>(
             Code::DEADLINE_EXCEEDED,
             "deadline exceeded",
         ),
+        #[cfg(feature = "authz")]
+        Refusal::Denied => reject(
+            grpc,
+            StatusCode::FORBIDDEN,
+            Code::PERMISSION_DENIED,
+            "permission denied",
+        ),
     })
 }
 
@@ -218,6 +235,17 @@ mod tests {
             r.as_ref().and_then(|r| r.headers().get("retry-after")),
             Some(&HeaderValue::from_static("2"))
         );
+        #[cfg(feature = "authz")]
+        {
+            let r: Option<Response<()>> = answer(&crate::authz::Denied::new(), false);
+            assert_eq!(r.map(|r| r.status()), Some(StatusCode::FORBIDDEN));
+            let r: Option<Response<()>> = answer(&crate::authz::Denied::new(), true);
+            assert_eq!(
+                r.as_ref().and_then(|r| Code::from_headers(r.headers())),
+                Some(Code::PERMISSION_DENIED)
+            );
+            assert_eq!(r.map(|r| r.status()), Some(StatusCode::OK));
+        }
         let other = std::io::Error::other("boom");
         assert!(answer::<()>(&other, false).is_none());
     }

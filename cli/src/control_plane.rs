@@ -11,8 +11,16 @@ use std::process::ExitCode;
 /// (a log, a device) should fail clearly rather than fill memory.
 const MAX_TOKEN_BYTES: u64 = 4096;
 
-/// Validates a mesh file; prints what it holds or the error.
+/// Validates a mesh file; prints what it holds or the error, and warns
+/// about served services open to any mTLS caller.
 pub(crate) fn check(file: &Path) -> Result<ExitCode, String> {
+    // Warnings first, from the file as parsed: they hold whether or not
+    // the control plane can serve it.
+    if let Ok(mesh) = sinew::config::MeshConfig::from_file(file) {
+        for warning in open_services(&mesh) {
+            output::eprint(&format!("{}: warning: {warning}\n", file.display()));
+        }
+    }
     match check_mesh_file(file) {
         Ok(mesh) => {
             let endpoints: usize = mesh.clusters.values().map(|c| c.endpoints.len()).sum();
@@ -29,6 +37,26 @@ pub(crate) fn check(file: &Path) -> Result<ExitCode, String> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// A warning for each served service (one with an inbound block) that
+/// takes mutual TLS callers (`mtls` strict, permissive, or not set) and
+/// has no authorization policies: any workload of a trusted trust domain
+/// may call it.
+fn open_services(mesh: &sinew::config::MeshConfig) -> Vec<String> {
+    mesh.services
+        .iter()
+        .filter_map(|(name, service)| {
+            let inbound = service.inbound.as_ref()?;
+            let mtls = inbound.mtls != Some(sinew::config::MtlsMode::Disabled);
+            (mtls && inbound.authorization.is_empty()).then(|| {
+                format!(
+                    "services.{name}.inbound.authorization: none, so any workload of a trusted \
+                     trust domain may call `{name}`"
+                )
+            })
+        })
+        .collect()
 }
 
 /// The token in `path`: its text, trimmed, at most

@@ -55,7 +55,7 @@ pub struct InboundConfig {
     /// when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtls: Option<MtlsMode>,
-    /// Who may call the service, and what: see [`AuthorizationPolicy`].
+    /// Who may call the service, and what: see [`AuthorizationPolicy`](super::AuthorizationPolicy).
     /// Default: none (the service is open).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub authorization: Vec<super::AuthorizationPolicy>,
@@ -130,7 +130,12 @@ impl InboundConfig {
         check::duration(
             "connections.header_read_timeout",
             self.connections.header_read_timeout,
-        )
+        )?;
+        // Without the `authz` feature nothing in this process enforces
+        // policies: they are read, and left to the processes that do.
+        #[cfg(feature = "authz")]
+        super::compile_policies("authorization", &self.authorization)?;
+        Ok(())
     }
 }
 

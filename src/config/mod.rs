@@ -43,6 +43,8 @@
 //! ```
 
 mod authz;
+#[cfg(feature = "authz")]
+mod authz_check;
 mod changes;
 mod cluster;
 mod endpoint;
@@ -61,6 +63,8 @@ mod breaker_tests;
 mod tests;
 
 pub use authz::{AuthorizationPolicy, AuthorizationRule, PolicyAction, PrincipalMatch};
+#[cfg(feature = "authz")]
+pub(crate) use authz_check::compile_policies;
 pub use changes::EndpointChanges;
 #[cfg(feature = "mesh")]
 pub(crate) use changes::EndpointOp;

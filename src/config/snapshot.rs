@@ -58,6 +58,15 @@ impl Snapshot {
                     .validate()
                     .map_err(|e| e.within(&format!("services.{name}.inbound")))?;
             }
+            // Compiled once per configuration version, off the request path.
+            #[cfg(feature = "authz")]
+            let authorization = match &service.inbound {
+                Some(inbound) if !inbound.authorization.is_empty() => Some(Arc::new(
+                    super::compile_policies("authorization", &inbound.authorization)
+                        .map_err(|e| e.within(&format!("services.{name}.inbound")))?,
+                )),
+                _ => None,
+            };
             let routes = service
                 .routes
                 .iter()
@@ -69,6 +78,8 @@ impl Snapshot {
                 name: name.clone(),
                 routes,
                 inbound: service.inbound.clone(),
+                #[cfg(feature = "authz")]
+                authorization,
             });
         }
         Ok(Self {
@@ -276,6 +287,10 @@ pub struct Service {
     name: String,
     routes: Vec<Route>,
     inbound: Option<super::InboundConfig>,
+    /// The inbound block's authorization policies, compiled; `None` when
+    /// it has none (the service is open).
+    #[cfg(feature = "authz")]
+    authorization: Option<Arc<crate::authz::CompiledPolicies>>,
 }
 
 impl Service {
@@ -297,6 +312,14 @@ impl Service {
     /// The inbound half, validated, when the configuration sets one.
     pub fn inbound(&self) -> Option<&super::InboundConfig> {
         self.inbound.as_ref()
+    }
+
+    /// The inbound block's authorization policies, compiled when the
+    /// snapshot was built; `None` when there are none.
+    #[cfg(feature = "authz")]
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn authorization(&self) -> Option<&Arc<crate::authz::CompiledPolicies>> {
+        self.authorization.as_ref()
     }
 }
 

@@ -232,7 +232,7 @@ fn checked_fault(at: &Fields, fault: &FaultConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn checked_path(at: &Fields, path: &PathMatch) -> Result<PathMatcher, ConfigError> {
+pub(super) fn checked_path(at: &Fields, path: &PathMatch) -> Result<PathMatcher, ConfigError> {
     match (&path.exact, &path.prefix, &path.regex) {
         (Some(p), None, None) | (None, Some(p), None) if !p.starts_with('/') => {
             Err(at.error("must start with '/'"))
@@ -248,7 +248,10 @@ fn within(error: ConfigError, at: &Fields) -> ConfigError {
     error.within(&at.0)
 }
 
-fn checked_header(at: &Fields, h: &HeaderMatch) -> Result<(HeaderName, ValueMatcher), ConfigError> {
+pub(super) fn checked_header(
+    at: &Fields,
+    h: &HeaderMatch,
+) -> Result<(HeaderName, ValueMatcher), ConfigError> {
     let name = header_name(&at.field("name"), &h.name)?;
     let set = [
         h.exact.is_some(),

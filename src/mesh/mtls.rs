@@ -189,7 +189,15 @@ impl std::error::Error for MtlsUnavailable {}
 /// # }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PeerIdentity(std::sync::Arc<crate::tls::SpiffeId>);
+pub struct PeerIdentity(std::sync::Arc<PeerId>);
+
+/// The ID, and its text made once per connection (authorization matches
+/// on the text at every request).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PeerId {
+    id: crate::tls::SpiffeId,
+    text: Box<str>,
+}
 
 impl PeerIdentity {
     /// The peer's identity.
@@ -200,11 +208,23 @@ impl PeerIdentity {
     /// assert_eq!(peer.id(), &id);
     /// ```
     pub fn new(id: crate::tls::SpiffeId) -> Self {
-        Self(std::sync::Arc::new(id))
+        let text = id.to_string().into_boxed_str();
+        Self(std::sync::Arc::new(PeerId { id, text }))
     }
 
     /// The peer's SPIFFE ID.
     pub fn id(&self) -> &crate::tls::SpiffeId {
-        &self.0
+        &self.0.id
+    }
+
+    /// The peer's SPIFFE ID as text.
+    ///
+    /// ```
+    /// let id: sinew::tls::SpiffeId = "spiffe://example.org/ns/shop/sa/cart".parse().unwrap();
+    /// let peer = sinew::mesh::PeerIdentity::new(id);
+    /// assert_eq!(peer.as_str(), "spiffe://example.org/ns/shop/sa/cart");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0.text
     }
 }

@@ -22,6 +22,7 @@ mod cases;
 mod certs;
 
 mod accept;
+mod authz;
 mod grpc;
 mod hyper_server;
 mod limits;

@@ -112,6 +112,24 @@ async fn check_validates_a_mesh_file_offline() {
         "{out}"
     );
 
+    // A served service taking mTLS callers without policies: a warning.
+    let open = dir.join("open.yaml");
+    std::fs::write(
+        &open,
+        "services:\n  reviews:\n    inbound: { mtls: permissive }\n  ratings:\n    inbound: { authorization: [{ name: a, action: allow, rules: [{}] }] }\n  plain:\n    inbound: { mtls: disabled }\n",
+    )
+    .unwrap();
+    // (The control plane refuses inbound blocks it cannot carry: the
+    // warning comes whatever the verdict.)
+    let (_, _, err) = sinew(&["check", open.to_str().unwrap()]).await;
+    assert!(
+        err.contains(
+            "warning: services.reviews.inbound.authorization: none, so any workload of a trusted trust domain may call `reviews`\n"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+
     let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,

@@ -1,7 +1,8 @@
 //! The inbound limits in force for one served service, following the
 //! mesh's configuration.
 
-use crate::config::{InboundConfig, MtlsMode};
+use crate::authz::{Authorizer, CompiledPolicies};
+use crate::config::{InboundConfig, MtlsMode, Snapshot};
 use crate::deadline::EnforceDeadlineLayer;
 use crate::error::ConfigError;
 use crate::limit::{AdaptiveLimitLayer, ConcurrencyLimitLayer, RateLimitLayer};
@@ -21,6 +22,8 @@ pub(crate) struct Limits {
     pub(crate) rate: Option<RateLimitLayer>,
     pub(crate) concurrency: Option<ConcurrencyLimitLayer>,
     pub(crate) adaptive: Option<AdaptiveLimitLayer>,
+    /// The inbound block's authorization policies; `None`: open.
+    pub(crate) authorizer: Option<Arc<Authorizer>>,
 }
 
 impl Limits {
@@ -28,10 +31,22 @@ impl Limits {
     /// settings did not change.
     fn build(
         config: InboundConfig,
+        policies: Option<Arc<CompiledPolicies>>,
+        service: &str,
         version: u64,
         previous: Option<&Limits>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        // The same compiled policies (a snapshot that changed only
+        // endpoints shares its services): the same authorizer, counters
+        // and all.
+        let authorizer =
+            policies.map(
+                |policies| match previous.and_then(|p| p.authorizer.as_ref()) {
+                    Some(before) if Arc::ptr_eq(before.policies(), &policies) => before.clone(),
+                    _ => Arc::new(Authorizer::new(service, policies)),
+                },
+            );
         let rate = carried(
             config.rate_limit,
             previous.map(|p| (p.config.rate_limit, &p.rate)),
@@ -53,6 +68,7 @@ impl Limits {
             rate,
             concurrency,
             adaptive,
+            authorizer,
             config,
         })
     }
@@ -86,7 +102,12 @@ pub(crate) struct Live {
     /// Applies while the mesh's configuration has no inbound block for
     /// the service.
     fallback: InboundConfig,
+    /// `fallback`'s authorization policies, compiled.
+    fallback_policies: Option<Arc<CompiledPolicies>>,
     current: ArcSwap<Limits>,
+    /// The authorizer of the server Listener's RBAC policies, made once
+    /// per version of them.
+    xds_authorizer: arc_swap::ArcSwapOption<Authorizer>,
     rebuilding: Mutex<()>,
     /// The server Listener (gRFC A36) subscribed for the listening
     /// address, when the mesh's configuration comes from a control plane
@@ -104,18 +125,23 @@ impl Live {
         fallback: InboundConfig,
     ) -> Result<Self, ConfigError> {
         fallback.validate().map_err(|e| e.within("inbound"))?;
+        let fallback_policies = match fallback.authorization.is_empty() {
+            true => None,
+            false => Some(Arc::new(
+                crate::config::compile_policies("authorization", &fallback.authorization)
+                    .map_err(|e| e.within("inbound"))?,
+            )),
+        };
         let snapshot = mesh.snapshot();
-        let config = snapshot
-            .service(service)
-            .and_then(|s| s.inbound())
-            .unwrap_or(&fallback)
-            .clone();
-        let first = Limits::build(config, snapshot.version(), None)?;
+        let (config, policies) = in_force(&snapshot, service, &fallback, &fallback_policies);
+        let first = Limits::build(config, policies, service, snapshot.version(), None)?;
         Ok(Self {
             mesh,
             service: service.into(),
             fallback,
+            fallback_policies,
             current: ArcSwap::from_pointee(first),
+            xds_authorizer: arc_swap::ArcSwapOption::empty(),
             rebuilding: Mutex::new(()),
             server_listener: None,
         })
@@ -163,6 +189,43 @@ impl Live {
             return discovery.server_mtls(name);
         }
         None
+    }
+
+    /// The server Listener's RBAC policies (gRFC A41), while the control
+    /// plane serves some for the listening address: they take precedence
+    /// over the inbound block's, as its transport does over `mtls`.
+    /// None until the discovery client reads them.
+    #[inline]
+    pub(crate) fn xds_authorization(&self) -> Option<Arc<CompiledPolicies>> {
+        None
+    }
+
+    /// The authorization in force for the next request: the server
+    /// Listener's RBAC policies, else the inbound block's; `None` when
+    /// the service is open.
+    #[inline]
+    pub(crate) fn authorizer(&self, limits: &Limits) -> Option<Arc<Authorizer>> {
+        let Some(policies) = self.xds_authorization() else {
+            return limits.authorizer.clone();
+        };
+        self.xds_authorizer_of(policies)
+    }
+
+    /// The authorizer of the Listener's policies, made on their first
+    /// request and kept while they stay the same.
+    #[cold]
+    fn xds_authorizer_of(&self, policies: Arc<CompiledPolicies>) -> Option<Arc<Authorizer>> {
+        if policies.groups.is_empty() {
+            return None;
+        }
+        if let Some(cached) = &*self.xds_authorizer.load()
+            && Arc::ptr_eq(cached.policies(), &policies)
+        {
+            return Some(cached.clone());
+        }
+        let authorizer = Arc::new(Authorizer::new(&self.service, policies));
+        self.xds_authorizer.store(Some(authorizer.clone()));
+        Some(authorizer)
     }
 
     /// The limits in force.
@@ -219,29 +282,54 @@ impl Live {
         if previous.version >= snapshot.version() {
             return;
         }
-        let config = snapshot
-            .service(&self.service)
-            .and_then(|s| s.inbound())
-            .unwrap_or(&self.fallback)
-            .clone();
+        let (config, policies) = in_force(
+            &snapshot,
+            &self.service,
+            &self.fallback,
+            &self.fallback_policies,
+        );
         // The snapshot validated the block; should a layer still refuse
         // it, the limits in force stay, marked current so that requests
         // do not try again until the next change.
-        let next =
-            Limits::build(config, snapshot.version(), Some(&previous)).unwrap_or_else(|error| {
-                tracing::warn!(%error, service = %self.service, "inbound limits unchanged");
-                Limits {
-                    version: snapshot.version(),
-                    config: previous.config.clone(),
-                    deadline: previous.deadline,
-                    rate: previous.rate.clone(),
-                    concurrency: previous.concurrency.clone(),
-                    adaptive: previous.adaptive.clone(),
-                }
-            });
+        let next = Limits::build(
+            config,
+            policies,
+            &self.service,
+            snapshot.version(),
+            Some(&previous),
+        )
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, service = %self.service, "inbound limits unchanged");
+            Limits {
+                version: snapshot.version(),
+                config: previous.config.clone(),
+                deadline: previous.deadline,
+                rate: previous.rate.clone(),
+                concurrency: previous.concurrency.clone(),
+                adaptive: previous.adaptive.clone(),
+                authorizer: previous.authorizer.clone(),
+            }
+        });
         if next.config != previous.config {
             tracing::info!(service = %self.service, version = snapshot.version(), "inbound limits changed");
         }
         self.current.store(Arc::new(next));
+    }
+}
+
+/// The inbound block in force for `service` and its compiled policies:
+/// the mesh configuration's, or the builder's while it has none.
+fn in_force(
+    snapshot: &Snapshot,
+    service: &str,
+    fallback: &InboundConfig,
+    fallback_policies: &Option<Arc<CompiledPolicies>>,
+) -> (InboundConfig, Option<Arc<CompiledPolicies>>) {
+    match snapshot
+        .service(service)
+        .and_then(|s| Some((s.inbound()?, s.authorization())))
+    {
+        Some((inbound, policies)) => (inbound.clone(), policies.cloned()),
+        None => (fallback.clone(), fallback_policies.clone()),
     }
 }

@@ -49,7 +49,8 @@
 //! The request stack, outermost first (`stack.rs` assembles it):
 //!
 //! ```text
-//! ErrorResponse      refusals become 503/429/504, or gRPC UNAVAILABLE / RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED
+//! ErrorResponse      refusals become 403/503/429/504, or gRPC PERMISSION_DENIED / UNAVAILABLE / RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED
+//! Authorize          the service's inbound.authorization policies (crate::authz); a refused caller costs no token or slot
 //! EnforceDeadline    an expired budget is refused unseen; the handler is cancelled at the deadline
 //! Shed               load_shed: the application is not ready
 //! RateLimit          the token bucket

@@ -6,6 +6,7 @@ use super::accept::{Accepted, Acceptor, Connection};
 use super::handshake::Handshake;
 use super::live::Live;
 use super::stack::Inbound;
+use crate::authz::ConnectionAddresses;
 use crate::error::BoxError;
 use crate::mesh::{PeerIdentity, Registration, RegistrationError};
 use http::{Request, Response};
@@ -224,6 +225,10 @@ async fn serve_connection<S, B>(
         app,
         first: first.clone(),
         peer: connection.peer_identity().cloned(),
+        addresses: ConnectionAddresses {
+            source: connection.peer_addr(),
+            destination: connection.get_ref().local_addr().ok(),
+        },
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -265,13 +270,14 @@ struct FirstRequest {
 }
 
 /// The per-connection service hyper calls: marks the first request, puts
-/// the caller's SPIFFE ID (mutual TLS) on each request, then runs the
+/// the caller's SPIFFE ID (mutual TLS) and the connection's addresses on each request, then runs the
 /// stack on a clone (hyper calls through `&self`).
 #[derive(Clone, Debug)]
 struct Watched<S> {
     app: Inbound<S>,
     first: Arc<FirstRequest>,
     peer: Option<PeerIdentity>,
+    addresses: ConnectionAddresses,
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for Watched<S>
@@ -295,6 +301,7 @@ where
         if let Some(peer) = &self.peer {
             request.extensions_mut().insert(peer.clone());
         }
+        request.extensions_mut().insert(self.addresses);
         self.app.clone().oneshot(request)
     }
 }

@@ -1,6 +1,7 @@
 //! The server's request stack: the order of its layers, in one place.
 
 use super::live::{Limits, Live};
+use crate::authz::{Authorize, Authorizer};
 use crate::deadline::EnforceDeadline;
 use crate::error::BoxError;
 use crate::limit::{AdaptiveLimit, ConcurrencyLimit, RateLimit};
@@ -15,7 +16,8 @@ use tower::{Layer, Service, ServiceBuilder};
 /// The stack in front of the application, outermost first.
 ///
 /// ```text
-/// ErrorResponse      refusals below become 503/429/504 or gRPC codes
+/// ErrorResponse      refusals below become 403/503/429/504 or gRPC codes
+/// Authorize          the service's policies: a refused caller costs no token or slot (403 / PERMISSION_DENIED)
 /// EnforceDeadline    an expired budget is refused unseen; the handler is cancelled at the deadline
 /// Shed               the application is not ready (load_shed): 503
 /// RateLimit          429 / RESOURCE_EXHAUSTED, before a slot is taken
@@ -27,21 +29,29 @@ use tower::{Layer, Service, ServiceBuilder};
 /// Deadlines come before limits so that a request already too late takes
 /// no token and no slot, and so that time spent queued counts against the
 /// caller's budget.
-pub(crate) type Stack<S, E> =
-    ErrorResponse<EnforceDeadline<Shed<Optional<RateLimit<Limited<S, E>>, Limited<S, E>>>>>;
+pub(crate) type Stack<S, E> = ErrorResponse<
+    Authorize<EnforceDeadline<Shed<Optional<RateLimit<Limited<S, E>>, Limited<S, E>>>>>,
+>;
 type Limited<S, E> = Optional<ConcurrencyLimit<Adaptive<S, E>>, Adaptive<S, E>>;
 type Adaptive<S, E> = Optional<AdaptiveLimit<App<S, E>>, App<S, E>>;
 type App<S, E> = MapErr<S, fn(E) -> BoxError>;
 type Optional<A, B> = Either<A, B>;
 
-fn stack<S: Service<R>, R>(limits: &Limits, shed: bool, app: S) -> Stack<S, S::Error>
+fn stack<S: Service<R>, R>(
+    limits: &Limits,
+    authorizer: Option<Arc<Authorizer>>,
+    shed: bool,
+    app: S,
+) -> Stack<S, S::Error>
 where
     S::Error: Into<BoxError>,
 {
     ServiceBuilder::new()
         // telemetry goes here (next issue): outermost, so that it sees refusals too
         .layer(ErrorResponseLayer::new())
-        // authorization goes here (next issue): an unauthorized caller costs no token or slot
+        // An unauthorized caller costs no token or slot, and is refused
+        // whatever its deadline.
+        .layer_fn(move |inner| Authorize::new(inner, authorizer.clone()))
         .layer(limits.deadline)
         .layer_fn(|inner| Shed { inner, shed })
         .option_layer(limits.rate.as_ref())
@@ -139,7 +149,8 @@ where
         // next request (tower's rule: a clone is not ready).
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        stack(&limits, std::mem::take(&mut self.shed), ready).call(request)
+        let authorizer = self.live.authorizer(&limits);
+        stack(&limits, authorizer, std::mem::take(&mut self.shed), ready).call(request)
     }
 }
 
