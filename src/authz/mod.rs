@@ -18,4 +18,4 @@ mod tree;
 pub(crate) use policies::{CompiledPolicies, CompiledPolicy, PolicyGroup};
 pub use range::IpRange;
 #[allow(unused_imports)]
-pub(crate) use tree::{Permission, Principal, RequestView, StringMatch};
+pub(crate) use tree::{HeaderCondition, Permission, Principal, RequestView, StringMatch};

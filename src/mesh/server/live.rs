@@ -1,6 +1,7 @@
 //! The inbound limits in force for one served service, following the
 //! mesh's configuration.
 
+use crate::authz::CompiledPolicies;
 use crate::config::{InboundConfig, MtlsMode};
 use crate::deadline::EnforceDeadlineLayer;
 use crate::error::ConfigError;
@@ -161,6 +162,20 @@ impl Live {
         if let (Some(name), Some(discovery)) = (&self.server_listener, &self.mesh.shared.discovery)
         {
             return discovery.server_mtls(name);
+        }
+        None
+    }
+
+    /// The policies of the control plane's server Listener (its RBAC
+    /// filters, gRFC A41), while one is in use: they take the place of
+    /// the inbound block's `authorization`, as its transport does of
+    /// `mtls`.
+    #[allow(dead_code)]
+    fn xds_authorization(&self) -> Option<Arc<CompiledPolicies>> {
+        #[cfg(feature = "xds")]
+        if let (Some(name), Some(discovery)) = (&self.server_listener, &self.mesh.shared.discovery)
+        {
+            return discovery.server_authorization(name);
         }
         None
     }
