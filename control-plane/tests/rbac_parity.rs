@@ -218,16 +218,9 @@ async fn grpcio_and_sinew_servers_enforce_the_same_policies_from_the_control_pla
         python_replies.last().unwrap()["calls"].as_u64(),
         Some(allowed as u64)
     );
-    let (sinew_codes, _) = answers(&mut callers, "rs").await;
-    assert_eq!(
-        sinew_codes, python_codes,
-        "Sinew's server answers as grpcio's does"
-    );
-    assert_eq!(handled.load(Ordering::SeqCst), allowed as u64);
-
     // Every peer took every resource: nothing NACKed.
     let (_, clients) = admin(&cp, Method::GET, "/v1/clients", None, Value::Null).await;
-    for node in ["rbac-py", "rbac-cart", "rbac-intruder"] {
+    for node in ["rbac-py", "rbac-rs", "rbac-cart", "rbac-intruder"] {
         let view = clients
             .as_array()
             .unwrap()
@@ -243,6 +236,13 @@ async fn grpcio_and_sinew_servers_enforce_the_same_policies_from_the_control_pla
         status.resources.iter().all(|r| r.error.is_none()),
         "{status:?}"
     );
+    let (sinew_codes, _) = answers(&mut callers, "rs").await;
+    assert_eq!(
+        sinew_codes, python_codes,
+        "Sinew's server answers as grpcio's does"
+    );
+    assert_eq!(handled.load(Ordering::SeqCst), allowed as u64);
+
     drop((callers, python_server));
     server.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
