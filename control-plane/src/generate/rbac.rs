@@ -283,3 +283,133 @@ fn cidr(text: &str) -> CidrRange {
         Err(_) => CidrRange::default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::rbac::v3::principal::Identifier;
+    use prost::Message;
+    use sinew::config::MeshConfig;
+
+    fn decoded(filter: &HttpFilter) -> Rbac {
+        match &filter.config_type {
+            Some(ConfigType::TypedConfig(any)) => {
+                assert_eq!(any.type_url, RBAC);
+                Rbac::decode(any.value.as_slice()).unwrap_or_else(|e| unreachable!("{e}"))
+            }
+            other => unreachable!("{other:?}"),
+        }
+    }
+
+    fn policies(yaml: &str) -> Vec<AuthorizationPolicy> {
+        let mesh = MeshConfig::from_yaml(&format!(
+            "services:\n  s:\n    inbound:\n      authorization:\n{yaml}"
+        ))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        mesh.services["s"]
+            .inbound
+            .as_ref()
+            .map(|i| i.authorization.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn deny_comes_before_allow_and_dry_runs_are_shadows() {
+        let filters = filters(
+            "s",
+            &policies(
+                "        - { name: a, action: allow, rules: [{}] }\n        - { name: d, action: deny, rules: [{ paths: [{ exact: /x }] }] }\n        - { name: try, action: deny, dry_run: true, audit: true, rules: [{}, { methods: [GET] }] }\n",
+            ),
+        );
+        let names: Vec<&str> = filters.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["sinew.authz.s.deny", "sinew.authz.s.allow"]);
+        let deny = decoded(&filters[0]);
+        let rules = deny.rules.unwrap_or_default();
+        assert_eq!(rules.action, Action::Deny as i32);
+        assert_eq!(rules.policies.keys().collect::<Vec<_>>(), ["d"]);
+        assert!(rules.audit_logging_options.is_none());
+        let shadow = deny.shadow_rules.unwrap_or_default();
+        let mut shadowed: Vec<&String> = shadow.policies.keys().collect();
+        shadowed.sort();
+        assert_eq!(shadowed, ["try.rules[0]", "try.rules[1]"]);
+        assert_eq!(
+            shadow.audit_logging_options.map(|o| o.audit_condition),
+            Some(AuditCondition::OnDenyAndAllow as i32)
+        );
+        let allow = decoded(&filters[1]).rules.unwrap_or_default();
+        assert_eq!(allow.action, Action::Allow as i32);
+        // `rules: [{}]`: any request, from anyone.
+        let any = &allow.policies["a"];
+        assert_eq!(any.permissions, [perm(permission::Rule::Any(true))]);
+        assert_eq!(any.principals, [id(Identifier::Any(true))]);
+        // Only dry runs: the filter is there, and enforces nothing.
+        let only_dry =
+            filters_of("        - { name: t, action: allow, dry_run: true, rules: [{}] }\n");
+        assert_eq!(only_dry.len(), 1);
+        assert!(decoded(&only_dry[0]).rules.is_none());
+        assert!(filters_of("        []\n").is_empty());
+    }
+
+    fn filters_of(yaml: &str) -> Vec<HttpFilter> {
+        filters("s", &policies(yaml))
+    }
+
+    #[test]
+    fn principals_and_request_conditions_map_to_rbac_fields() {
+        let allow = decoded(&filters_of(
+            "        - name: p\n          action: allow\n          rules:\n            - principals: [{ id: \"spiffe://td/a\" }, { prefix: \"spiffe://td/ns/\" }, { trust_domain: td }, authenticated, unauthenticated]\n              source_ips: [10.0.0.0/8, \"fd00::1\"]\n              paths: [{ exact: /a }, { prefix: /b/ }, { regex: \"/c.*\" }]\n              methods: [GET]\n              headers: [{ name: X-Team, exact: shop }, { name: x-p, present: false }]\n",
+        )[0])
+        .rules
+        .unwrap_or_default();
+        let policy = &allow.policies["p"];
+        let name = |p: MatchPattern| {
+            id(Identifier::Authenticated(principal::Authenticated {
+                principal_name: Some(string(p)),
+            }))
+        };
+        let callers = any_principal(vec![
+            name(MatchPattern::Exact("spiffe://td/a".to_owned())),
+            name(MatchPattern::Prefix("spiffe://td/ns/".to_owned())),
+            name(MatchPattern::Prefix("spiffe://td/".to_owned())),
+            authenticated(None),
+            id(Identifier::NotId(Box::new(authenticated(None)))),
+        ]);
+        let range = |address: &str, value| {
+            id(Identifier::DirectRemoteIp(CidrRange {
+                address_prefix: address.to_owned(),
+                prefix_len: Some(UInt32Value { value }),
+            }))
+        };
+        let sources = any_principal(vec![range("10.0.0.0", 8), range("fd00::1", 128)]);
+        assert_eq!(policy.principals, [all_principals(vec![callers, sources])]);
+        let path = |p| {
+            perm(permission::Rule::UrlPath(PathMatcher {
+                rule: Some(path_matcher::Rule::Path(string(p))),
+            }))
+        };
+        let header = |name: &str, spec| perm(permission::Rule::Header(header_matcher(name, spec)));
+        assert_eq!(
+            policy.permissions,
+            [all_permissions(vec![
+                any_permission(vec![
+                    path(MatchPattern::Exact("/a".to_owned())),
+                    path(MatchPattern::Prefix("/b/".to_owned())),
+                    path(regex("/c.*")),
+                ]),
+                any_permission(vec![header(
+                    ":method",
+                    HeaderMatchSpecifier::StringMatch(string(MatchPattern::Exact(
+                        "GET".to_owned()
+                    )))
+                )]),
+                header(
+                    "x-team",
+                    HeaderMatchSpecifier::StringMatch(string(MatchPattern::Exact(
+                        "shop".to_owned()
+                    )))
+                ),
+                header("x-p", HeaderMatchSpecifier::PresentMatch(false)),
+            ])]
+        );
+    }
+}
