@@ -787,6 +787,22 @@ fn the_connection_manager_must_let_rbac_see_the_peer_and_route_last() {
             "{hcm_at}.http_filters[0]: the router must be the last filter (gRFC A39)"
         ))
     );
+    let mut unrouted = hcm_of(std::slice::from_ref(&rbac));
+    unrouted.http_filters.pop();
+    assert_eq!(
+        server_listener(&listener_with(unrouted)).map(|s| s.mtls),
+        Err(format!(
+            "{hcm_at}.http_filters: no router filter last (gRFC A39)"
+        ))
+    );
+    let mut twins = hcm_of(&[rbac.clone(), rbac.clone()]);
+    twins.http_filters[1].name = "rbac0".to_owned();
+    assert_eq!(
+        server_listener(&listener_with(twins)).map(|s| s.mtls),
+        Err(format!(
+            "{hcm_at}.http_filters[1].name: `rbac0` names two filters"
+        ))
+    );
     // A per-route override is not applied, so refused.
     let mut overridden = hcm_of(std::slice::from_ref(&rbac));
     overridden.route_specifier = Some(RouteSpecifier::RouteConfig(RouteConfiguration {

@@ -140,9 +140,18 @@ fn http_filters(chain: &FilterChain) -> Result<(Vec<Rbac>, Vec<PolicyGroup>), In
             ));
         }
         let mut rbac_names = Vec::new();
+        let mut names = std::collections::HashSet::new();
         let last = hcm.http_filters.len().saturating_sub(1);
         for (i, http) in hcm.http_filters.iter().enumerate() {
             let here = format!("{at}.http_filters[{i}]");
+            // gRFC A39: names are unique and not empty (an override is
+            // found by its filter's name).
+            if http.name.is_empty() {
+                return Err(format!("{here}.name: must not be empty"));
+            }
+            if !names.insert(http.name.as_str()) {
+                return Err(format!("{here}.name: `{}` names two filters", http.name));
+            }
             let typed = match &http.config_type {
                 Some(ConfigType::TypedConfig(a)) => Some(a),
                 _ => None,
@@ -173,6 +182,14 @@ fn http_filters(chain: &FilterChain) -> Result<(Vec<Rbac>, Vec<PolicyGroup>), In
                     ));
                 }
             }
+        }
+        let routed = hcm.http_filters.last().is_some_and(
+            |f| matches!(&f.config_type, Some(ConfigType::TypedConfig(a)) if a.type_url == ROUTER),
+        );
+        if !routed {
+            return Err(format!(
+                "{at}.http_filters: no router filter last (gRFC A39)"
+            ));
         }
         if !rbac_names.is_empty() {
             per_route(&hcm, &rbac_names).map_err(|e| format!("{at}.{e}"))?;
