@@ -291,7 +291,8 @@ fn header(h: &HeaderMatcher) -> Result<Header, Invalid> {
         }
         None => return Err("header_match_specifier: missing".to_owned()),
     };
-    let invert = h.invert_match != !present;
+    // `present_match: false` is the absence: presence, inverted.
+    let invert = h.invert_match == present;
     match name.as_str() {
         ":method" => match value {
             None => Ok(Header::Always(!invert)),
