@@ -338,7 +338,37 @@ impl Endpoints {
 
 #[cfg(test)]
 mod tests {
-    use super::listening_address;
+    use super::{Endpoints, listening_address};
+    use sinew::config::MeshConfig;
+
+    #[test]
+    fn an_endpoint_gets_the_filters_of_every_service_reaching_it() {
+        let mesh = MeshConfig::from_yaml(
+            "services:\n  a:\n    routes: [{ split: [{ cluster: c1 }] }]\n    inbound: { authorization: [{ name: p, action: allow, rules: [{}] }] }\n  b:\n    routes: [{ split: [{ cluster: c1 }, { cluster: c2 }] }]\n    inbound: { authorization: [{ name: q, action: deny, rules: [{}] }, { name: r, action: allow, rules: [{}] }] }\n  open:\n    routes: [{ split: [{ cluster: c3 }] }]\nclusters:\n  c1: { endpoints: [{ address: \"127.0.0.1:1\" }] }\n  c2: { endpoints: [{ address: \"127.0.0.1:2\" }] }\n  c3: { endpoints: [{ address: \"127.0.0.1:3\" }, { address: \"127.0.0.1:2\" }] }\n  a: { endpoints: [{ address: \"127.0.0.1:4\" }] }\n",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let index = Endpoints::with_policies(&mesh.clusters, &mesh.services);
+        let names = |port: u16| -> Vec<String> {
+            index
+                .filters(&std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                .into_iter()
+                .map(|f| f.name)
+                .collect()
+        };
+        assert_eq!(
+            names(1),
+            [
+                "sinew.authz.a.allow",
+                "sinew.authz.b.deny",
+                "sinew.authz.b.allow"
+            ]
+        );
+        // Held by c2 (b's) and c3 (open's, no policies).
+        assert_eq!(names(2), ["sinew.authz.b.deny", "sinew.authz.b.allow"]);
+        assert!(names(3).is_empty());
+        // The cluster named after the service: its registered workloads.
+        assert_eq!(names(4), ["sinew.authz.a.allow"]);
+    }
 
     #[test]
     fn the_listening_address_is_the_names_last_part() {
