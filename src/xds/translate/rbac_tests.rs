@@ -836,3 +836,30 @@ fn the_connection_manager_must_let_rbac_see_the_peer_and_route_last() {
         Err("filter_chains[1].filters: RBAC filters other than filter_chains[0]'s; Sinew applies one set of policies per listening address".to_owned())
     );
 }
+
+#[test]
+fn a_clients_listener_may_not_take_the_callers_address_from_headers_either() {
+    use envoy_types::pb::envoy::config::listener::v3::ApiListener;
+    let client = |hcm: HttpConnectionManager| Listener {
+        name: "svc".to_owned(),
+        api_listener: Some(ApiListener {
+            api_listener: Some(Any {
+                type_url: HCM.to_owned(),
+                value: hcm.encode_to_vec(),
+            }),
+        }),
+        ..Listener::default()
+    };
+    let mut xff = hcm_of(&[]);
+    xff.xff_num_trusted_hops = 2;
+    assert_eq!(
+        super::super::listener::listener(client(xff)).map(|_| ()),
+        Err("api_listener.api_listener.xff_num_trusted_hops: must be 0".to_owned())
+    );
+    let mut detection = hcm_of(&[]);
+    detection.original_ip_detection_extensions = vec![TypedExtensionConfig::default()];
+    assert_eq!(
+        super::super::listener::listener(client(detection)).map(|_| ()),
+        Err("api_listener.api_listener.original_ip_detection_extensions: must be empty".to_owned())
+    );
+}
