@@ -31,9 +31,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use svid::{bootstrap, free_port, id, leaf, root};
 
-/// The policies both services carry: a deny on one method and on a
-/// header, then allows by exact ID (any Echo method, POST) and by trust
-/// domain (methods matching a regex).
+/// The policies both services carry: a deny on one method, on a header
+/// and on a source range (no caller is in), then allows by exact ID (any
+/// Echo method, POST), by trust domain (methods matching a regex), by
+/// source range, and for any authenticated caller with a header.
 fn policies() -> String {
     format!(
         r#"
@@ -43,6 +44,7 @@ fn policies() -> String {
           rules:
             - paths: [{{ exact: /sinew.test.Echo/Drop }}]
             - headers: [{{ name: x-deny, present: true }}]
+            - source_ips: ["10.0.0.0/8"]
         - name: shop
           action: allow
           rules:
@@ -51,6 +53,11 @@ fn policies() -> String {
               methods: [POST]
             - principals: [{{ trust_domain: example.org }}]
               paths: [{{ regex: "/sinew\\.test\\.Echo/Open.*" }}]
+            - source_ips: ["127.0.0.0/8"]
+              paths: [{{ exact: /sinew.test.Echo/Local }}]
+            - principals: [authenticated]
+              headers: [{{ name: x-team, exact: shop }}]
+              paths: [{{ prefix: /sinew.test.Echo/Team }}]
 "#,
         id("cart")
     )
@@ -72,6 +79,14 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
         "PERMISSION_DENIED",
     ),
     ("cart", "/sinew.test.Echo/OpenDoor", "x-team=shop", "OK"),
+    ("intruder", "/sinew.test.Echo/Local", "", "OK"),
+    ("intruder", "/sinew.test.Echo/Team", "x-team=shop", "OK"),
+    (
+        "intruder",
+        "/sinew.test.Echo/Team",
+        "x-team=ops",
+        "PERMISSION_DENIED",
+    ),
 ];
 
 /// The matrix's answers from `service`'s server, and how many calls its
