@@ -7,6 +7,7 @@
 //! `UpstreamTlsContext` ([`tls`]); a gRPC server is served a Listener for
 //! its endpoint address ([`server_listener`]).
 
+pub mod rbac;
 pub mod server_listener;
 pub mod tls;
 
@@ -181,7 +182,8 @@ pub fn resources_with(mesh: &MeshConfig, certificate_provider: &str) -> Resource
     for (name, cluster) in &mesh.clusters {
         put(name, cluster_resources(name, cluster, certificate_provider));
     }
-    server_listener::Endpoints::of(&mesh.clusters).encode_all(&mut set, certificate_provider);
+    server_listener::Endpoints::with_policies(&mesh.clusters, &mesh.services)
+        .encode_all(&mut set, certificate_provider);
     set
 }
 

@@ -5,7 +5,7 @@
 //! `classifier`, which Envoy has no field for, travel in the resources'
 //! `sinew` filter metadata.)
 
-use sinew::config::{LbPolicy, MeshConfig};
+use sinew::config::{InboundConfig, LbPolicy, MeshConfig};
 use sinew::error::ConfigError;
 use sinew::retry::RetryConfig;
 
@@ -20,10 +20,16 @@ fn dropped(field: String, what: &str) -> ConfigError {
 /// field xDS would lose.
 pub(crate) fn check(mesh: &MeshConfig) -> Result<(), ConfigError> {
     for (name, service) in &mesh.services {
-        if service.inbound.is_some() {
+        // Authorization travels as RBAC filters on the server Listeners
+        // of the service's endpoints (gRFC A41); nothing else inbound does.
+        let limits_only = service.inbound.as_ref().map(|i| InboundConfig {
+            authorization: Vec::new(),
+            ..i.clone()
+        });
+        if limits_only.is_some_and(|i| i != InboundConfig::default()) {
             return Err(dropped(
                 format!("services.{name}.inbound"),
-                "xDS carries no inbound limits a client reads (docs/adr/0011-server-stack.md); \
+                "xDS carries no inbound limits a client reads, only `authorization` (docs/adr/0011-server-stack.md); \
                  give them to the serving processes, in their own mesh configuration or ServerBuilder::inbound",
             ));
         }
@@ -133,6 +139,19 @@ mod tests {
         );
         assert_eq!(
             field("services:\n  s: { inbound: { load_shed: true } }\n"),
+            Some("services.s.inbound".to_owned())
+        );
+        assert_eq!(
+            field(
+                "services:\n  s: { inbound: { authorization: [{ name: p, action: allow, rules: [{}] }] } }\n"
+            ),
+            None,
+            "authorization travels as RBAC filters"
+        );
+        assert_eq!(
+            field(
+                "services:\n  s: { inbound: { mtls: strict, authorization: [{ name: p, action: allow, rules: [{}] }] } }\n"
+            ),
             Some("services.s.inbound".to_owned())
         );
     }

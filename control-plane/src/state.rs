@@ -529,7 +529,7 @@ impl State {
             }
         }
         self.resources = set;
-        self.endpoints = Endpoints::of(&config.clusters);
+        self.endpoints = Endpoints::with_policies(&config.clusters, &config.services);
         self.services = config
             .services
             .into_iter()

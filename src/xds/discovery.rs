@@ -182,6 +182,15 @@ impl Discovery {
         self.state().server_mtls(name)
     }
 
+    /// The policies of the server Listener `name`'s RBAC filters (gRFC
+    /// A41), when one is in use: empty when it has none (open).
+    pub(crate) fn server_authorization(
+        &self,
+        name: &str,
+    ) -> Option<std::sync::Arc<crate::authz::CompiledPolicies>> {
+        self.state().server_authorization(name)
+    }
+
     /// Whether every watched service has its whole configuration.
     pub(crate) fn is_warm(&self) -> bool {
         self.warm.load(Ordering::Relaxed)

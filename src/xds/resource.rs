@@ -58,12 +58,30 @@ impl Kind {
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Resource {
     Listener(ListenerResource),
-    /// A server's Listener (gRFC A36): the transport it asks for.
-    ServerListener(crate::config::MtlsMode),
+    /// A server's Listener (gRFC A36): the transport it asks for, and the
+    /// policies of its RBAC filters (gRFC A41).
+    ServerListener(ServerListenerResource),
     Route(RouteTable),
     Cluster(Box<ClusterResource>),
     /// Parsed already: assignments run to 100,000 endpoints.
     Endpoints(Vec<Endpoint>),
+}
+
+/// What a server's Listener says: the transport, and the policies its
+/// RBAC filters carry (empty: none).
+#[derive(Clone, Debug)]
+pub(super) struct ServerListenerResource {
+    pub(super) mtls: crate::config::MtlsMode,
+    /// The filters as they came: what an update is compared on (the
+    /// compiled form holds regexes, which do not compare).
+    pub(super) rbac: Vec<envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac>,
+    pub(super) authorization: std::sync::Arc<crate::authz::CompiledPolicies>,
+}
+
+impl PartialEq for ServerListenerResource {
+    fn eq(&self, other: &Self) -> bool {
+        self.mtls == other.mtls && self.rbac == other.rbac
+    }
 }
 
 /// What a target service's Listener says: where its routes are, and the

@@ -144,3 +144,118 @@ fn a_connection_waits_only_while_nothing_is_known_of_the_server_listener() {
     assert!(!state.server_pending(NAME));
     assert_eq!(state.server_mtls(NAME), Some(MtlsMode::Disabled));
 }
+
+/// A plaintext server Listener whose connection manager holds an ALLOW
+/// RBAC filter of one policy named `policy` (with a CEL condition when
+/// `cel`, which gRPC and Sinew refuse), then the router.
+fn with_rbac(policy: &str, cel: bool) -> Any {
+    use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
+    use envoy_types::pb::envoy::config::rbac::v3::{
+        Permission, Policy, Principal, Rbac as Rules, permission, principal,
+    };
+    use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, HttpFilter, http_filter,
+    };
+    let rbac = Rbac {
+        rules: Some(Rules {
+            action: 0,
+            policies: [(
+                policy.to_owned(),
+                Policy {
+                    permissions: vec![Permission {
+                        rule: Some(permission::Rule::Any(true)),
+                    }],
+                    principals: vec![Principal {
+                        identifier: Some(principal::Identifier::Any(true)),
+                    }],
+                    condition: cel.then(Default::default),
+                    ..Policy::default()
+                },
+            )]
+            .into(),
+            audit_logging_options: None,
+        }),
+        ..Rbac::default()
+    };
+    let typed = |type_url: &str, value: Vec<u8>| {
+        Some(http_filter::ConfigType::TypedConfig(Any {
+            type_url: type_url.to_owned(),
+            value,
+        }))
+    };
+    let hcm = HttpConnectionManager {
+        http_filters: vec![
+            HttpFilter {
+                name: "rbac".to_owned(),
+                config_type: typed(
+                    "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+                    rbac.encode_to_vec(),
+                ),
+                ..HttpFilter::default()
+            },
+            HttpFilter {
+                name: "router".to_owned(),
+                config_type: typed(
+                    "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                    Vec::new(),
+                ),
+                ..HttpFilter::default()
+            },
+        ],
+        ..HttpConnectionManager::default()
+    };
+    let listener = Listener {
+        name: NAME.to_owned(),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "hcm".to_owned(),
+                config_type: Some(filter::ConfigType::TypedConfig(Any {
+                    type_url: "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager".to_owned(),
+                    value: hcm.encode_to_vec(),
+                })),
+            }],
+            ..FilterChain::default()
+        }],
+        ..Listener::default()
+    };
+    Any {
+        type_url: Kind::Listener.type_url().to_owned(),
+        value: listener.encode_to_vec(),
+    }
+}
+
+#[test]
+fn the_server_listeners_rbac_policies_are_kept_and_a_refused_one_leaves_the_last_good_in_force() {
+    let mut state = subscribed();
+    assert!(
+        state.server_authorization(NAME).is_none(),
+        "nothing arrived yet"
+    );
+    let first = state.apply_response(Kind::Listener, "1", "n1", &[with_rbac("allow-all", false)]);
+    assert_eq!(first.rejected, None);
+    let names = |state: &State| {
+        state.server_authorization(NAME).map(|p| {
+            p.groups
+                .iter()
+                .flat_map(|g| g.policies.iter().map(|p| p.name.to_string()))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(names(&state), Some(vec!["allow-all".to_owned()]));
+
+    let refused = state.apply_response(Kind::Listener, "2", "n2", &[with_rbac("cel", true)]);
+    assert!(
+        refused.rejected.as_deref().is_some_and(|e| e.contains(
+            "filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.rules.policies[\"cel\"].condition: CEL is not supported"
+        )),
+        "{:?}",
+        refused.rejected
+    );
+    assert_eq!(names(&state), Some(vec!["allow-all".to_owned()]));
+
+    // A Listener without RBAC filters: policies in use, and none (open).
+    let open = state.apply_response(Kind::Listener, "3", "n3", &[server(NAME, None)]);
+    assert_eq!(open.rejected, None);
+    assert_eq!(names(&state), Some(Vec::new()));
+}

@@ -202,7 +202,20 @@ impl State {
     /// refused without a good value before it.
     pub(super) fn server_mtls(&self, name: &str) -> Option<crate::config::MtlsMode> {
         match self.value(Kind::Listener, name)? {
-            Resource::ServerListener(mode) => Some(*mode),
+            Resource::ServerListener(server) => Some(server.mtls),
+            _ => None,
+        }
+    }
+
+    /// The policies of the server Listener `name`'s RBAC filters (gRFC
+    /// A41; none: open), when one is in use. `None` as for
+    /// [`server_mtls`](Self::server_mtls).
+    pub(super) fn server_authorization(
+        &self,
+        name: &str,
+    ) -> Option<std::sync::Arc<crate::authz::CompiledPolicies>> {
+        match self.value(Kind::Listener, name)? {
+            Resource::ServerListener(server) => Some(server.authorization.clone()),
             _ => None,
         }
     }

@@ -5,7 +5,9 @@
 //! control plane serves one for every address that is an endpoint of a
 //! cluster: a filter chain whose HttpConnectionManager routes every
 //! request to the server's own handlers (`non_forwarding_action`), over
-//! STRICT mTLS when a cluster holding the endpoint requires it. A server
+//! STRICT mTLS when a cluster holding the endpoint requires it, with the
+//! RBAC filters ([`rbac`](super::rbac)) of the authorization policies of
+//! the services whose routes reach a cluster holding it. A server
 //! listening on a wildcard address is the endpoint at that port of the
 //! address its ADS connection comes from.
 //!
@@ -29,7 +31,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     http_filter::ConfigType,
 };
 use prost::Message;
-use sinew::config::ClusterConfig;
+use sinew::config::{AuthorizationPolicy, ClusterConfig, ServiceConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -57,8 +59,14 @@ fn socket_address(addr: SocketAddr) -> Address {
 }
 
 /// The server Listener for `addr`, without its name: STRICT mTLS with the
-/// provider instance `instance` when `mtls`, plaintext otherwise.
-pub(crate) fn server_listener(addr: SocketAddr, mtls: bool, instance: &str) -> Arc<Encoded> {
+/// provider instance `instance` when `mtls`, plaintext otherwise; the
+/// authorization `filters` before the router.
+pub(crate) fn server_listener(
+    addr: SocketAddr,
+    mtls: bool,
+    instance: &str,
+    mut filters: Vec<HttpFilter>,
+) -> Arc<Encoded> {
     let router = HttpFilter {
         name: "envoy.filters.http.router".to_owned(),
         config_type: Some(ConfigType::TypedConfig(pack(ROUTER, &Router::default()))),
@@ -86,7 +94,10 @@ pub(crate) fn server_listener(addr: SocketAddr, mtls: bool, instance: &str) -> A
     let hcm = HttpConnectionManager {
         stat_prefix: "inbound".to_owned(),
         route_specifier: Some(RouteSpecifier::RouteConfig(routes)),
-        http_filters: vec![router],
+        http_filters: {
+            filters.push(router);
+            filters
+        },
         ..HttpConnectionManager::default()
     };
     let listener = Listener {
@@ -162,6 +173,10 @@ pub fn resolve(
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Endpoints {
     by_addr: BTreeMap<SocketAddr, BTreeMap<String, bool>>,
+    /// By cluster: the services with authorization policies whose routes
+    /// reach it (or named as it: a registered workload's service), with
+    /// their policies.
+    policies: BTreeMap<String, BTreeMap<String, Arc<[AuthorizationPolicy]>>>,
 }
 
 fn addresses(cluster: Option<&ClusterConfig>) -> BTreeSet<SocketAddr> {
@@ -185,6 +200,54 @@ impl Endpoints {
             index.set(name, None, Some(cluster));
         }
         index
+    }
+
+    /// The index of these clusters, and of these services' authorization
+    /// policies.
+    pub(crate) fn with_policies<'a>(
+        clusters: impl IntoIterator<Item = (&'a String, &'a ClusterConfig)>,
+        services: &BTreeMap<String, ServiceConfig>,
+    ) -> Self {
+        let mut index = Self::of(clusters);
+        for (name, service) in services {
+            let Some(policies) = service
+                .inbound
+                .as_ref()
+                .filter(|i| !i.authorization.is_empty())
+                .map(|i| Arc::<[AuthorizationPolicy]>::from(i.authorization.clone()))
+            else {
+                continue;
+            };
+            let reached = service
+                .routes
+                .iter()
+                .flat_map(|r| r.split.iter().map(|w| w.cluster.clone()))
+                .chain([name.clone()]);
+            for cluster in reached {
+                index
+                    .policies
+                    .entry(cluster)
+                    .or_default()
+                    .insert(name.clone(), policies.clone());
+            }
+        }
+        index
+    }
+
+    /// The authorization filters of the server at `addr`: those of every
+    /// service reaching a cluster that holds it, by service name (a
+    /// request must get through all of them).
+    fn filters(&self, addr: &SocketAddr) -> Vec<HttpFilter> {
+        let mut services: BTreeMap<&str, &Arc<[AuthorizationPolicy]>> = BTreeMap::new();
+        for cluster in self.by_addr.get(addr).into_iter().flat_map(|h| h.keys()) {
+            for (service, policies) in self.policies.get(cluster).into_iter().flatten() {
+                services.insert(service, policies);
+            }
+        }
+        services
+            .into_iter()
+            .flat_map(|(service, policies)| super::rbac::filters(service, policies))
+            .collect()
     }
 
     /// Cluster `name` held `before`'s endpoints and now holds `after`'s
@@ -236,7 +299,11 @@ impl Endpoints {
         for addr in addrs {
             match self.strict(&addr) {
                 Some(mtls) => {
-                    of_type.insert(addr.to_string(), server_listener(addr, mtls, instance));
+                    let filters = self.filters(&addr);
+                    of_type.insert(
+                        addr.to_string(),
+                        server_listener(addr, mtls, instance, filters),
+                    );
                 }
                 None => {
                     of_type.remove(&addr.to_string());
@@ -271,7 +338,37 @@ impl Endpoints {
 
 #[cfg(test)]
 mod tests {
-    use super::listening_address;
+    use super::{Endpoints, listening_address};
+    use sinew::config::MeshConfig;
+
+    #[test]
+    fn an_endpoint_gets_the_filters_of_every_service_reaching_it() {
+        let mesh = MeshConfig::from_yaml(
+            "services:\n  a:\n    routes: [{ split: [{ cluster: c1 }] }]\n    inbound: { authorization: [{ name: p, action: allow, rules: [{}] }] }\n  b:\n    routes: [{ split: [{ cluster: c1 }, { cluster: c2 }] }]\n    inbound: { authorization: [{ name: q, action: deny, rules: [{}] }, { name: r, action: allow, rules: [{}] }] }\n  open:\n    routes: [{ split: [{ cluster: c3 }] }]\nclusters:\n  c1: { endpoints: [{ address: \"127.0.0.1:1\" }] }\n  c2: { endpoints: [{ address: \"127.0.0.1:2\" }] }\n  c3: { endpoints: [{ address: \"127.0.0.1:3\" }, { address: \"127.0.0.1:2\" }] }\n  a: { endpoints: [{ address: \"127.0.0.1:4\" }] }\n",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let index = Endpoints::with_policies(&mesh.clusters, &mesh.services);
+        let names = |port: u16| -> Vec<String> {
+            index
+                .filters(&std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                .into_iter()
+                .map(|f| f.name)
+                .collect()
+        };
+        assert_eq!(
+            names(1),
+            [
+                "sinew.authz.a.allow",
+                "sinew.authz.b.deny",
+                "sinew.authz.b.allow"
+            ]
+        );
+        // Held by c2 (b's) and c3 (open's, no policies).
+        assert_eq!(names(2), ["sinew.authz.b.deny", "sinew.authz.b.allow"]);
+        assert!(names(3).is_empty());
+        // The cluster named after the service: its registered workloads.
+        assert_eq!(names(4), ["sinew.authz.a.allow"]);
+    }
 
     #[test]
     fn the_listening_address_is_the_names_last_part() {

@@ -105,14 +105,22 @@ pub(crate) struct Live {
     /// `fallback`'s authorization policies, compiled.
     fallback_policies: Option<Arc<CompiledPolicies>>,
     current: ArcSwap<Limits>,
-    /// The authorizer of the server Listener's RBAC policies, made once
-    /// per version of them.
-    xds_authorizer: arc_swap::ArcSwapOption<Authorizer>,
+    /// The authorizer of the server Listener's RBAC policies with the
+    /// local ones, made once per version of either.
+    xds_authorizer: arc_swap::ArcSwapOption<Combined>,
     rebuilding: Mutex<()>,
     /// The server Listener (gRFC A36) subscribed for the listening
     /// address, when the mesh's configuration comes from a control plane
     /// whose bootstrap names a template.
     server_listener: Option<String>,
+}
+
+/// The Listener's policies and the local ones, as one authorizer.
+#[derive(Debug)]
+struct Combined {
+    xds: Arc<CompiledPolicies>,
+    local: Option<Arc<Authorizer>>,
+    authorizer: Arc<Authorizer>,
 }
 
 impl Live {
@@ -191,40 +199,58 @@ impl Live {
         None
     }
 
-    /// The server Listener's RBAC policies (gRFC A41), while the control
-    /// plane serves some for the listening address: they take precedence
-    /// over the inbound block's, as its transport does over `mtls`.
-    /// None until the discovery client reads them.
+    /// The policies of the control plane's server Listener (its RBAC
+    /// filters, gRFC A41), while one is in use.
     #[inline]
-    pub(crate) fn xds_authorization(&self) -> Option<Arc<CompiledPolicies>> {
+    fn xds_authorization(&self) -> Option<Arc<CompiledPolicies>> {
+        #[cfg(feature = "xds")]
+        if let (Some(name), Some(discovery)) = (&self.server_listener, &self.mesh.shared.discovery)
+        {
+            return discovery.server_authorization(name);
+        }
         None
     }
 
     /// The authorization in force for the next request: the server
-    /// Listener's RBAC policies, else the inbound block's; `None` when
-    /// the service is open.
+    /// Listener's RBAC policies and the inbound block's (or the
+    /// builder's), both enforced, so that neither source can open what
+    /// the other closes; `None` when the service is open.
     #[inline]
     pub(crate) fn authorizer(&self, limits: &Limits) -> Option<Arc<Authorizer>> {
-        let Some(policies) = self.xds_authorization() else {
-            return limits.authorizer.clone();
-        };
-        self.xds_authorizer_of(policies)
+        match self.xds_authorization() {
+            Some(xds) if !xds.groups.is_empty() => self.combined(xds, limits.authorizer.as_ref()),
+            _ => limits.authorizer.clone(),
+        }
     }
 
-    /// The authorizer of the Listener's policies, made on their first
-    /// request and kept while they stay the same.
+    /// The authorizer of the Listener's policies followed by the local
+    /// ones, made on the first request and kept while both stay the same.
     #[cold]
-    fn xds_authorizer_of(&self, policies: Arc<CompiledPolicies>) -> Option<Arc<Authorizer>> {
-        if policies.groups.is_empty() {
-            return None;
-        }
+    fn combined(
+        &self,
+        xds: Arc<CompiledPolicies>,
+        local: Option<&Arc<Authorizer>>,
+    ) -> Option<Arc<Authorizer>> {
         if let Some(cached) = &*self.xds_authorizer.load()
-            && Arc::ptr_eq(cached.policies(), &policies)
+            && Arc::ptr_eq(&cached.xds, &xds)
+            && match (&cached.local, local) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
         {
-            return Some(cached.clone());
+            return Some(cached.authorizer.clone());
         }
-        let authorizer = Arc::new(Authorizer::new(&self.service, policies));
-        self.xds_authorizer.store(Some(authorizer.clone()));
+        let mut policies = (*xds).clone();
+        if let Some(local) = local {
+            policies.groups.extend(local.policies().groups.iter().cloned());
+        }
+        let authorizer = Arc::new(Authorizer::new(&self.service, Arc::new(policies)));
+        self.xds_authorizer.store(Some(Arc::new(Combined {
+            xds,
+            local: local.cloned(),
+            authorizer: authorizer.clone(),
+        })));
         Some(authorizer)
     }
 

@@ -25,6 +25,16 @@ pub(crate) fn listener(listener: Listener) -> Result<ListenerResource, Invalid> 
     }
     let hcm = HttpConnectionManager::decode(api.value.as_slice())
         .map_err(|e| format!("api_listener.api_listener: cannot decode: {e}"))?;
+    // gRFC A41 refuses these on every Listener, client or server: the
+    // caller's address is the connection's peer.
+    if hcm.xff_num_trusted_hops != 0 {
+        return Err("api_listener.api_listener.xff_num_trusted_hops: must be 0".to_owned());
+    }
+    if !hcm.original_ip_detection_extensions.is_empty() {
+        return Err(
+            "api_listener.api_listener.original_ip_detection_extensions: must be empty".to_owned(),
+        );
+    }
     let fault_filter = filters(&hcm.http_filters)?;
     let routes = match hcm.route_specifier {
         Some(RouteSpecifier::Rds(rds)) => {

@@ -7,6 +7,7 @@ mod endpoint;
 mod fault;
 mod listener;
 mod metadata;
+mod rbac;
 mod route;
 mod server_listener;
 mod tls;

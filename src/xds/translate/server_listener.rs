@@ -13,13 +13,18 @@
 //! than served weaker or stronger than the control plane says.
 
 use super::Invalid;
+use super::rbac;
+use crate::authz::{CompiledPolicies, PolicyGroup};
 use crate::config::MtlsMode;
+use crate::xds::resource::ServerListenerResource;
 use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket::ConfigType};
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     DownstreamTlsContext, common_tls_context::ValidationContextType,
 };
 use prost::Message;
+use std::sync::Arc;
 
 const DOWNSTREAM_TLS: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
@@ -33,8 +38,9 @@ pub(crate) fn is_server(listener: &Listener) -> bool {
             || listener.default_filter_chain.is_some())
 }
 
-/// The transport the server Listener asks for.
-pub(crate) fn server_listener(listener: &Listener) -> Result<MtlsMode, Invalid> {
+/// The transport the server Listener asks for, and the policies of its
+/// RBAC filters.
+pub(crate) fn server_listener(listener: &Listener) -> Result<ServerListenerResource, Invalid> {
     let chains = listener
         .filter_chains
         .iter()
@@ -46,24 +52,39 @@ pub(crate) fn server_listener(listener: &Listener) -> Result<MtlsMode, Invalid> 
                 .iter()
                 .map(|c| ("default_filter_chain".to_owned(), c)),
         );
-    let mut first: Option<(String, MtlsMode)> = None;
+    let mut first: Option<(String, MtlsMode, Vec<Rbac>, Vec<PolicyGroup>)> = None;
     for (at, chain) in chains {
+        let (rbac, groups) = http_filters(chain).map_err(|e| format!("{at}.{e}"))?;
         let mode = transport(chain).map_err(|e| format!("{at}.{e}"))?;
         match &first {
-            None => first = Some((at, mode)),
-            Some((first_at, first_mode)) if *first_mode != mode => {
+            None => first = Some((at, mode, rbac, groups)),
+            Some((first_at, first_mode, ..)) if *first_mode != mode => {
                 return Err(format!(
                     "{at}.transport_socket: {} where {first_at} is {}; Sinew serves one transport per listening address",
                     name(mode),
                     name(*first_mode)
                 ));
             }
+            // Sinew's server applies one set of policies per listening
+            // address, as it does one transport.
+            Some((first_at, _, first_rbac, _)) if *first_rbac != rbac => {
+                return Err(format!(
+                    "{at}.filters: RBAC filters other than {first_at}'s; Sinew applies one set of policies per listening address"
+                ));
+            }
             Some(_) => {}
         }
     }
-    first.map(|(_, mode)| mode).ok_or_else(|| {
-        "filter_chains: empty, and no default_filter_chain (no connection could be served)"
-            .to_owned()
+    let Some((_, mtls, rbac, groups)) = first else {
+        return Err(
+            "filter_chains: empty, and no default_filter_chain (no connection could be served)"
+                .to_owned(),
+        );
+    };
+    Ok(ServerListenerResource {
+        mtls,
+        rbac,
+        authorization: Arc::new(CompiledPolicies { groups }),
     })
 }
 
@@ -79,14 +100,16 @@ const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_con
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
 /// The chain's network filters: HttpConnectionManagers whose HTTP filters
-/// are the router and optional ones only. Sinew's server applies no HTTP
-/// filter of a server Listener (an RBAC filter, say): one it would have to
-/// apply is refused rather than ignored, which would fail open.
-fn http_filters(chain: &FilterChain) -> Result<(), Invalid> {
+/// are RBAC filters (gRFC A41), optional ones (passed over) and the router,
+/// last. Any other filter is refused rather than ignored, which would
+/// fail open. Returns the RBAC filters as they came, and the policy
+/// groups of those that do something, in order.
+fn http_filters(chain: &FilterChain) -> Result<(Vec<Rbac>, Vec<PolicyGroup>), Invalid> {
     use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
     use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
         HttpConnectionManager, http_filter::ConfigType,
     };
+    let (mut filters, mut groups) = (Vec::new(), Vec::new());
     for (j, filter) in chain.filters.iter().enumerate() {
         let at = format!("filters[{j}]");
         let Some(FilterConfig::TypedConfig(any)) = &filter.config_type else {
@@ -103,21 +126,111 @@ fn http_filters(chain: &FilterChain) -> Result<(), Invalid> {
         }
         let hcm = HttpConnectionManager::decode(any.value.as_slice())
             .map_err(|e| format!("{at}.typed_config: cannot decode: {e}"))?;
+        let at = format!("{at}.typed_config");
+        // gRFC A41: the caller's address is the TCP peer's, so nothing may
+        // say to take it from elsewhere.
+        if hcm.xff_num_trusted_hops != 0 {
+            return Err(format!(
+                "{at}.xff_num_trusted_hops: must be 0 (remote_ip is the connection's peer)"
+            ));
+        }
+        if !hcm.original_ip_detection_extensions.is_empty() {
+            return Err(format!(
+                "{at}.original_ip_detection_extensions: must be empty (remote_ip is the connection's peer)"
+            ));
+        }
+        let mut rbac_names = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        let last = hcm.http_filters.len().saturating_sub(1);
         for (i, http) in hcm.http_filters.iter().enumerate() {
-            let router = matches!(&http.config_type, Some(ConfigType::TypedConfig(a)) if a.type_url == ROUTER);
-            if !router && !http.is_optional {
-                return Err(format!(
-                    "{at}.typed_config.http_filters[{i}]: filter `{}` is not supported on a server, and not marked is_optional",
-                    http.name
-                ));
+            let here = format!("{at}.http_filters[{i}]");
+            // gRFC A39: names are unique and not empty (an override is
+            // found by its filter's name).
+            if http.name.is_empty() {
+                return Err(format!("{here}.name: must not be empty"));
             }
+            if !names.insert(http.name.as_str()) {
+                return Err(format!("{here}.name: `{}` names two filters", http.name));
+            }
+            let typed = match &http.config_type {
+                Some(ConfigType::TypedConfig(a)) => Some(a),
+                _ => None,
+            };
+            match typed {
+                Some(a) if a.type_url == ROUTER && i == last => {}
+                Some(a) if a.type_url == ROUTER => {
+                    return Err(format!(
+                        "{here}: the router must be the last filter (gRFC A39)"
+                    ));
+                }
+                Some(a) if a.type_url == rbac::RBAC => {
+                    let config = Rbac::decode(a.value.as_slice())
+                        .map_err(|e| format!("{here}.typed_config: cannot decode: {e}"))?;
+                    if let Some(group) =
+                        rbac::group(&config).map_err(|e| format!("{here}.typed_config.{e}"))?
+                    {
+                        groups.push(group);
+                    }
+                    filters.push(config);
+                    rbac_names.push(http.name.as_str());
+                }
+                _ if http.is_optional => {}
+                _ => {
+                    return Err(format!(
+                        "{here}: filter `{}` is not supported on a server, and not marked is_optional",
+                        http.name
+                    ));
+                }
+            }
+        }
+        let routed = hcm.http_filters.last().is_some_and(
+            |f| matches!(&f.config_type, Some(ConfigType::TypedConfig(a)) if a.type_url == ROUTER),
+        );
+        if !routed {
+            return Err(format!(
+                "{at}.http_filters: no router filter last (gRFC A39)"
+            ));
+        }
+        if !rbac_names.is_empty() {
+            per_route(&hcm, &rbac_names).map_err(|e| format!("{at}.{e}"))?;
+        }
+    }
+    Ok((filters, groups))
+}
+
+/// Sinew applies a server Listener's RBAC filters to every request: a
+/// per-route override of one (`RBACPerRoute`) in the inline route
+/// configuration is refused rather than not applied.
+fn per_route(
+    hcm: &envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager,
+    rbac_names: &[&str],
+) -> Result<(), Invalid> {
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+    use envoy_types::pb::google::protobuf::Any;
+    use std::collections::HashMap;
+    let Some(RouteSpecifier::RouteConfig(routes)) = &hcm.route_specifier else {
+        return Ok(());
+    };
+    let overrides = |map: &HashMap<String, Any>, at: &str| -> Result<(), Invalid> {
+        match map.keys().find(|k| rbac_names.contains(&k.as_str())) {
+            Some(name) => Err(format!(
+                "{at}typed_per_filter_config[\"{name}\"]: per-route RBAC overrides are not supported"
+            )),
+            None => Ok(()),
+        }
+    };
+    overrides(&routes.typed_per_filter_config, "route_config.")?;
+    for (v, host) in routes.virtual_hosts.iter().enumerate() {
+        let at = format!("route_config.virtual_hosts[{v}].");
+        overrides(&host.typed_per_filter_config, &at)?;
+        for (r, route) in host.routes.iter().enumerate() {
+            overrides(&route.typed_per_filter_config, &format!("{at}routes[{r}]."))?;
         }
     }
     Ok(())
 }
 
 fn transport(chain: &FilterChain) -> Result<MtlsMode, Invalid> {
-    http_filters(chain)?;
     let Some(TransportSocket {
         config_type: Some(ConfigType::TypedConfig(any)),
         ..
@@ -224,31 +337,40 @@ mod tests {
     fn required_client_certificates_are_strict_and_no_socket_is_plaintext() {
         let strict = listener(vec![Some(socket(&mtls(Some(true))))]);
         assert!(is_server(&strict));
-        assert_eq!(server_listener(&strict), Ok(MtlsMode::Strict));
+        assert_eq!(
+            server_listener(&strict).map(|s| s.mtls),
+            Ok(MtlsMode::Strict)
+        );
         let plain = listener(vec![None]);
-        assert_eq!(server_listener(&plain), Ok(MtlsMode::Disabled));
+        assert_eq!(
+            server_listener(&plain).map(|s| s.mtls),
+            Ok(MtlsMode::Disabled)
+        );
         let mut default_only = listener(vec![]);
         default_only.default_filter_chain = Some(FilterChain {
             transport_socket: Some(socket(&mtls(Some(true)))),
             ..FilterChain::default()
         });
-        assert_eq!(server_listener(&default_only), Ok(MtlsMode::Strict));
+        assert_eq!(
+            server_listener(&default_only).map(|s| s.mtls),
+            Ok(MtlsMode::Strict)
+        );
     }
 
     #[test]
     fn what_cannot_be_honoured_is_refused_naming_the_field() {
         for require in [None, Some(false)] {
             assert_eq!(
-                server_listener(&listener(vec![Some(socket(&mtls(require)))])),
+                server_listener(&listener(vec![Some(socket(&mtls(require)))])).map(|s| s.mtls),
                 Err("filter_chains[0].transport_socket.typed_config.require_client_certificate: must be true (Sinew's servers do not serve TLS without a client certificate)".to_owned())
             );
         }
         assert_eq!(
-            server_listener(&listener(vec![Some(socket(&mtls(Some(true)))), None])),
+            server_listener(&listener(vec![Some(socket(&mtls(Some(true)))), None])).map(|s| s.mtls),
             Err("filter_chains[1].transport_socket: plaintext where filter_chains[0] is mutual TLS; Sinew serves one transport per listening address".to_owned())
         );
         assert_eq!(
-            server_listener(&listener(vec![])),
+            server_listener(&listener(vec![])).map(|s| s.mtls),
             Err(
                 "filter_chains: empty, and no default_filter_chain (no connection could be served)"
                     .to_owned()
@@ -261,7 +383,7 @@ mod tests {
                     .to_owned();
         }
         assert!(
-            server_listener(&listener(vec![Some(wrong_type)])).is_err_and(|e| e.starts_with(
+            server_listener(&listener(vec![Some(wrong_type)])).map(|s| s.mtls).is_err_and(|e| e.starts_with(
                 "filter_chains[0].transport_socket.typed_config: `type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext` is not a DownstreamTlsContext"
             ))
         );
@@ -283,7 +405,7 @@ mod tests {
             ..CommonTlsContext::default()
         });
         assert_eq!(
-            server_listener(&listener(vec![Some(socket(&san))])),
+            server_listener(&listener(vec![Some(socket(&san))])).map(|s| s.mtls),
             Err("filter_chains[0].transport_socket.typed_config.common_tls_context.validation_context: matchers on the caller's SANs are not supported on a server".to_owned())
         );
     }
@@ -315,11 +437,11 @@ mod tests {
 
     #[test]
     fn an_http_filter_the_server_would_not_apply_is_refused_unless_optional() {
-        const RBAC: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+        const FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
         let with = |filters: &[(&str, &str, bool)]| {
             let mut l = listener(vec![Some(socket(&mtls(Some(true))))]);
             l.filter_chains[0].filters = vec![hcm(filters)];
-            server_listener(&l)
+            server_listener(&l).map(|s| s.mtls)
         };
         assert_eq!(
             with(&[("envoy.filters.http.router", ROUTER, false)]),
@@ -327,14 +449,14 @@ mod tests {
         );
         assert_eq!(
             with(&[
-                ("rbac", RBAC, true),
+                ("fault", FAULT, true),
                 ("envoy.filters.http.router", ROUTER, false)
             ]),
             Ok(MtlsMode::Strict)
         );
         assert_eq!(
-            with(&[("rbac", RBAC, false), ("envoy.filters.http.router", ROUTER, false)]),
-            Err("filter_chains[0].filters[0].typed_config.http_filters[0]: filter `rbac` is not supported on a server, and not marked is_optional".to_owned())
+            with(&[("fault", FAULT, false), ("envoy.filters.http.router", ROUTER, false)]),
+            Err("filter_chains[0].filters[0].typed_config.http_filters[0]: filter `fault` is not supported on a server, and not marked is_optional".to_owned())
         );
     }
 
