@@ -36,6 +36,9 @@ pub struct Ads {
     /// Set when the control plane stops: every stream ends.
     stop: watch::Receiver<bool>,
     limits: Limits,
+    /// Served over mutual TLS: every stream has a verified SPIFFE ID, and
+    /// its node must match it.
+    mtls: bool,
 }
 
 impl Ads {
@@ -44,6 +47,7 @@ impl Ads {
         clients: Clients,
         stop: watch::Receiver<bool>,
         limits: Limits,
+        mtls: bool,
     ) -> Self {
         Self {
             published,
@@ -51,6 +55,7 @@ impl Ads {
             streams: Arc::default(),
             stop,
             limits,
+            mtls,
         }
     }
 }
@@ -91,12 +96,27 @@ struct StreamTask {
     /// Where the client connects from: a server listening on a wildcard
     /// address is the endpoint at this address.
     peer: Option<std::net::IpAddr>,
+    /// The SPIFFE ID of the client's certificate (over mTLS), which its
+    /// node is checked against.
+    identity: Option<String>,
+    /// Whether the node was checked (on the stream's first request).
+    node_checked: bool,
 }
 
 impl StreamTask {
     /// Handles one request: records its ACK or NACK, takes its names, and
     /// answers what the client does not have yet.
     async fn on_request(&mut self, request: DiscoveryRequest, published: &Published) -> bool {
+        if let (Some(identity), false) = (&self.identity, self.node_checked) {
+            if let Err(status) = crate::node_identity::check(identity, request.node.as_ref()) {
+                tracing::info!(stream = self.id, spiffe_id = %identity, %status, "xDS client refused");
+                metrics::counter!("sinew_control_plane_xds_refused_total", "reason" => "node")
+                    .increment(1);
+                let _ = self.out.send(Err(status)).await;
+                return false;
+            }
+            self.node_checked = true;
+        }
         if request.resource_names.len() > self.limits.max_resource_names {
             let status = Status::invalid_argument(format!(
                 "resource_names: {} names, more than the {} allowed in one request",
@@ -265,7 +285,15 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Responses>, Status> {
-        let peer = request.remote_addr();
+        let info = request.extensions().get::<crate::PeerInfo>().cloned();
+        let peer = info.as_ref().and_then(|i| i.remote_addr);
+        let identity = info.and_then(|i| i.spiffe_id);
+        if self.mtls && identity.is_none() {
+            // The TLS verifier requires an SVID: this is only a guard.
+            return Err(Status::unauthenticated(
+                "a client certificate with a SPIFFE ID is required",
+            ));
+        }
         let mut inbound = request.into_inner();
         let id = self.streams.fetch_add(1, Ordering::Relaxed) + 1;
         // A few responses may wait for a slow client; then its stream
@@ -285,6 +313,8 @@ impl AggregatedDiscoveryService for Ads {
                 out,
                 limits,
                 peer: peer.map(|p| p.ip()),
+                identity,
+                node_checked: false,
             };
             loop {
                 tokio::select! {

@@ -26,11 +26,16 @@ pub mod clients;
 pub mod generate;
 mod limits;
 mod listen;
+mod node_identity;
 pub mod registry;
 mod served;
 mod server;
+mod serving;
 pub mod state;
 pub mod store;
+mod transport;
 
 pub use limits::{DEFAULT_MAX_MESSAGE_BYTES, Limits};
 pub use server::{ControlPlane, ControlPlaneBuilder, StartError, check_mesh_file};
+pub use serving::SPIFFE_PATH;
+pub use transport::PeerInfo;
