@@ -402,6 +402,7 @@ impl ControlPlaneBuilder {
         }
         tracing::info!(%xds_addr, %admin_addr, "control plane serving");
         Ok(ControlPlane {
+            ca: admin.ca.clone(),
             spiffe_id,
             xds_addr,
             admin_addr,
@@ -418,6 +419,7 @@ impl ControlPlaneBuilder {
 /// A running control plane. Dropping it stops it.
 #[derive(Debug)]
 pub struct ControlPlane {
+    ca: crate::ca::Ca,
     spiffe_id: String,
     xds_addr: SocketAddr,
     admin_addr: SocketAddr,
@@ -448,6 +450,13 @@ impl ControlPlane {
     /// xDS over mutual TLS expect.
     pub fn spiffe_id(&self) -> &str {
         &self.spiffe_id
+    }
+
+    /// The mesh's trust bundle, PEM: the roots the CA trusts now, which
+    /// clients of xDS and of the admin API over TLS verify the control
+    /// plane's certificate with (also served at `GET /v1/trust-bundle`).
+    pub fn trust_bundle_pem(&self) -> String {
+        self.ca.bundle_pem_now()
     }
 
     /// Where ADS is served.
