@@ -158,7 +158,13 @@ impl Admin {
             return None;
         }
         let Some((spiffe_id, scopes)) = self.ca.token_grant(presented) else {
-            return Some(error(StatusCode::UNAUTHORIZED, "wrong token"));
+            let message = match (&need, &self.access) {
+                (Need::Register(_), WriteAccess::Refused) => {
+                    "writes are refused: the control plane has no token configured"
+                }
+                _ => "wrong token",
+            };
+            return Some(error(StatusCode::UNAUTHORIZED, message));
         };
         let (scope, allowed) = match need {
             Need::Read => (Scope::Read, true),

@@ -310,23 +310,31 @@ impl ControlPlaneBuilder {
             })?;
 
         let hosts = server_names(self.server_names, &[xds_addr, admin_addr]);
-        let (serving, refresh_at) = crate::serving::Serving::start(&ca, &hosts)
-            .await
-            .map_err(|e| StartError::Ca(format!("serving certificate: {e}")))?;
+        // Issued only when a listener serves TLS: a control plane serving
+        // plaintext on purpose needs no certificate.
+        let serving = match !self.insecure_xds || self.admin_tls {
+            true => Some(
+                crate::serving::Serving::start(&ca, &hosts)
+                    .await
+                    .map_err(|e| StartError::Ca(format!("serving certificate: {e}")))?,
+            ),
+            false => None,
+        };
         let tls = |config: Result<Arc<rustls::ServerConfig>, String>| {
             config
                 .map(tokio_rustls::TlsAcceptor::from)
                 .map_err(|e| StartError::Ca(format!("serving certificate: {e}")))
         };
-        let xds_tls = match self.insecure_xds {
-            true => None,
-            false => Some(tls(serving.mtls_config())?),
-        };
-        let admin_tls = match self.admin_tls {
-            true => Some(tls(serving.server_config(vec![b"http/1.1".to_vec()]))?),
-            false => None,
-        };
-        let spiffe_id = serving.spiffe_id().to_owned();
+        let (mut xds_tls, mut admin_tls) = (None, None);
+        if let Some((serving, _)) = &serving {
+            if !self.insecure_xds {
+                xds_tls = Some(tls(serving.mtls_config())?);
+            }
+            if self.admin_tls {
+                admin_tls = Some(tls(serving.server_config(vec![b"http/1.1".to_vec()]))?);
+            }
+        }
+        let spiffe_id = format!("{}{}", ca.trust_domain().id(), crate::serving::SPIFFE_PATH);
 
         let limits = self.limits;
         let (state, published, mut dropped) = State::new(
@@ -390,7 +398,9 @@ impl ControlPlaneBuilder {
             Arc::new(Semaphore::new(limits.max_admin_connections)),
             admin_tls,
         ));
-        tasks.spawn(serving.keep_fresh(admin.ca.clone(), hosts, refresh_at));
+        if let Some((serving, refresh_at)) = serving {
+            tasks.spawn(serving.keep_fresh(admin.ca.clone(), hosts, refresh_at));
+        }
         tasks.spawn(expire_leases(admin.clone()));
         if let Some(path) = self.mesh_file {
             tasks.spawn(watch_mesh_file(

@@ -64,11 +64,6 @@ impl Serving {
         Ok((serving, refresh_at))
     }
 
-    /// The control plane's SPIFFE ID.
-    pub(crate) fn spiffe_id(&self) -> &str {
-        &self.spiffe_id
-    }
-
     /// Signs a new leaf and puts it in force; when the current one should
     /// be renewed (unix seconds).
     async fn renew(&self, ca: &Ca, hosts: &[String]) -> Result<u64, String> {
