@@ -303,7 +303,7 @@ impl AggregatedDiscoveryService for Ads {
         let mut stop = self.stop.clone();
         let clients = self.clients.clone();
         let limits = self.limits.clone();
-        clients.opened(id, peer);
+        clients.opened(id, peer, identity.clone());
         tokio::spawn(async move {
             let mut task = StreamTask {
                 id,

@@ -16,6 +16,8 @@
 )]
 
 mod common;
+#[path = "../../tests/resilience/support.rs"]
+mod support;
 
 use common::{TOKEN, admin, scratch, within};
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -38,7 +40,11 @@ const MESH: &str = "services:\n  reviews:\n    routes: [{ split: [{ cluster: rev
 /// A control plane with the secure defaults: mTLS xDS, reads behind a
 /// token.
 async fn secure(dir: &Path) -> ControlPlane {
-    std::fs::write(dir.join("mesh.yaml"), MESH).unwrap();
+    secure_with(dir, MESH).await
+}
+
+async fn secure_with(dir: &Path, mesh: &str) -> ControlPlane {
+    std::fs::write(dir.join("mesh.yaml"), mesh).unwrap();
     ControlPlane::builder()
         .mesh_file(dir.join("mesh.yaml"))
         .token(TOKEN)
@@ -501,5 +507,92 @@ async fn the_admin_api_over_tls_and_never_plaintext_off_loopback() {
         .start()
         .await;
     assert!(allowed.is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One request through `mesh` to the `reviews` service: who answered.
+async fn call(mesh: &sinew::mesh::Mesh) -> String {
+    use tower::ServiceExt;
+    let client = mesh.http_client::<http_body_util::Empty<bytes::Bytes>>("reviews");
+    let request = http::Request::get("http://reviews/")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = within("an answer", client.oneshot(request)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    within("a body", support::body_text(response.into_body())).await
+}
+
+#[tokio::test]
+async fn a_sinew_mesh_takes_its_configuration_over_mtls() {
+    let dir = scratch("access-mesh");
+    let (a, _) = support::named("a").await;
+    let mesh_file = format!(
+        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: reviews-v1 }}] }}]\nclusters:\n  reviews-v1:\n    endpoints: [{{ address: \"{}\" }}]\n",
+        a.addr
+    );
+    let cp = secure_with(&dir, &mesh_file).await;
+    let port = cp.xds_addr().port();
+    let (chain, key) = certificate(&cp, "shop", "cart").await;
+
+    // With the mesh's identity: the control plane verified by its SPIFFE
+    // ID against the identity's bundle.
+    let identity = sinew::tls::Identity::new();
+    identity.set_credentials(
+        sinew::tls::Credentials::from_pem(
+            chain.as_bytes(),
+            key.as_bytes(),
+            cp.trust_bundle_pem().as_bytes(),
+        )
+        .unwrap(),
+    );
+    let bootstrap = sinew::xds::Bootstrap::from_json(&format!(
+        r#"{{"xds_servers": [{{"server_uri": "127.0.0.1:{port}", "channel_creds": [{{"type": "tls"}}]}}], "node": {{"id": "cart-1", "cluster": "cart"}}}}"#
+    ))
+    .unwrap();
+    let mesh = within(
+        "the mesh",
+        sinew::mesh::Mesh::builder()
+            .identity(identity)
+            .bootstrap(bootstrap)
+            .build(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(call(&mesh).await, "a");
+    drop(mesh);
+
+    // With gRPC's files (gRFC A65): the control plane verified by host
+    // name (its certificate names 127.0.0.1) against the CA file.
+    for (name, text) in [
+        ("ca.pem", cp.trust_bundle_pem()),
+        ("cert.pem", chain.clone()),
+        ("key.pem", key.clone()),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let files = |file: &str| dir.join(file).display().to_string();
+    let bootstrap = sinew::xds::Bootstrap::from_json(&format!(
+        r#"{{"xds_servers": [{{"server_uri": "127.0.0.1:{port}", "channel_creds": [{{"type": "tls", "config": {{"ca_certificate_file": "{}", "certificate_file": "{}", "private_key_file": "{}"}}}}]}}], "node": {{"id": "cart-2", "cluster": "cart"}}}}"#,
+        files("ca.pem"),
+        files("cert.pem"),
+        files("key.pem")
+    ))
+    .unwrap();
+    let mesh = within(
+        "the mesh",
+        sinew::mesh::Mesh::builder().bootstrap(bootstrap).build(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(call(&mesh).await, "a");
+    let (_, clients) = admin(&cp, Method::GET, "/v1/clients", Some(TOKEN), Value::Null).await;
+    assert!(
+        clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["spiffe_id"] == "spiffe://cluster.local/ns/shop/sa/cart"),
+        "{clients}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
