@@ -310,7 +310,7 @@ mod tests {
         );
         assert!(
             error(r#"{"xds_servers": [{"server_uri": "a:1", "channel_creds": [{"type": "tls", "config": {"ca_file": "c.pem"}}]}]}"#)
-                .is_some_and(|e| e.starts_with("bootstrap.xds_servers[0].channel_creds[0].config: unknown field `ca_file`"))
+                .is_some_and(|e| e.starts_with("bootstrap.xds_servers[0].channel_creds[0].config.ca_file: unknown field `ca_file`"))
         );
         let tls = Bootstrap::from_json(
             r#"{"xds_servers": [{"server_uri": "cp:18000", "channel_creds": [{"type": "google_default"}, {"type": "tls", "config": {"ca_certificate_file": "/ca.pem"}}, {"type": "insecure"}]}]}"#,
