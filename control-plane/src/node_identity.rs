@@ -49,7 +49,10 @@ mod tests {
     #[test]
     fn the_node_cluster_must_name_the_certificate_service() {
         assert_eq!(service_of("spiffe://td/ns/shop/sa/cart"), "cart");
-        assert_eq!(service_of("spiffe://td/sinew/control-plane"), "control-plane");
+        assert_eq!(
+            service_of("spiffe://td/sinew/control-plane"),
+            "control-plane"
+        );
         assert_eq!(service_of("spiffe://td"), "");
         let node = |cluster: &str| Node {
             id: "cart-1".to_owned(),
@@ -58,10 +61,15 @@ mod tests {
         };
         assert!(check("spiffe://td/ns/shop/sa/cart", Some(&node("cart"))).is_ok());
         let refused = check("spiffe://td/ns/shop/sa/cart", Some(&node("payments")));
-        assert!(refused.is_err_and(|s| s.code() == tonic::Code::PermissionDenied
-            && s.message().starts_with("node.cluster: `payments` is not `cart`")));
-        assert!(check("spiffe://td/ns/shop/sa/cart", None)
-            .is_err_and(|s| s.message().starts_with("node: missing")));
+        assert!(refused.is_err_and(|s| {
+            s.code() == tonic::Code::PermissionDenied
+                && s.message()
+                    .starts_with("node.cluster: `payments` is not `cart`")
+        }));
+        assert!(
+            check("spiffe://td/ns/shop/sa/cart", None)
+                .is_err_and(|s| s.message().starts_with("node: missing"))
+        );
         assert!(check("spiffe://td", Some(&node(""))).is_err());
     }
 }

@@ -552,8 +552,10 @@ async fn serve_admin(
                     }
                 }
                 Some(tls) => {
-                    let handshake =
-                        tokio::time::timeout(crate::transport::HANDSHAKE_TIMEOUT, tls.accept(stream));
+                    let handshake = tokio::time::timeout(
+                        crate::transport::HANDSHAKE_TIMEOUT,
+                        tls.accept(stream),
+                    );
                     let stream = tokio::select! {
                         done = handshake => match done {
                             Ok(Ok(stream)) => stream,

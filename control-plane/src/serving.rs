@@ -101,8 +101,10 @@ impl Serving {
         let mut bundle = ca.bundle_pem_now();
         loop {
             let until = refresh_at.saturating_sub(ca.unix_now());
-            tokio::time::sleep(Duration::from_secs(until).clamp(Duration::from_secs(1), BUNDLE_CHECK))
-                .await;
+            tokio::time::sleep(
+                Duration::from_secs(until).clamp(Duration::from_secs(1), BUNDLE_CHECK),
+            )
+            .await;
             let now_bundle = ca.bundle_pem_now();
             if ca.unix_now() < refresh_at && now_bundle == bundle {
                 continue;

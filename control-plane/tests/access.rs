@@ -125,9 +125,10 @@ async fn first_response(
     node: Option<Node>,
 ) -> Result<DiscoveryResponse, String> {
     let addr = cp.xds_addr();
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://localhost:{}", addr.port()))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5));
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://localhost:{}", addr.port()))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5));
     let connector = tower::service_fn(move |_uri: http::Uri| {
         let config = config.clone();
         async move {
@@ -155,9 +156,9 @@ async fn first_response(
     };
     let mut inbound = within(
         "a stream",
-        client.stream_aggregated_resources(futures_util::stream::iter([request]).chain(
-            futures_util::stream::pending(),
-        )),
+        client.stream_aggregated_resources(
+            futures_util::stream::iter([request]).chain(futures_util::stream::pending()),
+        ),
     )
     .await
     .map_err(|s| format!("stream: {:?}: {}", s.code(), s.message()))?
@@ -200,19 +201,31 @@ async fn an_unauthenticated_xds_client_is_refused() {
     let other_dir = scratch("access-other-ca");
     let other = secure(&other_dir).await;
     let foreign = certificate(&other, "shop", "cart").await;
-    let stranger =
-        first_response(&cp, Some(tls_client(&bundle, Some(&foreign), b"h2")), node("cart")).await;
+    let stranger = first_response(
+        &cp,
+        Some(tls_client(&bundle, Some(&foreign), b"h2")),
+        node("cart"),
+    )
+    .await;
     assert!(stranger.is_err(), "{stranger:?}");
 
     // The same client with a certificate of this mesh is served: the
     // refusals above were for the credentials, not the request.
     let own = certificate(&cp, "shop", "cart").await;
-    let served = first_response(&cp, Some(tls_client(&bundle, Some(&own), b"h2")), node("cart")).await;
+    let served = first_response(
+        &cp,
+        Some(tls_client(&bundle, Some(&own), b"h2")),
+        node("cart"),
+    )
+    .await;
     assert!(served.is_ok_and(|r| r.type_url == LISTENER && r.resources.len() == 1));
     // Nobody refused is listed as a client.
     let (status, clients) = admin(&cp, Method::GET, "/v1/clients", Some(TOKEN), Value::Null).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(clients.as_array().is_some_and(|c| c.len() <= 1), "{clients}");
+    assert!(
+        clients.as_array().is_some_and(|c| c.len() <= 1),
+        "{clients}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&other_dir);
 }
@@ -235,9 +248,14 @@ async fn a_node_that_does_not_match_its_certificate_is_refused() {
     );
     let nameless = first_response(&cp, Some(config.clone()), None).await;
     let error = nameless.unwrap_err();
-    assert!(error.contains("PermissionDenied") && error.contains("node: missing"), "{error}");
+    assert!(
+        error.contains("PermissionDenied") && error.contains("node: missing"),
+        "{error}"
+    );
 
-    let served = first_response(&cp, Some(config), node("cart")).await.unwrap();
+    let served = first_response(&cp, Some(config), node("cart"))
+        .await
+        .unwrap();
     assert_eq!(served.type_url, LISTENER);
     assert_eq!(served.resources.len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
@@ -259,20 +277,25 @@ async fn a_sinew_identity_verifies_the_control_plane_by_its_spiffe_id() {
         )
         .unwrap(),
     );
-    assert_eq!(
-        cp.spiffe_id(),
-        "spiffe://cluster.local/sinew/control-plane"
-    );
+    assert_eq!(cp.spiffe_id(), "spiffe://cluster.local/sinew/control-plane");
     let expected: sinew::tls::SpiffeId = cp.spiffe_id().parse().unwrap();
     let config = identity
         .client_config([expected], vec![b"h2".to_vec()])
         .unwrap();
-    let served = first_response(&cp, Some(config), node("cart")).await.unwrap();
+    let served = first_response(&cp, Some(config), node("cart"))
+        .await
+        .unwrap();
     assert_eq!(served.type_url, LISTENER);
     // Expecting another identity, the client refuses the control plane.
     let wrong: sinew::tls::SpiffeId = "spiffe://cluster.local/ns/shop/sa/cart".parse().unwrap();
-    let config = identity.client_config([wrong], vec![b"h2".to_vec()]).unwrap();
-    assert!(first_response(&cp, Some(config), node("cart")).await.is_err());
+    let config = identity
+        .client_config([wrong], vec![b"h2".to_vec()])
+        .unwrap();
+    assert!(
+        first_response(&cp, Some(config), node("cart"))
+            .await
+            .is_err()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -328,17 +351,26 @@ async fn admin_reads_need_a_token_with_the_read_scope() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     // Scopes are checked when issued.
     for (body, error) in [
-        (json!({ "scopes": [] }), "invalid bootstrap token request: scopes: empty"),
+        (
+            json!({ "scopes": [] }),
+            "invalid bootstrap token request: scopes: empty",
+        ),
         (
             json!({ "scopes": ["register"], "service": "cart" }),
             "invalid bootstrap token request: namespace: needed for the `register` scope",
         ),
-        (json!({ "scopes": ["root"] }), "invalid bootstrap token request: scopes[0]: unknown variant `root`"),
+        (
+            json!({ "scopes": ["root"] }),
+            "invalid bootstrap token request: scopes[0]: unknown variant `root`",
+        ),
     ] {
         let (status, answer) =
             admin(&cp, Method::POST, "/v1/bootstrap-tokens", Some(TOKEN), body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-        assert!(answer["error"].as_str().unwrap().starts_with(error), "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().starts_with(error),
+            "{answer}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -370,7 +402,12 @@ async fn a_register_token_renews_its_own_service_and_nothing_else() {
     let own = own["lease"].as_str().unwrap().to_owned();
     let (status, answer) = register(Some(cart.clone()), "payments", 9002).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("its own service only"));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("its own service only")
+    );
     let (status, _) = register(None, "cart", 9003).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, other) = register(Some(TOKEN.to_owned()), "payments", 9004).await;
@@ -412,7 +449,14 @@ async fn a_register_token_renews_its_own_service_and_nothing_else() {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     // The register token reads nothing and mints no certificate.
-    let (status, _) = admin(&cp, Method::GET, "/v1/registrations", Some(&cart), Value::Null).await;
+    let (status, _) = admin(
+        &cp,
+        Method::GET,
+        "/v1/registrations",
+        Some(&cart),
+        Value::Null,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Its own lease, deregistered.
     let (status, _) = admin(
@@ -424,23 +468,38 @@ async fn a_register_token_renews_its_own_service_and_nothing_else() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, registrations) =
-        admin(&cp, Method::GET, "/v1/registrations", Some(TOKEN), Value::Null).await;
+    let (status, registrations) = admin(
+        &cp,
+        Method::GET,
+        "/v1/registrations",
+        Some(TOKEN),
+        Value::Null,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(registrations.as_array().map(Vec::len), Some(1), "{registrations}");
+    assert_eq!(
+        registrations.as_array().map(Vec::len),
+        Some(1),
+        "{registrations}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One GET over TLS to the admin API: the status.
-async fn https_get(cp: &ControlPlane, path: &str, token: Option<&str>) -> Result<StatusCode, String> {
+async fn https_get(
+    cp: &ControlPlane,
+    path: &str,
+    token: Option<&str>,
+) -> Result<StatusCode, String> {
     use http_body_util::Empty;
     let tcp = tokio::net::TcpStream::connect(cp.admin_addr())
         .await
         .map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(tls_client(&cp.trust_bundle_pem(), None, b"http/1.1"))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tls =
+        tokio_rustls::TlsConnector::from(tls_client(&cp.trust_bundle_pem(), None, b"http/1.1"))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| e.to_string())?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(tls))
             .await
@@ -470,9 +529,12 @@ async fn the_admin_api_over_tls_and_never_plaintext_off_loopback() {
         .start()
         .await
         .unwrap();
-    let status = within("an https answer", https_get(&cp, "/v1/services", Some(TOKEN)))
-        .await
-        .unwrap();
+    let status = within(
+        "an https answer",
+        https_get(&cp, "/v1/services", Some(TOKEN)),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, StatusCode::OK);
     let status = within("an https answer", https_get(&cp, "/v1/services", None))
         .await
@@ -483,7 +545,11 @@ async fn the_admin_api_over_tls_and_never_plaintext_off_loopback() {
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let plain = within(
         "a plaintext attempt",
-        client.get(format!("http://{}/v1/health", cp.admin_addr()).parse().unwrap()),
+        client.get(
+            format!("http://{}/v1/health", cp.admin_addr())
+                .parse()
+                .unwrap(),
+        ),
     )
     .await;
     assert!(plain.is_err(), "{plain:?}");
@@ -496,7 +562,11 @@ async fn the_admin_api_over_tls_and_never_plaintext_off_loopback() {
         .await;
     match refused {
         Err(StartError::Option(e)) => {
-            assert!(e.to_string().starts_with("admin_tls: the admin API on 0.0.0.0:0 is not on loopback"), "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with("admin_tls: the admin API on 0.0.0.0:0 is not on loopback"),
+                "{e}"
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -173,8 +173,8 @@ impl Bootstrap {
                     let field = format!("{at}.channel_creds[{j}].config");
                     let tls: crate::xds::ChannelTls = match &c.config {
                         None => crate::xds::ChannelTls::default(),
-                        Some(config) => serde_path_to_error::deserialize(config.clone())
-                            .map_err(|e| {
+                        Some(config) => {
+                            serde_path_to_error::deserialize(config.clone()).map_err(|e| {
                                 let path = e.path().to_string();
                                 let at = if path == "." {
                                     field.clone()
@@ -182,7 +182,8 @@ impl Bootstrap {
                                     format!("{field}.{path}")
                                 };
                                 ConfigError::new(at, e.inner().to_string())
-                            })?,
+                            })?
+                        }
                     };
                     tls.validate(&field)?;
                     channel_tls.insert(normalize(&server.server_uri), tls);
@@ -315,9 +316,11 @@ mod tests {
         let tls = Bootstrap::from_json(
             r#"{"xds_servers": [{"server_uri": "cp:18000", "channel_creds": [{"type": "google_default"}, {"type": "tls", "config": {"ca_certificate_file": "/ca.pem"}}, {"type": "insecure"}]}]}"#,
         );
-        assert!(tls.is_ok_and(|b| b.channel_tls.get("http://cp:18000").is_some_and(
-            |t| t.ca_certificate_file.as_deref() == Some(Path::new("/ca.pem"))
-        )));
+        assert!(tls.is_ok_and(|b| {
+            b.channel_tls
+                .get("http://cp:18000")
+                .is_some_and(|t| t.ca_certificate_file.as_deref() == Some(Path::new("/ca.pem")))
+        }));
         let fine = Bootstrap::from_json(
             r#"{"xds_servers": [{"server_uri": "a:1"}, {"server_uri": "https://b:2", "server_features": ["fail_on_data_errors"]}], "node": {"cluster": "web"}}"#,
         );

@@ -74,9 +74,8 @@ impl ChannelTls {
             _ => Ok(()),
         }?;
         if let Some(id) = &self.server_spiffe_id {
-            id.parse::<SpiffeId>().map_err(|e| {
-                ConfigError::new(format!("{at}.server_spiffe_id"), e.to_string())
-            })?;
+            id.parse::<SpiffeId>()
+                .map_err(|e| ConfigError::new(format!("{at}.server_spiffe_id"), e.to_string()))?;
         }
         Ok(())
     }
@@ -92,7 +91,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// The client config `tls` and `identity` make.
-fn client_config(tls: &ChannelTls, identity: Option<&Identity>) -> Result<Arc<ClientConfig>, String> {
+fn client_config(
+    tls: &ChannelTls,
+    identity: Option<&Identity>,
+) -> Result<Arc<ClientConfig>, String> {
     let alpn = vec![b"h2".to_vec()];
     let Some(ca_file) = &tls.ca_certificate_file else {
         let identity = identity.ok_or(
@@ -104,12 +106,9 @@ fn client_config(tls: &ChannelTls, identity: Option<&Identity>) -> Result<Arc<Cl
                 let own = identity
                     .spiffe_id()
                     .ok_or("channel_creds tls: the mesh's identity has no certificate yet")?;
-                format!(
-                    "spiffe://{}{CONTROL_PLANE_SPIFFE_PATH}",
-                    own.trust_domain()
-                )
-                .parse::<SpiffeId>()
-                .map_err(|e| e.to_string())?
+                format!("spiffe://{}{CONTROL_PLANE_SPIFFE_PATH}", own.trust_domain())
+                    .parse::<SpiffeId>()
+                    .map_err(|e| e.to_string())?
             }
         };
         return identity
@@ -160,7 +159,10 @@ pub(super) async fn connect(
     let config = client_config(tls, identity)?;
     let host = endpoint.uri().host().unwrap_or_default();
     // `[::1]` in a URI is `::1` as a server name.
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let name = ServerName::try_from(host).map_err(|e| format!("server name: {e}"))?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.set_nodelay(true);

@@ -47,14 +47,16 @@ pub(crate) fn sign(
         .map_err(|e| format!("the SPIFFE ID: {e}"))?;
     params.subject_alt_names = vec![SanType::URI(uri)];
     for host in hosts {
-        params.subject_alt_names.push(match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(
-                host.clone()
-                    .try_into()
-                    .map_err(|e| format!("host name `{host}`: {e}"))?,
-            ),
-        });
+        params
+            .subject_alt_names
+            .push(match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(
+                    host.clone()
+                        .try_into()
+                        .map_err(|e| format!("host name `{host}`: {e}"))?,
+                ),
+            });
     }
     params.use_authority_key_identifier_extension = true;
     let not_after = now.saturating_add(ttl.as_secs()).min(root.not_after);

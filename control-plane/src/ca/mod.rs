@@ -14,12 +14,12 @@ mod time;
 mod tokens;
 
 pub(crate) use api::handle;
-pub use tokens::Scope;
 pub use files::{STATE_FILE, TOKENS_FILE};
 pub use options::{CaOptions, DEFAULT_LEAF_TTL, MAX_LEAF_TTL, MIN_LEAF_TTL};
 pub use roots::Standing;
 pub use spiffe::{DEFAULT_TRUST_DOMAIN, TrustDomain};
 pub use time::Clock;
+pub use tokens::Scope;
 
 use root::Root;
 use roots::{Entry, Roots, RotateRefusal};
@@ -283,8 +283,15 @@ impl Ca {
                     entry.root.not_after
                 )));
             }
-            let leaf = leaf::sign(&entry.root, public_key, spiffe_id, hosts, now, self.leaf_ttl)
-                .map_err(Refusal::Unavailable)?;
+            let leaf = leaf::sign(
+                &entry.root,
+                public_key,
+                spiffe_id,
+                hosts,
+                now,
+                self.leaf_ttl,
+            )
+            .map_err(Refusal::Unavailable)?;
             entry.issued_until = entry.issued_until.max(leaf.not_after);
             let mut save = pruned;
             if leaf.not_after > entry.persisted_until {

@@ -172,7 +172,11 @@ mod tests {
     fn a_token_grants_its_identity_until_it_expires_or_is_revoked() {
         let mut tokens = Tokens::default();
         let issued = tokens
-            .issue("spiffe://td/ns/a/sa/b".to_owned(), vec![Scope::Certificate], 100)
+            .issue(
+                "spiffe://td/ns/a/sa/b".to_owned(),
+                vec![Scope::Certificate],
+                100,
+            )
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert!(issued.token.len() >= 40);
         assert_eq!(
