@@ -120,7 +120,7 @@ async fn grpcio_reaches_the_control_plane_over_mtls_as_its_certificate_says() {
     assert!(
         clients.as_array().unwrap().iter().any(|c| c["spiffe_id"]
             == "spiffe://cluster.local/ns/default/sa/client"
-            && c["user_agent"].as_str().unwrap_or("").contains("grpc")),
+            && c["user_agent"].as_str().unwrap_or("").starts_with("gRPC")),
         "{clients}"
     );
 
