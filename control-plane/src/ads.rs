@@ -39,6 +39,8 @@ pub struct Ads {
     /// Served over mutual TLS: every stream has a verified SPIFFE ID, and
     /// its node must match it.
     mtls: bool,
+    /// Which services each client service may see.
+    scopes: crate::scope::Scopes,
 }
 
 impl Ads {
@@ -48,6 +50,7 @@ impl Ads {
         stop: watch::Receiver<bool>,
         limits: Limits,
         mtls: bool,
+        scopes: crate::scope::Scopes,
     ) -> Self {
         Self {
             published,
@@ -56,6 +59,7 @@ impl Ads {
             stop,
             limits,
             mtls,
+            scopes,
         }
     }
 }
@@ -101,6 +105,8 @@ struct StreamTask {
     identity: Option<String>,
     /// Whether the node was checked (on the stream's first request).
     node_checked: bool,
+    /// The services this client may call, when its service is scoped.
+    scope: Option<std::collections::BTreeSet<String>>,
 }
 
 impl StreamTask {
@@ -205,10 +211,19 @@ impl StreamTask {
         };
         let empty = Default::default();
         let current = published.resources.get(type_url).unwrap_or(&empty);
+        let visible = self
+            .scope
+            .as_ref()
+            .map(|may_call| crate::scope::Visible::new(may_call, published));
+        let hidden = |n: &String| {
+            visible
+                .as_ref()
+                .is_some_and(|v| v.hides(published, type_url, n))
+        };
         let wanted: Vec<&String> = if sub.wildcard {
-            current.keys().collect()
+            current.keys().filter(|n| !hidden(n)).collect()
         } else {
-            sub.names.iter().collect()
+            sub.names.iter().filter(|n| !hidden(n)).collect()
         };
         // By name, or for a server Listener by the address in its name.
         let peer = self.peer;
@@ -288,6 +303,10 @@ impl AggregatedDiscoveryService for Ads {
         let info = request.extensions().get::<crate::PeerInfo>().cloned();
         let peer = info.as_ref().and_then(|i| i.remote_addr);
         let identity = info.and_then(|i| i.spiffe_id);
+        let scope = identity
+            .as_deref()
+            .map(crate::node_identity::service_of)
+            .and_then(|service| self.scopes.get(service).cloned());
         if self.mtls && identity.is_none() {
             // The TLS verifier requires an SVID: this is only a guard.
             return Err(Status::unauthenticated(
@@ -315,6 +334,7 @@ impl AggregatedDiscoveryService for Ads {
                 peer: peer.map(|p| p.ip()),
                 identity,
                 node_checked: false,
+                scope,
             };
             loop {
                 tokio::select! {

@@ -28,6 +28,7 @@ mod limits;
 mod listen;
 mod node_identity;
 pub mod registry;
+mod scope;
 mod served;
 mod server;
 mod serving;

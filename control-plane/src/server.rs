@@ -99,6 +99,7 @@ pub struct ControlPlaneBuilder {
     reads: ReadAccess,
     admin_tls: bool,
     allow_plaintext_admin: bool,
+    scopes: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -119,6 +120,7 @@ impl Default for ControlPlaneBuilder {
             reads: ReadAccess::Token,
             admin_tls: false,
             allow_plaintext_admin: false,
+            scopes: Default::default(),
         }
     }
 }
@@ -166,6 +168,24 @@ impl ControlPlaneBuilder {
     /// checked against its certificate (`docs/control-plane.md`).
     pub fn insecure_xds(mut self) -> Self {
         self.insecure_xds = true;
+        self
+    }
+
+    /// Scopes xDS over mutual TLS: a client whose certificate names
+    /// `service` (`spiffe://<td>/ns/<ns>/sa/<service>`) sees only the
+    /// services in `may_call` and the clusters their routes name, as if
+    /// the others did not exist (in the spirit of Istio's Sidecar
+    /// resource). Services never scoped see everything; server Listeners
+    /// are never hidden. Call once per client service.
+    pub fn xds_scope(
+        mut self,
+        service: impl Into<String>,
+        may_call: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.scopes.insert(
+            service.into(),
+            may_call.into_iter().map(Into::into).collect(),
+        );
         self
     }
 
@@ -365,6 +385,7 @@ impl ControlPlaneBuilder {
             stopped.clone(),
             limits.clone(),
             xds_tls.is_some(),
+            Arc::new(self.scopes),
         );
         // Not in the join set: stopping must close the connections (and
         // their streams), which aborting the server's future would not.

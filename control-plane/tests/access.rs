@@ -124,6 +124,17 @@ async fn first_response(
     config: Option<Arc<rustls::ClientConfig>>,
     node: Option<Node>,
 ) -> Result<DiscoveryResponse, String> {
+    first_response_for(cp, config, node, LISTENER, &["reviews"]).await
+}
+
+/// [`first_response`], asking for `names` of `type_url` (none: all).
+async fn first_response_for(
+    cp: &ControlPlane,
+    config: Option<Arc<rustls::ClientConfig>>,
+    node: Option<Node>,
+    type_url: &str,
+    names: &[&str],
+) -> Result<DiscoveryResponse, String> {
     let addr = cp.xds_addr();
     let endpoint =
         tonic::transport::Endpoint::from_shared(format!("http://localhost:{}", addr.port()))
@@ -150,8 +161,8 @@ async fn first_response(
     let mut client = AggregatedDiscoveryServiceClient::new(channel);
     let request = DiscoveryRequest {
         node,
-        type_url: LISTENER.to_owned(),
-        resource_names: vec!["reviews".to_owned()],
+        type_url: type_url.to_owned(),
+        resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
         ..Default::default()
     };
     let mut inbound = within(
@@ -664,5 +675,70 @@ async fn a_sinew_mesh_takes_its_configuration_over_mtls() {
             .any(|c| c["spiffe_id"] == "spiffe://cluster.local/ns/shop/sa/cart"),
         "{clients}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The names of a response's resources (Listeners or Clusters).
+fn names(response: &DiscoveryResponse) -> Vec<String> {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use prost::Message;
+    response
+        .resources
+        .iter()
+        .map(|any| match response.type_url.as_str() {
+            LISTENER => Listener::decode(any.value.as_slice()).unwrap().name,
+            _ => Cluster::decode(any.value.as_slice()).unwrap().name,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_scoped_client_sees_only_the_services_it_may_call() {
+    use sinew_control_plane::generate::CLUSTER;
+    let dir = scratch("access-scope");
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        "services:\n  reviews:\n    routes: [{ split: [{ cluster: reviews-v1 }] }]\n  payments:\n    routes: [{ split: [{ cluster: payments-v1 }] }]\nclusters:\n  reviews-v1:\n    endpoints: [{ address: \"127.0.0.1:9\" }]\n  payments-v1:\n    endpoints: [{ address: \"127.0.0.1:10\" }]\n",
+    )
+    .unwrap();
+    let cp = ControlPlane::builder()
+        .mesh_file(dir.join("mesh.yaml"))
+        .token(TOKEN)
+        .xds_scope("cart", ["reviews"])
+        .xds_addr("127.0.0.1:0".parse().unwrap())
+        .admin_addr("127.0.0.1:0".parse().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let bundle = cp.trust_bundle_pem();
+    let cart = tls_client(
+        &bundle,
+        Some(&certificate(&cp, "shop", "cart").await),
+        b"h2",
+    );
+    let orders = tls_client(
+        &bundle,
+        Some(&certificate(&cp, "shop", "orders").await),
+        b"h2",
+    );
+
+    // Every Listener, every Cluster: the scoped client gets its own.
+    for (type_url, expected) in [(LISTENER, "reviews"), (CLUSTER, "reviews-v1")] {
+        let seen = first_response_for(&cp, Some(cart.clone()), node("cart"), type_url, &[])
+            .await
+            .unwrap();
+        assert_eq!(names(&seen), [expected], "{type_url}");
+    }
+    // Asked by name, a service out of scope does not exist for it.
+    let payments = first_response_for(&cp, Some(cart), node("cart"), LISTENER, &["payments"])
+        .await
+        .unwrap();
+    assert!(payments.resources.is_empty());
+    // A service without a scope sees everything.
+    let all = first_response_for(&cp, Some(orders), node("orders"), LISTENER, &[])
+        .await
+        .unwrap();
+    assert_eq!(names(&all), ["payments", "reviews"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -135,6 +135,10 @@ async fn grpcio_reaches_the_control_plane_over_mtls_as_its_certificate_says() {
     assert_eq!(impostor.line().await, "ready");
     let answer = calls(&mut impostor, 1).await;
     assert_eq!(answer["served"], json!({}), "{answer}");
-    assert_eq!(answer["errors"].as_array().map(Vec::len), Some(1), "{answer}");
+    assert_eq!(
+        answer["errors"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
