@@ -137,6 +137,10 @@ pub(crate) struct ControlPlane {
     /// certificate, for clients that check the host they dial.
     #[arg(long, value_name = "HOST")]
     pub(crate) server_name: Vec<String>,
+    /// Scope xDS: a client whose certificate names SERVICE sees only the
+    /// services listed (and their clusters); repeat per service.
+    #[arg(long, value_name = "SERVICE=CALLEE,...")]
+    pub(crate) xds_scope: Vec<String>,
     /// Let anyone read the admin API (services, clients, registrations).
     #[arg(long)]
     pub(crate) allow_unauthenticated_reads: bool,

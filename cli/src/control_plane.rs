@@ -99,6 +99,14 @@ pub(crate) async fn serve(options: Options) -> Result<ExitCode, String> {
         builder = builder.insecure_xds();
     }
     builder = builder.server_names(options.server_name.clone());
+    for scope in &options.xds_scope {
+        let (service, callees) = scope
+            .split_once('=')
+            .filter(|(s, _)| !s.trim().is_empty())
+            .ok_or_else(|| format!("--xds-scope {scope}: expected SERVICE=CALLEE,..."))?;
+        let callees = callees.split(',').map(str::trim).filter(|c| !c.is_empty());
+        builder = builder.xds_scope(service.trim(), callees);
+    }
     if options.allow_unauthenticated_reads {
         builder = builder.allow_unauthenticated_reads();
     }

@@ -5,7 +5,7 @@
 //! token compared in constant time): the admin token, which may do
 //! anything, or a token the admin issued with scopes (`read` for reads,
 //! `register` for the leases of its own service only; see
-//! [`Scope`](crate::ca::Scope)). A missing or unknown token is `401`, a
+//! [`crate::ca::Scope`]). A missing or unknown token is `401`, a
 //! token without the scope needed `403`. Reads are open only when the
 //! control plane was started so on purpose. Writes also need
 //! `Content-Type: application/json`, which
