@@ -17,6 +17,8 @@ pub(crate) struct Cli {
     pub(crate) command: Option<Command>,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     Call(Call),
