@@ -15,6 +15,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! By default xDS is served over mutual TLS with a certificate from the
+//! control plane's own CA, each client's `node.cluster` checked against
+//! its certificate, and the admin API's reads need a token
+//! ([`ControlPlaneBuilder::insecure_xds`] and
+//! [`allow_unauthenticated_reads`](ControlPlaneBuilder::allow_unauthenticated_reads)
+//! open them for local development).
+//!
 //! The mesh file is Sinew's own configuration model
 //! ([`sinew::config::MeshConfig`]), the same types the library reads; see
 //! `docs/control-plane.md` for the file, the admin API and replicas.
