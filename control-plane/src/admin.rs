@@ -193,20 +193,20 @@ impl Admin {
     fn lease_service(&self, id: &str) -> Option<String> {
         self.lock()
             .registry
-            .leases()
-            .find(|(lease, _)| lease.as_str() == id)
-            .map(|(_, l)| l.registration.name.clone())
+            .lease(id)
+            .map(|l| l.registration.name.clone())
     }
 
     /// The refusal of a write to lease `id`: authenticated before the
     /// lease is looked up, so that its existence is not revealed to a
     /// caller without a valid token.
     fn lease_refusal<B>(&self, request: &Request<B>, id: &str) -> Option<Reply> {
-        if let Some(refused) = self.refusal(request, Need::Register("")) {
-            let scoped = refused.status() == StatusCode::FORBIDDEN;
-            if !scoped {
-                return Some(refused);
-            }
+        match self.refusal(request, Need::Register("")) {
+            // The admin token, or writes open to anyone.
+            None => return None,
+            // A scoped token: it may write its own service's leases.
+            Some(refused) if refused.status() == StatusCode::FORBIDDEN => {}
+            Some(refused) => return Some(refused),
         }
         let service = self.lease_service(id)?;
         self.refusal(request, Need::Register(&service))
