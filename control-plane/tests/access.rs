@@ -220,6 +220,9 @@ async fn an_unauthenticated_xds_client_is_refused() {
     .await;
     assert!(stranger.is_err(), "{stranger:?}");
 
+    // A connection that never starts its handshake holds up no one.
+    let _stalled = tokio::net::TcpStream::connect(cp.xds_addr()).await.unwrap();
+
     // The same client with a certificate of this mesh is served: the
     // refusals above were for the credentials, not the request.
     let own = certificate(&cp, "shop", "cart").await;
