@@ -17,6 +17,8 @@ pub(crate) struct Cli {
     pub(crate) command: Option<Command>,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     Call(Call),
@@ -129,6 +131,27 @@ pub(crate) struct ControlPlane {
     /// With no token, take writes from anyone.
     #[arg(long)]
     pub(crate) allow_unauthenticated_writes: bool,
+    /// Serve xDS in plaintext to anyone, instead of mutual TLS with
+    /// certificates from the mesh's CA (local development only).
+    #[arg(long)]
+    pub(crate) insecure_xds: bool,
+    /// Name these hosts (DNS names or IPs) in the control plane's
+    /// certificate, for clients that check the host they dial.
+    #[arg(long, value_name = "HOST")]
+    pub(crate) server_name: Vec<String>,
+    /// Scope xDS: a client whose certificate names SERVICE sees only the
+    /// services listed (and their clusters); repeat per service.
+    #[arg(long, value_name = "SERVICE=CALLEE,...")]
+    pub(crate) xds_scope: Vec<String>,
+    /// Let anyone read the admin API (services, clients, registrations).
+    #[arg(long)]
+    pub(crate) allow_unauthenticated_reads: bool,
+    /// Serve the admin API over TLS (required off loopback).
+    #[arg(long)]
+    pub(crate) admin_tls: bool,
+    /// Allow a plaintext admin API off loopback.
+    #[arg(long)]
+    pub(crate) allow_plaintext_admin: bool,
     /// Leases in the whole registry; more registrations get 429.
     #[arg(long, value_name = "N", default_value = "100000", value_parser = values::at_least_one)]
     pub(crate) max_leases: usize,

@@ -123,12 +123,42 @@ pub(crate) async fn serve(options: Options) -> Result<ExitCode, String> {
             output::eprint("sinew: no token: registration and other writes are refused\n");
         }
     }
+    if options.insecure_xds {
+        builder = builder.insecure_xds();
+    }
+    builder = builder.server_names(options.server_name.clone());
+    for scope in &options.xds_scope {
+        let (service, callees) = scope
+            .split_once('=')
+            .filter(|(s, _)| !s.trim().is_empty())
+            .ok_or_else(|| format!("--xds-scope {scope}: expected SERVICE=CALLEE,..."))?;
+        let callees = callees.split(',').map(str::trim).filter(|c| !c.is_empty());
+        builder = builder.xds_scope(service.trim(), callees);
+    }
+    if options.allow_unauthenticated_reads {
+        builder = builder.allow_unauthenticated_reads();
+    }
+    if options.admin_tls {
+        builder = builder.admin_tls();
+    }
+    if options.allow_plaintext_admin {
+        builder = builder.allow_plaintext_admin();
+    }
     let control_plane = builder.start().await.map_err(|e| e.to_string())?;
     // A closed stdout does not stop the server: the banner is only news.
     output::print(&format!(
-        "sinew control plane: xDS on {}, admin on http://{}\n",
+        "sinew control plane: xDS on {}, admin on {}://{}\n{}\n",
         control_plane.xds_addr(),
-        control_plane.admin_addr()
+        if options.admin_tls { "https" } else { "http" },
+        control_plane.admin_addr(),
+        if options.insecure_xds {
+            "xDS in plaintext (--insecure-xds)".to_owned()
+        } else {
+            format!(
+                "xDS over mutual TLS as {}: clients present a certificate of the mesh's CA",
+                control_plane.spiffe_id()
+            )
+        },
     ))?;
     tokio::signal::ctrl_c()
         .await

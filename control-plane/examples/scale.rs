@@ -92,6 +92,8 @@ fn mesh() -> MeshConfig {
 /// The child: serves until its stdin closes.
 async fn serve() {
     let cp = ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .mesh(mesh())
         .allow_unauthenticated_writes()
         .xds_addr("127.0.0.1:0".parse().unwrap())

@@ -1,14 +1,21 @@
 //! The admin and registration API: JSON over HTTP/1.1.
 //!
-//! Reads are open; registration and every other write needs
-//! `Authorization: Bearer <token>` (the scheme in any case, the token
-//! compared in constant time) and `Content-Type: application/json`, which
+//! Every call but `/v1/health`, `/v1/trust-bundle` and `/v1/ca` (public)
+//! needs `Authorization: Bearer <token>` (the scheme in any case, the
+//! token compared in constant time): the admin token, which may do
+//! anything, or a token the admin issued with scopes (`read` for reads,
+//! `register` for the leases of its own service only; see
+//! [`crate::ca::Scope`]). A missing or unknown token is `401`, a
+//! token without the scope needed `403`. Reads are open only when the
+//! control plane was started so on purpose. Writes also need
+//! `Content-Type: application/json`, which
 //! a web page cannot send to another origin without asking first: a form
 //! on some page cannot register endpoints, even with unauthenticated
 //! writes allowed. With no token configured, writes are refused unless
 //! the control plane was started with unauthenticated writes allowed on
 //! purpose.
 
+use crate::ca::Scope;
 use crate::clients::Clients;
 use crate::registry::{Invalid, Registration};
 use crate::state::{Refusal, State};
@@ -36,12 +43,30 @@ pub enum WriteAccess {
     Anyone,
 }
 
+/// Who may read (`/v1/services`, `/v1/clients`, `/v1/registrations`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadAccess {
+    /// Callers presenting the admin token or a token with the `read`
+    /// scope.
+    Token,
+    /// Anybody (chosen on purpose, for local development).
+    Anyone,
+}
+
+/// What a request needs of its caller.
+enum Need<'a> {
+    Read,
+    /// Writing the leases of this service (cluster).
+    Register(&'a str),
+}
+
 /// What the API handlers share.
 #[derive(Clone, Debug)]
 pub struct Admin {
     pub(crate) state: Arc<Mutex<State>>,
     pub(crate) clients: Clients,
     pub(crate) access: WriteAccess,
+    pub(crate) reads: ReadAccess,
     /// Wakes the lease expiry task when a lease is added.
     pub(crate) leases_changed: Arc<tokio::sync::Notify>,
     /// Writes the registry to its file.
@@ -95,36 +120,96 @@ impl Admin {
     }
 
     /// `None` when the caller may write; the refusal otherwise.
-    fn refusal<B>(&self, request: &Request<B>) -> Option<Reply> {
+    fn refusal<B>(&self, request: &Request<B>, need: Need<'_>) -> Option<Reply> {
         if !is_json(request) {
             return Some(error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Content-Type: writes must be sent as `application/json`",
             ));
         }
-        let token = match &self.access {
-            WriteAccess::Anyone => return None,
-            WriteAccess::Refused => {
-                return Some(error(
-                    StatusCode::UNAUTHORIZED,
-                    "writes are refused: the control plane has no token configured",
-                ));
-            }
-            WriteAccess::Token(token) => token,
+        self.denied(request, need)
+    }
+
+    /// `None` when the caller may do what `need` says; the refusal (`401`
+    /// without a valid token, `403` for a token without the scope)
+    /// otherwise.
+    fn denied<B>(&self, request: &Request<B>, need: Need<'_>) -> Option<Reply> {
+        let open = match need {
+            Need::Read => self.reads == ReadAccess::Anyone,
+            Need::Register(_) => matches!(self.access, WriteAccess::Anyone),
         };
+        if open {
+            return None;
+        }
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer);
-        match presented {
-            Some(p) if bool::from(p.as_bytes().ct_eq(token.as_bytes())) => None,
-            Some(_) => Some(error(StatusCode::UNAUTHORIZED, "wrong token")),
-            None => Some(error(
+        let Some(presented) = presented else {
+            return Some(error(
                 StatusCode::UNAUTHORIZED,
                 "missing `Authorization: Bearer <token>`",
-            )),
+            ));
+        };
+        if let WriteAccess::Token(token) = &self.access
+            && bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
+        {
+            return None;
         }
+        let Some((spiffe_id, scopes)) = self.ca.token_grant(presented) else {
+            let message = match (&need, &self.access) {
+                (Need::Register(_), WriteAccess::Refused) => {
+                    "writes are refused: the control plane has no token configured"
+                }
+                _ => "wrong token",
+            };
+            return Some(error(StatusCode::UNAUTHORIZED, message));
+        };
+        let (scope, allowed) = match need {
+            Need::Read => (Scope::Read, true),
+            Need::Register(service) => (
+                Scope::Register,
+                crate::node_identity::service_of(&spiffe_id) == service,
+            ),
+        };
+        if !scopes.contains(&scope) {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                format!("this token lacks the `{}` scope", scope.as_str()),
+            ));
+        }
+        if !allowed {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                format!("this token may register its own service only ({spiffe_id})"),
+            ));
+        }
+        None
+    }
+
+    /// The service (cluster) lease `id` registers; `None` when there is no
+    /// such lease.
+    fn lease_service(&self, id: &str) -> Option<String> {
+        self.lock()
+            .registry
+            .lease(id)
+            .map(|l| l.registration.name.clone())
+    }
+
+    /// The refusal of a write to lease `id`: authenticated before the
+    /// lease is looked up, so that its existence is not revealed to a
+    /// caller without a valid token.
+    fn lease_refusal<B>(&self, request: &Request<B>, id: &str) -> Option<Reply> {
+        match self.refusal(request, Need::Register("")) {
+            // The admin token, or writes open to anyone.
+            None => return None,
+            // A scoped token: it may write its own service's leases.
+            Some(refused) if refused.status() == StatusCode::FORBIDDEN => {}
+            Some(refused) => return Some(refused),
+        }
+        let service = self.lease_service(id)?;
+        self.refusal(request, Need::Register(&service))
     }
 
     /// Answers one request.
@@ -135,19 +220,33 @@ impl Admin {
         };
         let path = request.uri().path().trim_end_matches('/').to_owned();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        if request.method() == Method::GET
+            && matches!(
+                segments.as_slice(),
+                ["v1", "services" | "clients" | "registrations"]
+            )
+            && let Some(denied) = self.denied(&request, Need::Read)
+        {
+            return denied;
+        }
         match (request.method().clone(), segments.as_slice()) {
             (Method::GET, ["v1", "health"]) => self.health(),
             (Method::GET, ["v1", "services"]) => self.services(),
             (Method::GET, ["v1", "clients"]) => reply(StatusCode::OK, self.clients.list()),
             (Method::GET, ["v1", "registrations"]) => self.registrations(),
             (Method::POST, ["v1", "registrations"]) => {
-                if let Some(denied) = self.refusal(&request) {
+                // Who may register which service is known once the body is
+                // read; a caller without a valid token is refused first.
+                if let Some(denied) = self.refusal(&request, Need::Register(""))
+                    && denied.status() != StatusCode::FORBIDDEN
+                {
                     return denied;
                 }
-                self.register(request.into_body()).await
+                let (parts, body) = request.into_parts();
+                self.register(&Request::from_parts(parts, ()), body).await
             }
             (Method::PUT, ["v1", "registrations", id]) => {
-                if let Some(denied) = self.refusal(&request) {
+                if let Some(denied) = self.lease_refusal(&request, id) {
                     return denied;
                 }
                 let renewed = self.lock().renew(id);
@@ -163,7 +262,7 @@ impl Admin {
                 }
             }
             (Method::DELETE, ["v1", "registrations", id]) => {
-                if let Some(denied) = self.refusal(&request) {
+                if let Some(denied) = self.lease_refusal(&request, id) {
                     return denied;
                 }
                 let change = {
@@ -258,7 +357,7 @@ impl Admin {
         reply(StatusCode::OK, list)
     }
 
-    async fn register(&self, body: hyper::body::Incoming) -> Reply {
+    async fn register(&self, head: &Request<()>, body: hyper::body::Incoming) -> Reply {
         let bytes = match read_body(body, self.read_timeout).await {
             Ok(bytes) => bytes,
             Err(refusal) => return refusal,
@@ -287,6 +386,9 @@ impl Admin {
                 StatusCode::BAD_REQUEST,
                 format!("invalid registration: body: {e}"),
             );
+        }
+        if let Some(denied) = self.denied(head, Need::Register(&registration.name)) {
+            return denied;
         }
         let registered = {
             let mut state = self.lock();

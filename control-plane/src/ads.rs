@@ -36,6 +36,11 @@ pub struct Ads {
     /// Set when the control plane stops: every stream ends.
     stop: watch::Receiver<bool>,
     limits: Limits,
+    /// Served over mutual TLS: every stream has a verified SPIFFE ID, and
+    /// its node must match it.
+    mtls: bool,
+    /// Which services each client service may see.
+    scopes: crate::scope::Scopes,
 }
 
 impl Ads {
@@ -44,6 +49,8 @@ impl Ads {
         clients: Clients,
         stop: watch::Receiver<bool>,
         limits: Limits,
+        mtls: bool,
+        scopes: crate::scope::Scopes,
     ) -> Self {
         Self {
             published,
@@ -51,6 +58,8 @@ impl Ads {
             streams: Arc::default(),
             stop,
             limits,
+            mtls,
+            scopes,
         }
     }
 }
@@ -91,12 +100,29 @@ struct StreamTask {
     /// Where the client connects from: a server listening on a wildcard
     /// address is the endpoint at this address.
     peer: Option<std::net::IpAddr>,
+    /// The SPIFFE ID of the client's certificate (over mTLS), which its
+    /// node is checked against.
+    identity: Option<String>,
+    /// Whether the node was checked (on the stream's first request).
+    node_checked: bool,
+    /// The services this client may call, when its service is scoped.
+    scope: Option<std::collections::BTreeSet<String>>,
 }
 
 impl StreamTask {
     /// Handles one request: records its ACK or NACK, takes its names, and
     /// answers what the client does not have yet.
     async fn on_request(&mut self, request: DiscoveryRequest, published: &Published) -> bool {
+        if let (Some(identity), false) = (&self.identity, self.node_checked) {
+            if let Err(status) = crate::node_identity::check(identity, request.node.as_ref()) {
+                tracing::info!(stream = self.id, spiffe_id = %identity, %status, "xDS client refused");
+                metrics::counter!("sinew_control_plane_xds_refused_total", "reason" => "node")
+                    .increment(1);
+                let _ = self.out.send(Err(status)).await;
+                return false;
+            }
+            self.node_checked = true;
+        }
         if request.resource_names.len() > self.limits.max_resource_names {
             let status = Status::invalid_argument(format!(
                 "resource_names: {} names, more than the {} allowed in one request",
@@ -185,10 +211,19 @@ impl StreamTask {
         };
         let empty = Default::default();
         let current = published.resources.get(type_url).unwrap_or(&empty);
+        let visible = self
+            .scope
+            .as_ref()
+            .map(|may_call| crate::scope::Visible::new(may_call, published));
+        let hidden = |n: &String| {
+            visible
+                .as_ref()
+                .is_some_and(|v| v.hides(published, type_url, n))
+        };
         let wanted: Vec<&String> = if sub.wildcard {
-            current.keys().collect()
+            current.keys().filter(|n| !hidden(n)).collect()
         } else {
-            sub.names.iter().collect()
+            sub.names.iter().filter(|n| !hidden(n)).collect()
         };
         // By name, or for a server Listener by the address in its name.
         let peer = self.peer;
@@ -265,7 +300,19 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Responses>, Status> {
-        let peer = request.remote_addr();
+        let info = request.extensions().get::<crate::PeerInfo>().cloned();
+        let peer = info.as_ref().and_then(|i| i.remote_addr);
+        let identity = info.and_then(|i| i.spiffe_id);
+        let scope = identity
+            .as_deref()
+            .map(crate::node_identity::service_of)
+            .and_then(|service| self.scopes.get(service).cloned());
+        if self.mtls && identity.is_none() {
+            // The TLS verifier requires an SVID: this is only a guard.
+            return Err(Status::unauthenticated(
+                "a client certificate with a SPIFFE ID is required",
+            ));
+        }
         let mut inbound = request.into_inner();
         let id = self.streams.fetch_add(1, Ordering::Relaxed) + 1;
         // A few responses may wait for a slow client; then its stream
@@ -275,7 +322,7 @@ impl AggregatedDiscoveryService for Ads {
         let mut stop = self.stop.clone();
         let clients = self.clients.clone();
         let limits = self.limits.clone();
-        clients.opened(id, peer);
+        clients.opened(id, peer, identity.clone());
         tokio::spawn(async move {
             let mut task = StreamTask {
                 id,
@@ -285,6 +332,9 @@ impl AggregatedDiscoveryService for Ads {
                 out,
                 limits,
                 peer: peer.map(|p| p.ip()),
+                identity,
+                node_checked: false,
+                scope,
             };
             loop {
                 tokio::select! {

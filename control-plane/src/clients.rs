@@ -18,6 +18,8 @@ pub struct ClientView {
     pub user_agent: String,
     /// Its address, when known.
     pub peer: Option<SocketAddr>,
+    /// The SPIFFE ID of its certificate, over mutual TLS.
+    pub spiffe_id: Option<String>,
     /// When its stream opened, in milliseconds since the Unix epoch.
     pub connected_at_unix_ms: u64,
     /// Per resource type (by its short name): what it holds.
@@ -58,7 +60,7 @@ impl Clients {
     }
 
     /// A stream opened.
-    pub(crate) fn opened(&self, stream: u64, peer: Option<SocketAddr>) {
+    pub(crate) fn opened(&self, stream: u64, peer: Option<SocketAddr>, spiffe_id: Option<String>) {
         self.lock().insert(
             stream,
             ClientView {
@@ -66,6 +68,7 @@ impl Clients {
                 node_id: String::new(),
                 user_agent: String::new(),
                 peer,
+                spiffe_id,
                 connected_at_unix_ms: unix_ms(SystemTime::now()),
                 types: BTreeMap::new(),
             },

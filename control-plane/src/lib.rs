@@ -15,6 +15,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! By default xDS is served over mutual TLS with a certificate from the
+//! control plane's own CA, each client's `node.cluster` checked against
+//! its certificate, and the admin API's reads need a token
+//! ([`ControlPlaneBuilder::insecure_xds`] and
+//! [`allow_unauthenticated_reads`](ControlPlaneBuilder::allow_unauthenticated_reads)
+//! open them for local development).
+//!
 //! The mesh file is Sinew's own configuration model
 //! ([`sinew::config::MeshConfig`]), the same types the library reads; see
 //! `docs/control-plane.md` for the file, the admin API and replicas.
@@ -26,11 +33,17 @@ pub mod clients;
 pub mod generate;
 mod limits;
 mod listen;
+mod node_identity;
 pub mod registry;
+mod scope;
 mod served;
 mod server;
+mod serving;
 pub mod state;
 pub mod store;
+mod transport;
 
 pub use limits::{DEFAULT_MAX_MESSAGE_BYTES, Limits};
 pub use server::{ControlPlane, ControlPlaneBuilder, StartError, check_mesh_file};
+pub use serving::SPIFFE_PATH;
+pub use transport::PeerInfo;

@@ -51,23 +51,10 @@ pub(crate) async fn accept(
     }
 }
 
-/// The connections of `listener` under `cap`, as a stream for tonic.
-pub(crate) fn incoming(
-    listener: TcpListener,
-    cap: Arc<Semaphore>,
-    what: &'static str,
-) -> impl futures_util::Stream<Item = io::Result<Permitted>> {
-    futures_util::stream::unfold((listener, cap), move |(listener, cap)| async move {
-        let connection = accept(&listener, &cap, what).await;
-        Some((Ok(connection), (listener, cap)))
-    })
-}
-
-impl tonic::transport::server::Connected for Permitted {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+impl Permitted {
+    /// The peer's address.
+    pub(crate) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.peer_addr().ok()
     }
 }
 

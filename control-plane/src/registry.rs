@@ -342,6 +342,11 @@ impl Registry {
         self.expiries.first().map(|(at, _)| *at)
     }
 
+    /// Lease `id`, if it is held.
+    pub fn lease(&self, id: &str) -> Option<&Lease> {
+        self.leases.get(id)
+    }
+
     /// The leases, by id.
     pub fn leases(&self) -> impl Iterator<Item = (&String, &Lease)> {
         self.leases.iter()

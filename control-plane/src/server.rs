@@ -1,7 +1,7 @@
 //! Starting the control plane: the mesh file (and its watcher), the
 //! registry, the ADS server and the admin API.
 
-use crate::admin::{Admin, WriteAccess, expire_leases};
+use crate::admin::{Admin, ReadAccess, WriteAccess, expire_leases};
 use crate::ads::Ads;
 use crate::clients::{ClientView, Clients};
 use crate::limits::Limits;
@@ -94,6 +94,12 @@ pub struct ControlPlaneBuilder {
     limits: Limits,
     ca: crate::ca::CaOptions,
     certificate_provider: String,
+    insecure_xds: bool,
+    server_names: Vec<String>,
+    reads: ReadAccess,
+    admin_tls: bool,
+    allow_plaintext_admin: bool,
+    scopes: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -109,6 +115,12 @@ impl Default for ControlPlaneBuilder {
             limits: Limits::default(),
             ca: crate::ca::CaOptions::default(),
             certificate_provider: crate::generate::tls::DEFAULT_CERTIFICATE_PROVIDER.to_owned(),
+            insecure_xds: false,
+            server_names: Vec::new(),
+            reads: ReadAccess::Token,
+            admin_tls: false,
+            allow_plaintext_admin: false,
+            scopes: Default::default(),
         }
     }
 }
@@ -145,6 +157,69 @@ impl ControlPlaneBuilder {
     /// Lets anyone write, without a token: for local development only.
     pub fn allow_unauthenticated_writes(mut self) -> Self {
         self.access = WriteAccess::Anyone;
+        self
+    }
+
+    /// Serves xDS in plaintext, to anyone who reaches the port, instead of
+    /// over mutual TLS: for local development, and for clients that cannot
+    /// present a certificate of the mesh. Default: mutual TLS, with the
+    /// control plane's certificate from its own CA, a client certificate
+    /// of the mesh's trust bundle required, and each client's node
+    /// checked against its certificate (`docs/control-plane.md`).
+    pub fn insecure_xds(mut self) -> Self {
+        self.insecure_xds = true;
+        self
+    }
+
+    /// Scopes xDS over mutual TLS: a client whose certificate names
+    /// `service` (`spiffe://<td>/ns/<ns>/sa/<service>`) sees only the
+    /// services in `may_call` and the clusters their routes name, as if
+    /// the others did not exist (in the spirit of Istio's Sidecar
+    /// resource). Services never scoped see everything; server Listeners
+    /// are never hidden. Call once per client service.
+    pub fn xds_scope(
+        mut self,
+        service: impl Into<String>,
+        may_call: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.scopes.insert(
+            service.into(),
+            may_call.into_iter().map(Into::into).collect(),
+        );
+        self
+    }
+
+    /// Host names or IP addresses the control plane's certificate names
+    /// beside its SPIFFE ID, for clients that check the host they dial
+    /// (gRPC's `tls` channel credentials). `localhost`, `127.0.0.1`, `::1`
+    /// and the listening addresses (unless unspecified) are always named.
+    pub fn server_names(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.server_names = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Lets anyone read the admin API (`/v1/services`, `/v1/clients`,
+    /// `/v1/registrations`): for local development. Default: reads need
+    /// the admin token or a token with the `read` scope.
+    pub fn allow_unauthenticated_reads(mut self) -> Self {
+        self.reads = ReadAccess::Anyone;
+        self
+    }
+
+    /// Serves the admin API over TLS, with the control plane's certificate
+    /// from its own CA (clients trust the mesh's trust bundle). Required
+    /// when the admin address is not a loopback address, unless
+    /// [`allow_plaintext_admin`](Self::allow_plaintext_admin).
+    pub fn admin_tls(mut self) -> Self {
+        self.admin_tls = true;
+        self
+    }
+
+    /// Lets the admin API serve plaintext on an address other than
+    /// loopback, where its tokens cross the network in the clear: only
+    /// behind something else that encrypts.
+    pub fn allow_plaintext_admin(mut self) -> Self {
+        self.allow_plaintext_admin = true;
         self
     }
 
@@ -218,6 +293,15 @@ impl ControlPlaneBuilder {
                 (self.mesh, Vec::new())
             }
         };
+        if !self.admin_addr.ip().is_loopback() && !self.admin_tls && !self.allow_plaintext_admin {
+            return Err(StartError::Option(ConfigError::new(
+                "admin_tls",
+                format!(
+                    "the admin API on {} is not on loopback: serve it over TLS, or allow plaintext there on purpose",
+                    self.admin_addr
+                ),
+            )));
+        }
         let ca = crate::ca::Ca::start(self.ca).map_err(StartError::Ca)?;
         let stored = match &self.store {
             Some(path) => read_store(path).map_err(StartError::Store)?,
@@ -245,6 +329,33 @@ impl ControlPlaneBuilder {
                 error,
             })?;
 
+        let hosts = server_names(self.server_names, &[xds_addr, admin_addr]);
+        // Issued only when a listener serves TLS: a control plane serving
+        // plaintext on purpose needs no certificate.
+        let serving = match !self.insecure_xds || self.admin_tls {
+            true => Some(
+                crate::serving::Serving::start(&ca, &hosts)
+                    .await
+                    .map_err(|e| StartError::Ca(format!("serving certificate: {e}")))?,
+            ),
+            false => None,
+        };
+        let tls = |config: Result<Arc<rustls::ServerConfig>, String>| {
+            config
+                .map(tokio_rustls::TlsAcceptor::from)
+                .map_err(|e| StartError::Ca(format!("serving certificate: {e}")))
+        };
+        let (mut xds_tls, mut admin_tls) = (None, None);
+        if let Some((serving, _)) = &serving {
+            if !self.insecure_xds {
+                xds_tls = Some(tls(serving.mtls_config())?);
+            }
+            if self.admin_tls {
+                admin_tls = Some(tls(serving.server_config(vec![b"http/1.1".to_vec()]))?);
+            }
+        }
+        let spiffe_id = format!("{}{}", ca.trust_domain().id(), crate::serving::SPIFFE_PATH);
+
         let limits = self.limits;
         let (state, published, mut dropped) = State::new(
             mesh,
@@ -261,6 +372,7 @@ impl ControlPlaneBuilder {
             state: state.clone(),
             clients: clients.clone(),
             access: self.access,
+            reads: self.reads,
             leases_changed: Arc::default(),
             store,
             read_timeout: limits.admin_read_timeout,
@@ -272,13 +384,16 @@ impl ControlPlaneBuilder {
             clients.clone(),
             stopped.clone(),
             limits.clone(),
+            xds_tls.is_some(),
+            Arc::new(self.scopes),
         );
         // Not in the join set: stopping must close the connections (and
         // their streams), which aborting the server's future would not.
         let mut until_stopped = stopped.clone();
         let connections = Arc::new(Semaphore::new(limits.max_ads_connections));
         let ads_server = tokio::spawn(async move {
-            let incoming = crate::listen::incoming(xds_listener, connections, "xds");
+            let (incoming, acceptor) =
+                crate::transport::incoming(xds_listener, connections, xds_tls);
             let served = tonic::transport::Server::builder()
                 .max_concurrent_streams(limits.max_streams_per_connection)
                 .add_service(
@@ -293,13 +408,20 @@ impl ControlPlaneBuilder {
             if let Err(error) = served {
                 tracing::error!(%error, "the ADS server stopped");
             }
+            // The listener is closed once this returns.
+            acceptor.abort();
+            let _ = acceptor.await;
         });
         tasks.spawn(serve_admin(
             admin_listener,
             admin.clone(),
             stopped,
             Arc::new(Semaphore::new(limits.max_admin_connections)),
+            admin_tls,
         ));
+        if let Some((serving, refresh_at)) = serving {
+            tasks.spawn(serving.keep_fresh(admin.ca.clone(), hosts, refresh_at));
+        }
         tasks.spawn(expire_leases(admin.clone()));
         if let Some(path) = self.mesh_file {
             tasks.spawn(watch_mesh_file(
@@ -311,6 +433,8 @@ impl ControlPlaneBuilder {
         }
         tracing::info!(%xds_addr, %admin_addr, "control plane serving");
         Ok(ControlPlane {
+            ca: admin.ca.clone(),
+            spiffe_id,
             xds_addr,
             admin_addr,
             state,
@@ -326,6 +450,8 @@ impl ControlPlaneBuilder {
 /// A running control plane. Dropping it stops it.
 #[derive(Debug)]
 pub struct ControlPlane {
+    ca: crate::ca::Ca,
+    spiffe_id: String,
     xds_addr: SocketAddr,
     admin_addr: SocketAddr,
     state: Arc<Mutex<State>>,
@@ -348,6 +474,20 @@ impl ControlPlane {
     /// Starts building one.
     pub fn builder() -> ControlPlaneBuilder {
         ControlPlaneBuilder::default()
+    }
+
+    /// The SPIFFE ID of the control plane's own certificate,
+    /// `spiffe://<trust-domain>/sinew/control-plane`: what clients of its
+    /// xDS over mutual TLS expect.
+    pub fn spiffe_id(&self) -> &str {
+        &self.spiffe_id
+    }
+
+    /// The mesh's trust bundle, PEM: the roots the CA trusts now, which
+    /// clients of xDS and of the admin API over TLS verify the control
+    /// plane's certificate with (also served at `GET /v1/trust-bundle`).
+    pub fn trust_bundle_pem(&self) -> String {
+        self.ca.bundle_pem_now()
     }
 
     /// Where ADS is served.
@@ -406,10 +546,12 @@ async fn serve_admin(
     admin: Admin,
     stopped: watch::Receiver<bool>,
     cap: Arc<Semaphore>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     loop {
         let stream = crate::listen::accept(&listener, &cap, "admin").await;
         let admin = admin.clone();
+        let tls = tls.clone();
         let read_timeout = admin.read_timeout;
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
@@ -419,16 +561,61 @@ async fn serve_admin(
             });
             // A client that trickles its headers (slow-loris) is cut off;
             // its body has the same time, in `Admin::register`.
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(read_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                _ = stopped.changed() => {}
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(read_timeout);
+            match tls {
+                None => {
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = stopped.changed() => {}
+                    }
+                }
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(
+                        crate::transport::HANDSHAKE_TIMEOUT,
+                        tls.accept(stream),
+                    );
+                    let stream = tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "admin TLS handshake refused");
+                                return;
+                            }
+                            Err(_) => return,
+                        },
+                        _ = stopped.changed() => return,
+                    };
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = stopped.changed() => {}
+                    }
+                }
             }
         });
     }
+}
+
+/// The names the control plane's certificate carries: loopback, the
+/// listening addresses unless unspecified, and those configured.
+fn server_names(configured: Vec<String>, bound: &[SocketAddr]) -> Vec<String> {
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    names.extend(
+        bound
+            .iter()
+            .filter(|a| !a.ip().is_unspecified())
+            .map(|a| a.ip().to_string()),
+    );
+    names.extend(configured);
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
 }
 
 /// Checks the mesh file every `interval`; applies it when its contents

@@ -199,6 +199,8 @@ async fn writes_need_json_and_the_token_in_any_case_of_scheme() {
     // Unauthenticated writes allowed: a form posted by a web page must
     // still not register anything.
     let open = ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .mesh_file(dir.join("mesh.yaml"))
         .allow_unauthenticated_writes()
         .xds_addr("127.0.0.1:0".parse().unwrap())

@@ -64,6 +64,8 @@ impl Clock {
 
 async fn start(options: CaOptions) -> Result<ControlPlane, StartError> {
     ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .token(TOKEN)
         .xds_addr("127.0.0.1:0".parse().unwrap())
         .admin_addr("127.0.0.1:0".parse().unwrap())
@@ -621,6 +623,8 @@ async fn without_an_admin_token_the_ca_admin_calls_are_refused() {
     // Unauthenticated writes (for registering on a laptop) do not extend
     // to minting identities.
     let cp = ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .allow_unauthenticated_writes()
         .xds_addr("127.0.0.1:0".parse().unwrap())
         .admin_addr("127.0.0.1:0".parse().unwrap())

@@ -56,6 +56,8 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// behind the real one.
 async fn control_plane(ttl: Duration, lag: Duration) -> ControlPlane {
     ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .token(TOKEN)
         .xds_addr("127.0.0.1:0".parse().unwrap())
         .admin_addr("127.0.0.1:0".parse().unwrap())

@@ -483,6 +483,8 @@ async fn the_admin_api_refuses_oversized_or_unknown_input() {
 
     // Without a token configured, writes are refused.
     let closed = ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .xds_addr("127.0.0.1:0".parse().unwrap())
         .admin_addr("127.0.0.1:0".parse().unwrap())
         .start()

@@ -43,6 +43,8 @@ const TEMPLATE: &str = "grpc/server?xds.resource.listening_address=";
 
 async fn start(dir: &std::path::Path) -> ControlPlane {
     ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .mesh_file(dir.join("mesh.yaml"))
         .token(TOKEN)
         .xds_addr("127.0.0.1:0".parse().unwrap())
@@ -283,6 +285,8 @@ async fn servers_get_listeners_for_their_endpoint_addresses() {
 #[tokio::test]
 async fn an_empty_certificate_provider_instance_is_refused_by_name() {
     let refused = ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .xds_addr("127.0.0.1:0".parse().unwrap())
         .admin_addr("127.0.0.1:0".parse().unwrap())
         .certificate_provider_instance(" ")

@@ -139,6 +139,8 @@ async fn a_store_that_cannot_be_written_is_an_error_in_health() {
     let dir = scratch("unwritable");
     std::fs::write(dir.join("mesh.yaml"), "{}\n").unwrap();
     let cp = ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .mesh_file(dir.join("mesh.yaml"))
         .registry_store(dir.join("missing").join("registry.json"))
         .token(TOKEN)
@@ -259,6 +261,8 @@ async fn client_and_server_agree_on_the_largest_message() {
         },
     );
     let cp = ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .mesh(mesh)
         .xds_addr("127.0.0.1:0".parse().unwrap())
         .admin_addr("127.0.0.1:0".parse().unwrap())
@@ -316,6 +320,8 @@ async fn failures_to_publish_or_store_show_in_health_and_metrics() {
     let dir = scratch("failures");
     std::fs::write(dir.join("mesh.yaml"), "clusters:\n  c: {}\n").unwrap();
     let cp = ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .mesh_file(dir.join("mesh.yaml"))
         .registry_store(dir.join("missing").join("registry.json"))
         .token(TOKEN)

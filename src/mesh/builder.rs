@@ -366,6 +366,7 @@ impl MeshBuilder {
                     initial_fetch_timeout: self.initial_fetch_timeout,
                     cache: self.xds_cache,
                     classifiers: classifiers.clone(),
+                    identity: identity.identity.clone(),
                 };
                 let (discovery, start) = crate::xds::Discovery::start(settings);
                 let empty = Snapshot::build(MeshConfig::default(), 1)?;

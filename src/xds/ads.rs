@@ -161,12 +161,14 @@ impl Task {
                 };
             }
         };
-        let channel = match endpoint.connect().await {
+        let tls = self.settings.bootstrap.channel_tls.get(server);
+        let identity = self.settings.identity.as_ref();
+        let channel = match super::channel_tls::connect(&endpoint, tls, identity).await {
             Ok(channel) => channel,
-            Err(e) => {
+            Err(error) => {
                 return Ended::Failed {
                     worked: false,
-                    error: format!("cannot connect: {}", source_chain(&e)),
+                    error,
                 };
             }
         };
@@ -233,7 +235,7 @@ impl Task {
             }
         };
         let mut worked = false;
-        let probe = reachable(primary.map(str::to_owned));
+        let probe = reachable(primary.map(str::to_owned), self.settings.clone());
         tokio::pin!(probe);
         loop {
             let (expired, next_timer) =
@@ -437,18 +439,22 @@ impl Task {
 
 /// Completes once `primary` accepts a connection, trying with gRPC's
 /// backoff; never when there is no primary to go back to.
-async fn reachable(primary: Option<String>) {
+async fn reachable(primary: Option<String>, settings: Settings) {
     let Some(primary) = primary else {
         return std::future::pending().await;
     };
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(primary) else {
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(primary.clone()) else {
         return std::future::pending().await;
     };
     let endpoint = endpoint.connect_timeout(Duration::from_secs(5));
+    let tls = settings.bootstrap.channel_tls.get(&primary);
     let mut backoff = Backoff::default();
     loop {
         tokio::time::sleep(backoff.next_delay()).await;
-        if endpoint.connect().await.is_ok() {
+        if super::channel_tls::connect(&endpoint, tls, settings.identity.as_ref())
+            .await
+            .is_ok()
+        {
             return;
         }
     }
@@ -513,7 +519,7 @@ fn node(settings: &Settings) -> Node {
 
 /// An error with its sources, which is where transport errors say what
 /// happened.
-fn source_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn source_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

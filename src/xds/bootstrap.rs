@@ -51,6 +51,11 @@ pub struct Bootstrap {
     /// `inbound.mtls` (gRPC's servers refuse to start without it; Sinew's
     /// have that fallback).
     pub server_listener_resource_name_template: Option<String>,
+    /// The servers (of `servers`) reached over TLS, with their `tls`
+    /// channel credentials (gRFC A65): the first credentials of a server's
+    /// `channel_creds` that Sinew supports (`tls` or `insecure`) decide.
+    /// See [`ChannelTls`](crate::xds::ChannelTls).
+    pub channel_tls: BTreeMap<String, crate::xds::ChannelTls>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +81,8 @@ struct RawServer {
 struct RawCreds {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    config: Option<serde_json::Value>,
 }
 
 #[derive(Default, Deserialize)]
@@ -109,6 +116,7 @@ impl Bootstrap {
             fail_on_data_errors: Vec::new(),
             certificate_providers: BTreeMap::new(),
             server_listener_resource_name_template: None,
+            channel_tls: BTreeMap::new(),
         }
     }
 
@@ -137,6 +145,7 @@ impl Bootstrap {
         }
         let mut servers = Vec::with_capacity(raw.xds_servers.len());
         let mut fail_on_data_errors = Vec::new();
+        let mut channel_tls = BTreeMap::new();
         for (i, server) in raw.xds_servers.iter().enumerate() {
             let at = format!("bootstrap.xds_servers[{i}]");
             if server.server_uri.is_empty() {
@@ -145,13 +154,40 @@ impl Bootstrap {
                     "must not be empty",
                 ));
             }
-            let insecure = server.channel_creds.is_empty()
-                || server.channel_creds.iter().any(|c| c.kind == "insecure");
-            if !insecure {
-                return Err(ConfigError::new(
-                    format!("{at}.channel_creds"),
-                    "only `insecure` credentials are supported so far",
-                ));
+            // As gRPC: the first supported credentials decide.
+            let chosen = server
+                .channel_creds
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.kind == "insecure" || c.kind == "tls");
+            match chosen {
+                None if server.channel_creds.is_empty() => {}
+                None => {
+                    return Err(ConfigError::new(
+                        format!("{at}.channel_creds"),
+                        "none of these credentials is supported: use `tls` or `insecure`",
+                    ));
+                }
+                Some((_, c)) if c.kind == "insecure" => {}
+                Some((j, c)) => {
+                    let field = format!("{at}.channel_creds[{j}].config");
+                    let tls: crate::xds::ChannelTls = match &c.config {
+                        None => crate::xds::ChannelTls::default(),
+                        Some(config) => {
+                            serde_path_to_error::deserialize(config.clone()).map_err(|e| {
+                                let path = e.path().to_string();
+                                let at = if path == "." {
+                                    field.clone()
+                                } else {
+                                    format!("{field}.{path}")
+                                };
+                                ConfigError::new(at, e.inner().to_string())
+                            })?
+                        }
+                    };
+                    tls.validate(&field)?;
+                    channel_tls.insert(normalize(&server.server_uri), tls);
+                }
             }
             servers.push(normalize(&server.server_uri));
             if server
@@ -178,6 +214,7 @@ impl Bootstrap {
             certificate_providers: crate::tls::certificate_providers(json)
                 .map_err(|e| e.within("bootstrap"))?,
             server_listener_resource_name_template: raw.server_listener_resource_name_template,
+            channel_tls,
         })
     }
 
@@ -249,7 +286,7 @@ mod tests {
         assert_eq!(
             error(r#"{"xds_servers": [{"server_uri": "a:1", "channel_creds": [{"type": "google_default"}]}]}"#)
                 .as_deref(),
-            Some("bootstrap.xds_servers[0].channel_creds: only `insecure` credentials are supported so far")
+            Some("bootstrap.xds_servers[0].channel_creds: none of these credentials is supported: use `tls` or `insecure`")
         );
         assert!(
             error(r#"{"xds_servers": [{"server_uri": 5}]}"#)
@@ -267,6 +304,23 @@ mod tests {
             template.is_ok_and(|b| b.server_listener_resource_name_template.as_deref()
                 == Some("grpc/server?xds.resource.listening_address=%s"))
         );
+        assert_eq!(
+            error(r#"{"xds_servers": [{"server_uri": "a:1", "channel_creds": [{"type": "tls", "config": {"certificate_file": "c.pem"}}]}]}"#)
+                .as_deref(),
+            Some("bootstrap.xds_servers[0].channel_creds[0].config.private_key_file: needed with certificate_file")
+        );
+        assert!(
+            error(r#"{"xds_servers": [{"server_uri": "a:1", "channel_creds": [{"type": "tls", "config": {"ca_file": "c.pem"}}]}]}"#)
+                .is_some_and(|e| e.starts_with("bootstrap.xds_servers[0].channel_creds[0].config.ca_file: unknown field `ca_file`"))
+        );
+        let tls = Bootstrap::from_json(
+            r#"{"xds_servers": [{"server_uri": "cp:18000", "channel_creds": [{"type": "google_default"}, {"type": "tls", "config": {"ca_certificate_file": "/ca.pem"}}, {"type": "insecure"}]}]}"#,
+        );
+        assert!(tls.is_ok_and(|b| {
+            b.channel_tls
+                .get("http://cp:18000")
+                .is_some_and(|t| t.ca_certificate_file.as_deref() == Some(Path::new("/ca.pem")))
+        }));
         let fine = Bootstrap::from_json(
             r#"{"xds_servers": [{"server_uri": "a:1"}, {"server_uri": "https://b:2", "server_features": ["fail_on_data_errors"]}], "node": {"cluster": "web"}}"#,
         );

@@ -27,6 +27,10 @@ pub(crate) struct Settings {
     /// The application's classifiers: a resource naming another is
     /// NACKed.
     pub(crate) classifiers: crate::classify::Classifiers,
+    /// The mesh's identity: a `tls` channel to the control plane presents
+    /// its certificate (and, without a CA file, verifies the control plane
+    /// against its bundle).
+    pub(crate) identity: Option<crate::tls::Identity>,
 }
 
 /// What the discovery client sees, in the spirit of Envoy's CSDS: the

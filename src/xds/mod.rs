@@ -70,6 +70,7 @@
 mod ads;
 mod backoff;
 mod bootstrap;
+mod channel_tls;
 mod discovery;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -90,6 +91,7 @@ mod server_listener_tests;
 mod tests;
 
 pub use bootstrap::Bootstrap;
+pub use channel_tls::{CONTROL_PLANE_SPIFFE_PATH, ChannelTls};
 pub use discovery::XdsStatus;
 pub(crate) use discovery::{Discovery, Settings};
 pub use resource::Kind;

@@ -165,6 +165,7 @@ async fn a_waiting_request_goes_on_only_once_the_configuration_is_in_force() {
         initial_fetch_timeout: Duration::from_secs(15),
         cache: None,
         classifiers: Default::default(),
+        identity: None,
     });
     discovery.watch("svc");
     {

@@ -178,6 +178,7 @@ async fn the_control_plane_command_serves_a_mesh_file_and_registrations() {
             token.to_str().unwrap(),
             "--max-leases-per-cluster",
             "1",
+            "--insecure-xds",
         ])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)

@@ -120,6 +120,7 @@ async fn the_control_plane_keeps_serving_with_a_closed_stdout() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
         .args(["control-plane", "--mesh", mesh.to_str().unwrap()])
         .args(["--xds", &xds.to_string(), "--admin", &admin.to_string()])
+        .arg("--insecure-xds")
         .stdout(writer)
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)

@@ -1,13 +1,15 @@
 //! The CA's HTTP API, on the admin listener:
 //!
 //! - `POST /v1/certificates`: sign a CSR (admin token, or a bootstrap token);
-//! - `POST /v1/bootstrap-tokens`, `DELETE /v1/bootstrap-tokens/<id>` (admin);
+//! - `POST /v1/bootstrap-tokens`, `DELETE /v1/bootstrap-tokens/<id>` (admin):
+//!   tokens for one workload with scopes (`certificate`, the default;
+//!   `register`; `read`);
 //! - `GET /v1/trust-bundle`: the trusted roots, PEM or JSON (open: roots
 //!   are public);
 //! - `GET /v1/ca`: the roots and their standing (open);
 //! - `POST /v1/ca/rotate` (admin).
 
-use super::{Refusal, csr};
+use super::{Refusal, Scope, csr};
 use crate::admin::{Admin, Reply, bearer, error, read_body, reply};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
@@ -179,6 +181,12 @@ async fn certificates(admin: &Admin, request: Request<hyper::body::Incoming>) ->
         Some(t) if is_admin(admin, t) => None,
         Some(t) => match admin.ca.token_identity(t) {
             Some(id) => Some(id),
+            None if admin.ca.token_grant(t).is_some() => {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "this token lacks the `certificate` scope",
+                );
+            }
             None => {
                 return error(
                     StatusCode::UNAUTHORIZED,
@@ -247,9 +255,11 @@ async fn certificates(admin: &Admin, request: Request<hyper::body::Incoming>) ->
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokenRequest {
-    namespace: String,
-    service: String,
+    namespace: Option<String>,
+    service: Option<String>,
     ttl_seconds: Option<u64>,
+    /// Default: `["certificate"]`.
+    scopes: Option<Vec<Scope>>,
 }
 
 async fn issue_token(admin: &Admin, request: Request<hyper::body::Incoming>) -> Reply {
@@ -270,9 +280,41 @@ async fn issue_token(admin: &Admin, request: Request<hyper::body::Incoming>) -> 
             ),
         );
     }
+    let mut scopes = body.scopes.unwrap_or_else(|| vec![Scope::Certificate]);
+    scopes.sort();
+    scopes.dedup();
+    let Some(first) = scopes.first() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid bootstrap token request: scopes: empty: name at least one of `certificate`, `register`, `read`",
+        );
+    };
+    let workload = match (body.namespace.as_deref(), body.service.as_deref()) {
+        (Some(namespace), Some(service)) => Some((namespace, service)),
+        (None, _) | (_, None) if scopes == [Scope::Read] => None,
+        (None, _) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "invalid bootstrap token request: namespace: needed for the `{}` scope",
+                    first.as_str()
+                ),
+            );
+        }
+        (_, None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "invalid bootstrap token request: service: needed for the `{}` scope",
+                    first.as_str()
+                ),
+            );
+        }
+    };
+    let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     match admin
         .ca
-        .issue_token(&body.namespace, &body.service, Duration::from_secs(ttl))
+        .issue_token(workload, scopes.clone(), Duration::from_secs(ttl))
         .await
     {
         Ok((issued, spiffe_id, expires_at)) => reply(
@@ -281,6 +323,7 @@ async fn issue_token(admin: &Admin, request: Request<hyper::body::Incoming>) -> 
                 "id": issued.id,
                 "token": issued.token,
                 "spiffe_id": spiffe_id,
+                "scopes": names,
                 "expires_at": expires_at,
             }),
         ),

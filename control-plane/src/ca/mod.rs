@@ -19,6 +19,7 @@ pub use options::{CaOptions, DEFAULT_LEAF_TTL, MAX_LEAF_TTL, MIN_LEAF_TTL};
 pub use roots::Standing;
 pub use spiffe::{DEFAULT_TRUST_DOMAIN, TrustDomain};
 pub use time::Clock;
+pub use tokens::Scope;
 
 use root::Root;
 use roots::{Entry, Roots, RotateRefusal};
@@ -182,6 +183,17 @@ impl Ca {
         unix((self.clock)())
     }
 
+    /// Now, in unix seconds, by the CA's clock.
+    pub(crate) fn unix_now(&self) -> u64 {
+        self.now()
+    }
+
+    /// The roots trusted now, PEM, oldest first.
+    pub(crate) fn bundle_pem_now(&self) -> String {
+        let now = self.now();
+        Self::bundle_pem(&self.lock().roots, now)
+    }
+
     /// The trust domain.
     pub(crate) fn trust_domain(&self) -> &TrustDomain {
         &self.trust_domain
@@ -207,14 +219,49 @@ impl Ca {
             .collect()
     }
 
-    /// The identity bootstrap token `token` grants now.
+    /// The identity bootstrap token `token` grants now for certificates.
     pub(crate) fn token_identity(&self, token: &str) -> Option<String> {
         let now = self.now();
-        self.lock().tokens.check(token, now).map(str::to_owned)
+        self.lock()
+            .tokens
+            .check(token, Scope::Certificate, now)
+            .map(str::to_owned)
+    }
+
+    /// What token `token` grants now: its identity (empty for none) and
+    /// scopes; `None` when it is not a live token.
+    pub(crate) fn token_grant(&self, token: &str) -> Option<(String, Vec<Scope>)> {
+        let now = self.now();
+        self.lock()
+            .tokens
+            .find(token, now)
+            .map(|s| (s.spiffe_id.clone(), s.scopes.clone()))
     }
 
     /// Signs `csr` as `spiffe_id` (already checked) with the signing root.
     pub(crate) async fn sign(&self, csr: &csr::Csr, spiffe_id: &str) -> Result<Signed, Refusal> {
+        self.sign_key(&csr.public_key, spiffe_id, &[]).await
+    }
+
+    /// The control plane's own serving certificate: a key made here, and a
+    /// leaf for `spiffe_id` that also names `hosts` (DNS names, IPs).
+    pub(crate) async fn serving(
+        &self,
+        spiffe_id: &str,
+        hosts: &[String],
+    ) -> Result<(Signed, String), Refusal> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| Refusal::Unavailable(format!("cannot generate a key: {e}")))?;
+        let signed = self.sign_key(&key, spiffe_id, hosts).await?;
+        Ok((signed, key.serialize_pem()))
+    }
+
+    async fn sign_key(
+        &self,
+        public_key: &impl rcgen::PublicKeyData,
+        spiffe_id: &str,
+        hosts: &[String],
+    ) -> Result<Signed, Refusal> {
         let now = self.now();
         let (signed, save) = {
             let mut inner = self.lock();
@@ -236,8 +283,15 @@ impl Ca {
                     entry.root.not_after
                 )));
             }
-            let leaf = leaf::sign(&entry.root, &csr.public_key, spiffe_id, now, self.leaf_ttl)
-                .map_err(Refusal::Unavailable)?;
+            let leaf = leaf::sign(
+                &entry.root,
+                public_key,
+                spiffe_id,
+                hosts,
+                now,
+                self.leaf_ttl,
+            )
+            .map_err(Refusal::Unavailable)?;
             entry.issued_until = entry.issued_until.max(leaf.not_after);
             let mut save = pruned;
             if leaf.not_after > entry.persisted_until {
@@ -263,17 +317,21 @@ impl Ca {
         Ok(signed)
     }
 
-    /// Issues a bootstrap token for `namespace`/`service`, valid `ttl`.
+    /// Issues a token for `namespace`/`service` (both needed unless the
+    /// only scope is `read`) with `scopes`, valid `ttl`.
     pub(crate) async fn issue_token(
         &self,
-        namespace: &str,
-        service: &str,
+        workload: Option<(&str, &str)>,
+        scopes: Vec<Scope>,
         ttl: Duration,
     ) -> Result<(tokens::Issued, String, u64), Refusal> {
-        let spiffe_id = self
-            .trust_domain
-            .workload(namespace, service)
-            .map_err(|(field, e)| Refusal::Invalid(format!("{field}: {e}")))?;
+        let spiffe_id = match workload {
+            Some((namespace, service)) => self
+                .trust_domain
+                .workload(namespace, service)
+                .map_err(|(field, e)| Refusal::Invalid(format!("{field}: {e}")))?,
+            None => String::new(),
+        };
         let now = self.now();
         let expires_at = now.saturating_add(ttl.as_secs());
         let issued = {
@@ -287,7 +345,7 @@ impl Ca {
             }
             inner
                 .tokens
-                .issue(spiffe_id.clone(), expires_at)
+                .issue(spiffe_id.clone(), scopes, expires_at)
                 .map_err(Refusal::Unavailable)?
         };
         if let Err(e) = self.save_tokens().await {

@@ -33,6 +33,8 @@ pub async fn start(dir: &Path, xds: SocketAddr) -> ControlPlane {
 /// [`start`], with these limits.
 pub async fn start_with(dir: &Path, xds: SocketAddr, limits: Limits) -> ControlPlane {
     ControlPlane::builder()
+        .insecure_xds()
+        .allow_unauthenticated_reads()
         .mesh_file(dir.join("mesh.yaml"))
         .registry_store(dir.join("registry.json"))
         .token(TOKEN)
