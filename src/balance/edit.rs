@@ -138,7 +138,7 @@ impl EndpointSet {
             endpoints,
             number,
         }));
-        self.shared.published.store(number, Ordering::Release);
+        self.shared.published.store(number, Ordering::SeqCst);
         edited
     }
 

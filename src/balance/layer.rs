@@ -197,7 +197,13 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         self.set.refresh(&mut self.version);
-        let Some(picked) = self.set.pick(&self.version, &request) else {
+        let mut picked = self.set.pick(&self.version, &request);
+        if picked.is_some() && self.set.is_stale(&self.version) {
+            drop(picked);
+            self.set.refresh(&mut self.version);
+            picked = self.set.pick(&self.version, &request);
+        }
+        let Some(picked) = picked else {
             return ResponseFuture::no_endpoint();
         };
         if let Err(error) = aim(request.uri_mut(), picked.authority) {

@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -39,7 +39,7 @@ impl Default for EndpointLoad {
 impl EndpointLoad {
     /// Requests in flight.
     pub fn inflight(&self) -> u32 {
-        self.inflight.load(Relaxed)
+        self.inflight.load(SeqCst)
     }
 
     /// The latency estimate: fed by the mesh's clients, and by a
@@ -53,7 +53,9 @@ impl EndpointLoad {
     /// Counts a request as in flight until the returned guard is finished
     /// (or dropped, for a request that ended without a latency sample).
     pub fn start(self: &std::sync::Arc<Self>) -> InFlight {
-        self.inflight.fetch_add(1, Relaxed);
+        // SeqCst: ordered before the pick's staleness check (see
+        // `EndpointSet::is_stale`); a locked add either way on x86.
+        self.inflight.fetch_add(1, SeqCst);
         InFlight {
             load: self.clone(),
             // The stack's shared reading when a layer above took one for
@@ -65,7 +67,9 @@ impl EndpointLoad {
     /// Counts a request as in flight, without timing it: for pickers that
     /// do not read latency.
     pub(crate) fn start_untimed(self: &std::sync::Arc<Self>) -> InFlight {
-        self.inflight.fetch_add(1, Relaxed);
+        // SeqCst: ordered before the pick's staleness check (see
+        // `EndpointSet::is_stale`); a locked add either way on x86.
+        self.inflight.fetch_add(1, SeqCst);
         InFlight {
             load: self.clone(),
             started: None,

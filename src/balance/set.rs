@@ -421,6 +421,17 @@ impl EndpointSet {
         }
     }
 
+    /// Whether a version newer than `kept` was published. Read after a
+    /// pick has counted its request in flight: a removal published before
+    /// this read sends the request elsewhere, and one published after it
+    /// finds the request counted, so that waiting for an endpoint's
+    /// requests in flight to end after its removal covers every request
+    /// it will get (sequentially consistent on both sides of that race).
+    #[inline]
+    pub(super) fn is_stale(&self, kept: &Version) -> bool {
+        self.shared.published.load(Ordering::SeqCst) != kept.number
+    }
+
     /// The endpoint of `version` for `request`: its key (for the hashing
     /// policies) from the policy's header or a [`HashKey`] extension.
     #[inline]

@@ -243,7 +243,9 @@ impl Live {
         }
         let mut policies = (*xds).clone();
         if let Some(local) = local {
-            policies.groups.extend(local.policies().groups.iter().cloned());
+            policies
+                .groups
+                .extend(local.policies().groups.iter().cloned());
         }
         let authorizer = Arc::new(Authorizer::new(&self.service, Arc::new(policies)));
         self.xds_authorizer.store(Some(Arc::new(Combined {
