@@ -11,7 +11,12 @@
 //! match the caller, then the one that does) and `deny_scan_100_rules`
 //! (100 deny policies, none matching, then an allow-all), both keyed by
 //! the caller's ID as most policies are, and `allow_100_rules_by_path`
-//! (99 allow policies on other paths, every one evaluated).
+//! (99 allow policies on other path prefixes) and
+//! `allow_100_rules_by_namespace` (99 allow policies on other prefixes of
+//! the caller's ID): the index by ID and by path, whole or by prefix,
+//! evaluates only the policies that can match. `allow_100_rules_unindexed`
+//! (99 allow policies on a header, then one for any authenticated caller)
+//! is the worst case: every policy evaluated.
 //!
 //! `SINEW_BENCH_PAIRED=<rounds>` alternates the two servers in rounds of
 //! 2,000 sequential requests and prints the median per-request difference
@@ -230,14 +235,30 @@ fn authz(c: &mut Criterion) {
     let matching = "{ name: cart, action: allow, rules: [{ principals: [{ id: \"spiffe://example.org/ns/shop/sa/cart\" }], methods: [GET, HEAD], paths: [{ prefix: /reviews/ }] }] }";
     let allow: Vec<String> = (0..99).map(|i| other(i, "allow")).collect();
     let deny: Vec<String> = (0..100).map(|i| other(i, "deny")).collect();
-    // The same, keyed by path rather than by caller: every rule is
-    // evaluated (the index by caller ID cannot skip any).
+    // The same, keyed by path prefix rather than by caller.
     let by_path = |i: usize| {
         format!(
             "{{ name: q{i}, action: allow, rules: [{{ principals: [authenticated], methods: [GET, HEAD], paths: [{{ prefix: /other-{i}/ }}] }}] }}"
         )
     };
     let by_path: Vec<String> = (0..99).map(by_path).collect();
+    // Keyed by nothing the index knows (a header): every rule evaluated.
+    let by_header: Vec<String> = (0..99)
+        .map(|i| {
+            format!(
+                "{{ name: h{i}, action: allow, rules: [{{ headers: [{{ name: x-team, exact: t{i} }}] }}] }}"
+            )
+        })
+        .collect();
+    // Keyed by a prefix of the caller's ID (a namespace), as trust-domain
+    // and namespace rules are.
+    let by_namespace: Vec<String> = (0..99)
+        .map(|i| {
+            format!(
+                "{{ name: n{i}, action: allow, rules: [{{ principals: [{{ prefix: \"spiffe://example.org/ns/team-{i}/\" }}] }}] }}"
+            )
+        })
+        .collect();
     let cases = [
         ("no_policies", "[]".to_owned()),
         (
@@ -245,6 +266,20 @@ fn authz(c: &mut Criterion) {
             format!(
                 "[{}, {{ name: reviews, action: allow, rules: [{{ principals: [authenticated], paths: [{{ prefix: /reviews/ }}] }}] }}]",
                 by_path.join(", ")
+            ),
+        ),
+        (
+            "allow_100_rules_unindexed",
+            format!(
+                "[{}, {{ name: all, action: allow, rules: [{{ principals: [authenticated] }}] }}]",
+                by_header.join(", ")
+            ),
+        ),
+        (
+            "allow_100_rules_by_namespace",
+            format!(
+                "[{}, {{ name: shop, action: allow, rules: [{{ principals: [{{ prefix: \"spiffe://example.org/ns/shop/\" }}] }}] }}]",
+                by_namespace.join(", ")
             ),
         ),
         (

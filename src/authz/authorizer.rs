@@ -2,7 +2,7 @@
 //! log, the audit log and the decision counters.
 
 use super::decide::Decision;
-use super::index::PrincipalIndex;
+use super::index::PolicyIndex;
 use super::{CompiledPolicies, Denied, RequestView};
 use metrics::Counter;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub(crate) const DECISIONS: &str = "sinew_authz_decisions_total";
 pub(crate) struct Authorizer {
     service: Arc<str>,
     policies: Arc<CompiledPolicies>,
-    index: PrincipalIndex,
+    index: PolicyIndex,
     dry_run: bool,
     /// By group and policy: enforced, dry-run (a policy only ever
     /// decides its group's action).
@@ -64,7 +64,7 @@ impl Authorizer {
         Self {
             service: service.into(),
             dry_run: policies.has_dry_run(),
-            index: PrincipalIndex::new(&policies),
+            index: PolicyIndex::new(&policies),
             policies,
             counters,
             default,

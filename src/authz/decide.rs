@@ -1,6 +1,6 @@
 //! Evaluating a service's compiled policies for one request.
 
-use super::index::{Candidates, PrincipalIndex};
+use super::index::PolicyIndex;
 use super::{CompiledPolicies, CompiledPolicy, PolicyGroup, RequestView};
 use crate::config::PolicyAction;
 
@@ -70,7 +70,7 @@ impl CompiledPolicies {
         &'a self,
         request: &RequestView<'_>,
         dry_run: bool,
-        index: &PrincipalIndex,
+        index: &PolicyIndex,
     ) -> Decision<'a> {
         self.evaluate(request, dry_run, Some(index))
     }
@@ -83,20 +83,16 @@ impl CompiledPolicies {
         &'a self,
         request: &RequestView<'_>,
         dry_run: bool,
-        index: Option<&PrincipalIndex>,
+        index: Option<&PolicyIndex>,
     ) -> Decision<'a> {
         let key = index.and_then(|index| index.key(request.peer));
         let mut allowed_by = None;
         for (g, group) in self.groups.iter().enumerate() {
-            let len = group.policies.len();
-            let candidates = match index {
-                Some(index) => index.candidates(g, len, key),
-                None => Candidates::All(0..len),
-            };
-            let found = candidates
-                .filter_map(|i| group.policies.get(i).map(|p| (i, p)))
-                .filter(|(_, p)| dry_run || !p.dry_run)
-                .find(|(_, p)| p.matches(request));
+            let found = match index {
+                Some(index) => index.first_match(g, group, request, key, dry_run),
+                None => group.first_match(request, dry_run),
+            }
+            .and_then(|i| group.policies.get(i).map(|p| (i, p)));
             match (group.action, found) {
                 (PolicyAction::Deny, Some((i, policy))) => {
                     return Decision {

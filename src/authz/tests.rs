@@ -50,7 +50,7 @@ impl Req {
 /// The index (by the caller's exact ID) gives the same answers.
 fn decide(policies: &CompiledPolicies, r: &Req) -> (bool, String) {
     let d = policies.decide(&r.view());
-    let index = super::index::PrincipalIndex::new(policies);
+    let index = super::index::PolicyIndex::new(policies);
     for dry_run in [false, true] {
         let plain = policies.evaluate_for_test(&r.view(), dry_run);
         let indexed = policies.decide_in(&r.view(), dry_run, &index);
@@ -76,6 +76,42 @@ fn the_index_keeps_the_order_of_policies() {
     assert_eq!(decide(&p, &req("GET", "/a", Some(CART))).1, "first");
     assert_eq!(decide(&p, &req("GET", "/b", Some(OTHER_TD))).1, "third");
     assert_eq!(decide(&p, &req("GET", "/b", None)).1, "default deny");
+}
+
+/// Policies keyed by path (exact, prefix, several prefixes of different
+/// lengths) and some not (regex, methods only): the index finds the same
+/// earliest match as a full scan (checked by `decide` on every request).
+#[test]
+fn the_index_by_path_finds_the_earliest_match() {
+    let p = compiled(
+        r#"
+- { name: admin, action: allow, rules: [{ paths: [{ prefix: /admin/ }, { exact: /health }] }] }
+- { name: regex, action: allow, rules: [{ paths: [{ regex: "/r/[0-9]+" }] }] }
+- { name: short, action: allow, rules: [{ paths: [{ prefix: /a }], methods: [POST] }] }
+- { name: any-prefix, action: allow, rules: [{ paths: [{ prefix: / }], methods: [DELETE] }] }
+- { name: methods-only, action: allow, rules: [{ methods: [PUT] }] }
+- { name: long, action: allow, rules: [{ paths: [{ prefix: /admin/users/ }] }] }
+- { name: health-get, action: allow, rules: [{ paths: [{ exact: /health }], methods: [GET] }] }
+"#,
+    );
+    for (method, path, expected) in [
+        ("GET", "/admin/users/1", "admin"),
+        ("GET", "/health", "admin"),
+        ("GET", "/healthz", "default deny"),
+        ("GET", "/r/12", "regex"),
+        ("POST", "/ab", "short"),
+        ("POST", "/admin/x", "admin"),
+        ("DELETE", "/zzz", "any-prefix"),
+        ("GET", "/adm", "default deny"),
+        ("PUT", "/q", "methods-only"),
+        ("PUT", "/admin/q", "admin"),
+    ] {
+        assert_eq!(
+            decide(&p, &req(method, path, Some(CART))).1,
+            expected,
+            "{method} {path}"
+        );
+    }
 }
 
 const CART: &str = "spiffe://example.org/ns/shop/sa/cart";

@@ -64,15 +64,28 @@ pub(crate) struct HeaderCondition {
 
 impl HeaderCondition {
     fn matches(&self, headers: &HeaderMap) -> bool {
-        let mut values = headers.get_all(&self.name).iter().peekable();
-        let found = match &self.value {
-            None => values.peek().is_some(),
-            // Several values are matched joined by commas, as gRPC and
-            // Envoy do.
-            Some(matcher) => {
-                let joined: Vec<&str> = values.filter_map(|v| v.to_str().ok()).collect();
-                !joined.is_empty() && matcher.matches(&joined.join(","))
-            }
+        let mut values = headers.get_all(&self.name).iter();
+        let found = match (&self.value, values.next()) {
+            (None, first) => first.is_some(),
+            (Some(_), None) => false,
+            (Some(matcher), Some(first)) => match values.next() {
+                // One value, the common case: matched as it is.
+                None => first.to_str().is_ok_and(|v| matcher.matches(v)),
+                // Several values are matched joined by commas, as gRPC
+                // and Envoy do.
+                Some(second) => {
+                    let mut joined = String::new();
+                    for v in [first, second].into_iter().chain(values) {
+                        if let Ok(v) = v.to_str() {
+                            if !joined.is_empty() {
+                                joined.push(',');
+                            }
+                            joined.push_str(v);
+                        }
+                    }
+                    matcher.matches(&joined)
+                }
+            },
         };
         found != self.invert
     }
