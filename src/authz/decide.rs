@@ -129,11 +129,14 @@ impl CompiledPolicies {
 }
 
 impl PolicyGroup {
-    /// Whether the group has a policy in force (dry-run ones counting
-    /// when `dry_run`), and an audited one.
+    /// Whether the group is in force: it has a policy in force (dry-run
+    /// ones counting when `dry_run`), or no policy at all, which only an
+    /// RBAC filter gives (an ALLOW filter without policies allows
+    /// nothing, as in gRPC and Envoy; the mesh file's compile leaves
+    /// empty groups out). And whether a policy in force is audited.
     pub(crate) fn summary(&self, dry_run: bool) -> (bool, bool) {
         let mut in_force = self.policies.iter().filter(|p| dry_run || !p.dry_run);
-        let any = in_force.clone().next().is_some();
+        let any = self.policies.is_empty() || in_force.clone().next().is_some();
         (any, in_force.any(|p| p.audit))
     }
 }

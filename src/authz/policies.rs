@@ -33,3 +33,22 @@ pub(crate) struct PolicyGroup {
 pub(crate) struct CompiledPolicies {
     pub(crate) groups: Vec<PolicyGroup>,
 }
+
+impl CompiledPolicies {
+    /// Policies that refuse every request: one allow group without
+    /// policies (one shared value, so that the server's authorizer for it
+    /// is built once).
+    #[cfg_attr(not(feature = "xds"), allow(dead_code))]
+    pub(crate) fn deny_all() -> Arc<Self> {
+        static DENY_ALL: std::sync::LazyLock<Arc<CompiledPolicies>> =
+            std::sync::LazyLock::new(|| {
+                Arc::new(CompiledPolicies {
+                    groups: vec![PolicyGroup {
+                        action: PolicyAction::Allow,
+                        policies: Vec::new(),
+                    }],
+                })
+            });
+        DENY_ALL.clone()
+    }
+}

@@ -28,10 +28,22 @@ impl IpRange {
     /// `address`; `None` when `prefix_len` is longer than the address.
     pub fn new(address: IpAddr, prefix_len: u8) -> Option<Self> {
         let max = if address.is_ipv4() { 32 } else { 128 };
-        (prefix_len <= max).then_some(Self {
-            address: address.to_canonical(),
-            prefix_len,
-        })
+        if prefix_len > max {
+            return None;
+        }
+        match (address, address.to_canonical()) {
+            // An IPv4-mapped range is the IPv4 range it maps: its length
+            // counts from the 96 bits of the mapping prefix, and a shorter
+            // one would cover more than mapped addresses.
+            (IpAddr::V6(_), IpAddr::V4(v4)) => Some(Self {
+                address: IpAddr::V4(v4),
+                prefix_len: prefix_len.checked_sub(96)?,
+            }),
+            (address, _) => Some(Self {
+                address,
+                prefix_len,
+            }),
+        }
     }
 
     /// Whether `address` is in the range.
@@ -78,8 +90,13 @@ impl FromStr for IpRange {
             .parse()
             .map_err(|_| format!("`{s}`: not an IP address or a CIDR range"))?;
         let full = if address.is_ipv4() { 32 } else { 128 };
-        Self::new(address, prefix_len.unwrap_or(full))
-            .ok_or_else(|| format!("`{s}`: the prefix length is longer than the address"))
+        let prefix_len = prefix_len.unwrap_or(full);
+        Self::new(address, prefix_len).ok_or_else(|| match prefix_len > full {
+            true => format!("`{s}`: the prefix length is longer than the address"),
+            false => format!(
+                "`{s}`: an IPv4-mapped range needs a prefix length of at least 96 (the mapping's)"
+            ),
+        })
     }
 }
 
@@ -100,6 +117,19 @@ mod tests {
         let one: IpRange = "fd00::1".parse().unwrap_or_else(|e| unreachable!("{e}"));
         assert!(one.contains("fd00::1".parse().unwrap_or_else(|_| unreachable!())));
         assert!(!one.contains("fd00::2".parse().unwrap_or_else(|_| unreachable!())));
+        // IPv4-mapped ranges are the IPv4 ranges they map.
+        let mapped: IpRange = "::ffff:10.0.0.0/104"
+            .parse()
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert!(mapped.contains("10.9.9.9".parse().unwrap_or_else(|_| unreachable!())));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap_or_else(|_| unreachable!())));
+        let one: IpRange = "::ffff:10.1.2.3"
+            .parse()
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(one.contains("10.1.2.3".parse().unwrap_or_else(|_| unreachable!())));
+        assert!(!one.contains("10.1.2.4".parse().unwrap_or_else(|_| unreachable!())));
+        assert!("::ffff:10.0.0.0/95".parse::<IpRange>().is_err());
         assert!("10.0.0.0/33".parse::<IpRange>().is_err());
         assert!("10.0.0/8".parse::<IpRange>().is_err());
         assert!("10.0.0.0/x".parse::<IpRange>().is_err());

@@ -114,6 +114,26 @@ fn the_index_by_path_finds_the_earliest_match() {
     }
 }
 
+/// An RBAC ALLOW filter with no policies allows nothing (gRPC, Envoy;
+/// Istio's allow-nothing policy): a group without policies is in force.
+#[test]
+fn an_allow_group_without_policies_allows_nothing() {
+    use crate::config::PolicyAction;
+    for (action, allowed) in [(PolicyAction::Allow, false), (PolicyAction::Deny, true)] {
+        let p = CompiledPolicies {
+            groups: vec![super::PolicyGroup {
+                action,
+                policies: Vec::new(),
+            }],
+        };
+        assert_eq!(
+            decide(&p, &req("GET", "/", Some(CART))).0,
+            allowed,
+            "{action:?}"
+        );
+    }
+}
+
 const CART: &str = "spiffe://example.org/ns/shop/sa/cart";
 const OTHER_TD: &str = "spiffe://other.org/ns/shop/sa/cart";
 
@@ -296,6 +316,18 @@ fn errors_name_the_field() {
         (
             "[{ name: a, action: allow, rules: [{ methods: [GET, 'PO ST'] }] }]",
             "authorization[0].rules[0].methods[1]: `PO ST` is not a method",
+        ),
+        (
+            "[{ name: a, action: deny, rules: [{ methods: [get] }] }]",
+            "authorization[0].rules[0].methods[0]: `get` never matches: methods are case-sensitive (`GET`)",
+        ),
+        (
+            "[{ name: a, action: deny, rules: [{ headers: [{ name: Host, exact: admin.example }] }] }]",
+            "authorization[0].rules[0].headers[0].name: `Host` cannot be matched by an authorization rule",
+        ),
+        (
+            "[{ name: a, action: allow, rules: [{ source_ips: ['::ffff:10.0.0.0/64'] }] }]",
+            "authorization[0].rules[0].source_ips[0]: `::ffff:10.0.0.0/64`: an IPv4-mapped range needs a prefix length of at least 96 (the mapping's)",
         ),
         (
             "[{ name: a, action: allow, rules: [{ source_ips: ['10.0.0.0/40'] }] }]",

@@ -100,17 +100,34 @@ fn compile_rule(
             .iter()
             .enumerate()
             .map(|(i, method)| {
-                method_token(method).map(Permission::Method).ok_or_else(|| {
-                    at.field("methods")
-                        .index(i)
-                        .error(format!("`{method}` is not a method"))
-                })
+                let at = at.field("methods").index(i);
+                let upper = method.to_ascii_uppercase();
+                // Methods are case-sensitive: `get` would never match a GET.
+                if upper != *method && STANDARD_METHODS.contains(&upper.as_str()) {
+                    return Err(at.error(format!(
+                        "`{method}` never matches: methods are case-sensitive (`{upper}`)"
+                    )));
+                }
+                method_token(method)
+                    .map(Permission::Method)
+                    .ok_or_else(|| at.error(format!("`{method}` is not a method")))
             })
             .collect::<Result<_, _>>()?;
         permissions.push(any_permission(methods));
     }
     for (i, header) in rule.headers.iter().enumerate() {
-        let (name, matcher) = checked_header(&at.field("headers").index(i), header)?;
+        let at = at.field("headers").index(i);
+        // Over HTTP/2 the authority is in the URI, not a `host` header, so
+        // a rule on it would hold on one protocol and not the other; the
+        // others are the transport's (as gRFC A41 has them).
+        let lower = header.name.to_ascii_lowercase();
+        if lower == "host" || lower.starts_with("grpc-") || lower.starts_with(':') {
+            return Err(at.field("name").error(format!(
+                "`{}` cannot be matched by an authorization rule",
+                header.name
+            )));
+        }
+        let (name, matcher) = checked_header(&at, header)?;
         permissions.push(Permission::Header(header_condition(name, matcher)));
     }
     let mut principals = Vec::new();
@@ -168,6 +185,10 @@ fn any_principal(mut list: Vec<Principal>) -> Principal {
 
 /// An HTTP method token (RFC 9110: `tchar`s), taken as written: methods
 /// are case-sensitive.
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
 fn method_token(method: &str) -> Option<http::Method> {
     let token = !method.is_empty()
         && method

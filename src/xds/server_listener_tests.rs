@@ -259,3 +259,27 @@ fn the_server_listeners_rbac_policies_are_kept_and_a_refused_one_leaves_the_last
     assert_eq!(open.rejected, None);
     assert_eq!(names(&state), Some(Vec::new()));
 }
+
+/// A server Listener refused with no good value before it: its policies
+/// cannot be known, so every request is refused rather than let through.
+#[test]
+fn a_first_server_listener_refused_denies_every_request() {
+    let mut state = subscribed();
+    let refused = state.apply_response(Kind::Listener, "1", "n1", &[with_rbac("cel", true)]);
+    assert!(refused.rejected.is_some());
+    let policies = state.server_authorization(NAME);
+    let denies_all = policies.as_ref().is_some_and(|p| {
+        p.groups.len() == 1
+            && p.groups[0].action == crate::config::PolicyAction::Allow
+            && p.groups[0].policies.is_empty()
+    });
+    assert!(denies_all, "{policies:?}");
+    // A good one then takes over.
+    let good = state.apply_response(Kind::Listener, "2", "n2", &[with_rbac("allow-all", false)]);
+    assert_eq!(good.rejected, None);
+    assert!(
+        state
+            .server_authorization(NAME)
+            .is_some_and(|p| p.groups[0].policies.len() == 1)
+    );
+}

@@ -208,15 +208,23 @@ impl State {
     }
 
     /// The policies of the server Listener `name`'s RBAC filters (gRFC
-    /// A41; none: open), when one is in use. `None` as for
-    /// [`server_mtls`](Self::server_mtls).
+    /// A41; none: open), when one is in use. `None` while it has not
+    /// arrived or does not exist (the local policies alone apply). A
+    /// Listener refused with no good value before it denies every
+    /// request: the control plane asked for policies Sinew could not
+    /// read, and being open instead would fail open.
     pub(super) fn server_authorization(
         &self,
         name: &str,
     ) -> Option<std::sync::Arc<crate::authz::CompiledPolicies>> {
-        match self.value(Kind::Listener, name)? {
-            Resource::ServerListener(server) => Some(server.authorization.clone()),
-            _ => None,
+        let entry = self.entries.get(&(Kind::Listener, name.to_owned()))?;
+        match &entry.value {
+            Some(Resource::ServerListener(server)) => Some(server.authorization.clone()),
+            Some(_) => None,
+            None if entry.state == ResourceState::Nacked => {
+                Some(crate::authz::CompiledPolicies::deny_all())
+            }
+            None => None,
         }
     }
 

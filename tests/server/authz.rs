@@ -342,6 +342,48 @@ async fn a_policy_change_applies_to_the_next_request_and_an_invalid_one_is_refus
     within("shutdown", server.shutdown()).await.unwrap();
 }
 
+/// The builder's policies stay enforced under an inbound block from the
+/// configuration that sets only a limit: a block replaces the builder's
+/// settings, not its policies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builders_policies_stay_under_a_configured_inbound_block() {
+    let d = domains();
+    let (listener, addr) = listener().await;
+    let server_mesh = d.mesh(REVIEWS, mtls_config(addr, "http1", "")).await;
+    let inbound = MeshConfig::from_yaml(
+        "services:\n  reviews:\n    inbound: { authorization: [{ name: code, action: deny, rules: [{ paths: [{ exact: /secret }] }] }] }\n",
+    )
+    .unwrap()
+    .services["reviews"]
+        .inbound
+        .clone()
+        .unwrap();
+    let (app, reached) = crate::mtls_support::recording();
+    let server = server_mesh
+        .server("reviews")
+        .inbound(inbound)
+        .serve(listener, app)
+        .await
+        .unwrap();
+    let cart = d.mesh(CART, mtls_config(addr, "http1", "")).await;
+    assert_eq!(call(&cart, "GET", "/secret", &[]).await.0, 403);
+    server_mesh
+        .apply(mtls_config(
+            addr,
+            "http1",
+            "{ rate_limit: { per_second: 1000, burst: 100 } }",
+        ))
+        .unwrap();
+    assert_eq!(
+        call(&cart, "GET", "/secret", &[]).await.0,
+        403,
+        "the builder's policy under the configuration's block"
+    );
+    assert_eq!(call(&cart, "GET", "/open", &[]).await.0, 200);
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+    within("shutdown", server.shutdown()).await.unwrap();
+}
+
 /// A unary gRPC method answering the caller's SPIFFE ID, counting calls.
 #[derive(Clone)]
 struct Counted(Arc<AtomicUsize>);

@@ -85,11 +85,19 @@ fn rules<'a>(
         audit |= policy.audit;
         let several = policy.rules.len() > 1;
         for (i, rule) in policy.rules.iter().enumerate() {
-            let name = if several {
+            let mut name = if several {
                 format!("{}.rules[{i}]", policy.name)
             } else {
                 policy.name.clone()
             };
+            // A policy may be named like another's rule (`a.rules[0]`):
+            // each keeps its place in the map, under a name made unique.
+            let taken = name.clone();
+            let mut n = 2;
+            while map.contains_key(&name) {
+                name = format!("{taken}#{n}");
+                n += 1;
+            }
             map.insert(name, rbac_policy(rule));
         }
     }
@@ -311,6 +319,20 @@ mod tests {
             .as_ref()
             .map(|i| i.authorization.clone())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_policy_named_like_anothers_rule_is_kept() {
+        let filters = filters(
+            "s",
+            &policies(
+                "        - { name: a, action: deny, rules: [{ paths: [{ exact: /x }] }, { paths: [{ exact: /y }] }] }\n        - { name: \"a.rules[0]\", action: deny, rules: [{ paths: [{ exact: /z }] }] }\n",
+            ),
+        );
+        let rules = decoded(&filters[0]).rules.unwrap_or_default();
+        let mut names: Vec<&String> = rules.policies.keys().collect();
+        names.sort();
+        assert_eq!(names, ["a.rules[0]", "a.rules[0]#2", "a.rules[1]"]);
     }
 
     #[test]

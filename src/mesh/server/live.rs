@@ -346,7 +346,10 @@ impl Live {
 }
 
 /// The inbound block in force for `service` and its compiled policies:
-/// the mesh configuration's, or the builder's while it has none.
+/// the mesh configuration's, or the builder's while it has none. The
+/// builder's policies stay enforced under the configuration's block, with
+/// its policies: a block that only sets a rate limit must not open a
+/// service the code closed.
 fn in_force(
     snapshot: &Snapshot,
     service: &str,
@@ -357,7 +360,17 @@ fn in_force(
         .service(service)
         .and_then(|s| Some((s.inbound()?, s.authorization())))
     {
-        Some((inbound, policies)) => (inbound.clone(), policies.cloned()),
+        Some((inbound, policies)) => {
+            let policies = match (policies, fallback_policies) {
+                (Some(configured), Some(builder)) => {
+                    let mut both = (**configured).clone();
+                    both.groups.extend(builder.groups.iter().cloned());
+                    Some(Arc::new(both))
+                }
+                (configured, builder) => configured.or(builder.as_ref()).cloned(),
+            };
+            (inbound.clone(), policies)
+        }
         None => (fallback.clone(), fallback_policies.clone()),
     }
 }

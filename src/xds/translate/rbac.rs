@@ -304,10 +304,18 @@ fn header(h: &HeaderMatcher) -> Result<Header, Invalid> {
                     .to_owned(),
             ),
         },
+        // gRPC matches `:path` with its query; Sinew's view of the path
+        // has none, so only a prefix without `?` means the same to both.
         ":path" => match value {
             None => Ok(Header::Always(!invert)),
-            Some(s) if !invert => Ok(Header::Path(s)),
-            Some(_) => Err("invert_match: not supported on `:path`".to_owned()),
+            Some(StringMatch::Prefix(p, ignore_case)) if !invert && !p.contains('?') => {
+                Ok(Header::Path(StringMatch::Prefix(p, ignore_case)))
+            }
+            Some(_) if invert => Err("invert_match: not supported on `:path`".to_owned()),
+            Some(_) => Err(
+                "name: `:path` is matched by a prefix without `?` only (it includes the query; use url_path)"
+                    .to_owned(),
+            ),
         },
         other if other.starts_with(':') => {
             Err(format!("name: pseudo-header `{}` is not supported", h.name))

@@ -573,7 +573,7 @@ fn each_principal_field_matches_as_in_grpc() {
     assert!(admits(
         id(Identifier::Header(header_matcher(
             ":path",
-            HeaderMatchSpecifier::ExactMatch("/pkg.Echo/Say".to_owned()),
+            HeaderMatchSpecifier::PrefixMatch("/pkg.Echo/".to_owned()),
             false
         ))),
         &c
@@ -645,6 +645,19 @@ fn what_grpc_refuses_or_sinew_cannot_evaluate_is_refused_by_name() {
         let e = refused_permission(header(name));
         assert!(
             e.starts_with(&format!("{at}.permissions[0].header.name: ")),
+            "{e}"
+        );
+    }
+    // `:path` includes the query for gRPC: only a prefix without `?`
+    // means the same to Sinew.
+    for spec in [
+        HeaderMatchSpecifier::ExactMatch("/pkg.Echo/Say".to_owned()),
+        HeaderMatchSpecifier::PrefixMatch("/a?b".to_owned()),
+        HeaderMatchSpecifier::SuffixMatch("?debug=1".to_owned()),
+    ] {
+        let e = refused_permission(Rule::Header(header_matcher(":path", spec, false)));
+        assert!(
+            e.starts_with(&format!("{at}.permissions[0].header.name: `:path`")),
             "{e}"
         );
     }
