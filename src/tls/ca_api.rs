@@ -1,6 +1,7 @@
 //! The control plane's CA API as the workload speaks it: a CSR for a key
 //! made here, the signed answer, and the trust bundle.
 
+use super::admin_client::{AdminHttp, error_chain};
 use super::bundle::TrustBundle;
 use super::identity::Credentials;
 use super::issuer::IssueError;
@@ -8,7 +9,6 @@ use super::spiffe_id::{SpiffeId, TrustDomain};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use super::admin_client::{AdminHttp, error_chain};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;

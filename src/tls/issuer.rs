@@ -175,10 +175,13 @@ impl fmt::Debug for IssuerConfig {
         // Never the token.
         f.debug_struct("IssuerConfig")
             .field("admin_url", &self.base)
-            .field("admin_ca", &self.admin_ca.as_ref().map(|ca| match ca {
-                AdminCa::File(path) => format!("{path:?}"),
-                AdminCa::Pem(_) => "(PEM)".to_owned(),
-            }))
+            .field(
+                "admin_ca",
+                &self.admin_ca.as_ref().map(|ca| match ca {
+                    AdminCa::File(path) => format!("{path:?}"),
+                    AdminCa::Pem(_) => "(PEM)".to_owned(),
+                }),
+            )
             .field("spiffe_id", &self.spiffe_id)
             .field("bundle_refresh", &self.bundle_refresh)
             .field("request_timeout", &self.request_timeout)
