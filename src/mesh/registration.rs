@@ -1,6 +1,6 @@
 use crate::config::Locality;
 use crate::error::ConfigError;
-use crate::tls::admin_client::{AdminCa, AdminHttp, admin_base, admin_http, error_chain};
+use crate::tls::admin_client::{AdminCa, AdminHttp, admin_http, admin_https, error_chain};
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full};
@@ -69,14 +69,15 @@ pub struct RegistrationBuilder {
 /// Why registering, renewing or deregistering failed.
 ///
 /// ```
-/// # async fn run() {
 /// use sinew::mesh::{Registration, RegistrationError};
 ///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // An https:// URL needs the control plane's CA: refused before connecting.
 /// let refused = Registration::builder("https://cp:18001", "reviews", "10.0.0.5:8080".parse().unwrap())
 ///     .start()
 ///     .await;
 /// assert!(matches!(refused, Err(RegistrationError::Config(e)) if e.field() == "admin_ca_file"));
-/// # }
+/// # });
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -252,10 +253,9 @@ impl RegistrationBuilder {
     /// Registers, then keeps the lease alive in a background task.
     pub async fn start(mut self) -> Result<Registration, RegistrationError> {
         self.body["ttl_seconds"] = serde_json::json!(self.ttl.as_secs());
-        let (base, https) = admin_base(&self.admin_url).map_err(RegistrationError::Config)?;
+        let https = admin_https(&self.admin_url).map_err(RegistrationError::Config)?;
         let client =
             admin_http(https, self.admin_ca.as_ref()).map_err(RegistrationError::Config)?;
-        self.admin_url = base;
         let shared = Arc::new(Shared {
             client,
             builder: self,

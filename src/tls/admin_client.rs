@@ -68,10 +68,15 @@ impl AdminCa {
     }
 }
 
-/// `admin_url` parsed and checked: `http://host:port` or
-/// `https://host:port`, no path. Returns the base (no trailing slash).
-pub(crate) fn admin_base(admin_url: &str) -> Result<(String, bool), ConfigError> {
-    const SHAPE: &str = "must be http://host:port or https://host:port";
+const SHAPE: &str = "must be http://host:port or https://host:port";
+
+/// Whether `admin_url` is `https` (else `http`); any other scheme, or
+/// none, or no host, is refused naming `admin_url`.
+pub(crate) fn admin_https(admin_url: &str) -> Result<bool, ConfigError> {
+    scheme_and_uri(admin_url).map(|(https, _)| https)
+}
+
+fn scheme_and_uri(admin_url: &str) -> Result<(bool, Uri), ConfigError> {
     let uri: Uri = admin_url
         .trim_end_matches('/')
         .parse()
@@ -81,6 +86,16 @@ pub(crate) fn admin_base(admin_url: &str) -> Result<(String, bool), ConfigError>
         Some("https") => true,
         _ => return Err(ConfigError::new("admin_url", SHAPE)),
     };
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(ConfigError::new("admin_url", "has no host"));
+    }
+    Ok((https, uri))
+}
+
+/// `admin_url` parsed and checked: `http://host:port` or
+/// `https://host:port`, no path. Returns the base (no trailing slash).
+pub(crate) fn admin_base(admin_url: &str) -> Result<(String, bool), ConfigError> {
+    let (https, uri) = scheme_and_uri(admin_url)?;
     let authority = uri
         .authority()
         .ok_or_else(|| ConfigError::new("admin_url", "has no host"))?;
@@ -263,6 +278,9 @@ mod tests {
         );
         assert_eq!(admin_base("ftp://cp").unwrap_err().field(), "admin_url");
         assert_eq!(admin_base("http://cp/v1").unwrap_err().field(), "admin_url");
+        // The registration keeps a path prefix (a proxy's), as before.
+        assert!(admin_https("https://cp:18001/prefix").unwrap());
+        assert_eq!(admin_https("cp:18001").unwrap_err().field(), "admin_url");
     }
 
     #[test]
