@@ -1,10 +1,11 @@
 use crate::config::Locality;
+use crate::error::ConfigError;
+use crate::tls::admin_client::{AdminCa, AdminHttp, admin_http, admin_https, error_chain};
 use bytes::Bytes;
 use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -31,6 +32,22 @@ use tokio::sync::oneshot;
 /// registration.deregister().await?;
 /// # Ok(()) }
 /// ```
+///
+/// A control plane serving its admin API over TLS (`--admin-tls`) is
+/// reached at an `https://` URL, verified against its CA certificate
+/// (the server's chain and the URL's host as a DNS or IP SAN):
+///
+/// ```no_run
+/// # async fn run() -> Result<(), sinew::mesh::RegistrationError> {
+/// use sinew::mesh::Registration;
+///
+/// let registration = Registration::builder("https://cp.example:18001", "reviews-v1", "10.0.0.5:8080".parse().unwrap())
+///     .token("s3cret")
+///     .admin_ca_file("/etc/sinew/control-plane-ca.pem")
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Registration {
     shared: Arc<Shared>,
@@ -43,14 +60,32 @@ pub struct Registration {
 pub struct RegistrationBuilder {
     admin_url: String,
     body: serde_json::Value,
+    admin_ca: Option<AdminCa>,
     token: Option<String>,
     ttl: Duration,
     heartbeat: Option<Duration>,
 }
 
 /// Why registering, renewing or deregistering failed.
+///
+/// ```
+/// use sinew::mesh::{Registration, RegistrationError};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// // An https:// URL needs the control plane's CA: refused before connecting.
+/// let refused = Registration::builder("https://cp:18001", "reviews", "10.0.0.5:8080".parse().unwrap())
+///     .start()
+///     .await;
+/// assert!(matches!(refused, Err(RegistrationError::Config(e)) if e.field() == "admin_ca_file"));
+/// # });
+/// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RegistrationError {
+    /// The builder's settings cannot be used (an `admin_url` that is not
+    /// `http://` or `https://`, an `https://` one without a CA, a CA that
+    /// cannot be read): the field is named.
+    Config(ConfigError),
     /// The control plane could not be reached.
     Unreachable(String),
     /// The control plane refused, with its status and message (a bad
@@ -66,6 +101,7 @@ pub enum RegistrationError {
 impl std::fmt::Display for RegistrationError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Config(e) => write!(f, "registration: {e}"),
             Self::Unreachable(e) => write!(f, "control plane unreachable: {e}"),
             Self::Refused { status, message } => {
                 write!(f, "control plane refused ({status}): {message}")
@@ -78,14 +114,18 @@ impl std::error::Error for RegistrationError {}
 
 #[derive(Debug)]
 struct Shared {
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// Plain HTTP or TLS, as the admin URL says.
+    client: AdminHttp,
     builder: RegistrationBuilder,
     lease: Mutex<String>,
 }
 
 impl Registration {
     /// Registers `address` in cluster `name` with the control plane whose
-    /// admin API is at `admin_url` (e.g. `http://cp:18001`).
+    /// admin API is at `admin_url` (e.g. `http://cp:18001`, or
+    /// `https://cp:18001` with
+    /// [`admin_ca_file`](RegistrationBuilder::admin_ca_file) or
+    /// [`admin_ca_pem`](RegistrationBuilder::admin_ca_pem)).
     pub fn builder(
         admin_url: impl Into<String>,
         name: impl Into<String>,
@@ -99,6 +139,7 @@ impl Registration {
                 "locality": { "region": "", "zone": "" },
                 "metadata": {},
             }),
+            admin_ca: None,
             token: None,
             ttl: Duration::from_secs(30),
             heartbeat: None,
@@ -141,6 +182,23 @@ impl RegistrationBuilder {
     /// The bearer token the control plane requires for writes.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// The control plane's CA certificate (PEM), to verify an `https://`
+    /// admin API by: the file given to the control plane as `--ca-cert`,
+    /// or its `GET /v1/trust-bundle` read where it can be trusted. Read
+    /// at [`start`](Self::start); a file that cannot be read or holds no
+    /// certificate is refused, naming `admin_ca_file`.
+    pub fn admin_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.admin_ca = Some(AdminCa::File(path.into()));
+        self
+    }
+
+    /// The control plane's CA certificate (PEM) itself, as
+    /// [`admin_ca_file`](Self::admin_ca_file) would read it.
+    pub fn admin_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.admin_ca = Some(AdminCa::Pem(pem.into()));
         self
     }
 
@@ -195,10 +253,11 @@ impl RegistrationBuilder {
     /// Registers, then keeps the lease alive in a background task.
     pub async fn start(mut self) -> Result<Registration, RegistrationError> {
         self.body["ttl_seconds"] = serde_json::json!(self.ttl.as_secs());
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
+        let https = admin_https(&self.admin_url).map_err(RegistrationError::Config)?;
+        let client =
+            admin_http(https, self.admin_ca.as_ref()).map_err(RegistrationError::Config)?;
         let shared = Arc::new(Shared {
-            client: Client::builder(TokioExecutor::new()).build(http),
+            client,
             builder: self,
             lease: Mutex::new(String::new()),
         });
@@ -278,7 +337,7 @@ impl Shared {
         let response = tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
             .await
             .map_err(|_| RegistrationError::Unreachable("no answer within 10 s".to_owned()))?
-            .map_err(|e| RegistrationError::Unreachable(e.to_string()))?;
+            .map_err(|e| RegistrationError::Unreachable(error_chain(&e)))?;
         let status = response.status();
         let bytes = response
             .into_body()

@@ -1,6 +1,7 @@
 //! The control plane's CA API as the workload speaks it: a CSR for a key
 //! made here, the signed answer, and the trust bundle.
 
+use super::admin_client::{AdminHttp, error_chain};
 use super::bundle::TrustBundle;
 use super::identity::Credentials;
 use super::issuer::IssueError;
@@ -8,9 +9,6 @@ use super::spiffe_id::{SpiffeId, TrustDomain};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
@@ -30,8 +28,9 @@ pub(crate) struct Issued {
 
 /// The HTTP side: one pooled client for the control plane's admin API.
 pub(crate) struct CaApi {
-    http: Client<HttpConnector, Full<Bytes>>,
-    /// `http://host:port`, no trailing slash.
+    /// Plain HTTP or TLS, as `base` says.
+    http: AdminHttp,
+    /// `http://host:port` or `https://host:port`, no trailing slash.
     base: String,
     /// `Bearer <token>`, marked sensitive so that hyper never logs it.
     authorization: HeaderValue,
@@ -39,9 +38,14 @@ pub(crate) struct CaApi {
 }
 
 impl CaApi {
-    pub(crate) fn new(base: String, authorization: HeaderValue, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        http: AdminHttp,
+        base: String,
+        authorization: HeaderValue,
+        timeout: Duration,
+    ) -> Self {
         Self {
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http,
             base,
             authorization,
             timeout,
@@ -202,19 +206,6 @@ fn refusal_message(body: &[u8]) -> String {
         message.push_str("(no message)");
     }
     message
-}
-
-/// `error` and its sources, as hyper's client error alone says little
-/// ("client error (Connect)").
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(e) = next {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        next = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

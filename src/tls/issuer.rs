@@ -21,16 +21,22 @@
 //! trusted as soon as the control plane announces it, before it signs
 //! anything. The task stops when the [`Issuer`] is dropped.
 //!
-//! The admin API speaks plain HTTP: run it on a network the workloads
-//! trust. The token is sent only in the `Authorization` header of
-//! certificate requests, marked sensitive, and never logged; neither is
-//! the key.
+//! An `https://` admin URL (a control plane started with `--admin-tls`)
+//! is reached over TLS, the server verified against the CA certificate
+//! given with [`IssuerConfig::admin_ca_file`] or
+//! [`IssuerConfig::admin_ca_pem`] (the control plane's root: the issuer
+//! has no trust bundle yet when it first asks) and the URL's host. That
+//! anchor stays in use for every later request. An `http://` URL is
+//! plain HTTP: only on a network the workloads trust. The token is sent
+//! only in the `Authorization` header of certificate requests, marked
+//! sensitive, and never logged; neither is the key.
 //!
 //! ```no_run
 //! use sinew::tls::{Identity, Issuer, IssuerConfig};
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! let token = std::env::var("SINEW_BOOTSTRAP_TOKEN")?;
-//! let config = IssuerConfig::new("http://control-plane:18001", token)?;
+//! let config = IssuerConfig::new("https://control-plane:18001", token)?
+//!     .admin_ca_file("/etc/sinew/control-plane-ca.pem");
 //! let identity = Identity::new();
 //! let issuer = Issuer::start(config, identity.clone()).await?;
 //! assert!(identity.is_ready());
@@ -39,12 +45,14 @@
 //! # Ok(()) }
 //! ```
 
+use super::admin_client::{AdminCa, admin_base, admin_http};
 use super::ca_api::CaApi;
 use super::identity::{Identity, IdentityError};
 use super::spiffe_id::SpiffeId;
 use crate::error::ConfigError;
-use http::{HeaderValue, Uri};
+use http::HeaderValue;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -60,13 +68,21 @@ use tokio::time::Instant;
 ///     .bundle_refresh(Duration::from_secs(30));
 /// assert!(!format!("{config:?}").contains("a.secret"), "the token is never shown");
 ///
-/// let err = IssuerConfig::new("https://cp:8081", "t").unwrap_err();
+/// let err = IssuerConfig::new("ftp://cp:8081", "t").unwrap_err();
 /// assert_eq!(err.field(), "admin_url");
+///
+/// // Over TLS, with the control plane's CA certificate as the anchor.
+/// let ca = std::fs::read("ca/ca.pem").unwrap_or_default();
+/// let config = IssuerConfig::new("https://cp.example:18001", "a.secret")
+///     .unwrap()
+///     .admin_ca_pem(ca);
 /// ```
 #[derive(Clone)]
 pub struct IssuerConfig {
-    /// `http://host:port`.
+    /// `http://host:port` or `https://host:port`.
     base: String,
+    https: bool,
+    admin_ca: Option<AdminCa>,
     authorization: HeaderValue,
     spiffe_id: Option<SpiffeId>,
     bundle_refresh: Duration,
@@ -79,30 +95,15 @@ const DEFAULT_BUNDLE_REFRESH: Duration = Duration::from_secs(60);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl IssuerConfig {
-    /// The control plane's admin API at `admin_url` (`http://host:port`),
+    /// The control plane's admin API at `admin_url` (`http://host:port`,
+    /// or `https://host:port` with [`admin_ca_file`](Self::admin_ca_file)
+    /// or [`admin_ca_pem`](Self::admin_ca_pem)),
     /// and the token that vouches for this workload: a bootstrap token
     /// (the control plane then says which SPIFFE ID it gets) or the admin
     /// token (then name the SPIFFE ID with [`spiffe_id`](Self::spiffe_id)).
     /// Refused, naming `admin_url` or `token`, when they cannot be used.
     pub fn new(admin_url: &str, token: impl Into<String>) -> Result<Self, ConfigError> {
-        let uri: Uri = admin_url
-            .parse()
-            .map_err(|e| ConfigError::new("admin_url", format!("must be http://host:port: {e}")))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(ConfigError::new(
-                "admin_url",
-                "must be http://host:port (the admin API speaks plain HTTP)",
-            ));
-        }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| ConfigError::new("admin_url", "has no host"))?;
-        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(ConfigError::new(
-                "admin_url",
-                "must be http://host:port, without a path",
-            ));
-        }
+        let (base, https) = admin_base(admin_url)?;
         let token = token.into();
         if token.is_empty() {
             return Err(ConfigError::new("token", "is empty"));
@@ -112,7 +113,9 @@ impl IssuerConfig {
             .map_err(|_| ConfigError::new("token", "holds characters a header cannot carry"))?;
         authorization.set_sensitive(true);
         Ok(Self {
-            base: format!("http://{authority}"),
+            base,
+            https,
+            admin_ca: None,
             authorization,
             spiffe_id: None,
             bundle_refresh: DEFAULT_BUNDLE_REFRESH,
@@ -135,6 +138,24 @@ impl IssuerConfig {
         self
     }
 
+    /// The control plane's CA certificate (PEM), to verify an `https://`
+    /// admin API by: the file given to the control plane as `--ca-cert`,
+    /// or its `GET /v1/trust-bundle` read where it can be trusted (on
+    /// the control plane's host, over loopback). Read
+    /// when the issuer starts; a file that cannot be read or holds no
+    /// certificate is refused, naming `admin_ca_file`.
+    pub fn admin_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.admin_ca = Some(AdminCa::File(path.into()));
+        self
+    }
+
+    /// The control plane's CA certificate (PEM) itself, as
+    /// [`admin_ca_file`](Self::admin_ca_file) would read it.
+    pub fn admin_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.admin_ca = Some(AdminCa::Pem(pem.into()));
+        self
+    }
+
     /// How long one request to the control plane may take. Default: 10 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
@@ -154,6 +175,13 @@ impl fmt::Debug for IssuerConfig {
         // Never the token.
         f.debug_struct("IssuerConfig")
             .field("admin_url", &self.base)
+            .field(
+                "admin_ca",
+                &self.admin_ca.as_ref().map(|ca| match ca {
+                    AdminCa::File(path) => format!("{path:?}"),
+                    AdminCa::Pem(_) => "(PEM)".to_owned(),
+                }),
+            )
             .field("spiffe_id", &self.spiffe_id)
             .field("bundle_refresh", &self.bundle_refresh)
             .field("request_timeout", &self.request_timeout)
@@ -256,7 +284,10 @@ impl Issuer {
     /// and the trust bundle current on a tokio task.
     pub async fn start(config: IssuerConfig, identity: Identity) -> Result<Self, IssueError> {
         config.check().map_err(IssueError::Config)?;
+        let http =
+            admin_http(config.https, config.admin_ca.as_ref()).map_err(IssueError::Config)?;
         let api = CaApi::new(
+            http,
             config.base.clone(),
             config.authorization.clone(),
             config.request_timeout,

@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod admin_client;
 mod bundle;
 mod ca_api;
 mod config;
