@@ -188,6 +188,14 @@ impl Discovery {
 
     /// The policies of the server Listener `name`'s RBAC filters (gRFC
     /// A41), when one is in use: empty when it has none (open).
+    /// A number that changes after every change of the state: what a
+    /// caller reading the state per request compares to know whether what
+    /// it read before still holds.
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
     pub(crate) fn server_authorization(
         &self,
         name: &str,

@@ -108,6 +108,10 @@ pub(crate) struct Live {
     /// The authorizer of the server Listener's RBAC policies with the
     /// local ones, made once per version of either.
     xds_authorizer: arc_swap::ArcSwapOption<Combined>,
+    /// The server Listener's policies as last read, with the discovery
+    /// state's epoch they were read at.
+    #[cfg_attr(not(feature = "xds"), allow(dead_code))]
+    xds_seen: arc_swap::ArcSwapOption<(u64, Option<Arc<CompiledPolicies>>)>,
     rebuilding: Mutex<()>,
     /// The server Listener (gRFC A36) subscribed for the listening
     /// address, when the mesh's configuration comes from a control plane
@@ -150,6 +154,7 @@ impl Live {
             fallback_policies,
             current: ArcSwap::from_pointee(first),
             xds_authorizer: arc_swap::ArcSwapOption::empty(),
+            xds_seen: arc_swap::ArcSwapOption::empty(),
             rebuilding: Mutex::new(()),
             server_listener: None,
         })
@@ -206,7 +211,19 @@ impl Live {
         #[cfg(feature = "xds")]
         if let (Some(name), Some(discovery)) = (&self.server_listener, &self.mesh.shared.discovery)
         {
-            return discovery.server_authorization(name);
+            // Read per request: the state's lock only after it changed.
+            // The epoch is read first, so what is kept is never older
+            // than the epoch it is kept under.
+            let epoch = discovery.epoch();
+            if let Some(seen) = &*self.xds_seen.load()
+                && seen.0 == epoch
+            {
+                return seen.1.clone();
+            }
+            let policies = discovery.server_authorization(name);
+            self.xds_seen
+                .store(Some(Arc::new((epoch, policies.clone()))));
+            return policies;
         }
         None
     }
