@@ -38,7 +38,7 @@ impl CompiledPolicies {
     /// Policies that refuse every request: one allow group without
     /// policies (one shared value, so that the server's authorizer for it
     /// is built once).
-    #[cfg_attr(not(feature = "xds"), allow(dead_code))]
+    #[cfg_attr(not(all(feature = "xds", feature = "server")), allow(dead_code))]
     pub(crate) fn deny_all() -> Arc<Self> {
         static DENY_ALL: std::sync::LazyLock<Arc<CompiledPolicies>> =
             std::sync::LazyLock::new(|| {
