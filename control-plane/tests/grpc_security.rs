@@ -19,6 +19,8 @@
 mod common;
 #[path = "common/python.rs"]
 mod python;
+#[path = "common/svid.rs"]
+mod svid;
 
 use common::{admin, scratch, start};
 use http::Method;
@@ -26,157 +28,11 @@ use python::{Python, script};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use svid::{free_port, id, leaf, root};
 
-const TRUST_DOMAIN: &str = "spiffe://example.org";
-
-fn id(service: &str) -> String {
-    format!("{TRUST_DOMAIN}/ns/default/sa/{service}")
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A root CA for the trust domain: `ca.pem`, `ca.key`.
-fn root(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/O=sinew test root",
-            "-addext",
-            &format!("subjectAltName=URI:{TRUST_DOMAIN}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-/// An X.509-SVID for `service`, signed by the root: `<service>.pem` and
-/// `<service>.key`.
-fn leaf(dir: &Path, service: &str, serial: &str) {
-    let ext = format!("{service}.ext");
-    std::fs::write(
-        dir.join(&ext),
-        format!(
-            "subjectAltName=URI:{}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
-            id(service)
-        ),
-    )
-    .unwrap();
-    let (key, csr, pem) = (
-        format!("{service}.key"),
-        format!("{service}.csr"),
-        format!("{service}.pem"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/O=sinew test {service}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            serial,
-            "-days",
-            "1",
-            "-out",
-            &pem,
-            "-extfile",
-            &ext,
-        ],
-    );
-}
-
-/// A gRPC bootstrap for `service`: the control plane, a `file_watcher`
-/// certificate provider named `default` holding the service's SVID and
-/// the root, and the server Listener name template.
+/// A gRPC bootstrap for `service`, as node `security-<service>`.
 fn bootstrap(dir: &Path, service: &str, xds: SocketAddr) -> PathBuf {
-    let file = |name: String| dir.join(name).to_str().unwrap().to_owned();
-    let path = dir.join(format!("{service}-bootstrap.json"));
-    std::fs::write(
-        &path,
-        json!({
-            "xds_servers": [{
-                "server_uri": xds.to_string(),
-                "channel_creds": [{ "type": "insecure" }],
-                "server_features": ["xds_v3"]
-            }],
-            "node": { "id": format!("security-{service}") },
-            "certificate_providers": {
-                "default": {
-                    "plugin_name": "file_watcher",
-                    "config": {
-                        "certificate_file": file(format!("{service}.pem")),
-                        "private_key_file": file(format!("{service}.key")),
-                        "ca_certificate_file": file("ca.pem".to_owned()),
-                        "refresh_interval": "60s"
-                    }
-                }
-            },
-            "server_listener_resource_name_template":
-                "grpc/server?xds.resource.listening_address=%s"
-        })
-        .to_string(),
-    )
-    .unwrap();
-    path
-}
-
-/// A free port on loopback (the server must know its port before it
-/// starts: its Listener is named after its listening address).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    svid::bootstrap(dir, service, &format!("security-{service}"), xds)
 }
 
 /// One command to the client: the servers' replies and the errors.
