@@ -132,6 +132,20 @@ async fn server_listener_acked(mesh: &sinew::mesh::Mesh, name: &str) {
     .await;
 }
 
+/// The version of the server Listener `name` the mesh holds, accepted.
+fn listener_version(mesh: &sinew::mesh::Mesh, name: &str) -> Option<String> {
+    mesh.xds_status()
+        .unwrap()
+        .resources
+        .into_iter()
+        .find(|r| {
+            r.kind == sinew::xds::Kind::Listener
+                && r.name == name
+                && r.state == sinew::xds::ResourceState::Acked
+        })
+        .map(|r| r.version)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_and_sinew_servers_enforce_the_same_policies_from_the_control_plane() {
     let dir = scratch("rbac-parity");
@@ -255,6 +269,34 @@ async fn grpcio_and_sinew_servers_enforce_the_same_policies_from_the_control_pla
     assert_eq!(
         sinew_codes, python_codes,
         "Sinew's server answers as grpcio's does"
+    );
+    assert_eq!(handled.load(Ordering::SeqCst), allowed as u64);
+
+    // A live change: `rs` closed to everyone. The running Sinew server
+    // takes the new Listener and refuses every call, none reaching it.
+    let name = format!("grpc/server?xds.resource.listening_address={sinew_addr}");
+    let before = listener_version(&mesh, &name);
+    let mesh_file = std::fs::read_to_string(dir.join("mesh.yaml")).unwrap();
+    let (head, tail) = mesh_file.split_once("  rs:\n").unwrap();
+    let (_, clusters) = tail.split_once("clusters:\n").unwrap();
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        format!(
+            "{head}  rs:\n    routes: [{{ split: [{{ cluster: rs }}] }}]\n    inbound:\n      authorization: [{{ name: closed, action: deny, rules: [{{}}] }}]\nclusters:\n{clusters}"
+        ),
+    )
+    .unwrap();
+    within("the changed server Listener", async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        while listener_version(&mesh, &name) == before {
+            tick.tick().await;
+        }
+    })
+    .await;
+    let (closed, _) = answers(&mut callers, "rs").await;
+    assert!(
+        closed.iter().all(|code| code == "PERMISSION_DENIED"),
+        "{closed:?}"
     );
     assert_eq!(handled.load(Ordering::SeqCst), allowed as u64);
 
