@@ -17,6 +17,7 @@
 use super::Mesh;
 use super::connect::{Backoff, BackoffConnector, Settled};
 use super::mtls::{HandshakeFailed, MtlsUnavailable, PeerIdentity};
+use super::refusals::Refusals;
 use super::stream::Stream;
 use crate::error::BoxError;
 use crate::tls::{Identity, SpiffeId};
@@ -34,7 +35,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 /// A connector (a `tower::Service<Uri>`) for hyper-util's client, made by
 /// [`Mesh::connector`].
@@ -55,6 +56,7 @@ use std::task::{Context, Poll};
 #[derive(Clone, Debug)]
 pub struct MeshConnector {
     inner: BackoffConnector<Dial>,
+    refusals: Refusals,
 }
 
 impl Mesh {
@@ -70,15 +72,25 @@ impl Mesh {
         // this connector's to do.
         tcp.enforce_http(false);
         let backoff = Backoff::default();
+        let refusals = Refusals::default();
         let dial = Dial {
             mesh: self.clone(),
             tcp,
             configs: Arc::default(),
             backoff: backoff.clone(),
+            refusals: refusals.clone(),
         };
         MeshConnector {
             inner: BackoffConnector::new(dial, backoff),
+            refusals,
         }
+    }
+}
+
+impl MeshConnector {
+    /// The connections whose server refused the mesh's certificate.
+    pub(super) fn refusals(&self) -> Refusals {
+        self.refusals.clone()
     }
 }
 
@@ -105,6 +117,7 @@ struct Dial {
     tcp: HttpConnector,
     configs: Arc<ClientConfigs>,
     backoff: Backoff,
+    refusals: Refusals,
 }
 
 impl tower::Service<Uri> for Dial {
@@ -139,8 +152,10 @@ impl tower::Service<Uri> for Dial {
         let connecting = tower::Service::<Uri>::call(&mut self.tcp, uri);
         let mesh = self.mesh.clone();
         let backoff = self.backoff.clone();
+        let refusals = self.refusals.clone();
         Box::pin(async move {
             let tcp = connecting.await?.into_inner();
+            let local = tcp.local_addr()?;
             let Some((config, clusters, identity)) = tls else {
                 return Ok(MeshConnection::new(Stream::Plain(tcp), http2, None));
             };
@@ -163,9 +178,12 @@ impl tower::Service<Uri> for Dial {
             .then(|| {
                 Box::new(Unconfirmed {
                     endpoint: address,
+                    local,
                     clusters,
                     backoff,
+                    refusals,
                     refused: false,
+                    write_failed: None,
                 })
             });
             let mut connection =
@@ -391,9 +409,13 @@ pin_project! {
 #[derive(Debug)]
 struct Unconfirmed {
     endpoint: SocketAddr,
+    local: SocketAddr,
     clusters: Vec<String>,
     backoff: Backoff,
+    refusals: Refusals,
     refused: bool,
+    /// A write that failed while the verdict was awaited.
+    write_failed: Option<io::Error>,
 }
 
 impl Unconfirmed {
@@ -406,10 +428,12 @@ impl Unconfirmed {
         let Err(error) = read else {
             return; // dropped: the endpoint works
         };
-        if !refuses_certificate(error) {
+        let Some(alert) = refuses_certificate(error) else {
             return;
-        }
+        };
         self.refused = true;
+        self.refusals
+            .record(self.endpoint, self.local, self.clusters.clone(), alert);
         self.backoff.failed(&self.authority());
         tracing::warn!(
             endpoint = %self.endpoint,
@@ -432,21 +456,22 @@ impl Unconfirmed {
 /// are forgotten, as for any connection that got through.
 impl Drop for Unconfirmed {
     fn drop(&mut self) {
-        if !self.refused {
+        // A write that failed without a verdict says nothing either way.
+        if !self.refused && self.write_failed.is_none() {
             self.backoff.succeeded(&self.authority());
         }
     }
 }
 
-/// Whether `error` is an alert by which a server refuses the client's
-/// certificate.
-fn refuses_certificate(error: &io::Error) -> bool {
+/// The alert in `error` by which a server refuses the client's
+/// certificate, if it is one.
+fn refuses_certificate(error: &io::Error) -> Option<rustls::AlertDescription> {
     use rustls::AlertDescription as A;
     let Some(rustls::Error::AlertReceived(alert)) = error
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     else {
-        return false;
+        return None;
     };
     // Only alerts about certificates: a server sends them for no other
     // reason, whereas `access_denied` or `handshake_failure` could follow
@@ -461,6 +486,7 @@ fn refuses_certificate(error: &io::Error) -> bool {
             | A::UnknownCA
             | A::CertificateRequired
     )
+    .then_some(*alert)
 }
 
 impl Settled for MeshConnection {
@@ -548,6 +574,55 @@ impl MeshConnection {
         }
     }
 
+    /// Whether a write failed before the server's verdict was read.
+    #[inline]
+    fn awaiting_verdict(&self) -> bool {
+        self.unconfirmed
+            .as_ref()
+            .is_some_and(|u| u.write_failed.is_some())
+    }
+
+    /// A write failed before the server's verdict was read: a server that
+    /// refused the mesh's certificate closed the connection after its
+    /// alert, so the write may fail first (broken pipe, reset). The alert
+    /// is then still to be read (the closed connection is readable at
+    /// once) and is the error the write reports.
+    fn hear_refusal<T>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        done: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let mut this = self.project();
+        let Some(unconfirmed) = this.unconfirmed.as_mut() else {
+            return done;
+        };
+        match done {
+            Poll::Ready(Err(error)) => unconfirmed.write_failed = Some(error),
+            done if unconfirmed.write_failed.is_none() => return done,
+            _ => {}
+        }
+        let mut scratch = [std::mem::MaybeUninit::uninit(); 64];
+        let mut scratch = hyper::rt::ReadBuf::uninit(&mut scratch);
+        let read = ready!(this.io.as_mut().poll_read(cx, scratch.unfilled()));
+        let Some(mut unconfirmed) = this.unconfirmed.take() else {
+            unreachable!("checked above");
+        };
+        let written = unconfirmed
+            .write_failed
+            .take()
+            .unwrap_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe));
+        let Err(read) = read else {
+            // Bytes or the end: no refusal, the write's own error stands.
+            return Poll::Ready(Err(written));
+        };
+        let mut read = Err(read);
+        unconfirmed.settle(&mut read);
+        match read {
+            Err(refused) if HandshakeFailed::find(&refused).is_some() => Poll::Ready(Err(refused)),
+            _ => Poll::Ready(Err(written)),
+        }
+    }
+
     /// The identity the endpoint presented, over mutual TLS.
     pub fn peer_identity(&self) -> Option<&PeerIdentity> {
         self.peer.as_ref()
@@ -602,12 +677,20 @@ impl Write for MeshConnection {
         if let Err(refused) = self.as_mut().allowed() {
             return Poll::Ready(Err(refused));
         }
-        self.project().io.poll_write(cx, buf)
+        if self.awaiting_verdict() {
+            return self.hear_refusal(cx, Poll::Pending);
+        }
+        let written = self.as_mut().project().io.poll_write(cx, buf);
+        self.hear_refusal(cx, written)
     }
 
     #[inline]
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_flush(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.awaiting_verdict() {
+            return self.hear_refusal(cx, Poll::Pending);
+        }
+        let flushed = self.as_mut().project().io.poll_flush(cx);
+        self.hear_refusal(cx, flushed)
     }
 
     #[inline]
@@ -629,7 +712,11 @@ impl Write for MeshConnection {
         if let Err(refused) = self.as_mut().allowed() {
             return Poll::Ready(Err(refused));
         }
-        self.project().io.poll_write_vectored(cx, bufs)
+        if self.awaiting_verdict() {
+            return self.hear_refusal(cx, Poll::Pending);
+        }
+        let written = self.as_mut().project().io.poll_write_vectored(cx, bufs);
+        self.hear_refusal(cx, written)
     }
 }
 
@@ -640,9 +727,12 @@ mod tests {
     fn unconfirmed(backoff: &Backoff) -> Unconfirmed {
         Unconfirmed {
             endpoint: "10.0.0.1:443".parse().unwrap_or_else(|_| unreachable!()),
+            local: "10.0.0.2:50000".parse().unwrap_or_else(|_| unreachable!()),
             clusters: vec!["reviews".to_owned()],
             backoff: backoff.clone(),
+            refusals: Refusals::default(),
             refused: false,
+            write_failed: None,
         }
     }
 

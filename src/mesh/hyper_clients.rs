@@ -1,14 +1,16 @@
 //! The mesh's own hyper-util clients.
 
 use super::connector::MeshConnector;
+use super::refusals::{Mark, Refusals};
 use crate::error::BoxError;
-use futures_util::TryFutureExt;
 use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 /// Marks a request for a cluster that speaks HTTP/2 (set by the balance
 /// step, read by [`HyperClients`]).
@@ -24,6 +26,7 @@ pub(super) struct WantsHttp2;
 pub struct HyperClients<B> {
     http1: Client<MeshConnector, B>,
     http2: Client<MeshConnector, B>,
+    refusals: Refusals,
 }
 
 impl<B> Clone for HyperClients<B> {
@@ -31,6 +34,7 @@ impl<B> Clone for HyperClients<B> {
         Self {
             http1: self.http1.clone(),
             http2: self.http2.clone(),
+            refusals: self.refusals.clone(),
         }
     }
 }
@@ -52,6 +56,7 @@ where
             .http2_only(true)
             .build(connector.clone());
         Self {
+            refusals: connector.refusals(),
             http1: Client::builder(TokioExecutor::new()).build(connector),
             http2,
         }
@@ -66,7 +71,7 @@ where
 {
     type Response = Response<Incoming>;
     type Error = BoxError;
-    type Future = futures_util::future::ErrInto<ResponseFuture, BoxError>;
+    type Future = HyperResponseFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
@@ -77,6 +82,36 @@ where
             Some(_) => &self.http2,
             None => &self.http1,
         };
-        client.request(request).err_into()
+        let endpoint = request.uri().authority().cloned();
+        HyperResponseFuture {
+            began: self.refusals.mark(),
+            response: client.request(request),
+            refusals: self.refusals.clone(),
+            endpoint,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response, or the error told for what it is when the server
+    /// refused the mesh's certificate (see [`Refusals`]).
+    pub struct HyperResponseFuture {
+        #[pin]
+        response: ResponseFuture,
+        refusals: Refusals,
+        endpoint: Option<http::uri::Authority>,
+        began: Mark,
+    }
+}
+
+impl Future for HyperResponseFuture {
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        Poll::Ready(ready!(this.response.poll(cx)).map_err(|e| {
+            this.refusals
+                .explain(e, this.endpoint.as_ref(), *this.began)
+        }))
     }
 }

@@ -48,6 +48,7 @@ mod outlier;
 mod outlier_report;
 #[cfg(feature = "grpc")]
 mod raw_codec;
+mod refusals;
 mod registration;
 mod route;
 mod runtime;
@@ -72,7 +73,7 @@ pub use connect::ConnectBackoff;
 pub use connector::{MeshConnection, MeshConnector};
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcChannel;
-pub use hyper_clients::HyperClients;
+pub use hyper_clients::{HyperClients, HyperResponseFuture};
 pub use mtls::{HandshakeFailed, MtlsUnavailable, PeerIdentity};
 #[cfg(feature = "grpc")]
 pub use raw_codec::RawCodec;

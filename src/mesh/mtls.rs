@@ -88,12 +88,10 @@ impl Gate {
 ///
 /// Over TLS 1.3 a server checks the client's certificate after the
 /// client's handshake is over, so its refusal arrives where the response
-/// would have, inside the HTTP client's error:
-/// [`HandshakeFailed::find`] finds it there over HTTP/1.1. Over HTTP/2,
-/// h2 does not hand a connection's error to its streams: the request
-/// fails with hyper's error for a closed connection. Either way the
-/// refusal is logged (warning `sinew::mesh::connector`) and the connect
-/// backoff holds off new connections to the endpoint.
+/// would have: the mesh's clients report it as this error, over HTTP/1.1
+/// and HTTP/2, and [`HandshakeFailed::find`] finds it in the error. The
+/// refusal is also logged (warning `sinew::mesh::connector`) and the
+/// connect backoff holds off new connections to the endpoint.
 #[derive(Debug)]
 pub struct HandshakeFailed {
     /// The endpoint.
