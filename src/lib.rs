@@ -23,6 +23,7 @@
 //! | `balance` | pickers, and `BalanceLayer` over a changing `EndpointSet` | `balance` |
 //! | `tls` | SPIFFE identities, X.509-SVID checks, rustls configs that follow rotation | `tls` |
 //! | `mesh` | the `Mesh`: configuration, routing, the client and server stacks | `mesh`, `server`, `grpc` |
+//! | [`telemetry`] | per-edge golden metrics, trace context, spans, the decision report | `telemetry` |
 //!
 //! A client stack, outermost first:
 //!
@@ -94,6 +95,8 @@ pub mod grpc;
 #[cfg(feature = "mesh")]
 pub mod mesh;
 pub mod respond;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(any(feature = "breaker", feature = "retry"))]
