@@ -25,6 +25,8 @@ pub struct MeshBuilder {
     /// Where `identity`'s certificate comes from, when the control
     /// plane's CA issues it.
     issuer: Option<crate::tls::IssuerConfig>,
+    /// This process's service, for telemetry.
+    service_name: Option<String>,
 }
 
 #[derive(Debug)]
@@ -50,11 +52,21 @@ impl Default for MeshBuilder {
             identity: None,
             certificate_files: None,
             issuer: None,
+            service_name: None,
         }
     }
 }
 
 impl MeshBuilder {
+    /// Names this process's own service, as its telemetry says it: the
+    /// source of the requests it sends (metrics, edges). Without it, the
+    /// bootstrap's node cluster names it when configuration comes from a
+    /// control plane, and `unknown` otherwise.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
     /// Uses a configuration built in code. Replace it later with
     /// [`Mesh::apply`].
     pub fn config(mut self, config: MeshConfig) -> Self {
@@ -321,6 +333,13 @@ impl MeshBuilder {
         }
         let classifiers = self.classifiers;
         #[cfg(feature = "xds")]
+        let service_name = self.service_name.clone().or_else(|| match &self.source {
+            Source::ControlPlane(bootstrap) => Some(bootstrap.node_cluster.clone()),
+            _ => None,
+        });
+        #[cfg(not(feature = "xds"))]
+        let service_name = self.service_name.clone();
+        #[cfg(feature = "xds")]
         let files = match &self.source {
             // The bootstrap's provider, unless the application chose.
             Source::ControlPlane(bootstrap) if self.identity.is_none() => self
@@ -336,6 +355,7 @@ impl MeshBuilder {
                 classifiers.check(&config)?;
                 let shared = Shared::new(Snapshot::build(config, 1)?, self.locality)
                     .with_classifiers(classifiers)
+                    .with_service_name(service_name.as_deref())
                     .with_identity(identity);
                 Ok(Mesh {
                     shared: Arc::new(shared),
@@ -347,6 +367,7 @@ impl MeshBuilder {
                 let shared = Arc::new(
                     Shared::new(Snapshot::build(config, 1)?, self.locality)
                         .with_classifiers(classifiers)
+                        .with_service_name(service_name.as_deref())
                         .with_identity(identity),
                 );
                 tokio::spawn(watch(
@@ -373,6 +394,7 @@ impl MeshBuilder {
                 let shared = Arc::new(
                     Shared::with_discovery(empty, locality, Some(discovery))
                         .with_classifiers(classifiers)
+                        .with_service_name(service_name.as_deref())
                         .with_identity(identity),
                 );
                 start(Arc::downgrade(&shared));

@@ -13,6 +13,7 @@ use crate::balance::{HashKey, hash_key};
 use crate::deadline::Deadline;
 use crate::error::BoxError;
 use crate::retry::ReplayBody;
+use crate::telemetry::layer::{Recording, Settings};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
@@ -51,6 +52,7 @@ use tower::{Layer, ServiceExt};
 pub struct ClientLayer {
     mesh: Mesh,
     service: Arc<str>,
+    telemetry: Arc<Settings>,
 }
 
 impl<S> Layer<S> for ClientLayer {
@@ -60,13 +62,15 @@ impl<S> Layer<S> for ClientLayer {
         MeshClient {
             mesh: self.mesh.clone(),
             service: self.service.clone(),
+            telemetry: self.telemetry.clone(),
             inner,
         }
     }
 }
 
 /// A client of one mesh service over the client `S`: each request is
-/// routed, and then goes through the route's timeout (merged with the
+/// traced and measured (as by a
+/// [`TelemetryLayer`](crate::telemetry::TelemetryLayer), outermost), routed, and then goes through the route's timeout (merged with the
 /// caller's deadline), its faults, its retry or hedging policy, the
 /// cluster's breaker, the cluster's balance step (thresholds, an endpoint
 /// per attempt, outlier detection) and, with the remaining budget in its
@@ -77,6 +81,9 @@ impl<S> Layer<S> for ClientLayer {
 pub struct MeshClient<S> {
     mesh: Mesh,
     service: Arc<str>,
+    /// Its telemetry (outermost): the span, trace context and metrics of
+    /// each request.
+    telemetry: Arc<Settings>,
     inner: S,
 }
 
@@ -90,6 +97,7 @@ impl<S: Clone> Clone for MeshClient<S> {
         Self {
             mesh: self.mesh.clone(),
             service: self.service.clone(),
+            telemetry: self.telemetry.clone(),
             inner: self.inner.clone(),
         }
     }
@@ -126,6 +134,7 @@ impl Mesh {
         ClientLayer {
             mesh: self.clone(),
             service: Arc::from(service),
+            telemetry: self.shared.telemetry.outbound(service),
         }
     }
 
@@ -163,7 +172,10 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // Outermost: the span covers the wait for configuration, routing
+        // and every attempt; routing errors are counted too.
+        let recording = Recording::start(&self.telemetry, &mut request);
         #[cfg(feature = "xds")]
         if let Some(discovery) = &self.mesh.shared.discovery
             && !discovery.is_warm()
@@ -174,19 +186,19 @@ where
             return Box::pin(async move {
                 let shared = this.mesh.shared.clone();
                 let known = || shared.snapshot().service(&this.service).is_some();
-                if let Some(discovery) = &shared.discovery
-                    && let Err(reason) = discovery.settled(&this.service, known).await
-                {
-                    return Err(RouteError::Undiscovered {
-                        service: this.service.to_string(),
-                        reason,
-                    }
-                    .into());
-                }
-                this.route(request).await
+                let settled = match &shared.discovery {
+                    Some(discovery) => discovery.settled(&this.service, known).await,
+                    None => Ok(()),
+                };
+                let undiscovered = |reason| RouteError::Undiscovered {
+                    service: this.service.to_string(),
+                    reason,
+                };
+                this.route(request, recording, settled.map_err(undiscovered))
+                    .await
             });
         }
-        self.route(request)
+        self.route(request, recording, Ok(()))
     }
 }
 
@@ -196,6 +208,8 @@ impl<S> MeshClient<S> {
     fn route<B, RB>(
         &mut self,
         mut request: Request<B>,
+        mut recording: Recording,
+        settled: Result<(), RouteError>,
     ) -> BoxFuture<Result<Response<ResponseBody<RB>>, BoxError>>
     where
         S: tower::Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
@@ -205,15 +219,24 @@ impl<S> MeshClient<S> {
         B::Error: Into<BoxError>,
         RB: Body<Data = Bytes> + Send + 'static,
     {
+        let refused = |recording: Recording, error: RouteError, request| {
+            let error: Result<_, BoxError> = Err(error.into());
+            Box::pin(recording.call(|_: Request<B>| std::future::ready(error), request)) as BoxFuture<_>
+        };
+        if let Err(error) = settled {
+            return refused(recording, error, request);
+        }
         // A guard, not a clone: the routing is only read here.
         let routing = self.mesh.shared.routing.load();
         let decision = match self.mesh.decide(&routing, &self.service, &request) {
             Ok(decision) => decision,
-            Err(error) => return Box::pin(std::future::ready(Err(error.into()))),
+            Err(error) => return refused(recording, error, request),
         };
+        recording.set_route(decision.indices().1);
+        recording.set_cluster(decision.cluster());
         let Some(cluster) = routing.cluster(decision.cluster()) else {
             let error = RouteError::NoEndpoint(decision.cluster().to_owned());
-            return Box::pin(std::future::ready(Err(error.into())));
+            return refused(recording, error, request);
         };
         if let Some(name) = decision.route().hash_header()
             && let Some(value) = request.headers().get(name)
@@ -241,7 +264,7 @@ impl<S> MeshClient<S> {
             .requires_mtls()
             .then(|| Gate::of(self.mesh.identity()));
         let stack = stack(timeout, route, cluster, own, mtls, self.inner.clone());
-        Box::pin(stack.oneshot(request))
+        Box::pin(recording.call(|request| stack.oneshot(request), request))
     }
 }
 

@@ -84,7 +84,11 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let retry = request.extensions().get::<Attempt>().is_some();
+        let attempt = request.extensions().get::<Attempt>().map(|a| a.0);
+        let retry = attempt.is_some();
+        // The attempt's span, a child of the request's, and the trace
+        // context it carries (a fresh span id per attempt).
+        let span = crate::telemetry::attempt::start(&mut request, attempt.unwrap_or(1), &cluster_name(&self.cluster));
         let cluster = self.cluster.clone();
         let inner = self.inner.clone();
         // From the attempt's start, as its per-try timer runs.
@@ -101,13 +105,15 @@ where
             Some(_) => Scheme::HTTPS,
             None => Scheme::HTTP,
         };
-        Box::pin(async move {
+        let attempt_span = span.clone();
+        let attempt = async move {
             // Admitted first, so that a request that waited in line goes
             // to the endpoint that is best when it leaves the line.
             let permit = cluster.admit(retry).await?;
             let Some(endpoint) = cluster.pick(&request) else {
                 return Err(RouteError::NoEndpoint(cluster.name.clone()).into());
             };
+            crate::telemetry::attempt::endpoint(&span, endpoint.address);
             aim(request.uri_mut(), &endpoint, scheme)?;
             if cluster.protocol == Protocol::Http2 {
                 request.extensions_mut().insert(WantsHttp2);
@@ -121,6 +127,7 @@ where
                 Ok(response) => response,
                 Err(error) => {
                     let error = error.into();
+                    crate::telemetry::span::error(&span, &error);
                     if error.is::<DeadlineExceeded>() {
                         report.withdraw();
                     } else {
@@ -129,6 +136,7 @@ where
                     return Err(error);
                 }
             };
+            crate::telemetry::attempt::response(&span, response.status(), response.headers());
             let report = report.head(response.status(), response.headers());
             // Latency is time to the response head; the request stays in
             // flight (and in the cluster's count) until its body ends.
@@ -136,8 +144,13 @@ where
             let mut response = response.map(|body| Tracked::new(body, permit, in_flight, report));
             response.extensions_mut().insert(ServedBy(endpoint.address));
             Ok(response)
-        })
+        };
+        Box::pin(tracing::Instrument::instrument(attempt, attempt_span))
     }
+}
+
+fn cluster_name(cluster: &ClusterRuntime) -> &str {
+    &cluster.name
 }
 
 /// The deadlines the mesh sets on a request: its route's timeout and its

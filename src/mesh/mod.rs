@@ -58,6 +58,7 @@ mod source;
 mod stack;
 mod status;
 mod stream;
+mod telemetry;
 mod thresholds;
 
 /// A request's key for consistent hashing; the same type as the balance
@@ -124,6 +125,8 @@ pub(crate) struct Shared {
     /// Renews `identity` from the control plane's CA for as long as the
     /// mesh lives ([`MeshBuilder::certificates_from_control_plane`]).
     issuer: std::sync::OnceLock<crate::tls::Issuer>,
+    /// The service name, edges and request metrics of this mesh.
+    pub(crate) telemetry: telemetry::MeshTelemetry,
 }
 
 /// A mesh's identity and what keeps it fed.
@@ -257,6 +260,7 @@ impl Shared {
             discovery,
             locality,
             classifiers: Classifiers::default(),
+            telemetry: telemetry::MeshTelemetry::new(None),
             identity: None,
             _watcher: None,
             issuer: std::sync::OnceLock::new(),
@@ -270,6 +274,11 @@ impl Shared {
         let routing = Routing::build(first, None, self.locality.as_ref(), &classifiers);
         self.routing = ArcSwap::from_pointee(routing);
         self.classifiers = classifiers;
+        self
+    }
+
+    fn with_service_name(mut self, name: Option<&str>) -> Self {
+        self.telemetry = telemetry::MeshTelemetry::new(name);
         self
     }
 

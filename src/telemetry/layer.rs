@@ -269,11 +269,6 @@ impl Recording {
         }
     }
 
-    /// The request's span.
-    pub(crate) fn span(&self) -> &Span {
-        &self.span
-    }
-
     /// Records the route, by its index in its service.
     pub(crate) fn set_route(&mut self, index: usize) {
         self.route = super::request_metrics::route_label(index);

@@ -128,6 +128,11 @@ struct Combined {
 }
 
 impl Live {
+    /// The settings of the served service's telemetry (the mesh's
+    /// metrics and edges).
+    pub(crate) fn telemetry(&self) -> Arc<crate::telemetry::layer::Settings> {
+        self.mesh.shared.telemetry.inbound(&self.service)
+    }
     /// Follows `service`'s inbound block in `mesh`, or `fallback` when
     /// there is none. An invalid `fallback` is refused, naming the field
     /// under `inbound`.

@@ -6,6 +6,7 @@ use crate::deadline::EnforceDeadline;
 use crate::error::BoxError;
 use crate::limit::{AdaptiveLimit, ConcurrencyLimit, RateLimit};
 use crate::respond::{ErrorResponse, ErrorResponseLayer};
+use crate::telemetry::layer::{Recording, ResponseFuture, Settings};
 use futures_util::future::{self, Either as EitherFuture, Ready};
 use http::{Request, Response};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tower::{Layer, Service, ServiceBuilder};
 /// The stack in front of the application, outermost first.
 ///
 /// ```text
+/// Telemetry          (in `Inbound::call`) trace context, span, metrics, edges: it sees refusals too
 /// ErrorResponse      refusals below become 403/503/429/504 or gRPC codes
 /// Authorize          the service's policies: a refused caller costs no token or slot (403 / PERMISSION_DENIED)
 /// EnforceDeadline    an expired budget is refused unseen; the handler is cancelled at the deadline
@@ -47,7 +49,7 @@ where
     S::Error: Into<BoxError>,
 {
     ServiceBuilder::new()
-        // telemetry goes here (next issue): outermost, so that it sees refusals too
+        // Telemetry is outermost, in `Inbound::call` (it sees refusals too).
         .layer(ErrorResponseLayer::new())
         // An unauthorized caller costs no token or slot, and is refused
         // whatever its deadline.
@@ -74,11 +76,13 @@ fn boxed<E: Into<BoxError>>(error: E) -> BoxError {
 #[derive(Clone, Debug)]
 pub struct InboundLayer {
     live: Arc<Live>,
+    telemetry: Arc<Settings>,
 }
 
 impl InboundLayer {
     pub(crate) fn new(live: Arc<Live>) -> Self {
-        Self { live }
+        let telemetry = live.telemetry();
+        Self { live, telemetry }
     }
 }
 
@@ -89,6 +93,7 @@ impl<S> Layer<S> for InboundLayer {
         Inbound {
             inner,
             live: self.live.clone(),
+            telemetry: self.telemetry.clone(),
             shed: false,
         }
     }
@@ -101,6 +106,8 @@ impl<S> Layer<S> for InboundLayer {
 pub struct Inbound<S> {
     inner: S,
     live: Arc<Live>,
+    /// The span, trace context and metrics of each request, outermost.
+    telemetry: Arc<Settings>,
     /// Set when `poll_ready` found the application not ready and the
     /// limits shed load: the next call is refused.
     shed: bool,
@@ -118,7 +125,7 @@ where
 {
     type Response = Response<ResB>;
     type Error = BoxError;
-    type Future = <Stack<S, S::Error> as Service<Request<ReqB>>>::Future;
+    type Future = ResponseFuture<<Stack<S, S::Error> as Service<Request<ReqB>>>::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -138,7 +145,7 @@ where
     #[inline]
     fn call(
         &mut self,
-        #[cfg_attr(not(feature = "grpc"), allow(unused_mut))] mut request: Request<ReqB>,
+        mut request: Request<ReqB>,
     ) -> Self::Future {
         // tonic with the server's incoming connections: the caller's
         // address and SPIFFE ID, where the application reads them.
@@ -150,7 +157,9 @@ where
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
         let authorizer = self.live.authorizer(&limits);
-        stack(&limits, authorizer, std::mem::take(&mut self.shed), ready).call(request)
+        let mut stack = stack(&limits, authorizer, std::mem::take(&mut self.shed), ready);
+        let recording = Recording::start(&self.telemetry, &mut request);
+        recording.call(|request| stack.call(request), request)
     }
 }
 
