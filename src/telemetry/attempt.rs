@@ -20,8 +20,9 @@ pub(crate) fn start<B>(request: &mut Request<B>, attempt: u32, cluster: &str) ->
         let mut own = parent
             .as_ref()
             .map_or_else(TraceContext::new_root, TraceContext::child);
-        super::link(&span, parent.as_ref(), &mut own);
+        // Described first: an exporter may start the span when linking.
         span::describe(&span, request);
+        super::link(&span, parent.as_ref(), &mut own);
         span::ids(&span, &own, parent.as_ref());
         span.record("sinew.attempt", attempt);
         span.record("sinew.cluster", cluster);

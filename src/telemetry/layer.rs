@@ -245,8 +245,9 @@ impl Recording {
             let mut own = parent
                 .as_ref()
                 .map_or_else(TraceContext::new_root, TraceContext::child);
-            super::link(&span, parent.as_ref(), &mut own);
+            // Described first: an exporter may start the span when linking.
             span::describe(&span, request);
+            super::link(&span, parent.as_ref(), &mut own);
             span::ids(&span, &own, parent.as_ref());
             span.record("sinew.service", &*settings.service);
             #[cfg(feature = "mesh")]

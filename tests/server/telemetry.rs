@@ -1,0 +1,299 @@
+//! Telemetry over real sockets: trace context across a hop (W3C and B3),
+//! spans with their parent links, request metrics and edges on both
+//! sides. The tests run on one thread, so that a thread's `tracing`
+//! subscriber and `metrics` recorder see both the client and the server.
+
+use super::*;
+use sinew::telemetry::context::{self, TraceContext};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+
+/// A `tracing` subscriber that keeps every span's name and fields.
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<(&'static str, HashMap<String, String>)>>>);
+
+struct Fields<'a>(&'a mut HashMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl tracing::Subscriber for Spans {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let mut fields = HashMap::new();
+        span.record(&mut Fields(&mut fields));
+        let mut spans = self.0.lock().unwrap();
+        spans.push((span.metadata().name(), fields));
+        Id::from_u64(spans.len() as u64)
+    }
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        let mut spans = self.0.lock().unwrap();
+        let index = span.into_u64() as usize - 1;
+        values.record(&mut Fields(&mut spans[index].1));
+    }
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+impl Spans {
+    /// The spans named `name` whose `field` is `value`.
+    fn find(&self, name: &str, field: &str, value: &str) -> Vec<HashMap<String, String>> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, f)| *n == name && f.get(field).map(String::as_str) == Some(value))
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+}
+
+/// An application that answers with the `traceparent` it received and
+/// the trace context it runs in (`trace_id-span_id`), or 500 for `/fail`.
+fn echo() -> impl tower::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(|req: Request<Incoming>| async move {
+        let status = if req.uri().path() == "/fail" { 500 } else { 200 };
+        let current = context::current()
+            .map(|c| format!("{}-{}", c.trace_id, c.span_id))
+            .unwrap_or_default();
+        let received = req
+            .headers()
+            .get("traceparent")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let mut response = support::text(status, current);
+        response
+            .headers_mut()
+            .insert("x-received", received.parse().unwrap());
+        Ok(response)
+    })
+}
+
+const ROOT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[tokio::test]
+async fn a_trace_crosses_a_real_hop_with_the_attempt_as_the_servers_parent() {
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(spans.clone());
+    let (listener, addr) = listener().await;
+    let mesh = mesh(config(addr, "http1", "")).await;
+    let server = mesh.serve("reviews", listener, echo()).await.unwrap();
+    let root = TraceContext::parse_traceparent(ROOT).unwrap();
+    let (status, headers, current) =
+        context::scope(Some(root.clone()), get(&mesh, "/", &[])).await;
+    assert_eq!(status, 200);
+    let trace = root.trace_id.to_string();
+
+    // The client side: the outbound request is a child of the task's
+    // context, its attempt a child of the request.
+    let outbound = spans.find("request", "sinew.direction", "outbound");
+    assert_eq!(outbound.len(), 1, "{outbound:?}");
+    let outbound = &outbound[0];
+    assert_eq!(outbound["trace_id"], trace);
+    assert_eq!(outbound["parent_span_id"], root.span_id.to_string());
+    assert_eq!(outbound["otel.kind"], "internal");
+    assert_eq!(outbound["sinew.route"], "0");
+    assert_eq!(outbound["sinew.cluster"], "reviews");
+    let attempts = spans.find("attempt", "trace_id", &trace);
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    let attempt = &attempts[0];
+    assert_eq!(attempt["parent_span_id"], outbound["span_id"]);
+    assert_eq!(attempt["sinew.attempt"], "1");
+    assert_eq!(attempt["sinew.endpoint"], addr.to_string());
+    assert_eq!(attempt["otel.kind"], "client");
+    assert_eq!(attempt["http.response.status_code"], "200");
+
+    // On the wire: the attempt's context.
+    let sent = TraceContext::parse_traceparent(headers["x-received"].to_str().unwrap()).unwrap();
+    assert_eq!(sent.trace_id, root.trace_id);
+    assert_eq!(sent.span_id.to_string(), attempt["span_id"]);
+
+    // The server side: its span's parent is the attempt, and the
+    // application runs in the server span's context.
+    let inbound = spans.find("request", "sinew.direction", "inbound");
+    assert_eq!(inbound.len(), 1, "{inbound:?}");
+    let inbound = &inbound[0];
+    assert_eq!(inbound["trace_id"], trace);
+    assert_eq!(inbound["parent_span_id"], attempt["span_id"]);
+    assert_eq!(inbound["otel.kind"], "server");
+    assert_eq!(inbound["http.request.method"], "GET");
+    assert_eq!(inbound["url.path"], "/");
+    assert_eq!(inbound["sinew.service"], "reviews");
+    assert_eq!(inbound["sinew.outcome"], "success");
+    assert_eq!(current, format!("{trace}-{}", inbound["span_id"]));
+    within("shutdown", server.shutdown()).await.unwrap();
+}
+
+/// GET `path` at `addr` with a plain hyper client, with `headers`; the
+/// answer's body.
+async fn plain_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> String {
+    let mut request = Request::get(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = within(
+        "a response",
+        support::client().request(request.body(Empty::<Bytes>::new()).unwrap()),
+    )
+    .await
+    .unwrap();
+    support::body_text(response.into_body()).await
+}
+
+#[tokio::test]
+async fn b3_headers_single_and_multi_are_read_by_the_server() {
+    let (listener, addr) = listener().await;
+    let mesh = mesh(config(addr, "http1", "")).await;
+    let server = mesh.serve("reviews", listener, echo()).await.unwrap();
+    // The application runs in the caller's trace (in a span of the
+    // server's when spans are enabled, in the caller's otherwise).
+    let trace = |current: String| current.split('-').next().unwrap().to_owned();
+    let single = plain_get(
+        addr,
+        "/",
+        &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
+    )
+    .await;
+    assert_eq!(trace(single), "80f198ee56343ba864fe8b2a57d3eff7");
+    let multi = plain_get(
+        addr,
+        "/",
+        &[
+            ("X-B3-TraceId", "463ac35c9f6413ad"),
+            ("X-B3-SpanId", "a2fb4a1d1a96d312"),
+            ("X-B3-Sampled", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(trace(multi), "0000000000000000463ac35c9f6413ad");
+    // An unsampled B3 context is read too; a malformed one is not.
+    let malformed = plain_get(addr, "/", &[("b3", "80f198ee56343ba8-xyz")]).await;
+    assert!(!malformed.starts_with("80f198ee56343ba8"), "{malformed}");
+    within("shutdown", server.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_invalid_traceparent_is_ignored_and_starts_a_new_trace() {
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(spans.clone());
+    let (listener, addr) = listener().await;
+    let mesh = mesh(config(addr, "http1", "")).await;
+    let server = mesh.serve("reviews", listener, echo()).await.unwrap();
+    let invalid = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+    let current = plain_get(addr, "/", &[("traceparent", invalid)]).await;
+    let inbound = spans.find("request", "sinew.direction", "inbound");
+    assert_eq!(inbound.len(), 1);
+    let inbound = &inbound[0];
+    assert!(!inbound.contains_key("parent_span_id"), "{inbound:?}");
+    assert_eq!(inbound["sinew.outcome"], "success");
+    assert_ne!(inbound["trace_id"], "00000000000000000000000000000000");
+    assert_eq!(current, format!("{}-{}", inbound["trace_id"], inbound["span_id"]));
+    within("shutdown", server.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_edge_route_and_status_and_edges_recorded_on_both_sides() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // This thread's recorder: the test's runtime runs everything on it.
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (listener, addr) = listener().await;
+    let mesh = Mesh::builder()
+        .service_name("web")
+        .config(config(addr, "http1", ""))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(mesh.service_name(), "web");
+    let server = mesh.serve("reviews", listener, echo()).await.unwrap();
+    for path in ["/", "/", "/fail"] {
+        get(&mesh, path, &[]).await;
+    }
+    let counts: HashMap<Vec<(String, String)>, u64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "sinew_requests_total")
+        .map(|(key, _, _, value)| {
+            let mut labels: Vec<_> = key
+                .key()
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            labels.sort();
+            let DebugValue::Counter(count) = value else {
+                panic!("not a counter")
+            };
+            (labels, count)
+        })
+        .collect();
+    let labels = |direction: &str, source: &str, route: &str, class: &str| {
+        let mut labels: Vec<(String, String)> = [
+            ("destination", "reviews"),
+            ("direction", direction),
+            ("route", route),
+            ("source", source),
+            ("status_class", class),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        labels.sort();
+        labels
+    };
+    assert_eq!(counts.len(), 4, "{counts:?}");
+    assert_eq!(counts[&labels("outbound", "web", "0", "2xx")], 2);
+    assert_eq!(counts[&labels("outbound", "web", "0", "5xx")], 1);
+    // Without mutual TLS the caller is unknown; the server has no route.
+    assert_eq!(counts[&labels("inbound", "unknown", "", "2xx")], 2);
+    assert_eq!(counts[&labels("inbound", "unknown", "", "5xx")], 1);
+    let histograms = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "sinew_request_duration_seconds")
+        .count();
+    assert_eq!(histograms, 4);
+
+    let edges = mesh.edges().take();
+    let seen: Vec<_> = edges
+        .iter()
+        .map(|e| {
+            (
+                e.edge.direction.as_str(),
+                &*e.edge.source,
+                &*e.edge.destination,
+                e.requests,
+                e.failures,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("outbound", "web", "reviews", 3, 1),
+            ("inbound", "unknown", "reviews", 3, 1),
+        ]
+    );
+    within("shutdown", server.shutdown()).await.unwrap();
+}
