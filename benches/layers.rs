@@ -6,6 +6,15 @@
 //! counting global allocator. `scripts/instructions.sh` gives the same
 //! comparison in instructions per request, which do not vary with the
 //! machine's load.
+//!
+//! `telemetry_inbound` and `telemetry_outbound` are the
+//! [`TelemetryLayer`] with its metrics recorded (into an in-process
+//! recorder of atomic counters and histogram buckets, like a Prometheus
+//! exporter's) and its spans below the enabled level (no subscriber).
+//! Group `telemetry_spans` (`cargo bench --bench layers -- telemetry_spans`)
+//! times the same with every span enabled, into a `tracing-subscriber`
+//! registry, and, with `--features otlp`, into the OTLP exporter's
+//! `tracing-opentelemetry` layer (batching to an endpoint that refuses).
 
 // The counting allocator is the one place that needs `unsafe`.
 #![allow(
@@ -36,6 +45,63 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tower::{Layer, Service};
+
+/// A `metrics` recorder that keeps values as a Prometheus exporter does:
+/// atomic counters and histogram buckets, no export.
+struct AtomicRecorder;
+
+impl metrics::Recorder for AtomicRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(std::sync::Arc::new(AtomicU64::new(0)))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(std::sync::Arc::new(AtomicU64::new(0)))
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::from_arc(std::sync::Arc::new(metrics_util::storage::AtomicBucket::<
+            f64,
+        >::new()))
+    }
+}
+
+fn telemetry_inbound() -> sinew::telemetry::TelemetryLayer {
+    sinew::telemetry::TelemetryLayer::inbound("reviews").metrics(
+        sinew::telemetry::RequestMetrics::new()
+            .with_edges(sinew::telemetry::edges::Edges::default()),
+    )
+}
+
+fn telemetry_outbound() -> sinew::telemetry::TelemetryLayer {
+    sinew::telemetry::TelemetryLayer::outbound("web", "reviews").metrics(
+        sinew::telemetry::RequestMetrics::new()
+            .with_edges(sinew::telemetry::edges::Edges::default()),
+    )
+}
 
 struct Counting;
 
@@ -122,6 +188,8 @@ macro_rules! services {
             "propagate_deadline",
             PropagateDeadlineLayer::new().layer(Immediate)
         );
+        $each!("telemetry_inbound", telemetry_inbound().layer(Immediate));
+        $each!("telemetry_outbound", telemetry_outbound().layer(Immediate));
         // The five layers together, one of each, in the order a client
         // stacks them.
         $each!(
@@ -167,6 +235,43 @@ fn layers(c: &mut Criterion) {
     }
     services!(bench);
     group.finish();
+    telemetry_spans(c);
+}
+
+/// The telemetry layers with their spans enabled.
+fn telemetry_spans(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _context = runtime.enter();
+    let mut group = c.benchmark_group("telemetry_spans");
+    {
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let mut inbound = telemetry_inbound().layer(Immediate);
+        group.bench_function("inbound_registry", |b| {
+            b.iter(|| black_box(send(&mut inbound)))
+        });
+        let mut outbound = telemetry_outbound().layer(Immediate);
+        group.bench_function("outbound_registry", |b| {
+            b.iter(|| black_box(send(&mut outbound)))
+        });
+    }
+    #[cfg(feature = "otlp")]
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        let export =
+            sinew::telemetry::otlp::OtlpExport::new("http://127.0.0.1:1", "bench").unwrap();
+        let subscriber = tracing_subscriber::registry().with(export.layer());
+        let _subscriber = tracing::subscriber::set_default(subscriber);
+        let mut inbound = telemetry_inbound().layer(Immediate);
+        group.bench_function("inbound_otlp", |b| b.iter(|| black_box(send(&mut inbound))));
+        let mut outbound = telemetry_outbound().layer(Immediate);
+        group.bench_function("outbound_otlp", |b| {
+            b.iter(|| black_box(send(&mut outbound)))
+        });
+    }
+    group.finish();
 }
 
 /// `SINEW_BENCH_LOOP=<id>:<n>` sends `n` requests through one service and
@@ -196,6 +301,7 @@ fn run_loop(spec: &str) {
 criterion_group!(benches, layers);
 
 fn main() {
+    metrics::set_global_recorder(AtomicRecorder).unwrap();
     if let Ok(spec) = std::env::var("SINEW_BENCH_LOOP") {
         run_loop(&spec);
         return;

@@ -103,8 +103,8 @@ async fn spans_arrive_linked_across_two_sinew_hops() {
             .add_service(TraceServiceServer::new(Receiver(spans_tx)))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener_r)),
     );
-    let export = sinew::telemetry::otlp::OtlpExport::new(&format!("http://{addr_r}"), "test")
-        .unwrap();
+    let export =
+        sinew::telemetry::otlp::OtlpExport::new(&format!("http://{addr_r}"), "test").unwrap();
     let subscriber = tracing_subscriber::registry().with(export.layer());
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
@@ -139,7 +139,9 @@ async fn spans_arrive_linked_across_two_sinew_hops() {
         .await
         .unwrap();
     let client = mesh("client", "a", addr_a).await;
-    let request = Request::get("http://a/").body(Empty::<Bytes>::new()).unwrap();
+    let request = Request::get("http://a/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
     let response = tokio::time::timeout(PATIENCE, client.http_client("a").oneshot(request))
         .await
         .unwrap()
@@ -200,7 +202,10 @@ async fn spans_arrive_linked_across_two_sinew_hops() {
     }
     assert!(client_request.parent_span_id.is_empty(), "the root");
     let parent_of = |child: &Span, parent: &Span| {
-        assert_eq!(child.parent_span_id, parent.span_id, "{child:#?}\nparent {parent:#?}");
+        assert_eq!(
+            child.parent_span_id, parent.span_id,
+            "{child:#?}\nparent {parent:#?}"
+        );
     };
     parent_of(client_attempt, client_request);
     parent_of(a_inbound, client_attempt);

@@ -221,7 +221,8 @@ impl<S> MeshClient<S> {
     {
         let refused = |recording: Recording, error: RouteError, request| {
             let error: Result<_, BoxError> = Err(error.into());
-            Box::pin(recording.call(|_: Request<B>| std::future::ready(error), request)) as BoxFuture<_>
+            Box::pin(recording.call(|_: Request<B>| std::future::ready(error), request))
+                as BoxFuture<_>
         };
         if let Err(error) = settled {
             return refused(recording, error, request);

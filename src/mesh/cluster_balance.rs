@@ -88,7 +88,11 @@ where
         let retry = attempt.is_some();
         // The attempt's span, a child of the request's, and the trace
         // context it carries (a fresh span id per attempt).
-        let span = crate::telemetry::attempt::start(&mut request, attempt.unwrap_or(1), &cluster_name(&self.cluster));
+        let span = crate::telemetry::attempt::start(
+            &mut request,
+            attempt.unwrap_or(1),
+            &cluster_name(&self.cluster),
+        );
         let cluster = self.cluster.clone();
         let inner = self.inner.clone();
         // From the attempt's start, as its per-try timer runs.

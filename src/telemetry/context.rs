@@ -206,10 +206,7 @@ impl TraceContext {
         if let Some(first) = values.next() {
             // Two traceparent headers are invalid: ignore both.
             let parsed = match values.next() {
-                None => first
-                    .to_str()
-                    .ok()
-                    .and_then(Self::parse_traceparent),
+                None => first.to_str().ok().and_then(Self::parse_traceparent),
                 Some(_) => None,
             };
             if let Some(mut context) = parsed {
@@ -251,7 +248,10 @@ fn tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
         .split(',')
         .map(str::trim)
         .filter(|m| !m.is_empty())
-        .all(|m| m.split_once('=').is_some_and(|(k, v)| !k.is_empty() && !v.is_empty()));
+        .all(|m| {
+            m.split_once('=')
+                .is_some_and(|(k, v)| !k.is_empty() && !v.is_empty())
+        });
     (members <= 32 && well_formed).then(|| value.clone())
 }
 
@@ -360,7 +360,10 @@ mod tests {
     fn traceparent_round_trips() {
         let parsed = TraceContext::parse_traceparent(VALID).unwrap();
         assert_eq!(parsed.to_traceparent(), VALID);
-        assert_eq!(parsed.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            parsed.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert_eq!(parsed.span_id.to_string(), "00f067aa0ba902b7");
     }
 
@@ -395,12 +398,21 @@ mod tests {
     #[test]
     fn b3_single_and_multi() {
         let mut headers = HeaderMap::new();
-        headers.insert(B3, HeaderValue::from_static("463ac35c9f6413ad-a2fb4a1d1a96d312-0"));
+        headers.insert(
+            B3,
+            HeaderValue::from_static("463ac35c9f6413ad-a2fb4a1d1a96d312-0"),
+        );
         let single = TraceContext::parse_b3(&headers).unwrap();
-        assert_eq!(single.trace_id.to_string(), "0000000000000000463ac35c9f6413ad");
+        assert_eq!(
+            single.trace_id.to_string(),
+            "0000000000000000463ac35c9f6413ad"
+        );
         assert!(!single.sampled());
         let mut headers = HeaderMap::new();
-        headers.insert("x-b3-traceid", HeaderValue::from_static("463ac35c9f6413ad48485a3953bb6124"));
+        headers.insert(
+            "x-b3-traceid",
+            HeaderValue::from_static("463ac35c9f6413ad48485a3953bb6124"),
+        );
         headers.insert("x-b3-spanid", HeaderValue::from_static("a2fb4a1d1a96d312"));
         headers.insert("x-b3-sampled", HeaderValue::from_static("1"));
         let multi = TraceContext::parse_b3(&headers).unwrap();
@@ -414,7 +426,10 @@ mod tests {
     fn tracestate_travels_with_a_valid_traceparent() {
         let mut headers = HeaderMap::new();
         headers.insert(TRACEPARENT, HeaderValue::from_static(VALID));
-        headers.insert(TRACESTATE, HeaderValue::from_static("congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"));
+        headers.insert(
+            TRACESTATE,
+            HeaderValue::from_static("congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"),
+        );
         let context = TraceContext::extract(&headers).unwrap();
         let mut out = HeaderMap::new();
         context.child().inject(&mut out);

@@ -330,7 +330,9 @@ impl Recording {
                 span::response(&self.span, response.status(), headers, success);
                 let status = match crate::grpc::Code::from_headers(headers) {
                     Some(code) => StatusLabel::Grpc(code),
-                    None if crate::grpc::is_grpc(headers) => StatusLabel::Grpc(crate::grpc::Code::OK),
+                    None if crate::grpc::is_grpc(headers) => {
+                        StatusLabel::Grpc(crate::grpc::Code::OK)
+                    }
                     None => StatusLabel::Class((response.status().as_u16() / 100) as u8),
                 };
                 (status, success)

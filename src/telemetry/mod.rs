@@ -31,7 +31,11 @@ pub use request_metrics::RequestMetrics;
 /// the ids the exporter gave it (so that what is propagated matches what
 /// is exported). Without the `otlp` feature, our ids are the span's.
 #[inline]
-pub(crate) fn link(span: &tracing::Span, parent: Option<&context::TraceContext>, own: &mut context::TraceContext) {
+pub(crate) fn link(
+    span: &tracing::Span,
+    parent: Option<&context::TraceContext>,
+    own: &mut context::TraceContext,
+) {
     #[cfg(feature = "otlp")]
     otlp::link(span, parent, own);
     #[cfg(not(feature = "otlp"))]

@@ -253,7 +253,10 @@ fn find(table: &Table, hash: u64, labels: &Labels<'_>) -> Option<Handles> {
 }
 
 fn describe() {
-    metrics::describe_counter!(REQUESTS_TOTAL, "Requests finished, by edge, route and status.");
+    metrics::describe_counter!(
+        REQUESTS_TOTAL,
+        "Requests finished, by edge, route and status."
+    );
     metrics::describe_histogram!(
         REQUEST_DURATION_SECONDS,
         metrics::Unit::Seconds,
@@ -265,9 +268,8 @@ fn describe() {
 /// `"0"` to `"31"`, then [`OVERFLOW`] (made without formatting).
 pub fn route_label(index: usize) -> &'static str {
     const ROUTES: [&str; 32] = [
-        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
-        "16", "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30",
-        "31",
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+        "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31",
     ];
     ROUTES.get(index).copied().unwrap_or(OVERFLOW)
 }

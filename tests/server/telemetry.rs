@@ -71,7 +71,11 @@ fn echo() -> impl tower::Service<
 + Send
 + 'static {
     tower::service_fn(|req: Request<Incoming>| async move {
-        let status = if req.uri().path() == "/fail" { 500 } else { 200 };
+        let status = if req.uri().path() == "/fail" {
+            500
+        } else {
+            200
+        };
         let current = context::current()
             .map(|c| format!("{}-{}", c.trace_id, c.span_id))
             .unwrap_or_default();
@@ -98,8 +102,7 @@ async fn a_trace_crosses_a_real_hop_with_the_attempt_as_the_servers_parent() {
     let mesh = mesh(config(addr, "http1", "")).await;
     let server = mesh.serve("reviews", listener, echo()).await.unwrap();
     let root = TraceContext::parse_traceparent(ROOT).unwrap();
-    let (status, headers, current) =
-        context::scope(Some(root.clone()), get(&mesh, "/", &[])).await;
+    let (status, headers, current) = context::scope(Some(root.clone()), get(&mesh, "/", &[])).await;
     assert_eq!(status, 200);
     let trace = root.trace_id.to_string();
 
@@ -206,7 +209,10 @@ async fn an_invalid_traceparent_is_ignored_and_starts_a_new_trace() {
     assert!(!inbound.contains_key("parent_span_id"), "{inbound:?}");
     assert_eq!(inbound["sinew.outcome"], "success");
     assert_ne!(inbound["trace_id"], "00000000000000000000000000000000");
-    assert_eq!(current, format!("{}-{}", inbound["trace_id"], inbound["span_id"]));
+    assert_eq!(
+        current,
+        format!("{}-{}", inbound["trace_id"], inbound["span_id"])
+    );
     within("shutdown", server.shutdown()).await.unwrap();
 }
 

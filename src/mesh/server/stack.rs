@@ -143,10 +143,7 @@ where
     }
 
     #[inline]
-    fn call(
-        &mut self,
-        mut request: Request<ReqB>,
-    ) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         // tonic with the server's incoming connections: the caller's
         // address and SPIFFE ID, where the application reads them.
         #[cfg(feature = "grpc")]
