@@ -190,6 +190,12 @@ macro_rules! services {
         );
         $each!("telemetry_inbound", telemetry_inbound().layer(Immediate));
         $each!("telemetry_outbound", telemetry_outbound().layer(Immediate));
+        // Trace context and (disabled) spans alone: what metrics cost is
+        // the difference with `telemetry_inbound`.
+        $each!(
+            "telemetry_no_metrics",
+            telemetry_inbound().without_metrics().layer(Immediate)
+        );
         // The five layers together, one of each, in the order a client
         // stacks them.
         $each!(

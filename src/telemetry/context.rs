@@ -24,8 +24,18 @@
 //! ).is_none());
 //! ```
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use std::fmt;
+
+// Names made once: looking a header up by `&str` parses the name on every
+// call.
+const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
+const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
+const B3_NAME: HeaderName = HeaderName::from_static(B3);
+const B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+const B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+const B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+const B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
 
 /// The W3C `traceparent` header.
 pub const TRACEPARENT: &str = "traceparent";
@@ -183,26 +193,29 @@ impl TraceContext {
     /// (`X-B3-TraceId`, `X-B3-SpanId`, `X-B3-Sampled`, `X-B3-Flags`). A
     /// 64-bit trace id is widened with zeros on the left, as B3 says.
     pub fn parse_b3(headers: &HeaderMap) -> Option<Self> {
-        if let Some(single) = headers.get(B3).and_then(|v| v.to_str().ok()) {
+        if let Some(single) = headers.get(B3_NAME).and_then(|v| v.to_str().ok()) {
             let mut parts = single.split('-');
             let trace = parts.next()?;
             let span = parts.next()?;
             let sampled = parts.next();
             return b3_context(trace, span, sampled, None);
         }
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         b3_context(
-            text("x-b3-traceid")?,
-            text("x-b3-spanid")?,
-            text("x-b3-sampled"),
-            text("x-b3-flags"),
+            text(B3_TRACE_ID)?,
+            text(B3_SPAN_ID)?,
+            text(B3_SAMPLED),
+            text(B3_FLAGS),
         )
     }
 
     /// The caller's context: `traceparent` (with its `tracestate`) when
     /// valid, else B3, else none.
     pub fn extract(headers: &HeaderMap) -> Option<Self> {
-        let mut values = headers.get_all(TRACEPARENT).iter();
+        if headers.is_empty() {
+            return None;
+        }
+        let mut values = headers.get_all(TRACEPARENT_NAME).iter();
         if let Some(first) = values.next() {
             // Two traceparent headers are invalid: ignore both.
             let parsed = match values.next() {
@@ -221,14 +234,14 @@ impl TraceContext {
     /// `headers`, replacing what was there.
     pub fn inject(&self, headers: &mut HeaderMap) {
         if let Ok(value) = HeaderValue::from_str(&self.to_traceparent()) {
-            headers.insert(TRACEPARENT, value);
+            headers.insert(TRACEPARENT_NAME, value);
         }
         match &self.state {
             Some(state) => {
-                headers.insert(TRACESTATE, state.clone());
+                headers.insert(TRACESTATE_NAME, state.clone());
             }
             None => {
-                headers.remove(TRACESTATE);
+                headers.remove(TRACESTATE_NAME);
             }
         }
     }
@@ -237,7 +250,7 @@ impl TraceContext {
 /// The `tracestate` header, kept when it is one header line of at most
 /// 512 characters and at most 32 members, as the specification allows.
 fn tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
-    let mut values = headers.get_all(TRACESTATE).iter();
+    let mut values = headers.get_all(TRACESTATE_NAME).iter();
     let value = values.next()?;
     if values.next().is_some() || value.len() > 512 {
         return None;

@@ -6,6 +6,7 @@ use super::edges::Direction;
 use super::request_metrics::{Labels, RequestMetrics, StatusLabel};
 use super::span;
 use crate::classify::{Classify, SharedClassifier, StatusClassifier};
+use futures_util::future::Either;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -296,12 +297,19 @@ impl Recording {
         F: Future<Output = Result<Response<RB>, E>>,
         E: std::fmt::Display,
     {
-        let future = {
-            let _entered = self.span.enter();
-            context::sync_scope(self.context.clone(), || call(request))
+        let _entered = self.span.enter();
+        // Without a context, nothing to scope: the task's own (none, or
+        // the one this request passed through) stays current.
+        let inner = match &self.context {
+            Some(context) => {
+                let future = context::sync_scope(Some(context.clone()), || call(request));
+                Either::Left(context::scope(Some(context.clone()), future))
+            }
+            None => Either::Right(call(request)),
         };
+        drop(_entered);
         ResponseFuture {
-            inner: context::scope(self.context.clone(), future),
+            inner,
             recording: Some(self),
         }
     }
@@ -391,7 +399,7 @@ pin_project! {
     /// inside the request's span and trace context, recorded when it ends.
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: TaskLocalFuture<Option<TraceContext>, F>,
+        inner: Either<TaskLocalFuture<Option<TraceContext>, F>, F>,
         recording: Option<Recording>,
     }
 }
