@@ -91,7 +91,7 @@ where
         let span = crate::telemetry::attempt::start(
             &mut request,
             attempt.unwrap_or(1),
-            &cluster_name(&self.cluster),
+            cluster_name(&self.cluster),
         );
         let cluster = self.cluster.clone();
         let inner = self.inner.clone();

@@ -165,9 +165,7 @@ impl RequestMetrics {
     }
 
     fn hash(&self, labels: &Labels<'_>) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
-        labels.hash(&mut hasher);
-        hasher.finish()
+        self.hasher.hash_one(labels)
     }
 
     fn handles(&self, labels: &Labels<'_>) -> Handles {

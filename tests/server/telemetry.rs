@@ -10,9 +10,12 @@ use std::sync::Mutex;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 
+/// A span's name and its fields as text.
+type Recorded = (&'static str, HashMap<String, String>);
+
 /// A `tracing` subscriber that keeps every span's name and fields.
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<(&'static str, HashMap<String, String>)>>>);
+struct Spans(Arc<Mutex<Vec<Recorded>>>);
 
 struct Fields<'a>(&'a mut HashMap<String, String>);
 
