@@ -272,6 +272,7 @@ impl Recording {
     }
 
     /// Records the route, by its index in its service.
+    #[cfg(feature = "mesh")]
     pub(crate) fn set_route(&mut self, index: usize) {
         self.route = super::request_metrics::route_label(index);
         if !self.span.is_disabled() {
@@ -280,6 +281,7 @@ impl Recording {
     }
 
     /// Records the cluster.
+    #[cfg(feature = "mesh")]
     pub(crate) fn set_cluster(&self, cluster: &str) {
         if !self.span.is_disabled() {
             self.span.record("sinew.cluster", cluster);

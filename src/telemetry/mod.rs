@@ -15,6 +15,7 @@
 //!
 //! docs/telemetry.md lists the spans, their fields and the metrics.
 
+#[cfg(feature = "mesh")]
 pub(crate) mod attempt;
 pub mod context;
 pub mod edges;

@@ -52,6 +52,7 @@ pub(crate) fn request(direction: Direction) -> Span {
 
 /// A new span for one attempt of an outbound request (`otel.kind`
 /// `client`).
+#[cfg(feature = "mesh")]
 pub(crate) fn attempt() -> Span {
     tracing::info_span!(
         target: TARGET,
