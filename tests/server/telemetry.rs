@@ -306,3 +306,59 @@ async fn requests_are_counted_by_edge_route_and_status_and_edges_recorded_on_bot
     );
     within("shutdown", server.shutdown()).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_retry_is_an_attempt_span_of_its_own_with_its_own_traceparent() {
+    let spans = Spans::default();
+    let _guard = tracing::subscriber::set_default(spans.clone());
+    let (listener, addr) = listener().await;
+    let config = MeshConfig::from_yaml(&format!(
+        "services:\n  reviews:\n    routes:\n      - split: [{{ cluster: reviews }}]\n        \
+         retry: {{ max_attempts: 2, backoff: {{ base: 1ms, max: 2ms }} }}\n\
+         clusters:\n  reviews:\n    endpoints: [{{ address: \"{addr}\" }}]\n"
+    ))
+    .unwrap();
+    let mesh = mesh(config).await;
+    // The first request fails with 503 (retryable), the next succeeds.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = tower::service_fn(move |req: Request<Incoming>| {
+        let calls = calls.clone();
+        async move {
+            let status = if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                503
+            } else {
+                200
+            };
+            let received = req.headers()["traceparent"].to_str().unwrap().to_owned();
+            let mut response = support::text(status, "");
+            response
+                .headers_mut()
+                .insert("x-received", received.parse().unwrap());
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let server = mesh.serve("reviews", listener, app).await.unwrap();
+    let (status, headers, _) = get(&mesh, "/", &[]).await;
+    assert_eq!(status, 200);
+    let outbound = spans.find("request", "sinew.direction", "outbound");
+    assert_eq!(outbound.len(), 1);
+    let outbound = &outbound[0];
+    assert_eq!(outbound["sinew.outcome"], "success");
+    let attempts = spans.find("attempt", "trace_id", &outbound["trace_id"]);
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    for (attempt, (number, status)) in attempts.iter().zip([("1", "503"), ("2", "200")]) {
+        assert_eq!(attempt["parent_span_id"], outbound["span_id"]);
+        assert_eq!(attempt["sinew.attempt"], number);
+        assert_eq!(attempt["http.response.status_code"], status);
+    }
+    assert_ne!(attempts[0]["span_id"], attempts[1]["span_id"]);
+    // Each try reached the server with its own span as the parent.
+    let inbound = spans.find("request", "sinew.direction", "inbound");
+    assert_eq!(inbound.len(), 2);
+    assert_eq!(inbound[0]["parent_span_id"], attempts[0]["span_id"]);
+    assert_eq!(inbound[1]["parent_span_id"], attempts[1]["span_id"]);
+    assert_eq!(inbound[0]["sinew.outcome"], "failure");
+    let sent = TraceContext::parse_traceparent(headers["x-received"].to_str().unwrap()).unwrap();
+    assert_eq!(sent.span_id.to_string(), attempts[1]["span_id"]);
+    within("shutdown", server.shutdown()).await.unwrap();
+}
