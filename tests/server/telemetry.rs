@@ -362,3 +362,39 @@ async fn a_retry_is_an_attempt_span_of_its_own_with_its_own_traceparent() {
     assert_eq!(sent.span_id.to_string(), attempts[1]["span_id"]);
     within("shutdown", server.shutdown()).await.unwrap();
 }
+
+/// Over mutual TLS, the server names its caller by the `sa` of its
+/// SPIFFE ID, in its edges and on its span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_mtls_the_inbound_edge_names_the_caller_by_its_spiffe_id() {
+    use crate::certs::Ca;
+    use crate::mtls_support::*;
+    let ca = Ca::root("example.org root");
+    let (listener, addr) = listener().await;
+    let config = mtls_config(addr, "http2", "{ mtls: strict }");
+    let server_mesh = mesh_as(identity_of(&ca, REVIEWS), config.clone()).await;
+    let (app, _) = recording();
+    let server = server_mesh.serve("reviews", listener, app).await.unwrap();
+    let client = mesh_as(identity_of(&ca, CART), config).await;
+    let (status, caller, _) = mesh_get(&client).await.unwrap();
+    assert_eq!((status, caller.as_str()), (200, CART));
+    let inbound: Vec<_> = server_mesh
+        .edges()
+        .take()
+        .into_iter()
+        .map(|e| {
+            (
+                e.edge.direction.as_str(),
+                e.edge.source,
+                e.edge.destination,
+                e.requests,
+            )
+        })
+        .collect();
+    assert_eq!(
+        inbound,
+        [("inbound", "cart".into(), "reviews".into(), 1)],
+        "the caller is the sa of spiffe://example.org/ns/shop/sa/cart"
+    );
+    within("shutdown", server.shutdown()).await.unwrap();
+}
