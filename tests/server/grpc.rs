@@ -185,3 +185,62 @@ except grpc.RpcError as e:
         ["hi", "RESOURCE_EXHAUSTED"]
     );
 }
+
+/// gRPC through both stacks: spans named by the RPC, and requests counted
+/// by gRPC code, refusals of the server stack included.
+#[tokio::test]
+async fn grpc_requests_are_traced_and_counted_by_grpc_code() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
+    let spans = crate::telemetry::Spans::default();
+    let _tracing = tracing::subscriber::set_default(spans.clone());
+    let (listener, addr) = listener().await;
+    let mesh = mesh(config(
+        addr,
+        "http2",
+        "{ rate_limit: { per_second: 0.01, burst: 1 } }",
+    ))
+    .await;
+    let _stop = tonic_server(&mesh, listener).await;
+    call(&mesh, b"ping").await.unwrap();
+    let refused = call(&mesh, b"ping").await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+
+    let codes: Vec<(String, String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "sinew_requests_total")
+        .map(|(key, _, _, value)| {
+            let label = |name: &str| {
+                key.key()
+                    .labels()
+                    .find(|l| l.key() == name)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default()
+            };
+            let DebugValue::Counter(count) = value else {
+                panic!("not a counter")
+            };
+            (label("direction"), label("grpc_code"), count)
+        })
+        .collect();
+    for direction in ["inbound", "outbound"] {
+        for code in ["OK", "RESOURCE_EXHAUSTED"] {
+            assert!(
+                codes.contains(&(direction.to_owned(), code.to_owned(), 1)),
+                "{direction} {code}: {codes:?}"
+            );
+        }
+    }
+    let served = spans.find("request", "sinew.direction", "inbound");
+    assert_eq!(served.len(), 2);
+    assert_eq!(served[0]["otel.name"], "sinew.test.Echo/Call");
+    assert_eq!(served[0]["rpc.system"], "grpc");
+    assert_eq!(served[0]["rpc.service"], "sinew.test.Echo");
+    assert_eq!(served[0]["rpc.method"], "Call");
+    assert_eq!(served[1]["rpc.grpc.status_code"], "8");
+    assert_eq!(served[1]["sinew.outcome"], "failure");
+}

@@ -15,7 +15,7 @@ type Recorded = (&'static str, HashMap<String, String>);
 
 /// A `tracing` subscriber that keeps every span's name and fields.
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<Recorded>>>);
+pub struct Spans(Arc<Mutex<Vec<Recorded>>>);
 
 struct Fields<'a>(&'a mut HashMap<String, String>);
 
@@ -52,7 +52,7 @@ impl tracing::Subscriber for Spans {
 
 impl Spans {
     /// The spans named `name` whose `field` is `value`.
-    fn find(&self, name: &str, field: &str, value: &str) -> Vec<HashMap<String, String>> {
+    pub fn find(&self, name: &str, field: &str, value: &str) -> Vec<HashMap<String, String>> {
         self.0
             .lock()
             .unwrap()
