@@ -23,7 +23,7 @@
 //! | `balance` | pickers, and `BalanceLayer` over a changing `EndpointSet` | `balance` |
 //! | `tls` | SPIFFE identities, X.509-SVID checks, rustls configs that follow rotation | `tls` |
 //! | `mesh` | the `Mesh`: configuration, routing, the client and server stacks | `mesh`, `server`, `grpc` |
-//! | [`telemetry`] | per-edge golden metrics, trace context, spans, the decision report | `telemetry` |
+//! | [`telemetry`] | trace context (W3C, B3), spans, request metrics, per-edge golden metrics, OTLP span export (`otlp`) | `telemetry`, `otlp` |
 //!
 //! A client stack, outermost first:
 //!
