@@ -13,6 +13,7 @@ use crate::balance::{HashKey, hash_key};
 use crate::deadline::Deadline;
 use crate::error::BoxError;
 use crate::retry::ReplayBody;
+use crate::telemetry::report::{self, DecisionReport, ReportSink};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
@@ -74,6 +75,12 @@ impl<S> Layer<S> for ClientLayer {
 ///
 /// A request that cannot be routed fails with [`RouteError`] (answered
 /// with 503 by [`ErrorResponseLayer`](crate::respond::ErrorResponseLayer)).
+///
+/// Each response carries the request's
+/// [`DecisionReport`] in its extensions (and, in a
+/// [`ReportSink`] the request carries, failed or not); where the service's
+/// configuration sets `debug_header`, a request with `sinew-debug: 1`
+/// gets its short form in the `sinew-decision` response header.
 pub struct MeshClient<S> {
     mesh: Mesh,
     service: Arc<str>,
@@ -241,7 +248,40 @@ impl<S> MeshClient<S> {
             .requires_mtls()
             .then(|| Gate::of(self.mesh.identity()));
         let stack = stack(timeout, route, cluster, own, mtls, self.inner.clone());
-        Box::pin(stack.oneshot(request))
+        let (service, route_index) = decision.indices();
+        // What the caller asked to see: the short form only where the
+        // service's configuration allows it (it reveals the topology).
+        let debug = decision
+            .snapshot()
+            .services_in_order()
+            .get(service)
+            .is_some_and(|s| s.debug_header())
+            && request
+                .headers()
+                .get(report::DEBUG_REQUEST_HEADER)
+                .is_some_and(|v| v.as_bytes() == b"1");
+        let sink = request.extensions().get::<ReportSink>().cloned();
+        let report = DecisionReport::new(
+            self.service.clone(),
+            decision.snapshot().version(),
+            route_index,
+            decision.cluster_arc().clone(),
+            decision.timeout(),
+        );
+        Box::pin(async move {
+            let (result, report) = report::recording(report, stack.oneshot(request)).await;
+            if let Some(sink) = sink {
+                sink.put(report.clone());
+            }
+            let mut response = result?;
+            if debug && let Some(value) = report.short_header() {
+                response
+                    .headers_mut()
+                    .insert(report::DECISION_RESPONSE_HEADER, value);
+            }
+            response.extensions_mut().insert(report);
+            Ok(response)
+        })
     }
 }
 

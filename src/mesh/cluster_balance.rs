@@ -18,6 +18,8 @@ use crate::config::Protocol;
 use crate::deadline::{Deadline, DeadlineExceeded};
 use crate::error::BoxError;
 use crate::retry::Attempt;
+use crate::telemetry::report::{self, AttemptResult, ErrorClass, Refusal};
+use futures_util::FutureExt;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::Body;
@@ -84,7 +86,9 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let retry = request.extensions().get::<Attempt>().is_some();
+        // Attempts after the first are marked by the retry layer.
+        let number = request.extensions().get::<Attempt>().map_or(1, |a| a.0);
+        let retry = number > 1;
         let cluster = self.cluster.clone();
         let inner = self.inner.clone();
         // From the attempt's start, as its per-try timer runs.
@@ -93,6 +97,7 @@ where
         if let Some(gate) = &self.mtls
             && let Err(refused) = gate.check(&cluster.name)
         {
+            report::refused(number, Refusal::MtlsUnavailable);
             return Box::pin(std::future::ready(Err(refused.into())));
         }
         let scheme = match self.mtls {
@@ -104,10 +109,22 @@ where
         Box::pin(async move {
             // Admitted first, so that a request that waited in line goes
             // to the endpoint that is best when it leaves the line.
-            let permit = cluster.admit(retry).await?;
+            let _ends = report::AttemptGuard::new(number);
+            let mut admit = std::pin::pin!(cluster.admit(retry));
+            // Polled once first, to tell the report whether it waited.
+            let (admitted, queued) = match admit.as_mut().now_or_never() {
+                Some(admitted) => (admitted, false),
+                None => (admit.await, true),
+            };
+            let permit = admitted.inspect_err(|overloaded| {
+                let (name, limit) = (overloaded.threshold, overloaded.limit);
+                report::refused(number, Refusal::Threshold { name, limit });
+            })?;
             let Some(endpoint) = cluster.pick(&request) else {
+                report::refused(number, Refusal::NoEndpoint);
                 return Err(RouteError::NoEndpoint(cluster.name.clone()).into());
             };
+            report::endpoint(number, endpoint.address, queued);
             aim(request.uri_mut(), &endpoint, scheme)?;
             if cluster.protocol == Protocol::Http2 {
                 request.extensions_mut().insert(WantsHttp2);
@@ -121,6 +138,7 @@ where
                 Ok(response) => response,
                 Err(error) => {
                     let error = error.into();
+                    report::ended(number, AttemptResult::Failed(ErrorClass::of(&*error)));
                     if error.is::<DeadlineExceeded>() {
                         report.withdraw();
                     } else {
@@ -129,6 +147,7 @@ where
                     return Err(error);
                 }
             };
+            report::ended(number, AttemptResult::Status(response.status()));
             let report = report.head(response.status(), response.headers());
             // Latency is time to the response head; the request stays in
             // flight (and in the cluster's count) until its body ends.

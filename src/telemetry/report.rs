@@ -1,0 +1,638 @@
+//! The per-request decision report: what the mesh decided for one request.
+//!
+//! Every response from a mesh client ([`Mesh::http_client`],
+//! [`Mesh::client_layer`], and so `Mesh::grpc_channel`) carries a
+//! [`DecisionReport`] in its extensions: the configuration version, the
+//! service, the route, the cluster picked from the route's split, and each
+//! attempt with its endpoint, why it was sent (first, retry after what,
+//! hedge after which delay), when it started, how long it took, what the
+//! breaker and the cluster's thresholds decided, and how it ended.
+//!
+//! ```no_run
+//! use sinew::telemetry::report::DecisionReport;
+//! # async fn f(mesh: sinew::mesh::Mesh) -> Result<(), sinew::error::BoxError> {
+//! use tower::ServiceExt;
+//! let client = mesh.http_client::<http_body_util::Empty<bytes::Bytes>>("reviews");
+//! let response = client.oneshot(http::Request::get("/r/1").body(Default::default())?).await?;
+//! if let Some(report) = response.extensions().get::<DecisionReport>() {
+//!     println!("{report}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Errors do not carry the report: the mesh's errors are downcast by type
+//! (`RouteError`, `BreakerOpen`, ...), and a wrapper would hide them. A
+//! caller who wants the report of a failed request too puts a
+//! [`ReportSink`] in the request's extensions; the mesh fills it in
+//! whatever the outcome.
+//!
+//! The report is recorded into a task-local cell that lives inside the
+//! request's future (no allocation of its own; the first attempt is kept
+//! inline), and each layer records only what it already holds (shared
+//! names, addresses, indices, instants): no string is formatted on the
+//! request path. Outside a mesh client (the retry or breaker layer used
+//! alone) nothing is recorded.
+//!
+//! [`Mesh::http_client`]: crate::mesh::Mesh::http_client
+//! [`Mesh::client_layer`]: crate::mesh::Mesh::client_layer
+
+use std::cell::RefCell;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+mod short;
+pub use short::{DEBUG_REQUEST_HEADER, DECISION_RESPONSE_HEADER};
+
+/// What the mesh decided for one request. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct DecisionReport {
+    service: Arc<str>,
+    version: u64,
+    route: usize,
+    cluster: Arc<str>,
+    timeout: Option<Duration>,
+    started: Instant,
+    elapsed: Option<Duration>,
+    /// The first attempt, inline: most requests have no other.
+    first: Option<AttemptReport>,
+    rest: Vec<AttemptReport>,
+}
+
+impl DecisionReport {
+    /// A report for a request of `service`, routed by the snapshot of
+    /// `version` to its route number `route` and to `cluster`, starting now.
+    pub fn new(
+        service: Arc<str>,
+        version: u64,
+        route: usize,
+        cluster: Arc<str>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        Self {
+            service,
+            version,
+            route,
+            cluster,
+            timeout,
+            started: Instant::now(),
+            elapsed: None,
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+
+    /// The version of the configuration snapshot the request was routed by.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The mesh service called.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The route that took the request: its index among the service's
+    /// routes (`services.<name>.routes[i]`; routes have no names).
+    pub fn route(&self) -> usize {
+        self.route
+    }
+
+    /// The cluster picked from the route's split.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The route's overall timeout, when it has one.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// When the request entered the mesh client.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// How long the request took, to its response head or its error.
+    pub fn elapsed(&self) -> Option<Duration> {
+        self.elapsed
+    }
+
+    /// The attempts, in the order they were started.
+    pub fn attempts(&self) -> impl Iterator<Item = &AttemptReport> + '_ {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    /// How many attempts were started (or refused).
+    pub fn attempt_count(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// The attempt numbered `number` (1 for the first).
+    pub fn attempt(&self, number: u32) -> Option<&AttemptReport> {
+        self.attempts().find(|a| a.number == number)
+    }
+
+    /// The attempts, to change.
+    fn attempts_mut(&mut self) -> impl Iterator<Item = &mut AttemptReport> + '_ {
+        self.first.iter_mut().chain(self.rest.iter_mut())
+    }
+
+    /// The attempt numbered `number`, made when it is not there yet.
+    fn attempt_mut(&mut self, number: u32) -> &mut AttemptReport {
+        let offset = self.started.elapsed();
+        if self
+            .first
+            .as_ref()
+            .is_none_or(|first| first.number == number)
+        {
+            return self
+                .first
+                .get_or_insert_with(|| AttemptReport::new(number, offset));
+        }
+        let i = match self.rest.iter().position(|a| a.number == number) {
+            Some(i) => i,
+            None => {
+                self.rest.push(AttemptReport::new(number, offset));
+                self.rest.len() - 1
+            }
+        };
+        &mut self.rest[i]
+    }
+
+    /// Marks the end of the request.
+    pub(crate) fn finish(&mut self) {
+        self.elapsed = Some(self.started.elapsed());
+    }
+}
+
+/// One attempt of a request: a first try, a retry or a hedge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttemptReport {
+    /// 1 for the first attempt, 2 for the next, ...
+    pub number: u32,
+    /// Why it was sent.
+    pub reason: AttemptReason,
+    /// The endpoint it went to; `None` when it was refused before one was
+    /// picked.
+    pub endpoint: Option<SocketAddr>,
+    /// When it started, from the start of the request.
+    pub start: Duration,
+    /// How long it took to its response head, its error, or its
+    /// cancellation; `None` while it runs.
+    pub duration: Option<Duration>,
+    /// What the cluster's breaker decided; `None` when it has none.
+    pub breaker: Option<BreakerDecision>,
+    /// Whether it waited in line for a place under the cluster's
+    /// `max_requests` threshold.
+    pub queued: bool,
+    /// How it ended.
+    pub result: AttemptResult,
+}
+
+impl AttemptReport {
+    fn new(number: u32, start: Duration) -> Self {
+        Self {
+            number,
+            reason: AttemptReason::First,
+            endpoint: None,
+            start,
+            duration: None,
+            breaker: None,
+            queued: false,
+            result: AttemptResult::Pending,
+        }
+    }
+}
+
+/// Why an attempt was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptReason {
+    /// The request's first attempt.
+    First,
+    /// A retry, after the previous attempt ended so.
+    Retry {
+        /// How the attempt before it failed.
+        after: Cause,
+    },
+    /// A hedge: the attempts in flight had not answered after `delay`.
+    Hedge {
+        /// The route's hedging delay.
+        delay: Duration,
+    },
+}
+
+/// How an attempt failed, as the retry layer saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cause {
+    /// A response with this HTTP status.
+    Status(http::StatusCode),
+    /// A trailers-only gRPC response with this `grpc-status`.
+    Grpc(u16),
+    /// An error of this class.
+    Error(ErrorClass),
+}
+
+/// The class of an attempt's error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The retry policy's per-try timeout cut the attempt.
+    PerTryTimeout,
+    /// The request's deadline (the route's timeout or the caller's) passed.
+    DeadlineExceeded,
+    /// Refused on the caller's side before sending (breaker, thresholds,
+    /// no endpoint, mutual TLS unavailable).
+    Refused,
+    /// Never reached the server (connect error, refused stream, ...).
+    NotProcessed,
+    /// Anything else: the server may have seen the request.
+    Other,
+}
+
+impl ErrorClass {
+    /// The class of `error`.
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> Self {
+        #[cfg(feature = "retry")]
+        if error.is::<crate::retry::AttemptTimedOut>() {
+            return Self::PerTryTimeout;
+        }
+        if error.is::<crate::deadline::DeadlineExceeded>() {
+            Self::DeadlineExceeded
+        } else if crate::classify::refused_before_sending(error) {
+            Self::Refused
+        } else if crate::classify::never_processed(error) {
+            Self::NotProcessed
+        } else {
+            Self::Other
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::PerTryTimeout => "per-try-timeout",
+            Self::DeadlineExceeded => "deadline",
+            Self::Refused => "refused",
+            Self::NotProcessed => "not-processed",
+            Self::Other => "error",
+        }
+    }
+}
+
+/// What the cluster's breaker decided for an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakerDecision {
+    /// Let through, in the state it was in then.
+    #[cfg(feature = "breaker")]
+    Admitted(crate::breaker::State),
+    /// Refused: open, or half-open with every probe taken.
+    Refused,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptResult {
+    /// Still running (the request's future was dropped first, or the
+    /// report was read before the end).
+    Pending,
+    /// A response head with this status.
+    Status(http::StatusCode),
+    /// An error of this class.
+    Failed(ErrorClass),
+    /// Refused before it was sent.
+    Refused(Refusal),
+    /// Cancelled: a hedge that lost, or cut by the per-try timeout.
+    Cancelled,
+}
+
+/// Why an attempt was refused before being sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The cluster's breaker is open.
+    BreakerOpen,
+    /// A cluster threshold (`max_pending`, `max_retries`) was reached.
+    Threshold {
+        /// Its name.
+        name: &'static str,
+        /// Its value.
+        limit: u32,
+    },
+    /// The cluster had no endpoint in service.
+    NoEndpoint,
+    /// The cluster requires mutual TLS and the mesh has no certificate.
+    MtlsUnavailable,
+}
+
+/// A place where the mesh leaves the [`DecisionReport`] of a request,
+/// failed or not. Put a clone in the request's extensions; read it once
+/// the call returns.
+///
+/// ```
+/// use sinew::telemetry::report::ReportSink;
+/// let sink = ReportSink::default();
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(sink.clone());
+/// // ... send it through a mesh client, then:
+/// let report = sink.take();
+/// # assert!(report.is_none());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ReportSink(Arc<Mutex<Option<DecisionReport>>>);
+
+impl ReportSink {
+    /// The report left there, if any (taking it out).
+    pub fn take(&self) -> Option<DecisionReport> {
+        self.0.lock().ok().and_then(|mut r| r.take())
+    }
+
+    pub(crate) fn put(&self, report: DecisionReport) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(report);
+        }
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: RefCell<DecisionReport>;
+}
+
+/// Runs `future` with `report` as the report its layers record into, and
+/// returns the output with the report.
+#[cfg_attr(not(feature = "mesh"), allow(dead_code))]
+pub(crate) async fn recording<F: std::future::Future>(
+    report: DecisionReport,
+    future: F,
+) -> (F::Output, DecisionReport) {
+    CURRENT
+        .scope(RefCell::new(report), async move {
+            let output = future.await;
+            let report = CURRENT.with(|cell| {
+                let mut report = cell.borrow_mut();
+                report.finish();
+                report.clone_taking()
+            });
+            (output, report)
+        })
+        .await
+}
+
+impl DecisionReport {
+    /// Moves the attempts out, leaving the names (a cheap stand-in).
+    fn clone_taking(&mut self) -> Self {
+        Self {
+            service: self.service.clone(),
+            version: self.version,
+            route: self.route,
+            cluster: self.cluster.clone(),
+            timeout: self.timeout,
+            started: self.started,
+            elapsed: self.elapsed,
+            first: self.first.take(),
+            rest: std::mem::take(&mut self.rest),
+        }
+    }
+}
+
+/// Records into the current report, if there is one.
+#[inline]
+fn record(f: impl FnOnce(&mut DecisionReport)) {
+    let _ = CURRENT.try_with(|cell| {
+        if let Ok(mut report) = cell.try_borrow_mut() {
+            f(&mut report);
+        }
+    });
+}
+
+/// Whether a report is being recorded (so that a layer can skip work done
+/// only for it).
+#[inline]
+pub(crate) fn active() -> bool {
+    CURRENT.try_with(|_| ()).is_ok()
+}
+
+/// Attempt `number` is a retry after `previous` (a failed attempt's
+/// result), as the retry layer saw it.
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+pub(crate) fn retrying<B>(
+    number: u32,
+    previous: &Result<http::Response<B>, crate::error::BoxError>,
+) {
+    if !active() {
+        return;
+    }
+    let after = cause(previous);
+    record(|r| {
+        // An attempt cut by its per-try timeout was dropped (and marked
+        // cancelled) before the retry layer saw why.
+        if after == Cause::Error(ErrorClass::PerTryTimeout)
+            && let Some(cut) = r.attempts_mut().find(|a| a.number + 1 == number)
+            && cut.result == AttemptResult::Cancelled
+        {
+            cut.result = AttemptResult::Failed(ErrorClass::PerTryTimeout);
+        }
+        r.attempt_mut(number).reason = AttemptReason::Retry { after };
+    });
+}
+
+/// Attempt `number` is a hedge, sent after `delay` without an answer.
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+pub(crate) fn hedging(number: u32, delay: Duration) {
+    record(|r| r.attempt_mut(number).reason = AttemptReason::Hedge { delay });
+}
+
+/// How a failed attempt ended, as a retry layer saw it.
+fn cause<B>(result: &Result<http::Response<B>, crate::error::BoxError>) -> Cause {
+    match result {
+        Ok(response) => match response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.parse().ok())
+        {
+            Some(code) => Cause::Grpc(code),
+            None => Cause::Status(response.status()),
+        },
+        Err(error) => Cause::Error(ErrorClass::of(error.as_ref())),
+    }
+}
+
+/// The breaker's decision for `request` (`admitted` or not, in `state`).
+#[cfg(feature = "breaker")]
+pub(crate) fn breaker<B>(
+    request: &http::Request<B>,
+    admitted: bool,
+    state: impl FnOnce() -> crate::breaker::State,
+) {
+    if !active() {
+        return;
+    }
+    let number = attempt_number(request);
+    let decision = match admitted {
+        true => BreakerDecision::Admitted(state()),
+        false => BreakerDecision::Refused,
+    };
+    record(|r| {
+        let attempt = r.attempt_mut(number);
+        attempt.breaker = Some(decision);
+        if !admitted {
+            attempt.result = AttemptResult::Refused(Refusal::BreakerOpen);
+            attempt.duration = Some(Duration::ZERO);
+        }
+    });
+}
+
+/// The request's attempt number: 1, or what the retry layer marked.
+#[cfg(feature = "breaker")]
+fn attempt_number<B>(#[allow(unused_variables)] request: &http::Request<B>) -> u32 {
+    #[cfg(feature = "retry")]
+    if let Some(attempt) = request.extensions().get::<crate::retry::Attempt>() {
+        return attempt.0;
+    }
+    1
+}
+
+/// Attempt `number` was refused before being sent.
+#[cfg_attr(not(feature = "mesh"), allow(dead_code))]
+pub(crate) fn refused(number: u32, refusal: Refusal) {
+    record(|r| {
+        let attempt = r.attempt_mut(number);
+        attempt.result = AttemptResult::Refused(refusal);
+        attempt.duration = Some(Duration::ZERO);
+    });
+}
+
+/// Attempt `number` goes to `endpoint` (after waiting in line if `queued`).
+#[cfg_attr(not(feature = "mesh"), allow(dead_code))]
+pub(crate) fn endpoint(number: u32, endpoint: SocketAddr, queued: bool) {
+    record(|r| {
+        let attempt = r.attempt_mut(number);
+        attempt.endpoint = Some(endpoint);
+        attempt.queued = queued;
+    });
+}
+
+/// Attempt `number` ended with `result` (the first ending recorded wins).
+#[cfg_attr(not(feature = "mesh"), allow(dead_code))]
+pub(crate) fn ended(number: u32, result: AttemptResult) {
+    record(|r| {
+        let now = r.started.elapsed();
+        let attempt = r.attempt_mut(number);
+        if attempt.result == AttemptResult::Pending {
+            attempt.result = result;
+            attempt.duration = Some(now.saturating_sub(attempt.start));
+        }
+    });
+}
+
+impl fmt::Display for DecisionReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "service {} version {} routes[{}] cluster {}",
+            self.service, self.version, self.route, self.cluster
+        )?;
+        if let Some(timeout) = self.timeout {
+            write!(f, " timeout {timeout:?}")?;
+        }
+        if let Some(elapsed) = self.elapsed {
+            write!(f, " took {elapsed:?}")?;
+        }
+        for a in self.attempts() {
+            write!(f, "\n  attempt {} ", a.number)?;
+            match a.reason {
+                AttemptReason::First => f.write_str("(first)")?,
+                AttemptReason::Retry { after } => write!(f, "(retry after {after})")?,
+                AttemptReason::Hedge { delay } => write!(f, "(hedge after {delay:?})")?,
+            }
+            match a.endpoint {
+                Some(endpoint) => write!(f, " to {endpoint}")?,
+                None => f.write_str(" to no endpoint")?,
+            }
+            write!(f, " at +{:?}", a.start)?;
+            if let Some(d) = a.duration {
+                write!(f, " for {d:?}")?;
+            }
+            write!(f, ": {}", a.result)?;
+            if a.queued {
+                f.write_str(" (waited for max_requests)")?;
+            }
+            if let Some(breaker) = a.breaker {
+                write!(f, " breaker {breaker}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Status(s) => write!(f, "status {}", s.as_u16()),
+            Cause::Grpc(code) => write!(f, "grpc-status {code}"),
+            Cause::Error(class) => f.write_str(class.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for AttemptResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptResult::Pending => f.write_str("pending"),
+            AttemptResult::Status(s) => write!(f, "{}", s.as_u16()),
+            AttemptResult::Failed(class) => f.write_str(class.as_str()),
+            AttemptResult::Refused(refusal) => write!(f, "refused ({refusal})"),
+            AttemptResult::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::BreakerOpen => f.write_str("breaker open"),
+            Refusal::Threshold { name, limit } => write!(f, "{name} {limit}"),
+            Refusal::NoEndpoint => f.write_str("no endpoint"),
+            Refusal::MtlsUnavailable => f.write_str("mTLS unavailable"),
+        }
+    }
+}
+
+impl fmt::Display for BreakerDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            #[cfg(feature = "breaker")]
+            BreakerDecision::Admitted(state) => write!(f, "admitted ({state:?})"),
+            BreakerDecision::Refused => f.write_str("refused"),
+        }
+    }
+}
+
+/// Ends attempt `number` as cancelled if nothing else ended it first: held
+/// by the attempt's future, so a hedge that lost or an attempt cut by its
+/// per-try timeout still gets its duration.
+#[cfg_attr(not(feature = "mesh"), allow(dead_code))]
+pub(crate) struct AttemptGuard {
+    number: u32,
+}
+
+impl AttemptGuard {
+    /// A guard for attempt `number`, when a report is recorded.
+    #[inline]
+    pub(crate) fn new(number: u32) -> Option<Self> {
+        active().then_some(Self { number })
+    }
+}
+
+impl Drop for AttemptGuard {
+    fn drop(&mut self) {
+        ended(self.number, AttemptResult::Cancelled);
+    }
+}
