@@ -268,20 +268,12 @@ impl<S> MeshClient<S> {
             decision.cluster_arc().clone(),
             decision.timeout(),
         );
-        Box::pin(async move {
-            let (result, report) = report::recording(report, stack.oneshot(request)).await;
-            if let Some(sink) = sink {
-                sink.put(report.clone());
-            }
-            let mut response = result?;
-            if debug && let Some(value) = report.short_header() {
-                response
-                    .headers_mut()
-                    .insert(report::DECISION_RESPONSE_HEADER, value);
-            }
-            response.extensions_mut().insert(report);
-            Ok(response)
-        })
+        Box::pin(report::Recorded::new(
+            stack.oneshot(request),
+            report,
+            sink,
+            debug,
+        ))
     }
 }
 

@@ -36,14 +36,16 @@
 //! [`Mesh::http_client`]: crate::mesh::Mesh::http_client
 //! [`Mesh::client_layer`]: crate::mesh::Mesh::client_layer
 
-use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod scope;
 mod short;
+use scope::record;
+pub(crate) use scope::{Recorded, active};
 pub use short::{DEBUG_REQUEST_HEADER, DECISION_RESPONSE_HEADER};
 
 /// What the mesh decided for one request. See the [module docs](self).
@@ -77,7 +79,7 @@ impl DecisionReport {
             route,
             cluster,
             timeout,
-            started: Instant::now(),
+            started: crate::clock::now(),
             elapsed: None,
             first: None,
             rest: Vec::new(),
@@ -142,20 +144,19 @@ impl DecisionReport {
 
     /// The attempt numbered `number`, made when it is not there yet.
     fn attempt_mut(&mut self, number: u32) -> &mut AttemptReport {
-        let offset = self.started.elapsed();
+        let started = self.started;
+        let fresh = || AttemptReport::new(number, since(started));
         if self
             .first
             .as_ref()
             .is_none_or(|first| first.number == number)
         {
-            return self
-                .first
-                .get_or_insert_with(|| AttemptReport::new(number, offset));
+            return self.first.get_or_insert_with(fresh);
         }
         let i = match self.rest.iter().position(|a| a.number == number) {
             Some(i) => i,
             None => {
-                self.rest.push(AttemptReport::new(number, offset));
+                self.rest.push(fresh());
                 self.rest.len() - 1
             }
         };
@@ -164,8 +165,14 @@ impl DecisionReport {
 
     /// Marks the end of the request.
     pub(crate) fn finish(&mut self) {
-        self.elapsed = Some(self.started.elapsed());
+        self.elapsed = Some(since(self.started));
     }
+}
+
+/// The time from `start` to now (a cached clock reading when the layers
+/// share one).
+fn since(start: Instant) -> Duration {
+    crate::clock::now().saturating_duration_since(start)
 }
 
 /// One attempt of a request: a first try, a retry or a hedge.
@@ -353,69 +360,12 @@ impl ReportSink {
         self.0.lock().ok().and_then(|mut r| r.take())
     }
 
+    #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
     pub(crate) fn put(&self, report: DecisionReport) {
         if let Ok(mut slot) = self.0.lock() {
             *slot = Some(report);
         }
     }
-}
-
-tokio::task_local! {
-    static CURRENT: RefCell<DecisionReport>;
-}
-
-/// Runs `future` with `report` as the report its layers record into, and
-/// returns the output with the report.
-#[cfg_attr(not(feature = "mesh"), allow(dead_code))]
-pub(crate) async fn recording<F: std::future::Future>(
-    report: DecisionReport,
-    future: F,
-) -> (F::Output, DecisionReport) {
-    CURRENT
-        .scope(RefCell::new(report), async move {
-            let output = future.await;
-            let report = CURRENT.with(|cell| {
-                let mut report = cell.borrow_mut();
-                report.finish();
-                report.clone_taking()
-            });
-            (output, report)
-        })
-        .await
-}
-
-impl DecisionReport {
-    /// Moves the attempts out, leaving the names (a cheap stand-in).
-    fn clone_taking(&mut self) -> Self {
-        Self {
-            service: self.service.clone(),
-            version: self.version,
-            route: self.route,
-            cluster: self.cluster.clone(),
-            timeout: self.timeout,
-            started: self.started,
-            elapsed: self.elapsed,
-            first: self.first.take(),
-            rest: std::mem::take(&mut self.rest),
-        }
-    }
-}
-
-/// Records into the current report, if there is one.
-#[inline]
-fn record(f: impl FnOnce(&mut DecisionReport)) {
-    let _ = CURRENT.try_with(|cell| {
-        if let Ok(mut report) = cell.try_borrow_mut() {
-            f(&mut report);
-        }
-    });
-}
-
-/// Whether a report is being recorded (so that a layer can skip work done
-/// only for it).
-#[inline]
-pub(crate) fn active() -> bool {
-    CURRENT.try_with(|_| ()).is_ok()
 }
 
 /// Attempt `number` is a retry after `previous` (a failed attempt's
@@ -522,14 +472,16 @@ pub(crate) fn endpoint(number: u32, endpoint: SocketAddr, queued: bool) {
 /// Attempt `number` ended with `result` (the first ending recorded wins).
 #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
 pub(crate) fn ended(number: u32, result: AttemptResult) {
-    record(|r| {
-        let now = r.started.elapsed();
-        let attempt = r.attempt_mut(number);
-        if attempt.result == AttemptResult::Pending {
-            attempt.result = result;
-            attempt.duration = Some(now.saturating_sub(attempt.start));
-        }
-    });
+    record(|r| end(r, number, result));
+}
+
+fn end(r: &mut DecisionReport, number: u32, result: AttemptResult) {
+    let started = r.started;
+    let attempt = r.attempt_mut(number);
+    if attempt.result == AttemptResult::Pending {
+        attempt.result = result;
+        attempt.duration = Some(since(started).saturating_sub(attempt.start));
+    }
 }
 
 impl fmt::Display for DecisionReport {
@@ -617,22 +569,31 @@ impl fmt::Display for BreakerDecision {
 
 /// Ends attempt `number` as cancelled if nothing else ended it first: held
 /// by the attempt's future, so a hedge that lost or an attempt cut by its
-/// per-try timeout still gets its duration.
+/// per-try timeout still gets its duration. It records only into the
+/// report of its own request (the one current when it was made).
 #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
 pub(crate) struct AttemptGuard {
     number: u32,
+    report: Instant,
 }
 
 impl AttemptGuard {
     /// A guard for attempt `number`, when a report is recorded.
     #[inline]
+    #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
     pub(crate) fn new(number: u32) -> Option<Self> {
-        active().then_some(Self { number })
+        let mut report = None;
+        record(|r| report = Some(r.started));
+        report.map(|report| Self { number, report })
     }
 }
 
 impl Drop for AttemptGuard {
     fn drop(&mut self) {
-        ended(self.number, AttemptResult::Cancelled);
+        record(|r| {
+            if r.started == self.report {
+                end(r, self.number, AttemptResult::Cancelled);
+            }
+        });
     }
 }
