@@ -26,25 +26,30 @@
 //! [`ReportSink`] in the request's extensions; the mesh fills it in
 //! whatever the outcome.
 //!
-//! The report is recorded into a task-local cell that lives inside the
-//! request's future (no allocation of its own; the first attempt is kept
-//! inline), and each layer records only what it already holds (shared
-//! names, addresses, indices, instants): no string is formatted on the
-//! request path. Outside a mesh client (the retry or breaker layer used
+//! The report is boxed and held in a thread-local slot while the request's
+//! future is polled (the first attempt is kept inline; docs/adr/0017), and
+//! each layer records only what it already holds (shared names, addresses,
+//! indices, instants): no string is formatted on the request path. Outside a mesh client (the retry or breaker layer used
 //! alone) nothing is recorded.
 //!
 //! [`Mesh::http_client`]: crate::mesh::Mesh::http_client
 //! [`Mesh::client_layer`]: crate::mesh::Mesh::client_layer
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+mod display;
+mod record;
 mod scope;
 mod short;
+#[cfg(feature = "breaker")]
+pub(crate) use record::breaker;
+#[cfg_attr(not(feature = "mesh"), allow(unused_imports))]
+pub(crate) use record::{AttemptGuard, ended, endpoint, hedging, refused, retrying};
 use scope::record;
+#[cfg_attr(not(feature = "mesh"), allow(unused_imports))]
 pub(crate) use scope::{Recorded, active};
 pub use short::{DEBUG_REQUEST_HEADER, DECISION_RESPONSE_HEADER};
 
@@ -365,235 +370,5 @@ impl ReportSink {
         if let Ok(mut slot) = self.0.lock() {
             *slot = Some(report);
         }
-    }
-}
-
-/// Attempt `number` is a retry after `previous` (a failed attempt's
-/// result), as the retry layer saw it.
-#[cfg_attr(not(feature = "retry"), allow(dead_code))]
-pub(crate) fn retrying<B>(
-    number: u32,
-    previous: &Result<http::Response<B>, crate::error::BoxError>,
-) {
-    if !active() {
-        return;
-    }
-    let after = cause(previous);
-    record(|r| {
-        // An attempt cut by its per-try timeout was dropped (and marked
-        // cancelled) before the retry layer saw why.
-        if after == Cause::Error(ErrorClass::PerTryTimeout)
-            && let Some(cut) = r.attempts_mut().find(|a| a.number + 1 == number)
-            && cut.result == AttemptResult::Cancelled
-        {
-            cut.result = AttemptResult::Failed(ErrorClass::PerTryTimeout);
-        }
-        r.attempt_mut(number).reason = AttemptReason::Retry { after };
-    });
-}
-
-/// Attempt `number` is a hedge, sent after `delay` without an answer.
-#[cfg_attr(not(feature = "retry"), allow(dead_code))]
-pub(crate) fn hedging(number: u32, delay: Duration) {
-    record(|r| r.attempt_mut(number).reason = AttemptReason::Hedge { delay });
-}
-
-/// How a failed attempt ended, as a retry layer saw it.
-fn cause<B>(result: &Result<http::Response<B>, crate::error::BoxError>) -> Cause {
-    match result {
-        Ok(response) => match response
-            .headers()
-            .get("grpc-status")
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .and_then(|v| v.parse().ok())
-        {
-            Some(code) => Cause::Grpc(code),
-            None => Cause::Status(response.status()),
-        },
-        Err(error) => Cause::Error(ErrorClass::of(error.as_ref())),
-    }
-}
-
-/// The breaker's decision for `request` (`admitted` or not, in `state`).
-#[cfg(feature = "breaker")]
-pub(crate) fn breaker<B>(
-    request: &http::Request<B>,
-    admitted: bool,
-    state: impl FnOnce() -> crate::breaker::State,
-) {
-    if !active() {
-        return;
-    }
-    let number = attempt_number(request);
-    let decision = match admitted {
-        true => BreakerDecision::Admitted(state()),
-        false => BreakerDecision::Refused,
-    };
-    record(|r| {
-        let attempt = r.attempt_mut(number);
-        attempt.breaker = Some(decision);
-        if !admitted {
-            attempt.result = AttemptResult::Refused(Refusal::BreakerOpen);
-            attempt.duration = Some(Duration::ZERO);
-        }
-    });
-}
-
-/// The request's attempt number: 1, or what the retry layer marked.
-#[cfg(feature = "breaker")]
-fn attempt_number<B>(#[allow(unused_variables)] request: &http::Request<B>) -> u32 {
-    #[cfg(feature = "retry")]
-    if let Some(attempt) = request.extensions().get::<crate::retry::Attempt>() {
-        return attempt.0;
-    }
-    1
-}
-
-/// Attempt `number` was refused before being sent.
-#[cfg_attr(not(feature = "mesh"), allow(dead_code))]
-pub(crate) fn refused(number: u32, refusal: Refusal) {
-    record(|r| {
-        let attempt = r.attempt_mut(number);
-        attempt.result = AttemptResult::Refused(refusal);
-        attempt.duration = Some(Duration::ZERO);
-    });
-}
-
-/// Attempt `number` goes to `endpoint` (after waiting in line if `queued`).
-#[cfg_attr(not(feature = "mesh"), allow(dead_code))]
-pub(crate) fn endpoint(number: u32, endpoint: SocketAddr, queued: bool) {
-    record(|r| {
-        let attempt = r.attempt_mut(number);
-        attempt.endpoint = Some(endpoint);
-        attempt.queued = queued;
-    });
-}
-
-/// Attempt `number` ended with `result` (the first ending recorded wins).
-#[cfg_attr(not(feature = "mesh"), allow(dead_code))]
-pub(crate) fn ended(number: u32, result: AttemptResult) {
-    record(|r| end(r, number, result));
-}
-
-fn end(r: &mut DecisionReport, number: u32, result: AttemptResult) {
-    let started = r.started;
-    let attempt = r.attempt_mut(number);
-    if attempt.result == AttemptResult::Pending {
-        attempt.result = result;
-        attempt.duration = Some(since(started).saturating_sub(attempt.start));
-    }
-}
-
-impl fmt::Display for DecisionReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "service {} version {} routes[{}] cluster {}",
-            self.service, self.version, self.route, self.cluster
-        )?;
-        if let Some(timeout) = self.timeout {
-            write!(f, " timeout {timeout:?}")?;
-        }
-        if let Some(elapsed) = self.elapsed {
-            write!(f, " took {elapsed:?}")?;
-        }
-        for a in self.attempts() {
-            write!(f, "\n  attempt {} ", a.number)?;
-            match a.reason {
-                AttemptReason::First => f.write_str("(first)")?,
-                AttemptReason::Retry { after } => write!(f, "(retry after {after})")?,
-                AttemptReason::Hedge { delay } => write!(f, "(hedge after {delay:?})")?,
-            }
-            match a.endpoint {
-                Some(endpoint) => write!(f, " to {endpoint}")?,
-                None => f.write_str(" to no endpoint")?,
-            }
-            write!(f, " at +{:?}", a.start)?;
-            if let Some(d) = a.duration {
-                write!(f, " for {d:?}")?;
-            }
-            write!(f, ": {}", a.result)?;
-            if a.queued {
-                f.write_str(" (waited for max_requests)")?;
-            }
-            if let Some(breaker) = a.breaker {
-                write!(f, " breaker {breaker}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Cause::Status(s) => write!(f, "status {}", s.as_u16()),
-            Cause::Grpc(code) => write!(f, "grpc-status {code}"),
-            Cause::Error(class) => f.write_str(class.as_str()),
-        }
-    }
-}
-
-impl fmt::Display for AttemptResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AttemptResult::Pending => f.write_str("pending"),
-            AttemptResult::Status(s) => write!(f, "{}", s.as_u16()),
-            AttemptResult::Failed(class) => f.write_str(class.as_str()),
-            AttemptResult::Refused(refusal) => write!(f, "refused ({refusal})"),
-            AttemptResult::Cancelled => f.write_str("cancelled"),
-        }
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refusal::BreakerOpen => f.write_str("breaker open"),
-            Refusal::Threshold { name, limit } => write!(f, "{name} {limit}"),
-            Refusal::NoEndpoint => f.write_str("no endpoint"),
-            Refusal::MtlsUnavailable => f.write_str("mTLS unavailable"),
-        }
-    }
-}
-
-impl fmt::Display for BreakerDecision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            #[cfg(feature = "breaker")]
-            BreakerDecision::Admitted(state) => write!(f, "admitted ({state:?})"),
-            BreakerDecision::Refused => f.write_str("refused"),
-        }
-    }
-}
-
-/// Ends attempt `number` as cancelled if nothing else ended it first: held
-/// by the attempt's future, so a hedge that lost or an attempt cut by its
-/// per-try timeout still gets its duration. It records only into the
-/// report of its own request (the one current when it was made).
-#[cfg_attr(not(feature = "mesh"), allow(dead_code))]
-pub(crate) struct AttemptGuard {
-    number: u32,
-    report: Instant,
-}
-
-impl AttemptGuard {
-    /// A guard for attempt `number`, when a report is recorded.
-    #[inline]
-    #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
-    pub(crate) fn new(number: u32) -> Option<Self> {
-        let mut report = None;
-        record(|r| report = Some(r.started));
-        report.map(|report| Self { number, report })
-    }
-}
-
-impl Drop for AttemptGuard {
-    fn drop(&mut self) {
-        record(|r| {
-            if r.started == self.report {
-                end(r, self.number, AttemptResult::Cancelled);
-            }
-        });
     }
 }
