@@ -257,6 +257,7 @@ pub enum ErrorClass {
     /// The retry policy's per-try timeout cut the attempt.
     PerTryTimeout,
     /// The request's deadline (the route's timeout or the caller's) passed.
+    /// Attempts still running then end so too.
     DeadlineExceeded,
     /// Refused on the caller's side before sending (breaker, thresholds,
     /// no endpoint, mutual TLS unavailable).
@@ -273,6 +274,10 @@ impl ErrorClass {
         #[cfg(feature = "retry")]
         if error.is::<crate::retry::AttemptTimedOut>() {
             return Self::PerTryTimeout;
+        }
+        #[cfg(feature = "timeout")]
+        if error.is::<crate::timeout::Elapsed>() {
+            return Self::DeadlineExceeded;
         }
         if error.is::<crate::deadline::DeadlineExceeded>() {
             Self::DeadlineExceeded

@@ -6,7 +6,8 @@ use sinew::breaker::BreakerOpen;
 use sinew::config::Health;
 use sinew::mesh::ServedBy;
 use sinew::telemetry::report::{
-    AttemptReason, AttemptResult, BreakerDecision, Cause, DecisionReport, Refusal, ReportSink,
+    AttemptReason, AttemptResult, BreakerDecision, Cause, DecisionReport, ErrorClass, Refusal,
+    ReportSink,
 };
 use std::time::Duration;
 
@@ -320,5 +321,52 @@ async fn explain_says_why_a_request_cannot_be_routed() {
     assert_eq!(
         mesh.explain("ratings", &get("/")).unwrap_err(),
         RouteError::UnknownService("ratings".into())
+    );
+}
+
+#[tokio::test]
+async fn a_grpc_call_cut_by_its_route_timeout_leaves_its_report_in_the_sink() {
+    let hung = serve(handler(|_req: Request<hyper::body::Incoming>| async {
+        std::future::pending::<()>().await;
+        text(200, "unreachable")
+    }))
+    .await;
+    let mesh = mesh_of(&format!(
+        "services:\n  greeter:\n    routes: [{{ split: [{{ cluster: g }}], timeout: 200ms }}]\nclusters:\n  g:\n    protocol: http2\n    endpoints: [{{ address: \"{}\" }}]\n",
+        hung.addr
+    ))
+    .await;
+    let mut client = tonic::client::Grpc::with_origin(
+        mesh.grpc_channel("greeter"),
+        "http://greeter".parse().unwrap(),
+    );
+    client.ready().await.unwrap();
+    let sink = ReportSink::default();
+    let mut request = tonic::Request::new(Bytes::from_static(b"hi"));
+    request.extensions_mut().insert(sink.clone());
+    let call = client.unary(
+        request,
+        http::uri::PathAndQuery::from_static("/sinew.test.Greeter/Hello"),
+        sinew::mesh::RawCodec,
+    );
+    let status = tokio::time::timeout(PATIENCE, call)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status}");
+    let report = sink.take().expect("the sink holds the report");
+    assert_eq!(report.service(), "greeter");
+    assert_eq!(report.timeout(), Some(Duration::from_millis(200)));
+    let attempts: Vec<_> = report.attempts().collect();
+    assert_eq!(attempts.len(), 1, "{report}");
+    assert_eq!(attempts[0].endpoint, Some(hung.addr));
+    assert_eq!(
+        attempts[0].result,
+        AttemptResult::Failed(ErrorClass::DeadlineExceeded),
+        "{report}"
+    );
+    assert!(
+        attempts[0].duration.unwrap() >= Duration::from_millis(150),
+        "{report}"
     );
 }

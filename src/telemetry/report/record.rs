@@ -117,6 +117,19 @@ pub(crate) fn ended(number: u32, result: AttemptResult) {
     record(|r| end(r, number, result));
 }
 
+impl DecisionReport {
+    /// Ends every attempt still pending with `result`, now.
+    pub(super) fn end_pending(&mut self, result: AttemptResult) {
+        let now = since(self.started);
+        for attempt in self.attempts_mut() {
+            if attempt.result == AttemptResult::Pending {
+                attempt.result = result;
+                attempt.duration = Some(now.saturating_sub(attempt.start));
+            }
+        }
+    }
+}
+
 fn end(r: &mut DecisionReport, number: u32, result: AttemptResult) {
     let started = r.started;
     let attempt = r.attempt_mut(number);

@@ -4,7 +4,7 @@
 //! boxed so that entering and leaving the scope moves one pointer, and the
 //! stack's future is not moved again to wrap it.
 
-use super::{DecisionReport, ReportSink};
+use super::{AttemptResult, DecisionReport, ErrorClass, ReportSink};
 use crate::error::BoxError;
 use http::Response;
 use pin_project_lite::pin_project;
@@ -55,6 +55,8 @@ pin_project! {
 }
 
 impl<F> Recorded<F> {
+    // Inlined so that the stack's future can be built in place.
+    #[inline(always)]
     #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
     pub(crate) fn new(
         future: F,
@@ -106,6 +108,14 @@ where
         let Some(mut report) = this.report.take() else {
             return Poll::Ready(result);
         };
+        // Attempts still running when the request ended (cut by the
+        // route's timeout, say) end with it; their futures are dropped
+        // later, outside the scope.
+        let cut = match &result {
+            Ok(_) => AttemptResult::Cancelled,
+            Err(error) => AttemptResult::Failed(ErrorClass::of(error.as_ref())),
+        };
+        report.end_pending(cut);
         report.finish();
         if let Some(sink) = this.sink.take() {
             sink.put(DecisionReport::clone(&report));
