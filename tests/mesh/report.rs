@@ -370,3 +370,72 @@ async fn a_grpc_call_cut_by_its_route_timeout_leaves_its_report_in_the_sink() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn thresholds_are_in_the_report_a_queued_request_and_a_refusal() {
+    use futures_util::StreamExt;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::task::Poll;
+
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let r = release.clone();
+    // Answers at once with a body that ends only when released.
+    let server = serve(tower::service_fn(
+        move |_req: Request<hyper::body::Incoming>| {
+            let r = r.clone();
+            let chunks = futures_util::stream::once(async { Bytes::from_static(b"first ") }).chain(
+                futures_util::stream::once(async move {
+                    let _permit = r.acquire().await;
+                    Bytes::from_static(b"last")
+                }),
+            );
+            let body = StreamBody::new(chunks.map(|b| Ok::<_, Infallible>(Frame::data(b))));
+            async move { Ok::<_, Infallible>(http::Response::new(body)) }
+        },
+    ))
+    .await;
+    let mesh = mesh_of(&format!(
+        "services:\n  reviews:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    thresholds: {{ max_requests: 1, max_pending: 1 }}\n    endpoints: [{{ address: \"{}\" }}]\n",
+        server.addr
+    ))
+    .await;
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let streaming = tokio::time::timeout(PATIENCE, client.clone().oneshot(get("/")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!report_of(&streaming).attempt(1).unwrap().queued);
+    // The second waits in line for the first's place...
+    let mut waiting = Box::pin(client.clone().oneshot(get("/")));
+    let polled = std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx))).await;
+    assert!(polled.is_pending(), "it waits in line");
+    // ...so the third, over max_pending, is refused: its report says why.
+    let sink = ReportSink::default();
+    let mut refused = get("/");
+    refused.extensions_mut().insert(sink.clone());
+    assert!(client.clone().oneshot(refused).await.is_err());
+    let report = sink.take().unwrap();
+    assert_eq!(
+        report.attempt(1).unwrap().result,
+        AttemptResult::Refused(Refusal::Threshold {
+            name: "max_pending",
+            limit: 1
+        }),
+        "{report}"
+    );
+    assert_eq!(report.attempt(1).unwrap().endpoint, None);
+
+    release.add_permits(2);
+    streaming.into_body().collect().await.unwrap();
+    let second = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    let attempt = report_of(&second).attempt(1).unwrap().clone();
+    assert!(attempt.queued, "{attempt:?}");
+    assert_eq!(attempt.endpoint, Some(server.addr));
+    assert_eq!(attempt.result, AttemptResult::Status(StatusCode::OK));
+}
