@@ -439,3 +439,53 @@ async fn thresholds_are_in_the_report_a_queued_request_and_a_refusal() {
     assert_eq!(attempt.endpoint, Some(server.addr));
     assert_eq!(attempt.result, AttemptResult::Status(StatusCode::OK));
 }
+
+#[tokio::test]
+async fn an_attempt_cut_by_its_per_try_timeout_is_reported_as_such() {
+    // The first request either endpoint sees hangs; later ones answer.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let hangs_first = |seen: Arc<AtomicUsize>| {
+        serve(handler(move |_req: Request<hyper::body::Incoming>| {
+            let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                text(200, "ok")
+            }
+        }))
+    };
+    let a = hangs_first(seen.clone()).await;
+    let b = hangs_first(seen.clone()).await;
+    let mesh = mesh_of(&format!(
+        "services:\n  reviews:\n    routes:\n      - split: [{{ cluster: pool }}]\n        retry: {{ max_attempts: 2, per_try_timeout: 100ms, backoff: {{ base: 1ms, max: 2ms }} }}\nclusters:\n  pool:\n    lb: {{ policy: round_robin }}\n    endpoints: [{{ address: \"{}\" }}, {{ address: \"{}\" }}]\n",
+        a.addr, b.addr
+    ))
+    .await;
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let response = tokio::time::timeout(PATIENCE, client.oneshot(get("/")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let report = report_of(&response);
+    let cut = report.attempt(1).unwrap();
+    assert_eq!(
+        cut.result,
+        AttemptResult::Failed(ErrorClass::PerTryTimeout),
+        "{report}"
+    );
+    assert!(
+        cut.duration.unwrap() >= Duration::from_millis(100),
+        "{report}"
+    );
+    let retry = report.attempt(2).unwrap();
+    assert_eq!(
+        retry.reason,
+        AttemptReason::Retry {
+            after: Cause::Error(ErrorClass::PerTryTimeout)
+        }
+    );
+    assert_eq!(retry.result, AttemptResult::Status(StatusCode::OK));
+    assert_ne!(cut.endpoint, retry.endpoint, "{report}");
+}
