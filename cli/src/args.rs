@@ -80,6 +80,17 @@ pub(crate) struct Call {
     /// Print the report as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Send nothing: print what the mesh would do with the request (its
+    /// route, the split with each cluster's chance, the endpoints and
+    /// their state, the timeout, retries, breaker, thresholds and faults).
+    /// Exits 1 if the request cannot be routed.
+    #[arg(long, conflicts_with_all = ["json", "grpc"])]
+    pub(crate) explain: bool,
+    /// Print each request's decision report: the configuration version,
+    /// route and cluster, and each attempt with its endpoint, reason,
+    /// timing and result.
+    #[arg(long)]
+    pub(crate) report: bool,
 }
 
 impl Call {

@@ -83,6 +83,7 @@ fn mesh() -> MeshConfig {
                     ..RouteConfig::default()
                 }],
                 inbound: None,
+                debug_header: false,
             },
         );
     }

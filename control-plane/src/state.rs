@@ -126,6 +126,7 @@ fn service_for(name: &str) -> ServiceConfig {
             ..RouteConfig::default()
         }],
         inbound: None,
+        debug_header: false,
     }
 }
 

@@ -124,7 +124,10 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        match admit(&self.core) {
+        let admitted = admit(&self.core);
+        #[cfg(feature = "telemetry")]
+        crate::telemetry::report::breaker(&request, admitted.is_some(), || self.core.state());
+        match admitted {
             Some(ticket) => ResponseFuture::admitted(self.inner.call(request), ticket),
             None => ResponseFuture::refused(),
         }

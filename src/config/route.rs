@@ -15,6 +15,13 @@ pub struct ServiceConfig {
     /// Default: none (the server's own defaults).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inbound: Option<super::InboundConfig>,
+    /// Whether a caller may ask, with the request header `sinew-debug: 1`,
+    /// for the mesh's decision in the response header `sinew-decision`
+    /// (see [`DecisionReport::short_form`](crate::telemetry::report::DecisionReport::short_form)).
+    /// Default: false: the header reveals endpoints and clusters. Set in
+    /// the mesh file only; discovery (xDS) leaves it off.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub debug_header: bool,
 }
 
 /// One route: which requests it takes, where it sends them, and how.

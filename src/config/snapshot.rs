@@ -78,6 +78,7 @@ impl Snapshot {
                 name: name.clone(),
                 routes,
                 inbound: service.inbound.clone(),
+                debug_header: service.debug_header,
                 #[cfg(feature = "authz")]
                 authorization,
             });
@@ -287,6 +288,7 @@ pub struct Service {
     name: String,
     routes: Vec<Route>,
     inbound: Option<super::InboundConfig>,
+    debug_header: bool,
     /// The inbound block's authorization policies, compiled; `None` when
     /// it has none (the service is open).
     #[cfg(feature = "authz")]
@@ -312,6 +314,12 @@ impl Service {
     /// The inbound half, validated, when the configuration sets one.
     pub fn inbound(&self) -> Option<&super::InboundConfig> {
         self.inbound.as_ref()
+    }
+
+    /// Whether callers may ask for the decision's short form in a response
+    /// header (`debug_header` in the configuration).
+    pub fn debug_header(&self) -> bool {
+        self.debug_header
     }
 
     /// The inbound block's authorization policies, compiled when the
@@ -394,6 +402,16 @@ impl Route {
     /// [`RouteConfig::fail`](super::RouteConfig::fail)).
     pub fn fails(&self) -> Option<&str> {
         self.fail.as_deref()
+    }
+
+    /// The split: each cluster's name with its weight.
+    pub fn split(&self) -> impl ExactSizeIterator<Item = (&str, u64)> + '_ {
+        let mut below = 0;
+        self.split.iter().map(move |(name, upto)| {
+            let weight = upto - below;
+            below = *upto;
+            (&**name, weight)
+        })
     }
 
     /// The sum of the split's weights.

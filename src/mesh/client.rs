@@ -14,6 +14,7 @@ use crate::deadline::Deadline;
 use crate::error::BoxError;
 use crate::retry::ReplayBody;
 use crate::telemetry::layer::{Recording, Settings};
+use crate::telemetry::report::{self, DecisionReport, ReportSink};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
@@ -78,6 +79,12 @@ impl<S> Layer<S> for ClientLayer {
 ///
 /// A request that cannot be routed fails with [`RouteError`] (answered
 /// with 503 by [`ErrorResponseLayer`](crate::respond::ErrorResponseLayer)).
+///
+/// Each response carries the request's
+/// [`DecisionReport`] in its extensions (and, in a
+/// [`ReportSink`] the request carries, failed or not); where the service's
+/// configuration sets `debug_header`, a request with `sinew-debug: 1`
+/// gets its short form in the `sinew-decision` response header.
 pub struct MeshClient<S> {
     mesh: Mesh,
     service: Arc<str>,
@@ -265,7 +272,30 @@ impl<S> MeshClient<S> {
             .requires_mtls()
             .then(|| Gate::of(self.mesh.identity()));
         let stack = stack(timeout, route, cluster, own, mtls, self.inner.clone());
-        Box::pin(recording.call(|request| stack.oneshot(request), request))
+        let (service, route_index) = decision.indices();
+        // What the caller asked to see: the short form only where the
+        // service's configuration allows it (it reveals the topology).
+        let debug = decision
+            .snapshot()
+            .services_in_order()
+            .get(service)
+            .is_some_and(|s| s.debug_header())
+            && request
+                .headers()
+                .get(report::DEBUG_REQUEST_HEADER)
+                .is_some_and(|v| v.as_bytes() == b"1");
+        let sink = request.extensions().get::<ReportSink>().cloned();
+        let report = DecisionReport::new(
+            self.service.clone(),
+            decision.snapshot().version(),
+            route_index,
+            decision.cluster_arc().clone(),
+            decision.timeout(),
+        );
+        Box::pin(recording.call(
+            |request| report::Recorded::new(stack.oneshot(request), report, sink, debug),
+            request,
+        ))
     }
 }
 

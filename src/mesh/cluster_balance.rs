@@ -18,6 +18,8 @@ use crate::config::Protocol;
 use crate::deadline::{Deadline, DeadlineExceeded};
 use crate::error::BoxError;
 use crate::retry::Attempt;
+use crate::telemetry::report::{self, AttemptResult, ErrorClass, Refusal};
+use futures_util::FutureExt;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::Body;
@@ -84,15 +86,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let attempt = request.extensions().get::<Attempt>().map(|a| a.0);
-        let retry = attempt.is_some();
+        // Attempts after the first are marked by the retry layer.
+        let number = request.extensions().get::<Attempt>().map_or(1, |a| a.0);
+        let retry = number > 1;
         // The attempt's span, a child of the request's, and the trace
         // context it carries (a fresh span id per attempt).
-        let span = crate::telemetry::attempt::start(
-            &mut request,
-            attempt.unwrap_or(1),
-            cluster_name(&self.cluster),
-        );
+        let span =
+            crate::telemetry::attempt::start(&mut request, number, cluster_name(&self.cluster));
         let cluster = self.cluster.clone();
         let inner = self.inner.clone();
         // From the attempt's start, as its per-try timer runs.
@@ -101,6 +101,7 @@ where
         if let Some(gate) = &self.mtls
             && let Err(refused) = gate.check(&cluster.name)
         {
+            report::refused(number, Refusal::MtlsUnavailable);
             return Box::pin(std::future::ready(Err(refused.into())));
         }
         let scheme = match self.mtls {
@@ -113,11 +114,23 @@ where
         let attempt = async move {
             // Admitted first, so that a request that waited in line goes
             // to the endpoint that is best when it leaves the line.
-            let permit = cluster.admit(retry).await?;
+            let _ends = report::AttemptGuard::new(number);
+            let mut admit = std::pin::pin!(cluster.admit(retry));
+            // Polled once first, to tell the report whether it waited.
+            let (admitted, queued) = match admit.as_mut().now_or_never() {
+                Some(admitted) => (admitted, false),
+                None => (admit.await, true),
+            };
+            let permit = admitted.inspect_err(|overloaded| {
+                let (name, limit) = (overloaded.threshold, overloaded.limit);
+                report::refused(number, Refusal::Threshold { name, limit });
+            })?;
             let Some(endpoint) = cluster.pick(&request) else {
+                report::refused(number, Refusal::NoEndpoint);
                 return Err(RouteError::NoEndpoint(cluster.name.clone()).into());
             };
             crate::telemetry::attempt::endpoint(&span, endpoint.address);
+            report::endpoint(number, endpoint.address, queued);
             aim(request.uri_mut(), &endpoint, scheme)?;
             if cluster.protocol == Protocol::Http2 {
                 request.extensions_mut().insert(WantsHttp2);
@@ -132,6 +145,7 @@ where
                 Err(error) => {
                     let error = error.into();
                     crate::telemetry::span::error(&span, &error);
+                    report::ended(number, AttemptResult::Failed(ErrorClass::of(&*error)));
                     if error.is::<DeadlineExceeded>() {
                         report.withdraw();
                     } else {
@@ -141,6 +155,7 @@ where
                 }
             };
             crate::telemetry::attempt::response(&span, response.status(), response.headers());
+            report::ended(number, AttemptResult::Status(response.status()));
             let report = report.head(response.status(), response.headers());
             // Latency is time to the response head; the request stays in
             // flight (and in the cluster's count) until its body ends.

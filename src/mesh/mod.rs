@@ -38,6 +38,7 @@ mod client;
 mod cluster_balance;
 mod connect;
 mod connector;
+mod explain;
 mod fault;
 #[cfg(feature = "grpc")]
 mod grpc;
@@ -72,6 +73,7 @@ pub use builder::MeshBuilder;
 pub use client::{ClientLayer, HttpClient, MeshClient};
 pub use connect::ConnectBackoff;
 pub use connector::{MeshConnection, MeshConnector};
+pub use explain::{ClusterExplanation, EndpointExplanation, Explanation};
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcChannel;
 pub use hyper_clients::{HyperClients, HyperResponseFuture};

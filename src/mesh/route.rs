@@ -124,6 +124,11 @@ impl RouteDecision {
         &services[self.service].routes()[self.route]
     }
 
+    /// The picked cluster's name, shared with the snapshot.
+    pub(super) fn cluster_arc(&self) -> &Arc<str> {
+        &self.cluster
+    }
+
     /// (service, route) indices in the snapshot.
     pub(super) fn indices(&self) -> (usize, usize) {
         (self.service, self.route)

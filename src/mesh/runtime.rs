@@ -265,6 +265,13 @@ struct Pick {
     epoch: u64,
 }
 
+/// An endpoint and its state, as [`ClusterRuntime::endpoint_view`] sees it.
+pub(super) struct EndpointView<'a> {
+    pub(super) endpoint: &'a Endpoint,
+    pub(super) ejected: bool,
+    pub(super) in_rotation: bool,
+}
+
 /// The endpoint picked for one attempt.
 #[derive(Clone, Debug)]
 pub(super) struct Picked {
@@ -513,6 +520,26 @@ impl ClusterRuntime {
             load: self.loads.get(i)?.clone(),
             outlier: self.outliers.get(i)?.clone(),
         })
+    }
+
+    /// Each endpoint with its state now, for [`Mesh::explain`](super::Mesh::explain).
+    pub(super) fn endpoint_view(&self) -> Vec<EndpointView<'_>> {
+        let now = self.detector.as_ref().map(|d| d.now_ms());
+        let pick = self.picker.load();
+        self.cluster
+            .endpoints()
+            .iter()
+            .zip(self.outliers.iter())
+            .enumerate()
+            .map(|(i, (endpoint, outlier))| EndpointView {
+                endpoint,
+                ejected: now.is_some_and(|now| outlier.is_ejected(now)),
+                in_rotation: pick
+                    .indices
+                    .as_ref()
+                    .is_none_or(|chosen| chosen.contains(&(i as u32))),
+            })
+            .collect()
     }
 
     /// Whether the cluster's endpoints may only be spoken to over mutual

@@ -56,6 +56,10 @@ where
                 }
                 last = Some(result);
                 if more && shared.time_for_attempt(deadline, Instant::now()) && shared.withdraw() {
+                    #[cfg(feature = "telemetry")]
+                    if let Some(previous) = &last {
+                        crate::telemetry::report::retrying(sent + 1, previous);
+                    }
                     inflight.push(send(&service, sent + 1));
                     sent += 1;
                     Counters::bump(&shared.counters.hedges);
@@ -66,6 +70,8 @@ where
             }
             () = &mut timer, if more => {
                 if shared.time_for_attempt(deadline, Instant::now()) && shared.withdraw() {
+                    #[cfg(feature = "telemetry")]
+                    crate::telemetry::report::hedging(sent + 1, hedge.delay);
                     inflight.push(send(&service, sent + 1));
                     sent += 1;
                     Counters::bump(&shared.counters.hedges);

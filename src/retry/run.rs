@@ -245,6 +245,8 @@ where
             return mark_attempts(result, attempt);
         }
         tracing::debug!(attempt, ?outcome, "retrying");
+        #[cfg(feature = "telemetry")]
+        crate::telemetry::report::retrying(attempt + 1, &result);
         // Release the failed response (and its connection) before waiting.
         drop(result);
         delay.await;

@@ -11,6 +11,8 @@
 //! - [`edges`] keeps the golden metrics of each edge (source service →
 //!   destination service) in process, lock-free on the request path, for
 //!   whoever takes them (the push to the control plane, a test);
+//! - [`report`]: the per-request decision report every mesh client's
+//!   response carries, and its short form for the `sinew-debug` header;
 //! - `otlp` (feature `otlp`): export of the spans over OTLP/gRPC.
 //!
 //! docs/telemetry.md lists the spans, their fields and the metrics.
@@ -22,6 +24,7 @@ pub mod edges;
 pub mod layer;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+pub mod report;
 pub mod request_metrics;
 pub mod span;
 

@@ -649,6 +649,7 @@ impl State {
                 ServiceConfig {
                     routes,
                     inbound: None,
+                    debug_header: false,
                 },
             );
         }
@@ -765,6 +766,7 @@ pub(super) fn check(
                     ServiceConfig {
                         routes: vh.routes.clone(),
                         inbound: None,
+                        debug_header: false,
                     },
                 );
                 if vh.routes.is_empty() {

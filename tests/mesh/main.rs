@@ -19,6 +19,7 @@ mod classifiers;
 mod mtls;
 mod outlier;
 mod policies;
+mod report;
 mod review;
 mod stack;
 mod updates;

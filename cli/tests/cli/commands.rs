@@ -240,3 +240,59 @@ async fn the_control_plane_command_serves_a_mesh_file_and_registrations() {
     assert!(answer.contains("name"), "{answer}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn call_explains_without_sending_and_reports_each_decision() {
+    let (a, served_a) = named("a").await;
+    let (b, served_b) = named("b").await;
+    let (_ads, control) = crate::control_plane("reviews", &[a.addr, b.addr]).await;
+    let url = control.url("");
+
+    let (code, out, err) = sinew(&["call", "reviews", "--control-plane", &url, "--explain"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("service reviews (config version "), "{out}");
+    assert!(out.contains("routes[0]"), "{out}");
+    assert!(
+        out.contains("cluster reviews-v1: weight 1, 100.0%"),
+        "{out}"
+    );
+    for endpoint in [a.addr, b.addr] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{endpoint} ")))
+            .unwrap_or_else(|| panic!("{endpoint} in {out}"));
+        assert!(line.contains("Healthy eu/eu-1a in rotation"), "{out}");
+    }
+    // Explaining sent nothing.
+    let served = || {
+        served_a.load(std::sync::atomic::Ordering::SeqCst)
+            + served_b.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(served(), 0);
+
+    // A service the control plane does not have: why, and exit code 1.
+    let (code, out, _) = sinew(&[
+        "call",
+        "ratings",
+        "--control-plane",
+        &url,
+        "--explain",
+        "--wait",
+        "1",
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("GET / to ratings cannot be routed: service `ratings` is not configured"),
+        "{out}"
+    );
+
+    // `--report` prints each request's decision.
+    let (code, out, err) = sinew(&["call", "reviews", "--control-plane", &url, "--report"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("service reviews version "), "{out}");
+    assert!(out.contains("cluster reviews-v1"), "{out}");
+    assert!(out.contains("attempt 1 (first) to "), "{out}");
+    assert!(out.contains(": 200"), "{out}");
+    assert_eq!(served(), 1);
+}
