@@ -3,6 +3,7 @@ use super::budget::RetryBudget;
 use super::config::RetryConfig;
 use super::future::ResponseFuture;
 use super::idempotency::is_idempotent;
+use super::metrics::RetryMetrics;
 use super::run::{Replay, Shared, attempt_request, hedge_or_retry};
 use super::stats::{Counters, RetryStats};
 use crate::classify::{Classify, StatusClassifier};
@@ -78,8 +79,44 @@ impl<C: Classify> RetryLayer<C> {
                 classifier,
                 rules,
                 counters: Counters::default(),
+                metrics: RetryMetrics::new(&[]),
             }),
         })
+    }
+
+    /// Counts this layer's retries, hedges and budget refusals under
+    /// `labels` (besides `reason`), e.g. the service and route it serves;
+    /// without, the series carry `reason` alone. Keep the values few
+    /// (names from configuration, never per-request values): each set is
+    /// a series of its own.
+    ///
+    /// The counters are registered here, once, so call it on a layer just
+    /// built: a clone made before it keeps counting under the former
+    /// labels.
+    ///
+    /// ```
+    /// use sinew::retry::{RetryConfig, RetryLayer};
+    ///
+    /// let layer = RetryLayer::new(RetryConfig::default())
+    ///     .unwrap()
+    ///     .with_metric_labels([("service", "reviews"), ("route", "0")]);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_metric_labels<K, V>(mut self, labels: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<metrics::SharedString>,
+        V: Into<metrics::SharedString>,
+    {
+        let labels: Vec<metrics::Label> = labels
+            .into_iter()
+            .map(|(k, v)| metrics::Label::new(k, v))
+            .collect();
+        let metrics = RetryMetrics::new(&labels);
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.metrics = metrics,
+            None => tracing::debug!("retry layer already shared: metric labels not changed"),
+        }
+        self
     }
 
     /// The counters of every service this layer made.

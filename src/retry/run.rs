@@ -2,6 +2,7 @@ use super::body::ReplayBody;
 use super::budget::RetryBudget;
 use super::config::{HedgeConfig, RetryConfig};
 use super::hedge::hedged;
+use super::metrics::{RetryMetrics, RetryReason};
 use super::per_try::PerTry;
 use super::retry_on::Rules;
 use super::stats::{Attempt, Attempts, Counters};
@@ -25,6 +26,8 @@ pub(super) struct Shared<C> {
     /// The route's `retry_on`, when it has one.
     pub(super) rules: Option<Rules>,
     pub(super) counters: Counters,
+    /// The same counts, through the `metrics` facade.
+    pub(super) metrics: RetryMetrics,
 }
 
 impl<C: Classify> Shared<C> {
@@ -55,6 +58,7 @@ impl<C: Classify> Shared<C> {
         let ok = self.budget.withdraw();
         if !ok {
             Counters::bump(&self.counters.budget_exhausted);
+            self.metrics.budget_exhausted();
             tracing::debug!("retry budget exhausted");
         }
         ok
@@ -245,11 +249,13 @@ where
             return mark_attempts(result, attempt);
         }
         tracing::debug!(attempt, ?outcome, "retrying");
+        let reason = RetryReason::of(&result, outcome);
         // Release the failed response (and its connection) before waiting.
         drop(result);
         delay.await;
         attempt += 1;
         Counters::bump(&shared.counters.retries);
+        shared.metrics.retried(reason);
         result = call(&shared, &mut service, later_attempt(&parts, &body, attempt)).await;
     }
 }
