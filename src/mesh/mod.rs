@@ -420,4 +420,6 @@ fn release_elsewhere<T: Send + 'static>(value: T) {
 }
 
 #[cfg(test)]
+mod metrics_tests;
+#[cfg(test)]
 mod tests;

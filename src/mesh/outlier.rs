@@ -379,7 +379,7 @@ mod tests {
         assert_ne!(d.epoch(), epoch, "pickers built before are stale");
         // A detector following this one (a new configuration) keeps its
         // clock and its count.
-        let next = Detector::following(d.config.clone(), Some(&d), &all);
+        let next = Detector::following(d.config.clone(), Some(&d), &all, "test");
         assert_eq!(next.base, d.base);
         assert_eq!(next.ejected.load(Relaxed), 0);
         for _ in 0..3 {

@@ -60,7 +60,7 @@ where
                     inflight.push(send(&service, sent + 1));
                     sent += 1;
                     Counters::bump(&shared.counters.hedges);
-                    shared.metrics.hedged(HedgeReason::Failure);
+                    shared.metrics().hedged(HedgeReason::Failure);
                     timer.as_mut().reset(crate::bounds::later(Instant::now(), hedge.delay));
                 } else if inflight.is_empty() {
                     break;
@@ -71,7 +71,7 @@ where
                     inflight.push(send(&service, sent + 1));
                     sent += 1;
                     Counters::bump(&shared.counters.hedges);
-                    shared.metrics.hedged(HedgeReason::Delay);
+                    shared.metrics().hedged(HedgeReason::Delay);
                     timer.as_mut().reset(crate::bounds::later(Instant::now(), hedge.delay));
                 } else {
                     // No budget or time for more: wait for what is in flight.

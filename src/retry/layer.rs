@@ -3,7 +3,6 @@ use super::budget::RetryBudget;
 use super::config::RetryConfig;
 use super::future::ResponseFuture;
 use super::idempotency::is_idempotent;
-use super::metrics::RetryMetrics;
 use super::run::{Replay, Shared, attempt_request, hedge_or_retry};
 use super::stats::{Counters, RetryStats};
 use crate::classify::{Classify, StatusClassifier};
@@ -79,7 +78,8 @@ impl<C: Classify> RetryLayer<C> {
                 classifier,
                 rules,
                 counters: Counters::default(),
-                metrics: RetryMetrics::new(&[]),
+                labels: Vec::new(),
+                metrics: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -91,8 +91,8 @@ impl<C: Classify> RetryLayer<C> {
     /// a series of its own.
     ///
     /// The counters are registered here, once, so call it on a layer just
-    /// built: a clone made before it keeps counting under the former
-    /// labels.
+    /// built: on a layer already cloned, or that already counted, it
+    /// changes nothing.
     ///
     /// ```
     /// use sinew::retry::{RetryConfig, RetryLayer};
@@ -111,10 +111,16 @@ impl<C: Classify> RetryLayer<C> {
             .into_iter()
             .map(|(k, v)| metrics::Label::new(k, v))
             .collect();
-        let metrics = RetryMetrics::new(&labels);
         match Arc::get_mut(&mut self.shared) {
-            Some(shared) => shared.metrics = metrics,
-            None => tracing::debug!("retry layer already shared: metric labels not changed"),
+            Some(shared) if shared.metrics.get().is_none() => {
+                shared.labels = labels;
+                // Registered now, so that the series show (at zero) from
+                // the start.
+                shared.metrics();
+            }
+            _ => {
+                tracing::debug!("retry layer already shared or counting: metric labels not changed")
+            }
         }
         self
     }

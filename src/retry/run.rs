@@ -26,8 +26,18 @@ pub(super) struct Shared<C> {
     /// The route's `retry_on`, when it has one.
     pub(super) rules: Option<Rules>,
     pub(super) counters: Counters,
-    /// The same counts, through the `metrics` facade.
-    pub(super) metrics: RetryMetrics,
+    /// The labels of the `metrics` series.
+    pub(super) labels: Vec<metrics::Label>,
+    /// The same counts, through the `metrics` facade: registered when the
+    /// layer is labelled, or else at its first count, so that a layer
+    /// about to be labelled leaves no unlabelled series behind.
+    pub(super) metrics: std::sync::OnceLock<RetryMetrics>,
+}
+
+impl<C> Shared<C> {
+    pub(super) fn metrics(&self) -> &RetryMetrics {
+        self.metrics.get_or_init(|| RetryMetrics::new(&self.labels))
+    }
 }
 
 impl<C: Classify> Shared<C> {
@@ -58,7 +68,7 @@ impl<C: Classify> Shared<C> {
         let ok = self.budget.withdraw();
         if !ok {
             Counters::bump(&self.counters.budget_exhausted);
-            self.metrics.budget_exhausted();
+            self.metrics().budget_exhausted();
             tracing::debug!("retry budget exhausted");
         }
         ok
@@ -255,7 +265,7 @@ where
         delay.await;
         attempt += 1;
         Counters::bump(&shared.counters.retries);
-        shared.metrics.retried(reason);
+        shared.metrics().retried(reason);
         result = call(&shared, &mut service, later_attempt(&parts, &body, attempt)).await;
     }
 }

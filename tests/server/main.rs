@@ -32,6 +32,7 @@ mod mtls_reject;
 mod mtls_support;
 mod rotation;
 mod shutdown;
+mod tls_metrics;
 
 use bytes::Bytes;
 use http::{Request, Response};
