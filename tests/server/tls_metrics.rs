@@ -12,25 +12,43 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 const FAILURES: &str = "sinew_tls_handshake_failures_total";
 
-/// The value of the series `name` with exactly `labels`.
-fn value(snapshotter: &Snapshotter, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+type Series = Vec<(String, Vec<(String, String)>, f64)>;
+
+/// Every series since the last reading (reading resets the recorder's
+/// counters and gauges).
+fn read(snapshotter: &Snapshotter) -> Series {
     snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
-        .find(|(key, ..)| {
+        .map(|(key, _, _, value)| {
             let key = key.key();
-            key.name() == name
-                && key.labels().count() == labels.len()
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            let value = match value {
+                DebugValue::Counter(n) => n as f64,
+                DebugValue::Gauge(g) => g.into_inner(),
+                DebugValue::Histogram(h) => h.len() as f64,
+            };
+            (key.name().to_owned(), labels, value)
+        })
+        .collect()
+}
+
+/// The value of the series `name` with exactly `labels`.
+fn value(series: &Series, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    series
+        .iter()
+        .find(|(n, ls, _)| {
+            n == name
+                && ls.len() == labels.len()
                 && labels
                     .iter()
-                    .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
+                    .all(|(k, v)| ls.iter().any(|(lk, lv)| lk == k && lv == v))
         })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => n as f64,
-            DebugValue::Gauge(g) => g.into_inner(),
-            DebugValue::Histogram(h) => h.len() as f64,
-        })
+        .map(|(.., v)| *v)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -50,7 +68,7 @@ async fn handshakes_that_fail_are_counted_on_each_side_by_reason() {
     let _ = plaintext_get(addr).await;
     assert_eq!(
         value(
-            &snapshotter,
+            &read(&snapshotter),
             FAILURES,
             &[("direction", "inbound"), ("reason", "protocol")]
         ),
@@ -62,12 +80,27 @@ async fn handshakes_that_fail_are_counted_on_each_side_by_reason() {
     let stranger = Ca::root("another root");
     let client = mesh_as(identity_of(&stranger, CART), config.clone()).await;
     assert!(mesh_get(&client).await.is_err());
-    let outbound = value(
-        &snapshotter,
-        FAILURES,
-        &[("direction", "outbound"), ("reason", "bad_certificate")],
-    );
-    assert!(outbound >= Some(1.0), "{outbound:?}");
+    // The server's task counts when it next runs: the readings add up
+    // until it has, within a deadline.
+    let (mut outbound, mut inbound) = (0.0, 0.0);
+    within("the server counts the alert", async {
+        while inbound < 1.0 {
+            let series = read(&snapshotter);
+            let side = |direction, reason| {
+                value(
+                    &series,
+                    FAILURES,
+                    &[("direction", direction), ("reason", reason)],
+                )
+                .unwrap_or(0.0)
+            };
+            outbound += side("outbound", "bad_certificate");
+            inbound += side("inbound", "peer_refused");
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(outbound >= 1.0, "{outbound:?}");
     assert_eq!(
         count.load(Ordering::SeqCst),
         0,
@@ -80,7 +113,7 @@ async fn handshakes_that_fail_are_counted_on_each_side_by_reason() {
     assert_eq!(status, 200);
     assert_eq!(
         value(
-            &snapshotter,
+            &read(&snapshotter),
             FAILURES,
             &[("direction", "outbound"), ("reason", "bad_certificate")]
         ),
@@ -101,15 +134,16 @@ fn the_certificate_expiry_is_shown_at_each_rotation() {
         .expires_at()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs() as f64);
+    let series = read(&snapshotter);
     let shown = value(
-        &snapshotter,
+        &series,
         "sinew_certificate_expiry_timestamp_seconds",
         &[("certificate", "svid")],
     );
     assert_eq!(shown, expires);
     assert!(expires.is_some());
     let bundle = value(
-        &snapshotter,
+        &series,
         "sinew_certificate_expiry_timestamp_seconds",
         &[("certificate", "trust_bundle")],
     );
@@ -128,7 +162,7 @@ fn the_certificate_expiry_is_shown_at_each_rotation() {
         )
         .unwrap();
     let rotated = value(
-        &snapshotter,
+        &read(&snapshotter),
         "sinew_certificate_expiry_timestamp_seconds",
         &[("certificate", "svid")],
     );
