@@ -89,7 +89,7 @@ fn app(
         reached.fetch_add(1, Ordering::SeqCst);
         let status = match request.uri().path() {
             "/broken" => StatusCode::INTERNAL_SERVER_ERROR,
-            "/flaky" if flaky.fetch_add(1, Ordering::SeqCst) % 2 == 0 => {
+            "/flaky" if flaky.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             _ => StatusCode::OK,

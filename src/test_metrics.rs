@@ -10,9 +10,12 @@ pub(crate) struct Captured {
     snapshotter: Snapshotter,
 }
 
+/// A series: its name, labels and value.
+type Series = (String, Vec<(String, String)>, f64);
+
 /// One reading: every series with its labels and value.
 #[derive(Debug)]
-pub(crate) struct Values(Vec<(String, Vec<(String, String)>, f64)>);
+pub(crate) struct Values(Vec<Series>);
 
 impl Captured {
     pub(crate) fn new() -> Self {

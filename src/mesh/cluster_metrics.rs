@@ -45,6 +45,11 @@ impl EndpointState {
         }
     }
 
+    /// Counts of endpoints by state, to [`EndpointGauges::show`].
+    pub(super) fn counter() -> StateCounts {
+        StateCounts([0; 4])
+    }
+
     pub(super) fn of(health: Health, ejected: bool) -> Self {
         match health {
             Health::Draining => Self::Draining,
@@ -52,6 +57,16 @@ impl EndpointState {
             Health::Healthy if ejected => Self::Ejected,
             Health::Healthy => Self::Healthy,
         }
+    }
+}
+
+/// Endpoints by state, in the order of [`EndpointState::ALL`].
+#[derive(Debug)]
+pub(super) struct StateCounts([u64; 4]);
+
+impl StateCounts {
+    pub(super) fn add(&mut self, state: EndpointState) {
+        self.0[state as usize] += 1;
     }
 }
 
@@ -121,28 +136,20 @@ impl EndpointGauges {
         ))
     }
 
-    /// Sets the gauges from the endpoints' states.
-    pub(super) fn set(&self, states: impl IntoIterator<Item = EndpointState>) {
-        let mut counts = [0u64; 4];
-        for state in states {
-            counts[state as usize] += 1;
-        }
-        self.show(counts);
-    }
-
-    fn show(&self, counts: [u64; 4]) {
-        for (gauge, n) in self.0.iter().zip(counts) {
+    /// Sets the gauges to `counts`.
+    pub(super) fn show(&self, counts: &StateCounts) {
+        for (gauge, n) in self.0.iter().zip(counts.0) {
             gauge.set(n as f64);
         }
     }
 
     /// `n` endpoints, all healthy (without visiting them).
     pub(super) fn all_healthy(&self, n: usize) {
-        self.show([n as u64, 0, 0, 0]);
+        self.show(&StateCounts([n as u64, 0, 0, 0]));
     }
 
     /// The cluster is gone: no endpoints.
     pub(super) fn clear(&self) {
-        self.show([0; 4]);
+        self.show(&StateCounts([0; 4]));
     }
 }

@@ -604,21 +604,22 @@ impl ClusterRuntime {
         let epoch = self.detector.as_ref().map_or(0, |d| d.epoch());
         let now = self.detector.as_ref().map_or(0, |d| d.now_ms());
         let endpoints = self.cluster.endpoints();
+        // The endpoints' states are counted in the same pass.
+        let mut states = EndpointState::counter();
         let candidates: Vec<Candidate<'_>> = endpoints
             .iter()
             .zip(self.outliers.iter())
-            .map(|(e, o)| Candidate {
-                priority: e.priority,
-                locality: &e.locality,
-                available: e.health == Health::Healthy && !o.is_ejected(now),
+            .map(|(e, o)| {
+                let ejected = o.is_ejected(now);
+                states.add(EndpointState::of(e.health, ejected));
+                Candidate {
+                    priority: e.priority,
+                    locality: &e.locality,
+                    available: e.health == Health::Healthy && !ejected,
+                }
             })
             .collect();
-        self.endpoint_gauges.set(
-            endpoints
-                .iter()
-                .zip(self.outliers.iter())
-                .map(|(e, o)| EndpointState::of(e.health, o.is_ejected(now))),
-        );
+        self.endpoint_gauges.show(&states);
         let chosen = select(
             &candidates,
             &self.placement.settings,
