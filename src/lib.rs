@@ -113,6 +113,9 @@ pub mod retry;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 
+#[cfg(test)]
+mod test_metrics;
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -20,6 +20,11 @@
 //! the trailers are classified when the body ends, which is why the
 //! breaker wraps response bodies in [`BreakerBody`].
 //!
+//! [`BreakerLayer::with_metric_labels`] counts its transitions
+//! (`sinew_breaker_transitions_total`) and shows its state
+//! (`sinew_breaker_state`) through the `metrics` facade; the mesh labels
+//! each cluster's breaker with the cluster.
+//!
 //! ```
 //! use std::time::Duration;
 //! use sinew::breaker::{BreakerConfig, BreakerLayer, State};
@@ -39,6 +44,7 @@ mod config;
 mod error;
 mod future;
 mod layer;
+mod metrics;
 mod state;
 
 pub use body::BreakerBody;

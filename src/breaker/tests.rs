@@ -301,3 +301,46 @@ async fn what_counts_as_a_failure_is_pluggable() {
     }
     assert_eq!(layer.state(), State::Closed, "500s do not count here");
 }
+
+#[tokio::test(start_paused = true)]
+async fn transitions_are_counted_and_the_state_shown_under_the_layers_labels() {
+    let captured = crate::test_metrics::Captured::new();
+    let layer = captured.with(|| layer(by_count(2)).with_metric_labels([("cluster", "pool")]));
+    let closed = [("cluster", "pool"), ("state", "closed")];
+    let open = [("cluster", "pool"), ("state", "open")];
+    let values = captured.take();
+    assert_eq!(values.get("sinew_breaker_state", &closed), Some(1.0));
+    assert_eq!(values.get("sinew_breaker_state", &open), Some(0.0));
+
+    let failing = Arc::new(AtomicBool::new(true));
+    let mut svc = layer.layer(server(failing.clone(), Arc::default()));
+    for _ in 0..2 {
+        let _ = status(&mut svc).await;
+    }
+    assert_eq!(layer.state(), State::Open);
+    let values = captured.take();
+    let opened = [("cluster", "pool"), ("from", "closed"), ("to", "open")];
+    assert_eq!(
+        values.get("sinew_breaker_transitions_total", &opened),
+        Some(1.0)
+    );
+    assert_eq!(values.get("sinew_breaker_state", &open), Some(1.0));
+    assert_eq!(values.get("sinew_breaker_state", &closed), Some(0.0));
+
+    // A probe that succeeds closes it again: two more transitions.
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(status(&mut svc).await.ok(), Some(StatusCode::OK));
+    let values = captured.take();
+    let from_half_open = [("cluster", "pool"), ("from", "half_open"), ("to", "closed")];
+    assert_eq!(
+        values.get("sinew_breaker_transitions_total", &from_half_open),
+        Some(1.0)
+    );
+    assert_eq!(
+        values.get("sinew_breaker_transitions_total", &[("cluster", "pool")]),
+        Some(2.0),
+        "open to half-open, half-open to closed"
+    );
+    assert_eq!(values.get("sinew_breaker_state", &closed), Some(1.0));
+}

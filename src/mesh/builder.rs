@@ -1,3 +1,4 @@
+use super::config_metrics::ConfigSource;
 use super::source::{read_file, watch};
 use super::{Mesh, Shared};
 use crate::classify::{Classifiers, Classify};
@@ -353,10 +354,14 @@ impl MeshBuilder {
         match self.source {
             Source::Config(config) => {
                 classifiers.check(&config)?;
-                let shared = Shared::new(Snapshot::build(config, 1)?, self.locality)
-                    .with_classifiers(classifiers)
-                    .with_service_name(service_name.as_deref())
-                    .with_identity(identity);
+                let shared = Shared::new(
+                    Snapshot::build(config, 1)?,
+                    self.locality,
+                    ConfigSource::Static,
+                )
+                .with_classifiers(classifiers)
+                .with_service_name(service_name.as_deref())
+                .with_identity(identity);
                 Ok(Mesh {
                     shared: Arc::new(shared),
                 })
@@ -365,10 +370,14 @@ impl MeshBuilder {
                 let (config, contents) = read_file(&path)?;
                 classifiers.check(&config)?;
                 let shared = Arc::new(
-                    Shared::new(Snapshot::build(config, 1)?, self.locality)
-                        .with_classifiers(classifiers)
-                        .with_service_name(service_name.as_deref())
-                        .with_identity(identity),
+                    Shared::new(
+                        Snapshot::build(config, 1)?,
+                        self.locality,
+                        ConfigSource::File,
+                    )
+                    .with_classifiers(classifiers)
+                    .with_service_name(service_name.as_deref())
+                    .with_identity(identity),
                 );
                 tokio::spawn(watch(
                     Arc::downgrade(&shared),
@@ -392,7 +401,7 @@ impl MeshBuilder {
                 let (discovery, start) = crate::xds::Discovery::start(settings);
                 let empty = Snapshot::build(MeshConfig::default(), 1)?;
                 let shared = Arc::new(
-                    Shared::with_discovery(empty, locality, Some(discovery))
+                    Shared::with_discovery(empty, locality, Some(discovery), ConfigSource::Xds)
                         .with_classifiers(classifiers)
                         .with_service_name(service_name.as_deref())
                         .with_identity(identity),

@@ -20,6 +20,7 @@ use super::mtls::{HandshakeFailed, MtlsUnavailable, PeerIdentity};
 use super::refusals::Refusals;
 use super::stream::Stream;
 use crate::error::BoxError;
+use crate::tls::metrics::{FailureReason, Side};
 use crate::tls::{Identity, SpiffeId};
 use http::Uri;
 use http::uri::Scheme;
@@ -163,12 +164,16 @@ impl tower::Service<Uri> for Dial {
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| HandshakeFailed::new(address, clusters.clone(), e))?;
+                .map_err(|e| {
+                    handshake_failed(FailureReason::of(&e));
+                    HandshakeFailed::new(address, clusters.clone(), e)
+                })?;
             // A resumed session skipped the server's certificate: check it
             // again against the bundle and the time now.
             identity
                 .recheck_resumed_server(stream.get_ref().1)
                 .map_err(|e| {
+                    handshake_failed(FailureReason::BadCertificate);
                     let error = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
                     HandshakeFailed::new(address, clusters.clone(), error)
                 })?;
@@ -396,6 +401,11 @@ pin_project! {
     }
 }
 
+/// Counts an outbound handshake that failed.
+fn handshake_failed(reason: FailureReason) {
+    crate::tls::metrics::handshake_failed(Side::Outbound, reason);
+}
+
 /// A TLS 1.3 connection whose server has not yet said whether it accepts
 /// the mesh's certificate. In TLS 1.3 the client's handshake is over
 /// before the server checks the client's certificate, so a refusal
@@ -432,6 +442,7 @@ impl Unconfirmed {
             return;
         };
         self.refused = true;
+        handshake_failed(FailureReason::PeerRefused);
         self.refusals
             .record(self.endpoint, self.local, self.clusters.clone(), alert);
         self.backoff.failed(&self.authority());

@@ -36,6 +36,8 @@ mod body;
 mod builder;
 mod client;
 mod cluster_balance;
+mod cluster_metrics;
+mod config_metrics;
 mod connect;
 mod connector;
 mod explain;
@@ -88,6 +90,7 @@ pub use server::ConnectionInfo;
 pub use server::{Connection, Inbound, InboundLayer, ServeError, Server, ServerBuilder, Shed};
 pub use status::ConfigStatus;
 
+use config_metrics::ConfigSource;
 use runtime::Routing;
 
 use crate::classify::Classifiers;
@@ -112,6 +115,8 @@ pub(crate) struct Shared {
     pub(crate) discovery: Option<crate::xds::Discovery>,
     /// The version in force, for those who wait for changes.
     versions: tokio::sync::watch::Sender<u64>,
+    /// `sinew_config_version` and `sinew_config_rejected_total`.
+    config_metrics: config_metrics::ConfigMetrics,
     /// Held while a new routing is made and swapped in, so that each update
     /// starts from the one before.
     writer: Mutex<()>,
@@ -236,8 +241,8 @@ impl Mesh {
 }
 
 impl Shared {
-    fn new(first: Snapshot, locality: Option<Locality>) -> Self {
-        Self::with_discovery(first, locality, None)
+    fn new(first: Snapshot, locality: Option<Locality>, source: ConfigSource) -> Self {
+        Self::with_discovery(first, locality, None, source)
     }
 
     fn with_discovery(
@@ -245,11 +250,15 @@ impl Shared {
         locality: Option<Locality>,
         #[cfg(feature = "xds")] discovery: Option<crate::xds::Discovery>,
         #[cfg(not(feature = "xds"))] _discovery: Option<()>,
+        source: ConfigSource,
     ) -> Self {
         let status = ConfigStatus::applied(first.version());
+        let config_metrics = config_metrics::ConfigMetrics::new(source);
+        config_metrics.applied(first.version());
         let versions = tokio::sync::watch::Sender::new(first.version());
         Self {
             versions,
+            config_metrics,
             routing: ArcSwap::from_pointee(Routing::build(
                 Arc::new(first),
                 None,
@@ -323,6 +332,7 @@ impl Shared {
                 );
                 self.routing.store(Arc::new(routing));
                 self.versions.send_replace(version);
+                self.config_metrics.applied(version);
                 *self.status() = ConfigStatus::applied(version);
                 tracing::info!(version, "configuration applied");
                 Ok(version)
@@ -353,6 +363,7 @@ impl Shared {
                 let routing = previous.with_changes(Arc::new(snapshot), cluster, Some(&ops));
                 self.routing.store(Arc::new(routing));
                 self.versions.send_replace(version);
+                self.config_metrics.applied(version);
                 *self.status() = ConfigStatus::applied(version);
                 tracing::debug!(version, cluster, "endpoints changed");
                 Ok(version)
@@ -385,6 +396,7 @@ impl Shared {
                 let routing = previous.with_changes(Arc::new(snapshot), cluster, ops.as_deref());
                 self.routing.store(Arc::new(routing));
                 self.versions.send_replace(version);
+                self.config_metrics.applied(version);
                 *self.status() = ConfigStatus::applied(version);
                 tracing::debug!(version, cluster, "endpoints replaced");
                 if whole {
@@ -404,6 +416,7 @@ impl Shared {
 
     fn reject(&self, error: ConfigError) {
         tracing::warn!(%error, "configuration rejected; the last good one stays in force");
+        self.config_metrics.rejected();
         self.status().record_rejection(error);
     }
 }
@@ -417,5 +430,7 @@ fn release_elsewhere<T: Send + 'static>(value: T) {
     }
 }
 
+#[cfg(test)]
+mod metrics_tests;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@
 //! evaluated once per `interval`, by whichever completing request first
 //! finds the interval over (the others never wait).
 
+use super::cluster_metrics::{EjectionCounters, EjectionReason};
 use crate::config::OutlierDetectionConfig;
 use crate::cow_list::CowList;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -65,12 +66,14 @@ pub(super) struct Detector {
     epoch: AtomicU64,
     next_evaluation: AtomicU64,
     evaluating: Mutex<()>,
+    /// `sinew_outlier_ejections_total` of the cluster.
+    ejections: EjectionCounters,
 }
 
 impl Detector {
     #[cfg(test)]
     pub(super) fn new(config: OutlierDetectionConfig) -> Self {
-        Self::following(config, None, &Outliers::default())
+        Self::following(config, None, &Outliers::default(), "test")
     }
 
     /// A detector for endpoints whose state may come from an earlier
@@ -80,6 +83,7 @@ impl Detector {
         config: OutlierDetectionConfig,
         previous: Option<&Detector>,
         all: &Outliers,
+        cluster: &str,
     ) -> Self {
         let interval = crate::bounds::millis(config.interval);
         let base = previous.map_or_else(Instant::now, |p| p.base);
@@ -91,6 +95,9 @@ impl Detector {
             epoch: AtomicU64::new(0),
             next_evaluation: AtomicU64::new(interval),
             evaluating: Mutex::new(()),
+            // Registered once per cluster, kept by the detectors after.
+            ejections: previous
+                .map_or_else(|| EjectionCounters::new(cluster), |p| p.ejections.clone()),
         }
     }
 
@@ -112,7 +119,13 @@ impl Detector {
         result: Result_,
     ) -> bool {
         let c = &self.config;
-        let mut eject = false;
+        // The first check that trips names the ejection.
+        let mut eject = None;
+        let mut trip = |tripped: bool, reason: EjectionReason| {
+            if tripped && eject.is_none() {
+                eject = Some(reason);
+            }
+        };
         // Not split (Envoy's default): a local failure is a gateway error.
         let result = match (result, c.consecutive_local_origin_failure) {
             (Result_::LocalFailure, None) => Result_::ServerError { gateway: true },
@@ -134,10 +147,16 @@ impl Detector {
             Result_::ServerError { gateway } => {
                 endpoint.interval_failures.fetch_add(1, Relaxed);
                 let n = endpoint.consecutive_5xx.fetch_add(1, Relaxed) + 1;
-                eject |= c.consecutive_5xx.is_some_and(|t| n >= t);
+                trip(
+                    c.consecutive_5xx.is_some_and(|t| n >= t),
+                    EjectionReason::Consecutive5xx,
+                );
                 if gateway {
                     let n = endpoint.consecutive_gateway.fetch_add(1, Relaxed) + 1;
-                    eject |= c.consecutive_gateway_failure.is_some_and(|t| n >= t);
+                    trip(
+                        c.consecutive_gateway_failure.is_some_and(|t| n >= t),
+                        EjectionReason::ConsecutiveGatewayFailure,
+                    );
                 } else {
                     endpoint.consecutive_gateway.store(0, Relaxed);
                 }
@@ -145,11 +164,14 @@ impl Detector {
             Result_::LocalFailure => {
                 // Split: counted on its own, not in the server's rates.
                 let n = endpoint.consecutive_local.fetch_add(1, Relaxed) + 1;
-                eject |= c.consecutive_local_origin_failure.is_some_and(|t| n >= t);
+                trip(
+                    c.consecutive_local_origin_failure.is_some_and(|t| n >= t),
+                    EjectionReason::ConsecutiveLocalOriginFailure,
+                );
             }
         }
         let now = self.now_ms();
-        let mut changed = eject && self.eject(all.len(), endpoint, now);
+        let mut changed = eject.is_some_and(|reason| self.eject(all.len(), endpoint, now, reason));
         if now >= self.next_evaluation.load(Relaxed) {
             changed |= self.evaluate(all, now);
         }
@@ -157,7 +179,13 @@ impl Detector {
     }
 
     /// Ejects `endpoint` unless the cluster is at its ejection limit.
-    fn eject(&self, total: usize, endpoint: &EndpointOutlier, now: u64) -> bool {
+    fn eject(
+        &self,
+        total: usize,
+        endpoint: &EndpointOutlier,
+        now: u64,
+        reason: EjectionReason,
+    ) -> bool {
         if endpoint.is_ejected(now) {
             return false;
         }
@@ -182,7 +210,8 @@ impl Detector {
         ] {
             counter.store(0, Relaxed);
         }
-        tracing::info!(ejections = n, ms = time, "outlier ejected");
+        self.ejections.ejected(reason);
+        tracing::info!(ejections = n, ms = time, ?reason, "outlier ejected");
         true
     }
 
@@ -249,7 +278,8 @@ impl Detector {
                     if rate < floor
                         && let Some(endpoint) = all.get(i)
                     {
-                        changed |= self.eject(all.len(), endpoint, now);
+                        changed |=
+                            self.eject(all.len(), endpoint, now, EjectionReason::SuccessRate);
                     }
                 }
             }
@@ -266,7 +296,8 @@ impl Detector {
                     if percent >= f64::from(fp.threshold)
                         && let Some(endpoint) = all.get(i)
                     {
-                        changed |= self.eject(all.len(), endpoint, now);
+                        changed |=
+                            self.eject(all.len(), endpoint, now, EjectionReason::FailurePercentage);
                     }
                 }
             }
@@ -348,7 +379,7 @@ mod tests {
         assert_ne!(d.epoch(), epoch, "pickers built before are stale");
         // A detector following this one (a new configuration) keeps its
         // clock and its count.
-        let next = Detector::following(d.config.clone(), Some(&d), &all);
+        let next = Detector::following(d.config.clone(), Some(&d), &all, "test");
         assert_eq!(next.base, d.base);
         assert_eq!(next.ejected.load(Relaxed), 0);
         for _ in 0..3 {

@@ -9,6 +9,7 @@
 //! its picker can take the change (see [`Picker::changed`]); otherwise its
 //! picker is rebuilt.
 
+use super::cluster_metrics::{EndpointGauges, EndpointState};
 use super::fault::Faults;
 use super::locality::{Candidate, select};
 use super::outlier::{Detector, EndpointOutlier, Outliers, Result_ as OutlierResult};
@@ -63,6 +64,7 @@ impl RouteRuntime {
     /// budget and its count of active faults: a control plane that pushes
     /// often must not reset the budget that bounds retries.
     fn new(
+        service: &str,
         route: &Route,
         i: usize,
         before: Option<&[RouteRuntime]>,
@@ -81,8 +83,19 @@ impl RouteRuntime {
                 .filter_map(|r| r.retry.as_ref())
                 .find(|layer| layer.config() == config);
             // Validated with the snapshot: building cannot fail.
-            kept.cloned()
-                .or_else(|| RetryLayer::with_classifier(config.clone(), classifier.clone()).ok())
+            // A new layer counts under its service and route (its index:
+            // routes have no names); a kept one, under those it was made
+            // for, the same place first.
+            kept.cloned().or_else(|| {
+                RetryLayer::with_classifier(config.clone(), classifier.clone())
+                    .ok()
+                    .map(|layer| {
+                        layer.with_metric_labels([
+                            ("service", service.to_owned()),
+                            ("route", i.to_string()),
+                        ])
+                    })
+            })
         });
         let timeout = route
             .timeout()
@@ -146,10 +159,18 @@ impl Routing {
                     .routes()
                     .iter()
                     .enumerate()
-                    .map(|(i, route)| RouteRuntime::new(route, i, before, classifiers))
+                    .map(|(i, route)| {
+                        RouteRuntime::new(service.name(), route, i, before, classifiers)
+                    })
                     .collect()
             })
             .collect();
+        // A cluster the new snapshot drops has no endpoints any more.
+        for (name, old) in previous.iter().flat_map(|p| &p.clusters) {
+            if !clusters.contains_key(name) {
+                old.endpoint_gauges.clear();
+            }
+        }
         Self {
             snapshot,
             clusters,
@@ -229,6 +250,9 @@ pub(super) struct ClusterRuntime {
     classifier: SharedClassifier,
     /// The cluster's breaker, shared by its requests.
     breaker: Option<BreakerLayer<SharedClassifier>>,
+    /// `sinew_endpoints` of the cluster, set at each change of its
+    /// endpoints or their states.
+    endpoint_gauges: Arc<EndpointGauges>,
 }
 
 /// The classifier of policies that name none.
@@ -322,7 +346,7 @@ impl ClusterRuntime {
         let config = cluster.config();
         let detector = config.outlier_detection.clone().map(|c| {
             let before = previous.and_then(|p| p.detector.as_deref());
-            Arc::new(Detector::following(c, before, &outliers))
+            Arc::new(Detector::following(c, before, &outliers, cluster.name()))
         });
         let hash_header = match &config.lb {
             LbPolicy::RingHash { header, .. } | LbPolicy::Maglev { header } => header
@@ -344,11 +368,18 @@ impl ClusterRuntime {
             match kept.and_then(|p| p.breaker.clone()) {
                 Some(breaker) => Some(breaker),
                 // Validated with the snapshot: building cannot fail.
-                None => BreakerLayer::with_classifier(*settings, classifier.clone()).ok(),
+                None => BreakerLayer::with_classifier(*settings, classifier.clone())
+                    .ok()
+                    .map(|b| b.with_metric_labels([("cluster", cluster.name().to_owned())])),
             }
         });
+        let endpoint_gauges = previous.map_or_else(
+            || Arc::new(EndpointGauges::new(cluster.name())),
+            |p| p.endpoint_gauges.clone(),
+        );
         let runtime = Self {
             name: cluster.name().to_owned(),
+            endpoint_gauges,
             picker: ArcSwap::from_pointee(Pick {
                 picker: Picker::build(&config.lb, &[]),
                 indices: None,
@@ -476,9 +507,13 @@ impl ClusterRuntime {
             placement: self.placement.clone(),
             classifier: self.classifier.clone(),
             breaker: self.breaker.clone(),
+            endpoint_gauges: self.endpoint_gauges.clone(),
         };
         if rebuild {
             runtime.rebuild();
+        } else {
+            // The change kept every endpoint taking traffic.
+            runtime.endpoint_gauges.all_healthy(runtime.loads.len());
         }
         runtime
     }
@@ -596,15 +631,22 @@ impl ClusterRuntime {
         let epoch = self.detector.as_ref().map_or(0, |d| d.epoch());
         let now = self.detector.as_ref().map_or(0, |d| d.now_ms());
         let endpoints = self.cluster.endpoints();
+        // The endpoints' states are counted in the same pass.
+        let mut states = EndpointState::counter();
         let candidates: Vec<Candidate<'_>> = endpoints
             .iter()
             .zip(self.outliers.iter())
-            .map(|(e, o)| Candidate {
-                priority: e.priority,
-                locality: &e.locality,
-                available: e.health == Health::Healthy && !o.is_ejected(now),
+            .map(|(e, o)| {
+                let ejected = o.is_ejected(now);
+                states.add(EndpointState::of(e.health, ejected));
+                Candidate {
+                    priority: e.priority,
+                    locality: &e.locality,
+                    available: e.health == Health::Healthy && !ejected,
+                }
             })
             .collect();
+        self.endpoint_gauges.show(&states);
         let chosen = select(
             &candidates,
             &self.placement.settings,

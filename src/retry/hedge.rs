@@ -1,5 +1,6 @@
 use super::body::ReplayBody;
 use super::config::HedgeConfig;
+use super::metrics::HedgeReason;
 use super::run::{Shared, attempt_request, later_attempt, mark_attempts, may_retry};
 use super::stats::Counters;
 use crate::classify::Classify;
@@ -63,6 +64,7 @@ where
                     inflight.push(send(&service, sent + 1));
                     sent += 1;
                     Counters::bump(&shared.counters.hedges);
+                    shared.metrics().hedged(HedgeReason::Failure);
                     timer.as_mut().reset(crate::bounds::later(Instant::now(), hedge.delay));
                 } else if inflight.is_empty() {
                     break;
@@ -75,6 +77,7 @@ where
                     inflight.push(send(&service, sent + 1));
                     sent += 1;
                     Counters::bump(&shared.counters.hedges);
+                    shared.metrics().hedged(HedgeReason::Delay);
                     timer.as_mut().reset(crate::bounds::later(Instant::now(), hedge.delay));
                 } else {
                     // No budget or time for more: wait for what is in flight.

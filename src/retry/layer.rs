@@ -78,8 +78,51 @@ impl<C: Classify> RetryLayer<C> {
                 classifier,
                 rules,
                 counters: Counters::default(),
+                labels: Vec::new(),
+                metrics: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Counts this layer's retries, hedges and budget refusals under
+    /// `labels` (besides `reason`), e.g. the service and route it serves;
+    /// without, the series carry `reason` alone. Keep the values few
+    /// (names from configuration, never per-request values): each set is
+    /// a series of its own.
+    ///
+    /// The counters are registered here, once, so call it on a layer just
+    /// built: on a layer already cloned, or that already counted, it
+    /// changes nothing.
+    ///
+    /// ```
+    /// use sinew::retry::{RetryConfig, RetryLayer};
+    ///
+    /// let layer = RetryLayer::new(RetryConfig::default())
+    ///     .unwrap()
+    ///     .with_metric_labels([("service", "reviews"), ("route", "0")]);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_metric_labels<K, V>(mut self, labels: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<metrics::SharedString>,
+        V: Into<metrics::SharedString>,
+    {
+        let labels: Vec<metrics::Label> = labels
+            .into_iter()
+            .map(|(k, v)| metrics::Label::new(k, v))
+            .collect();
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) if shared.metrics.get().is_none() => {
+                shared.labels = labels;
+                // Registered now, so that the series show (at zero) from
+                // the start.
+                shared.metrics();
+            }
+            _ => {
+                tracing::debug!("retry layer already shared or counting: metric labels not changed")
+            }
+        }
+        self
     }
 
     /// The counters of every service this layer made.

@@ -35,6 +35,12 @@
 //! [`RetryConfig::per_try_timeout`] cuts an attempt that waits too long for
 //! its answer so that the next one can start.
 //!
+//! The layer counts its retries, hedges and budget refusals through the
+//! `metrics` facade (`sinew_retries_total`, `sinew_hedges_total`,
+//! `sinew_retry_budget_exhausted_total`, under the labels given to
+//! [`RetryLayer::with_metric_labels`]; see docs/metrics.md), and in
+//! [`RetryStats`].
+//!
 //! For gRPC, an attempt is retried only on a trailers-only response (the
 //! status is in the headers), as gRFC A6 specifies: once a response streams,
 //! it is committed.
@@ -59,6 +65,7 @@ mod future;
 mod hedge;
 mod idempotency;
 mod layer;
+mod metrics;
 mod per_try;
 mod retry_on;
 mod run;

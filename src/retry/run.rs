@@ -2,6 +2,7 @@ use super::body::ReplayBody;
 use super::budget::RetryBudget;
 use super::config::{HedgeConfig, RetryConfig};
 use super::hedge::hedged;
+use super::metrics::{RetryMetrics, RetryReason};
 use super::per_try::PerTry;
 use super::retry_on::Rules;
 use super::stats::{Attempt, Attempts, Counters};
@@ -25,6 +26,18 @@ pub(super) struct Shared<C> {
     /// The route's `retry_on`, when it has one.
     pub(super) rules: Option<Rules>,
     pub(super) counters: Counters,
+    /// The labels of the `metrics` series.
+    pub(super) labels: Vec<metrics::Label>,
+    /// The same counts, through the `metrics` facade: registered when the
+    /// layer is labelled, or else at its first count, so that a layer
+    /// about to be labelled leaves no unlabelled series behind.
+    pub(super) metrics: std::sync::OnceLock<RetryMetrics>,
+}
+
+impl<C> Shared<C> {
+    pub(super) fn metrics(&self) -> &RetryMetrics {
+        self.metrics.get_or_init(|| RetryMetrics::new(&self.labels))
+    }
 }
 
 impl<C: Classify> Shared<C> {
@@ -55,6 +68,7 @@ impl<C: Classify> Shared<C> {
         let ok = self.budget.withdraw();
         if !ok {
             Counters::bump(&self.counters.budget_exhausted);
+            self.metrics().budget_exhausted();
             tracing::debug!("retry budget exhausted");
         }
         ok
@@ -245,6 +259,7 @@ where
             return mark_attempts(result, attempt);
         }
         tracing::debug!(attempt, ?outcome, "retrying");
+        let reason = RetryReason::of(&result, outcome);
         #[cfg(feature = "telemetry")]
         crate::telemetry::report::retrying(attempt + 1, &result);
         // Release the failed response (and its connection) before waiting.
@@ -252,6 +267,7 @@ where
         delay.await;
         attempt += 1;
         Counters::bump(&shared.counters.retries);
+        shared.metrics().retried(reason);
         result = call(&shared, &mut service, later_attempt(&parts, &body, attempt)).await;
     }
 }

@@ -443,3 +443,78 @@ async fn retry_on_names_the_statuses_and_codes_that_are_retried() {
     assert_eq!(code, Some(crate::grpc::Code::OK));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn retries_hedges_and_refusals_are_counted_under_the_layers_labels() {
+    let captured = crate::test_metrics::Captured::new();
+    let retrying = captured.with(|| {
+        layer(RetryConfig {
+            max_attempts: 2,
+            budget: BudgetConfig {
+                ratio: 0.5,
+                min_per_second: 0,
+                window: Duration::from_secs(10),
+            },
+            ..no_jitter()
+        })
+        .with_metric_labels([("service", "reviews"), ("route", "0")])
+    });
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = retrying.layer(server(calls.clone(), |_| {
+        status(StatusCode::SERVICE_UNAVAILABLE)
+    }));
+    for _ in 0..4 {
+        let _ = svc.clone().oneshot(request(Method::GET, "")).await;
+    }
+    let stats = retrying.stats();
+    let values = captured.take();
+    let labels = [("service", "reviews"), ("route", "0")];
+    assert_eq!(
+        values.get("sinew_retries_total", &labels),
+        Some(stats.retries as f64)
+    );
+    assert_eq!(stats.retries, 2);
+    assert_eq!(
+        values.get(
+            "sinew_retries_total",
+            &[("service", "reviews"), ("reason", "status")]
+        ),
+        Some(2.0),
+        "each retry followed a 503"
+    );
+    assert_eq!(
+        values.get("sinew_retry_budget_exhausted_total", &labels),
+        Some(2.0)
+    );
+    for names in values.label_names("sinew_retries_total") {
+        assert_eq!(names, ["service", "route", "reason"]);
+    }
+
+    let hedging = captured.with(|| {
+        layer(RetryConfig {
+            hedge: Some(HedgeConfig::after(Duration::from_millis(50))),
+            ..no_jitter()
+        })
+        .with_metric_labels([("service", "ratings"), ("route", "1")])
+    });
+    // The first attempt never answers; the hedge answers at once.
+    let svc = hedging.layer(server(Arc::default(), |n| {
+        if n == 0 { None } else { status(StatusCode::OK) }
+    }));
+    let _ = svc.oneshot(request(Method::GET, "")).await;
+    let values = captured.take();
+    assert_eq!(
+        values.get(
+            "sinew_hedges_total",
+            &[("service", "ratings"), ("reason", "delay")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        values.get(
+            "sinew_hedges_total",
+            &[("service", "ratings"), ("reason", "failure")]
+        ),
+        Some(0.0)
+    );
+}

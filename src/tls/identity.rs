@@ -309,6 +309,7 @@ impl Identity {
     }
 
     fn install(&self, credentials: Credentials) {
+        super::metrics::credentials_installed(&credentials);
         let credentials = Arc::new(credentials);
         self.inner.live.current.store(Some(credentials.clone()));
         self.inner.changes.send_replace(Some(credentials));

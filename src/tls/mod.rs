@@ -40,6 +40,7 @@ mod config;
 mod file_source;
 mod identity;
 mod issuer;
+pub(crate) mod metrics;
 mod peer;
 mod spiffe_id;
 mod svid;

@@ -33,6 +33,7 @@ mod mtls_support;
 mod rotation;
 mod shutdown;
 mod telemetry;
+mod tls_metrics;
 
 use bytes::Bytes;
 use http::{Request, Response};

@@ -16,10 +16,16 @@ use crate::config::MtlsMode;
 use crate::error::ConfigError;
 use crate::mesh::PeerIdentity;
 use crate::mesh::stream::Stream;
+use crate::tls::metrics::{FailureReason, Side};
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+
+/// Counts an inbound handshake that failed.
+fn failed(reason: FailureReason) {
+    crate::tls::metrics::handshake_failed(Side::Inbound, reason);
+}
 
 /// The first byte of a TLS record carrying a handshake message.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -81,21 +87,33 @@ impl Handshake {
         match settled {
             Ok(Ok((stream, identity))) => Some(Connection::new(stream, peer, identity, open)),
             Ok(Err(Refused::NoIdentity)) => {
+                failed(FailureReason::NoIdentity);
                 tracing::warn!(
                     %peer, ?mode,
                     "inbound.mtls requires TLS and the mesh has no workload identity: connection refused"
                 );
                 None
             }
+            Ok(Err(Refused::Closed(error))) => {
+                tracing::debug!(%peer, ?mode, %error, "connection closed before its first byte");
+                None
+            }
             Ok(Err(Refused::Io(error))) => {
+                failed(FailureReason::of(&error));
                 tracing::debug!(%peer, ?mode, %error, "TLS handshake failed: connection refused");
                 None
             }
             Ok(Err(Refused::Resumed(error))) => {
+                failed(FailureReason::BadCertificate);
                 tracing::info!(%peer, %error, "a resumed TLS session no longer verifies: connection closed");
                 None
             }
             Err(_) => {
+                // In permissive mode a caller that sent nothing may not
+                // have meant TLS at all.
+                if mode == MtlsMode::Strict {
+                    failed(FailureReason::Timeout);
+                }
                 tracing::debug!(%peer, ?mode, "no TLS handshake in time: closing the connection");
                 None
             }
@@ -112,8 +130,8 @@ impl Handshake {
             MtlsMode::Strict => true,
             MtlsMode::Permissive => {
                 let mut first = [0u8; 1];
-                if tcp.peek(&mut first).await.map_err(Refused::Io)? == 0 {
-                    return Err(Refused::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                if tcp.peek(&mut first).await.map_err(Refused::Closed)? == 0 {
+                    return Err(Refused::Closed(std::io::ErrorKind::UnexpectedEof.into()));
                 }
                 first[0] == TLS_HANDSHAKE
             }
@@ -139,6 +157,9 @@ impl Handshake {
 
 enum Refused {
     NoIdentity,
+    /// Closed (or failed) before the first byte told TLS from plaintext:
+    /// no handshake to count.
+    Closed(std::io::Error),
     Io(std::io::Error),
     Resumed(crate::tls::VerifyError),
 }
