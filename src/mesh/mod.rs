@@ -124,6 +124,8 @@ pub(crate) struct Shared {
     /// Renews `identity` from the control plane's CA for as long as the
     /// mesh lives ([`MeshBuilder::certificates_from_control_plane`]).
     issuer: std::sync::OnceLock<crate::tls::Issuer>,
+    /// The golden metrics per edge of this process's requests.
+    pub(crate) edges: crate::telemetry::edges::Edges,
 }
 
 /// A mesh's identity and what keeps it fed.
@@ -136,6 +138,13 @@ impl Mesh {
     /// Starts building a mesh.
     pub fn builder() -> MeshBuilder {
         MeshBuilder::default()
+    }
+
+    /// The golden metrics per edge (source → destination) of this
+    /// process's requests, which a mesh pointed at a control plane pushes
+    /// to it ([`crate::telemetry`]).
+    pub fn edges(&self) -> &crate::telemetry::edges::Edges {
+        &self.shared.edges
     }
 
     /// This workload's identity, for mutual TLS, when it has one
@@ -260,6 +269,7 @@ impl Shared {
             identity: None,
             _watcher: None,
             issuer: std::sync::OnceLock::new(),
+            edges: crate::telemetry::edges::Edges::default(),
         }
     }
 

@@ -7,3 +7,6 @@
 //! whoever takes them (the push to the control plane, a test).
 
 pub mod edges;
+pub mod otlp_names;
+#[cfg(feature = "xds")]
+pub mod push;

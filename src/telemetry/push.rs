@@ -1,0 +1,331 @@
+//! The push of edge metrics to the control plane (ADR 0017): every
+//! interval (5 s by default), what [`Edges::take`] returns goes to the
+//! control plane as one OTLP `MetricsService/Export`, over the same
+//! channel settings as xDS (its server, its TLS, the mesh's certificate),
+//! with the process's identity as the resource: `service.name` is the
+//! bootstrap's `node.cluster`, `service.instance.id` its `node.id`.
+//!
+//! A mesh pointed at a control plane pushes unless
+//! [`MeshBuilder::telemetry_push`](crate::mesh::MeshBuilder::telemetry_push)
+//! turns it off. Failures are logged (once per outage, then at debug) and
+//! the figures kept for the next interval, merged into what comes next so
+//! that memory stays one entry per edge; figures older than
+//! [`PushSettings::max_retained`] intervals are dropped (counted in
+//! `sinew_telemetry_push_dropped_total`). The task ends with the mesh.
+
+use super::edges::{EdgeStats, Edges};
+use super::otlp_names as names;
+use crate::xds::Bootstrap;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, metric::Data, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+use tonic::transport::Channel;
+
+/// The push's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushSettings {
+    /// How often edges are taken and pushed. Default: 5 s.
+    pub interval: Duration,
+    /// How many intervals unsent figures are kept while the control plane
+    /// cannot be reached, before they are dropped. Default: 12 (a minute
+    /// at the default interval).
+    pub max_retained: u32,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            max_retained: 12,
+        }
+    }
+}
+
+/// Who is pushing, and where to.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) bootstrap: Bootstrap,
+    pub(crate) identity: Option<crate::tls::Identity>,
+}
+
+/// Figures not yet sent: at most one entry per edge.
+#[derive(Debug, Default)]
+struct Pending {
+    edges: BTreeMap<super::edges::Edge, EdgeStats>,
+    /// When the oldest of them was taken (unix nanoseconds), and how many
+    /// intervals ago.
+    since_unix_nano: u64,
+    intervals: u32,
+}
+
+impl Pending {
+    fn add(&mut self, taken: Vec<EdgeStats>, now_unix_nano: u64) {
+        if self.edges.is_empty() {
+            self.since_unix_nano = now_unix_nano;
+            self.intervals = 0;
+        }
+        for stats in taken {
+            match self.edges.get_mut(&stats.edge) {
+                Some(kept) => {
+                    kept.requests += stats.requests;
+                    kept.failures += stats.failures;
+                    kept.latency.merge(&stats.latency);
+                }
+                None => {
+                    self.edges.insert(stats.edge.clone(), stats);
+                }
+            }
+        }
+    }
+}
+
+fn unix_nano(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn string(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+        ..KeyValue::default()
+    }
+}
+
+/// The OTLP export of `edges`, taken between `start` and `end` (unix
+/// nanoseconds), by `service` (`instance`).
+pub fn export_request<'a>(
+    service: &str,
+    instance: &str,
+    edges: impl IntoIterator<Item = &'a EdgeStats>,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+) -> ExportMetricsServiceRequest {
+    let bounds = names::latency_bounds_seconds();
+    let mut histograms = Vec::new();
+    let mut failures = Vec::new();
+    for stats in edges {
+        let attributes = vec![
+            string(names::SOURCE, &stats.edge.source),
+            string(names::DESTINATION, &stats.edge.destination),
+            string(names::DIRECTION, stats.edge.direction.as_str()),
+        ];
+        let mut counts = stats.latency.counts.clone();
+        counts.resize(bounds.len() + 1, 0);
+        histograms.push(HistogramDataPoint {
+            attributes: attributes.clone(),
+            start_time_unix_nano: start_unix_nano,
+            time_unix_nano: end_unix_nano,
+            count: counts.iter().sum(),
+            sum: Some(stats.latency.sum_micros as f64 / 1e6),
+            bucket_counts: counts,
+            explicit_bounds: bounds.clone(),
+            ..HistogramDataPoint::default()
+        });
+        failures.push(NumberDataPoint {
+            attributes,
+            start_time_unix_nano: start_unix_nano,
+            time_unix_nano: end_unix_nano,
+            value: Some(number_data_point::Value::AsInt(
+                i64::try_from(stats.failures).unwrap_or(i64::MAX),
+            )),
+            ..NumberDataPoint::default()
+        });
+    }
+    let delta = AggregationTemporality::Delta as i32;
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    string(names::SERVICE_NAME, service),
+                    string(names::SERVICE_INSTANCE_ID, instance),
+                ],
+                ..Resource::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: names::SCOPE.to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..InstrumentationScope::default()
+                }),
+                metrics: vec![
+                    Metric {
+                        name: names::DURATION.to_owned(),
+                        description: "Requests of an edge and their latency".to_owned(),
+                        unit: "s".to_owned(),
+                        data: Some(Data::Histogram(Histogram {
+                            data_points: histograms,
+                            aggregation_temporality: delta,
+                        })),
+                        ..Metric::default()
+                    },
+                    Metric {
+                        name: names::FAILURES.to_owned(),
+                        description: "Failed requests of an edge".to_owned(),
+                        unit: "{request}".to_owned(),
+                        data: Some(Data::Sum(Sum {
+                            data_points: failures,
+                            aggregation_temporality: delta,
+                            is_monotonic: true,
+                        })),
+                        ..Metric::default()
+                    },
+                ],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// Pushes `edges` every interval while `alive` says the mesh lives.
+pub(crate) async fn run(
+    edges: Edges,
+    alive: impl Fn() -> bool,
+    target: Target,
+    settings: PushSettings,
+) {
+    let service = target.bootstrap.node_cluster.clone();
+    let instance = target.bootstrap.node_id.clone();
+    let Some(server) = target.bootstrap.servers.first().cloned() else {
+        return;
+    };
+    if service.is_empty() {
+        tracing::warn!(
+            "telemetry is not pushed: the bootstrap's node.cluster, which names this service, is empty"
+        );
+        return;
+    }
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + settings.interval,
+        settings.interval,
+    );
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut client: Option<MetricsServiceClient<Channel>> = None;
+    let mut pending = Pending::default();
+    let mut failing = false;
+    loop {
+        ticks.tick().await;
+        if !alive() {
+            return;
+        }
+        let now = unix_nano(SystemTime::now());
+        pending.add(edges.take(), now);
+        if pending.edges.is_empty() {
+            continue;
+        }
+        let result = push(
+            &mut client,
+            &server,
+            &target,
+            &service,
+            &instance,
+            &pending,
+            now,
+            settings.interval,
+        )
+        .await;
+        match result {
+            Ok(()) => {
+                if failing {
+                    tracing::info!(control_plane = %server, "telemetry pushed again");
+                }
+                failing = false;
+                pending = Pending::default();
+            }
+            Err((error, retry)) => {
+                client = None;
+                if !failing {
+                    tracing::warn!(control_plane = %server, %error, "telemetry push failed; retrying next interval");
+                } else {
+                    tracing::debug!(control_plane = %server, %error, "telemetry push failed");
+                }
+                failing = true;
+                pending.intervals += 1;
+                if !retry || pending.intervals > settings.max_retained {
+                    metrics::counter!("sinew_telemetry_push_dropped_total")
+                        .increment(pending.edges.len() as u64);
+                    pending = Pending::default();
+                }
+            }
+        }
+    }
+}
+
+/// One export; on failure, why and whether trying again could help.
+#[allow(clippy::too_many_arguments)]
+async fn push(
+    client: &mut Option<MetricsServiceClient<Channel>>,
+    server: &str,
+    target: &Target,
+    service: &str,
+    instance: &str,
+    pending: &Pending,
+    now: u64,
+    deadline: Duration,
+) -> Result<(), (String, bool)> {
+    let attempt = async {
+        if client.is_none() {
+            let endpoint = tonic::transport::Endpoint::from_shared(server.to_owned())
+                .map_err(|e| (format!("invalid server address `{server}`: {e}"), false))?
+                .connect_timeout(deadline);
+            let tls = target.bootstrap.channel_tls.get(server);
+            let channel =
+                crate::xds::channel_tls::connect(&endpoint, tls, target.identity.as_ref())
+                    .await
+                    .map_err(|e| (e, true))?;
+            *client = Some(MetricsServiceClient::new(channel));
+        }
+        let Some(c) = client.as_mut() else {
+            return Err(("no channel".to_owned(), true));
+        };
+        let request = export_request(
+            service,
+            instance,
+            pending.edges.values(),
+            pending.since_unix_nano,
+            now,
+        );
+        match c.export(request).await {
+            Ok(response) => {
+                if let Some(partial) = response.into_inner().partial_success
+                    && partial.rejected_data_points > 0
+                {
+                    tracing::warn!(
+                        rejected = partial.rejected_data_points,
+                        message = %partial.error_message,
+                        "the control plane refused part of the telemetry pushed"
+                    );
+                }
+                Ok(())
+            }
+            // A refusal of what was sent: sending it again will not help.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::InvalidArgument | tonic::Code::PermissionDenied
+                ) =>
+            {
+                Err((status.to_string(), false))
+            }
+            Err(status) => Err((status.to_string(), true)),
+        }
+    };
+    match tokio::time::timeout(deadline, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err((
+            format!("no answer within {} ms", deadline.as_millis()),
+            true,
+        )),
+    }
+}
