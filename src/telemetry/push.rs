@@ -195,67 +195,102 @@ pub(crate) async fn run(
     target: Target,
     settings: PushSettings,
 ) {
-    let service = target.bootstrap.node_cluster.clone();
-    let instance = target.bootstrap.node_id.clone();
-    let Some(server) = target.bootstrap.servers.first().cloned() else {
+    let Some(mut pusher) = Pusher::new(target, settings) else {
         return;
     };
-    if service.is_empty() {
-        tracing::warn!(
-            "telemetry is not pushed: the bootstrap's node.cluster, which names this service, is empty"
-        );
-        return;
-    }
-    let mut ticks = tokio::time::interval_at(
-        tokio::time::Instant::now() + settings.interval,
-        settings.interval,
-    );
+    let interval = pusher.settings.interval;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut client: Option<MetricsServiceClient<Channel>> = None;
-    let mut pending = Pending::default();
-    let mut failing = false;
     loop {
         ticks.tick().await;
         if !alive() {
             return;
         }
+        pusher.tick(edges.take()).await;
+    }
+}
+
+/// The push's state from one interval to the next.
+#[derive(Debug)]
+struct Pusher {
+    server: String,
+    service: String,
+    instance: String,
+    target: Target,
+    settings: PushSettings,
+    client: Option<MetricsServiceClient<Channel>>,
+    pending: Pending,
+    /// Whether the last push failed (to log an outage once).
+    failing: bool,
+    /// Edge entries dropped unsent.
+    dropped: u64,
+}
+
+impl Pusher {
+    /// `None` when there is nothing to push to, or no name to push as.
+    fn new(target: Target, settings: PushSettings) -> Option<Self> {
+        let server = target.bootstrap.servers.first().cloned()?;
+        let service = target.bootstrap.node_cluster.clone();
+        if service.is_empty() {
+            tracing::warn!(
+                "telemetry is not pushed: the bootstrap's node.cluster, which names this service, is empty"
+            );
+            return None;
+        }
+        Some(Self {
+            server,
+            service,
+            instance: target.bootstrap.node_id.clone(),
+            target,
+            settings,
+            client: None,
+            pending: Pending::default(),
+            failing: false,
+            dropped: 0,
+        })
+    }
+
+    /// One interval: `taken` added to what is pending, and pushed.
+    async fn tick(&mut self, taken: Vec<EdgeStats>) {
         let now = unix_nano(SystemTime::now());
-        pending.add(edges.take(), now);
-        if pending.edges.is_empty() {
-            continue;
+        self.pending.add(taken, now);
+        if self.pending.edges.is_empty() {
+            return;
         }
         let result = push(
-            &mut client,
-            &server,
-            &target,
-            &service,
-            &instance,
-            &pending,
+            &mut self.client,
+            &self.server,
+            &self.target,
+            &self.service,
+            &self.instance,
+            &self.pending,
             now,
-            settings.interval,
+            self.settings.interval,
         )
         .await;
+        let server = &self.server;
         match result {
             Ok(()) => {
-                if failing {
+                if self.failing {
                     tracing::info!(control_plane = %server, "telemetry pushed again");
                 }
-                failing = false;
-                pending = Pending::default();
+                self.failing = false;
+                self.pending = Pending::default();
             }
             Err((error, retry)) => {
-                client = None;
-                if !failing {
+                self.client = None;
+                if !self.failing {
                     tracing::warn!(control_plane = %server, %error, "telemetry push failed; retrying next interval");
                 } else {
                     tracing::debug!(control_plane = %server, %error, "telemetry push failed");
                 }
-                failing = true;
-                pending.intervals += 1;
-                if !retry || pending.intervals > settings.max_retained {
-                    metrics::counter!("sinew_telemetry_push_dropped_total")
-                        .increment(pending.edges.len() as u64);
-                    pending = Pending::default();
+                self.failing = true;
+                self.pending.intervals += 1;
+                if !retry || self.pending.intervals > self.settings.max_retained {
+                    let lost = self.pending.edges.len() as u64;
+                    self.dropped += lost;
+                    metrics::counter!("sinew_telemetry_push_dropped_total").increment(lost);
+                    self.pending = Pending::default();
                 }
             }
         }
@@ -327,5 +362,78 @@ async fn push(
             format!("no answer within {} ms", deadline.as_millis()),
             true,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::edges::Direction;
+
+    fn taken(destination: &str, requests: u32) -> Vec<EdgeStats> {
+        let edges = Edges::default();
+        let r = edges.edge(Direction::Outbound, "cart", destination);
+        for _ in 0..requests {
+            r.record(true, Duration::from_millis(1));
+        }
+        edges.take()
+    }
+
+    #[tokio::test]
+    async fn unsent_figures_merge_per_edge_and_are_dropped_after_max_retained() {
+        // A port nobody listens on: every push fails at once.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(9);
+        let mut bootstrap = Bootstrap::for_server(&format!("http://127.0.0.1:{closed}"));
+        bootstrap.node_cluster = "cart".to_owned();
+        let settings = PushSettings {
+            interval: Duration::from_secs(5),
+            max_retained: 2,
+        };
+        let target = Target {
+            bootstrap,
+            identity: None,
+        };
+        let mut pusher = Pusher::new(target, settings).unwrap_or_else(|| unreachable!());
+        pusher.tick(taken("reviews", 3)).await;
+        assert_eq!(pusher.pending.edges.len(), 1);
+        let mut more = taken("reviews", 2);
+        more.extend(taken("ratings", 1));
+        pusher.tick(more).await;
+        // One entry per edge, whatever the number of intervals.
+        assert_eq!(pusher.pending.edges.len(), 2);
+        let reviews = pusher
+            .pending
+            .edges
+            .values()
+            .find(|s| &*s.edge.destination == "reviews");
+        assert_eq!(reviews.map(|s| s.requests), Some(5));
+        assert!(pusher.failing);
+        pusher.tick(Vec::new()).await;
+        assert!(
+            pusher.pending.edges.is_empty(),
+            "dropped after two intervals retained"
+        );
+        assert_eq!(pusher.dropped, 2);
+    }
+
+    #[test]
+    fn an_export_carries_the_edges_and_the_identity() {
+        let request = export_request("cart", "cart-1", &taken("reviews", 4), 1, 2);
+        let resource = &request.resource_metrics[0];
+        let attributes = resource.resource.as_ref().map(|r| r.attributes.len());
+        assert_eq!(attributes, Some(2));
+        let metrics = &resource.scope_metrics[0].metrics;
+        assert_eq!(metrics[0].name, names::DURATION);
+        let Some(Data::Histogram(h)) = &metrics[0].data else {
+            unreachable!("a histogram")
+        };
+        assert_eq!(h.data_points[0].count, 4);
+        assert_eq!(
+            h.data_points[0].bucket_counts.len(),
+            h.data_points[0].explicit_bounds.len() + 1
+        );
     }
 }
