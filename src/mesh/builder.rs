@@ -391,11 +391,8 @@ impl MeshBuilder {
                     }
                 }
                 let push_target = self.telemetry_push.clone().map(|settings| {
-                    let target = crate::telemetry::push::Target {
-                        bootstrap: bootstrap.clone(),
-                        identity: identity.identity.clone(),
-                    };
-                    (target, settings)
+                    let bootstrap = bootstrap.clone();
+                    (bootstrap, identity.identity.clone(), settings)
                 });
                 let locality = self.locality.or_else(|| bootstrap.locality.clone());
                 let settings = crate::xds::Settings {
@@ -413,7 +410,16 @@ impl MeshBuilder {
                         .with_identity(identity),
                 );
                 start(Arc::downgrade(&shared));
-                if let Some((target, settings)) = push_target {
+                if let Some((bootstrap, identity, settings)) = push_target {
+                    let ads = Arc::downgrade(&shared);
+                    let target = crate::telemetry::push::Target {
+                        bootstrap,
+                        identity,
+                        ads_channel: Arc::new(move || {
+                            ads.upgrade()
+                                .and_then(|s| s.discovery.as_ref().and_then(|d| d.channel()))
+                        }),
+                    };
                     let alive = Arc::downgrade(&shared);
                     tokio::spawn(crate::telemetry::push::run(
                         shared.edges.clone(),

@@ -1,7 +1,8 @@
 //! The push of edge metrics to the control plane (ADR 0017): every
 //! interval (5 s by default), what [`Edges::take`] returns goes to the
-//! control plane as one OTLP `MetricsService/Export`, over the same
-//! channel settings as xDS (its server, its TLS, the mesh's certificate),
+//! control plane as one OTLP `MetricsService/Export`, on the ADS stream's
+//! connection while it is open (else on one of its own, with the same
+//! channel settings: the server, its TLS, the mesh's certificate),
 //! with the process's identity as the resource: `service.name` is the
 //! bootstrap's `node.cluster`, `service.instance.id` its `node.id`.
 //!
@@ -49,11 +50,24 @@ impl Default for PushSettings {
     }
 }
 
+/// The channel of the open ADS stream, when there is one.
+pub(crate) type AdsChannel = std::sync::Arc<dyn Fn() -> Option<Channel> + Send + Sync>;
+
 /// Who is pushing, and where to.
-#[derive(Debug)]
 pub(crate) struct Target {
     pub(crate) bootstrap: Bootstrap,
     pub(crate) identity: Option<crate::tls::Identity>,
+    /// The ADS stream's channel, preferred to a connection of the push's
+    /// own: one connection per process to the control plane.
+    pub(crate) ads_channel: AdsChannel,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("bootstrap", &self.bootstrap)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Figures not yet sent: at most one entry per edge.
@@ -310,7 +324,14 @@ async fn push(
     deadline: Duration,
 ) -> Result<(), (String, bool)> {
     let attempt = async {
-        if client.is_none() {
+        // The ADS stream's connection when it is open; else one of our
+        // own, kept while it works.
+        let shared = (target.ads_channel)().map(MetricsServiceClient::new);
+        if shared.is_some() {
+            *client = None;
+        }
+        let mut shared = shared;
+        if shared.is_none() && client.is_none() {
             let endpoint = tonic::transport::Endpoint::from_shared(server.to_owned())
                 .map_err(|e| (format!("invalid server address `{server}`: {e}"), false))?
                 .connect_timeout(deadline);
@@ -321,7 +342,7 @@ async fn push(
                     .map_err(|e| (e, true))?;
             *client = Some(MetricsServiceClient::new(channel));
         }
-        let Some(c) = client.as_mut() else {
+        let Some(c) = shared.as_mut().or(client.as_mut()) else {
             return Err(("no channel".to_owned(), true));
         };
         let request = export_request(
@@ -395,6 +416,7 @@ mod tests {
         let target = Target {
             bootstrap,
             identity: None,
+            ads_channel: std::sync::Arc::new(|| None),
         };
         let mut pusher = Pusher::new(target, settings).unwrap_or_else(|| unreachable!());
         pusher.tick(taken("reviews", 3)).await;
