@@ -1,7 +1,8 @@
 //! The admin and registration API: JSON over HTTP/1.1.
 //!
-//! Every call but `/v1/health`, `/v1/trust-bundle` and `/v1/ca` (public)
-//! needs `Authorization: Bearer <token>` (the scheme in any case, the
+//! Every call but `/v1/health`, `/v1/trust-bundle`, `/v1/ca` and
+//! `/dashboard` (public; the dashboard's page holds no data, it reads
+//! `/v1/graph`) needs `Authorization: Bearer <token>` (the scheme in any case, the
 //! token compared in constant time): the admin token, which may do
 //! anything, or a token the admin issued with scopes (`read` for reads,
 //! `register` for the leases of its own service only; see

@@ -453,6 +453,14 @@ mod tests {
             unreachable!("a histogram")
         };
         assert_eq!(h.data_points[0].count, 4);
+        // What an edge costs on the wire (ADR 0017 quotes it).
+        use prost::Message as _;
+        let mut two = taken("reviews", 4);
+        two.extend(taken("ratings", 4));
+        let per_edge =
+            export_request("cart", "cart-1", &two, 1, 2).encoded_len() - request.encoded_len();
+        eprintln!("bytes per edge: {per_edge}");
+        assert!(per_edge < 700, "{per_edge}");
         assert_eq!(
             h.data_points[0].bucket_counts.len(),
             h.data_points[0].explicit_bounds.len() + 1
