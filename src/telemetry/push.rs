@@ -459,8 +459,8 @@ mod tests {
         two.extend(taken("ratings", 4));
         let per_edge =
             export_request("cart", "cart-1", &two, 1, 2).encoded_len() - request.encoded_len();
-        eprintln!("bytes per edge: {per_edge}");
-        assert!(per_edge < 700, "{per_edge}");
+        // 605 bytes when measured: the 25 counts and 24 bounds dominate.
+        assert!((500..700).contains(&per_edge), "{per_edge} bytes per edge");
         assert_eq!(
             h.data_points[0].bucket_counts.len(),
             h.data_points[0].explicit_bounds.len() + 1
