@@ -441,6 +441,28 @@ mod tests {
         assert_eq!(pusher.dropped, 2);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_push_ticks_on_tokio_time_and_ends_with_the_mesh() {
+        let mut bootstrap = Bootstrap::for_server("http://127.0.0.1:9");
+        bootstrap.node_cluster = "cart".to_owned();
+        let target = Target {
+            bootstrap,
+            identity: None,
+            ads_channel: std::sync::Arc::new(|| None),
+        };
+        let checks = std::sync::atomic::AtomicU32::new(0);
+        let alive = || checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3;
+        let started = tokio::time::Instant::now();
+        let settings = PushSettings {
+            interval: Duration::from_secs(5),
+            ..PushSettings::default()
+        };
+        // Nothing recorded: nothing is sent, the ticks go on.
+        run(Edges::default(), alive, target, settings).await;
+        // Alive at 5, 10 and 15 s; gone at 20 s.
+        assert_eq!(started.elapsed(), Duration::from_secs(20));
+    }
+
     #[test]
     fn an_export_carries_the_edges_and_the_identity() {
         let request = export_request("cart", "cart-1", &taken("reviews", 4), 1, 2);
