@@ -190,6 +190,12 @@ pub(crate) struct ControlPlane {
     /// Admin API connections at once.
     #[arg(long, value_name = "N", default_value = "256", value_parser = values::at_least_one)]
     pub(crate) max_admin_connections: usize,
+    /// Seconds of pushed telemetry kept per edge for /v1/graph and the dashboard (10 s buckets).
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = values::at_least_one)]
+    pub(crate) telemetry_window: usize,
+    /// Edges kept in the telemetry window; past it the edge updated longest ago is dropped.
+    #[arg(long, value_name = "N", default_value = "1024", value_parser = values::at_least_one)]
+    pub(crate) telemetry_max_edges: usize,
     /// Seconds an admin API client may take to send its headers, then its body.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = values::wait)]
     pub(crate) admin_read_timeout: std::time::Duration,

@@ -94,7 +94,12 @@ pub(crate) async fn serve(options: Options) -> Result<ExitCode, String> {
             max_admin_connections: options.max_admin_connections,
             admin_read_timeout: options.admin_read_timeout,
         })
-        .certificate_provider_instance(&options.certificate_provider_instance);
+        .certificate_provider_instance(&options.certificate_provider_instance)
+        .telemetry(sinew_control_plane::telemetry::TelemetryOptions {
+            window: std::time::Duration::from_secs(options.telemetry_window as u64),
+            max_edges: options.telemetry_max_edges,
+            ..Default::default()
+        });
     builder = builder.ca(sinew_control_plane::ca::CaOptions {
         trust_domain: options.trust_domain.clone(),
         dir: options.ca_dir.clone(),

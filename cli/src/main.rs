@@ -54,7 +54,11 @@ fn block_on(command: impl Future<Output = Result<ExitCode, String>>) -> Result<E
 
 /// A mesh whose configuration comes from `source`.
 async fn mesh(source: &Source, wait: Duration) -> Result<Mesh, String> {
-    let builder = Mesh::builder().initial_fetch_timeout(wait);
+    // A one-off call is no workload: its requests are not pushed as the
+    // bootstrap's service's traffic.
+    let builder = Mesh::builder()
+        .initial_fetch_timeout(wait)
+        .no_telemetry_push();
     let builder = match (&source.control_plane, &source.bootstrap) {
         (Some(url), _) => builder.control_plane(url),
         (None, Some(path)) => {

@@ -1,7 +1,8 @@
 //! The admin and registration API: JSON over HTTP/1.1.
 //!
-//! Every call but `/v1/health`, `/v1/trust-bundle` and `/v1/ca` (public)
-//! needs `Authorization: Bearer <token>` (the scheme in any case, the
+//! Every call but `/v1/health`, `/v1/trust-bundle`, `/v1/ca` and
+//! `/dashboard` (public; the dashboard's page holds no data, it reads
+//! `/v1/graph`) needs `Authorization: Bearer <token>` (the scheme in any case, the
 //! token compared in constant time): the admin token, which may do
 //! anything, or a token the admin issued with scopes (`read` for reads,
 //! `register` for the leases of its own service only; see
@@ -75,6 +76,8 @@ pub struct Admin {
     pub(crate) read_timeout: Duration,
     /// The certificate authority.
     pub(crate) ca: crate::ca::Ca,
+    /// What workloads pushed, for `/v1/graph`.
+    pub(crate) telemetry: crate::telemetry::Telemetry,
 }
 
 pub(crate) type Reply = Response<Full<Bytes>>;
@@ -223,7 +226,7 @@ impl Admin {
         if request.method() == Method::GET
             && matches!(
                 segments.as_slice(),
-                ["v1", "services" | "clients" | "registrations"]
+                ["v1", "services" | "clients" | "registrations" | "graph"]
             )
             && let Some(denied) = self.denied(&request, Need::Read)
         {
@@ -233,6 +236,10 @@ impl Admin {
             (Method::GET, ["v1", "health"]) => self.health(),
             (Method::GET, ["v1", "services"]) => self.services(),
             (Method::GET, ["v1", "clients"]) => reply(StatusCode::OK, self.clients.list()),
+            (Method::GET, ["v1", "graph"]) => crate::graph::graph(self),
+            // The page only: it holds no data, and reads `/v1/graph` with
+            // the token it is given (see `crate::dashboard`).
+            (Method::GET, ["dashboard"]) => crate::dashboard::page(),
             (Method::GET, ["v1", "registrations"]) => self.registrations(),
             (Method::POST, ["v1", "registrations"]) => {
                 // Who may register which service is known once the body is
@@ -284,7 +291,7 @@ impl Admin {
                 _,
                 [
                     "v1",
-                    "health" | "services" | "clients" | "registrations",
+                    "health" | "services" | "clients" | "registrations" | "graph",
                     ..,
                 ],
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here"),

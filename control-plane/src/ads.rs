@@ -145,6 +145,7 @@ impl StreamTask {
                 if c.node_id.is_empty() {
                     c.node_id = truncate(&node.id, max);
                     c.user_agent = truncate(&node.user_agent_name, max);
+                    c.cluster = truncate(&node.cluster, max);
                 }
             });
         }

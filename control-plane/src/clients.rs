@@ -16,6 +16,8 @@ pub struct ClientView {
     pub node_id: String,
     /// Its user agent (e.g. `grpc-python`, `sinew`).
     pub user_agent: String,
+    /// The node's cluster: the service it belongs to.
+    pub cluster: String,
     /// Its address, when known.
     pub peer: Option<SocketAddr>,
     /// The SPIFFE ID of its certificate, over mutual TLS.
@@ -67,6 +69,7 @@ impl Clients {
                 stream,
                 node_id: String::new(),
                 user_agent: String::new(),
+                cluster: String::new(),
                 peer,
                 spiffe_id,
                 connected_at_unix_ms: unix_ms(SystemTime::now()),

@@ -30,7 +30,9 @@ pub mod admin;
 pub mod ads;
 pub mod ca;
 pub mod clients;
+mod dashboard;
 pub mod generate;
+mod graph;
 mod limits;
 mod listen;
 mod node_identity;
@@ -41,6 +43,7 @@ mod server;
 mod serving;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 mod transport;
 
 pub use limits::{DEFAULT_MAX_MESSAGE_BYTES, Limits};

@@ -10,6 +10,7 @@ use crate::state::{MeshFileStatus, Published, State};
 use crate::store::Store;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use hyper_util::rt::TokioIo;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
 use sinew::config::{MeshConfig, SettledFile, Snapshot};
 use sinew::error::ConfigError;
 use std::net::SocketAddr;
@@ -100,6 +101,7 @@ pub struct ControlPlaneBuilder {
     admin_tls: bool,
     allow_plaintext_admin: bool,
     scopes: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    telemetry: crate::telemetry::TelemetryOptions,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -121,6 +123,7 @@ impl Default for ControlPlaneBuilder {
             admin_tls: false,
             allow_plaintext_admin: false,
             scopes: Default::default(),
+            telemetry: Default::default(),
         }
     }
 }
@@ -223,6 +226,14 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// How pushed telemetry is kept: the rolling window, its cap on edges,
+    /// the largest export. Default: [`TelemetryOptions::default`](crate::telemetry::TelemetryOptions),
+    /// the last 5 minutes in 10 s buckets, at most 1024 edges.
+    pub fn telemetry(mut self, options: crate::telemetry::TelemetryOptions) -> Self {
+        self.telemetry = options;
+        self
+    }
+
     /// Where ADS is served. Default: `127.0.0.1:18000`; port 0 picks one.
     pub fn xds_addr(mut self, addr: SocketAddr) -> Self {
         self.xds_addr = addr;
@@ -270,6 +281,7 @@ impl ControlPlaneBuilder {
     /// and starts serving.
     pub async fn start(self) -> Result<ControlPlane, StartError> {
         self.limits.validate().map_err(StartError::Limits)?;
+        self.telemetry.validate().map_err(StartError::Option)?;
         if self.certificate_provider.trim().is_empty() {
             return Err(StartError::Option(ConfigError::new(
                 "certificate_provider_instance",
@@ -366,6 +378,7 @@ impl ControlPlaneBuilder {
         dropped.extend(stored.dropped);
         let state = Arc::new(Mutex::new(state));
         let clients = Clients::default();
+        let telemetry = crate::telemetry::Telemetry::new(self.telemetry);
         let mut tasks = JoinSet::new();
         let store = Store::start(self.store, dropped, state.clone(), &mut tasks);
         let admin = Admin {
@@ -377,8 +390,14 @@ impl ControlPlaneBuilder {
             store,
             read_timeout: limits.admin_read_timeout,
             ca,
+            telemetry: telemetry.clone(),
         };
         let (stop, stopped) = watch::channel(false);
+        let intake = crate::telemetry::Intake {
+            telemetry: telemetry.clone(),
+            mtls: xds_tls.is_some(),
+        };
+        let max_export_bytes = telemetry.options().max_export_bytes;
         let ads = Ads::new(
             published.clone(),
             clients.clone(),
@@ -400,6 +419,11 @@ impl ControlPlaneBuilder {
                     AggregatedDiscoveryServiceServer::new(ads)
                         .max_decoding_message_size(limits.max_message_bytes)
                         .max_encoding_message_size(limits.max_message_bytes),
+                )
+                // OTLP metrics from the workloads, under the same mutual
+                // TLS and connection caps as ADS (ADR 0017).
+                .add_service(
+                    MetricsServiceServer::new(intake).max_decoding_message_size(max_export_bytes),
                 )
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = until_stopped.changed().await;
@@ -439,6 +463,7 @@ impl ControlPlaneBuilder {
             admin_addr,
             state,
             clients,
+            telemetry,
             published,
             stop,
             ads_server: Some(ads_server),
@@ -456,6 +481,7 @@ pub struct ControlPlane {
     admin_addr: SocketAddr,
     state: Arc<Mutex<State>>,
     clients: Clients,
+    telemetry: crate::telemetry::Telemetry,
     published: watch::Receiver<Arc<Published>>,
     stop: watch::Sender<bool>,
     ads_server: Option<tokio::task::JoinHandle<()>>,
@@ -522,6 +548,11 @@ impl ControlPlane {
     /// The connected clients.
     pub fn clients(&self) -> Vec<ClientView> {
         self.clients.list()
+    }
+
+    /// The telemetry workloads pushed: the service graph over the window.
+    pub fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.telemetry
     }
 
     /// Stops serving: ends every stream and connection, and returns once

@@ -325,7 +325,12 @@ async fn admin_reads_need_a_token_with_the_read_scope() {
     let cp = secure(&dir).await;
     let certificate_only = token(&cp, json!({ "namespace": "shop", "service": "cart" })).await;
     let reader = token(&cp, json!({ "scopes": ["read"] })).await;
-    for path in ["/v1/services", "/v1/clients", "/v1/registrations"] {
+    for path in [
+        "/v1/services",
+        "/v1/clients",
+        "/v1/registrations",
+        "/v1/graph",
+    ] {
         let (status, answer) = admin(&cp, Method::GET, path, None, Value::Null).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {answer}");
         let (status, _) = admin(&cp, Method::GET, path, Some("nonsense.token"), Value::Null).await;

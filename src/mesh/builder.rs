@@ -21,6 +21,9 @@ pub struct MeshBuilder {
     initial_fetch_timeout: Duration,
     #[cfg(feature = "xds")]
     xds_cache: Option<PathBuf>,
+    /// The push of edge metrics to the control plane; `None` when off.
+    #[cfg(feature = "xds")]
+    telemetry_push: Option<crate::telemetry::push::PushSettings>,
     identity: Option<crate::tls::Identity>,
     certificate_files: Option<crate::tls::FileWatcherConfig>,
     /// Where `identity`'s certificate comes from, when the control
@@ -50,6 +53,8 @@ impl Default for MeshBuilder {
             initial_fetch_timeout: Duration::from_secs(15),
             #[cfg(feature = "xds")]
             xds_cache: None,
+            #[cfg(feature = "xds")]
+            telemetry_push: Some(Default::default()),
             identity: None,
             certificate_files: None,
             issuer: None,
@@ -130,6 +135,22 @@ impl MeshBuilder {
     #[cfg(feature = "xds")]
     pub fn initial_fetch_timeout(mut self, timeout: Duration) -> Self {
         self.initial_fetch_timeout = timeout;
+        self
+    }
+
+    /// How a mesh with a control plane pushes its golden metrics per edge
+    /// ([`Mesh::edges`](super::Mesh::edges)) to it, as OTLP metrics
+    /// ([`crate::telemetry::push`]). Default: on, every 5 s.
+    #[cfg(feature = "xds")]
+    pub fn telemetry_push(mut self, settings: crate::telemetry::push::PushSettings) -> Self {
+        self.telemetry_push = Some(settings);
+        self
+    }
+
+    /// Does not push telemetry to the control plane.
+    #[cfg(feature = "xds")]
+    pub fn no_telemetry_push(mut self) -> Self {
+        self.telemetry_push = None;
         self
     }
 
@@ -390,6 +411,19 @@ impl MeshBuilder {
             #[cfg(feature = "xds")]
             Source::ControlPlane(bootstrap) => {
                 crate::error::check::duration("initial_fetch_timeout", self.initial_fetch_timeout)?;
+                if let Some(push) = &self.telemetry_push {
+                    crate::error::check::duration("telemetry_push.interval", push.interval)?;
+                    if push.interval < Duration::from_millis(100) {
+                        return Err(ConfigError::new(
+                            "telemetry_push.interval",
+                            "must be at least 100 ms",
+                        ));
+                    }
+                }
+                let push_target = self.telemetry_push.clone().map(|settings| {
+                    let bootstrap = bootstrap.clone();
+                    (bootstrap, identity.identity.clone(), settings)
+                });
                 let locality = self.locality.or_else(|| bootstrap.locality.clone());
                 let settings = crate::xds::Settings {
                     bootstrap,
@@ -407,6 +441,24 @@ impl MeshBuilder {
                         .with_identity(identity),
                 );
                 start(Arc::downgrade(&shared));
+                if let Some((bootstrap, identity, settings)) = push_target {
+                    let ads = Arc::downgrade(&shared);
+                    let target = crate::telemetry::push::Target {
+                        bootstrap,
+                        identity,
+                        ads_channel: Arc::new(move || {
+                            ads.upgrade()
+                                .and_then(|s| s.discovery.as_ref().and_then(|d| d.channel()))
+                        }),
+                    };
+                    let alive = Arc::downgrade(&shared);
+                    tokio::spawn(crate::telemetry::push::run(
+                        shared.telemetry.edges.clone(),
+                        move || alive.strong_count() > 0,
+                        target,
+                        settings,
+                    ));
+                }
                 Ok(Mesh { shared })
             }
         }

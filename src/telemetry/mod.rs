@@ -13,7 +13,9 @@
 //!   whoever takes them (the push to the control plane, a test);
 //! - [`report`]: the per-request decision report every mesh client's
 //!   response carries, and its short form for the `sinew-debug` header;
-//! - `otlp` (feature `otlp`): export of the spans over OTLP/gRPC.
+//! - `otlp` (feature `otlp`): export of the spans over OTLP/gRPC;
+//! - `push` (feature `xds`): the edges, pushed to the control plane as
+//!   OTLP metrics (ADR 0017).
 //!
 //! docs/telemetry.md lists the spans, their fields and the metrics.
 
@@ -24,6 +26,9 @@ pub mod edges;
 pub mod layer;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+pub mod otlp_names;
+#[cfg(feature = "xds")]
+pub mod push;
 pub mod report;
 pub mod request_metrics;
 pub mod span;

@@ -172,6 +172,10 @@ impl Task {
                 };
             }
         };
+        // Only the primary's: the telemetry push goes to the primary.
+        if primary.is_none() {
+            lock(&self.state).channel = Some(channel.clone());
+        }
         // As large as Sinew's control plane may send.
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(super::MAX_MESSAGE_BYTES);

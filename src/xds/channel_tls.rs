@@ -145,7 +145,7 @@ fn client_config(
 }
 
 /// A channel to `endpoint`, over TLS when `tls` is given.
-pub(super) async fn connect(
+pub(crate) async fn connect(
     endpoint: &Endpoint,
     tls: Option<&ChannelTls>,
     identity: Option<&Identity>,

@@ -136,6 +136,17 @@ impl Discovery {
         (discovery, spawn)
     }
 
+    /// The channel of the open ADS stream to the primary server, if any:
+    /// the telemetry push sends on it, so that a process holds one
+    /// connection to its control plane.
+    pub(crate) fn channel(&self) -> Option<tonic::transport::Channel> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .channel
+            .clone()
+    }
+
     /// Subscribes to `service`'s configuration (its Listener), once.
     pub(crate) fn watch(&self, service: &str) {
         let mut watched = self.watched_at.lock().unwrap_or_else(|p| p.into_inner());

@@ -70,7 +70,7 @@
 mod ads;
 mod backoff;
 mod bootstrap;
-mod channel_tls;
+pub(crate) mod channel_tls;
 mod discovery;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

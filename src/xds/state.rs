@@ -106,6 +106,9 @@ pub(super) struct Applied {
 /// The client's state.
 #[derive(Debug)]
 pub(super) struct State {
+    /// The channel of the open ADS stream, which the telemetry push
+    /// shares rather than opening a connection of its own.
+    pub(super) channel: Option<tonic::transport::Channel>,
     entries: BTreeMap<(Kind, String), Entry>,
     services: BTreeSet<String>,
     /// The server Listeners (gRFC A36) subscribed, by resource name.
@@ -149,6 +152,7 @@ pub(super) struct State {
 impl State {
     pub(super) fn new(server: &str) -> Self {
         Self {
+            channel: None,
             entries: BTreeMap::new(),
             services: BTreeSet::new(),
             server_listeners: BTreeSet::new(),
@@ -447,6 +451,7 @@ impl State {
     /// The stream is gone: the timers stop (gRFC A57); every value stays
     /// in use (gRFC A88).
     pub(super) fn disconnected(&mut self, server: &str, error: String) {
+        self.channel = None;
         for entry in self.entries.values_mut() {
             entry.requested_at = None;
         }

@@ -5,6 +5,7 @@
 mod api;
 mod csr;
 mod files;
+mod issued;
 mod leaf;
 mod options;
 mod root;
@@ -15,6 +16,7 @@ mod tokens;
 
 pub(crate) use api::handle;
 pub use files::{STATE_FILE, TOKENS_FILE};
+pub use issued::IssuedView;
 pub use options::{CaOptions, DEFAULT_LEAF_TTL, MAX_LEAF_TTL, MIN_LEAF_TTL};
 pub use roots::Standing;
 pub use spiffe::{DEFAULT_TRUST_DOMAIN, TrustDomain};
@@ -58,6 +60,8 @@ pub(crate) struct Signed {
 struct Inner {
     roots: Roots,
     tokens: Tokens,
+    /// The last certificate issued per SPIFFE ID, for the dashboard.
+    issued: issued::Issued,
 }
 
 /// The CA, shared by the API's handlers.
@@ -165,6 +169,7 @@ impl Ca {
             inner: Arc::new(Mutex::new(Inner {
                 roots: Roots::new(entries),
                 tokens,
+                issued: Default::default(),
             })),
             writing: Arc::default(),
             clock: options.clock,
@@ -173,6 +178,11 @@ impl Ca {
             dir: options.dir,
             from_files,
         })
+    }
+
+    /// The last certificate issued per SPIFFE ID.
+    pub(crate) fn issued(&self) -> Vec<IssuedView> {
+        self.lock().issued.list()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -293,6 +303,7 @@ impl Ca {
             )
             .map_err(Refusal::Unavailable)?;
             entry.issued_until = entry.issued_until.max(leaf.not_after);
+            let not_after = leaf.not_after;
             let mut save = pruned;
             if leaf.not_after > entry.persisted_until {
                 let ahead = leaf.not_after.saturating_add(ttl);
@@ -307,6 +318,7 @@ impl Ca {
                 expires_at: leaf.not_after,
                 refresh_at: now + lifetime / 2,
             };
+            inner.issued.record(spiffe_id, now, not_after);
             (signed, save)
         };
         // The leaf goes out only once the file says its root must stay

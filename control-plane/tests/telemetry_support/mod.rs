@@ -1,0 +1,132 @@
+//! What the telemetry and dashboard tests share: a control plane with a
+//! fast telemetry window, a real Sinew mesh pushing to it, and polling
+//! `/v1/graph` until it shows what a test waits for.
+
+use crate::common::{DEADLINE, TOKEN, admin};
+use http::{Method, StatusCode};
+use serde_json::Value;
+use sinew::mesh::Mesh;
+use sinew::telemetry::push::PushSettings;
+use sinew::xds::Bootstrap;
+use sinew_control_plane::ControlPlane;
+use std::time::Duration;
+
+pub const MESH: &str = "services:\n  reviews:\n    routes: [{ split: [{ cluster: reviews-v1 }] }]\nclusters:\n  reviews-v1:\n    endpoints: [{ address: \"127.0.0.1:9\" }]\n";
+
+/// How often the tests' meshes push.
+pub const PUSH_EVERY: Duration = Duration::from_millis(150);
+
+/// A mesh of service `service` (node `node`) pushing to `cp` over
+/// plaintext xDS every [`PUSH_EVERY`].
+pub async fn pushing_mesh(cp: &ControlPlane, service: &str, node: &str) -> Mesh {
+    let mut bootstrap = Bootstrap::for_server(&format!("http://{}", cp.xds_addr()));
+    bootstrap.node_cluster = service.to_owned();
+    bootstrap.node_id = node.to_owned();
+    crate::common::within(
+        "the mesh",
+        Mesh::builder()
+            .bootstrap(bootstrap)
+            .telemetry_push(PushSettings {
+                interval: PUSH_EVERY,
+                ..PushSettings::default()
+            })
+            .build(),
+    )
+    .await
+    .unwrap()
+}
+
+/// `/v1/graph`, read with the admin token.
+pub async fn graph(cp: &ControlPlane) -> Value {
+    let (status, graph) = admin(cp, Method::GET, "/v1/graph", Some(TOKEN), Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{graph}");
+    graph
+}
+
+/// The edge `source` → `destination` of `graph`, as `direction` saw it.
+pub fn edge<'a>(graph: &'a Value, source: &str, destination: &str, direction: &str) -> &'a Value {
+    graph["edges"]
+        .as_array()
+        .and_then(|edges| {
+            edges
+                .iter()
+                .find(|e| e["source"] == source && e["destination"] == destination)
+        })
+        .map_or(&Value::Null, |e| &e[direction])
+}
+
+/// Polls `/v1/graph` until `until` holds of it; the graph then.
+pub async fn graph_until(cp: &ControlPlane, what: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        every.tick().await;
+        let graph = graph(cp).await;
+        if until(&graph) {
+            return graph;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {DEADLINE:?}; the graph: {graph:#}"
+        );
+    }
+}
+
+/// A certificate for `namespace`/`service` from `cp`'s CA, as a mesh
+/// identity.
+pub async fn identity(cp: &ControlPlane, namespace: &str, service: &str) -> sinew::tls::Identity {
+    use rcgen::{CertificateParams, KeyPair, SanType};
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    let id = format!("spiffe://cluster.local/ns/{namespace}/sa/{service}");
+    params.subject_alt_names = vec![SanType::URI(id.as_str().try_into().unwrap())];
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let (status, answer) = admin(
+        cp,
+        Method::POST,
+        "/v1/certificates",
+        Some(TOKEN),
+        serde_json::json!({ "csr": csr }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let identity = sinew::tls::Identity::new();
+    identity.set_credentials(
+        sinew::tls::Credentials::from_pem(
+            answer["certificate_chain"].as_str().unwrap().as_bytes(),
+            key.serialize_pem().as_bytes(),
+            cp.trust_bundle_pem().as_bytes(),
+        )
+        .unwrap(),
+    );
+    identity
+}
+
+/// A mesh with `identity`, node `node` of `cluster`, pushing to `cp`
+/// over mutual TLS.
+pub async fn pushing_mesh_tls(
+    cp: &ControlPlane,
+    identity: sinew::tls::Identity,
+    cluster: &str,
+    node: &str,
+) -> Mesh {
+    let port = cp.xds_addr().port();
+    let bootstrap = Bootstrap::from_json(&format!(
+        r#"{{"xds_servers": [{{"server_uri": "127.0.0.1:{port}", "channel_creds": [{{"type": "tls"}}]}}], "node": {{"id": "{node}", "cluster": "{cluster}"}}}}"#
+    ))
+    .unwrap();
+    crate::common::within(
+        "the mesh",
+        Mesh::builder()
+            .identity(identity)
+            .bootstrap(bootstrap)
+            .initial_fetch_timeout(Duration::from_secs(1))
+            .telemetry_push(PushSettings {
+                interval: PUSH_EVERY,
+                ..PushSettings::default()
+            })
+            .build(),
+    )
+    .await
+    .unwrap()
+}
