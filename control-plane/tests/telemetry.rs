@@ -190,6 +190,23 @@ async fn malformed_exports_are_refused_naming_the_field() {
         "{status:?}"
     );
 
+    // A latency sum past a day per request (it would overflow the
+    // window's totals).
+    let mut bad = good.clone();
+    let Some(Data::Histogram(h)) = &mut bad.resource_metrics[0].scope_metrics[0].metrics[0].data
+    else {
+        panic!("the histogram first");
+    };
+    h.data_points[0].sum = Some(1e13);
+    let status = refused(bad).await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .ends_with("histogram.data_points[0].sum: must be a non-negative number of seconds, at most a day per request"),
+        "{status:?}"
+    );
+
     // Cumulative, not delta.
     let mut bad = good.clone();
     let Some(Data::Histogram(h)) = &mut bad.resource_metrics[0].scope_metrics[0].metrics[0].data
@@ -250,6 +267,16 @@ async fn malformed_exports_are_refused_naming_the_field() {
     assert_eq!(
         edge(&graph(&cp).await, "cart", "reviews", "outbound")["requests"],
         3
+    );
+
+    // A service name as xDS spells it, with a port, is one.
+    let with_port = export("cart", &stats("cart", "reviews:8080", 1));
+    within("an OTLP answer", otlp.export(with_port))
+        .await
+        .expect("`reviews:8080` is a service name");
+    assert_eq!(
+        edge(&graph(&cp).await, "cart", "reviews:8080", "outbound")["requests"],
+        1
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

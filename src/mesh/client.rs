@@ -274,16 +274,18 @@ impl<S> MeshClient<S> {
         let stack = stack(timeout, route, cluster, own, mtls, self.inner.clone());
         let (service, route_index) = decision.indices();
         // What the caller asked to see: the short form only where the
-        // service's configuration allows it (it reveals the topology).
-        let debug = decision
-            .snapshot()
-            .services_in_order()
-            .get(service)
-            .is_some_and(|s| s.debug_header())
-            && request
-                .headers()
-                .get(report::DEBUG_REQUEST_HEADER)
-                .is_some_and(|v| v.as_bytes() == b"1");
+        // service's configuration allows it (it reveals the topology). The
+        // ask is the mesh's and goes no further than this client.
+        let asked = request
+            .headers_mut()
+            .remove(report::DEBUG_REQUEST_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"1");
+        let debug = asked
+            && decision
+                .snapshot()
+                .services_in_order()
+                .get(service)
+                .is_some_and(|s| s.debug_header());
         let sink = request.extensions().get::<ReportSink>().cloned();
         let report = DecisionReport::new(
             self.service.clone(),

@@ -140,7 +140,9 @@ where
             // the earlier of the two, by which a hung endpoint is judged.
             let mut report =
                 OutlierReport::new(cluster.clone(), endpoint.outlier.clone(), deadline);
-            let response = match inner.oneshot(request).await {
+            // The application's client may hold Sinew layers of its own:
+            // what they decide is not in the mesh's report.
+            let response = match report::Outside::new(inner.oneshot(request)).await {
                 Ok(response) => response,
                 Err(error) => {
                     let error = error.into();

@@ -84,10 +84,10 @@ impl Refusals {
     }
 
     /// The error for a request to `endpoint` that failed: a
-    /// [`HandshakeFailed`] when it went to a connection whose server
-    /// refused the mesh's certificate (the server then processed nothing
-    /// on it), or failed before it had a connection and its endpoint
-    /// refused one since `began`.
+    /// [`HandshakeFailed`] when, since the request began, the server of
+    /// its connection refused the mesh's certificate on it (the server
+    /// then processed nothing on it), or, for a request that failed before
+    /// it had a connection, its endpoint refused one.
     pub(super) fn explain(
         &self,
         error: hyper_util::client::legacy::Error,
@@ -106,7 +106,10 @@ impl Refusals {
                 };
                 let (endpoint, local) =
                     (canonical(info.remote_addr()), canonical(info.local_addr()));
-                Box::new(move |r| r.endpoint == endpoint && r.local == local)
+                // Refused since the request began: a later connection
+                // that happens to reuse the local port is not taken for
+                // the refused one.
+                Box::new(move |r| r.seq > began.0 && r.endpoint == endpoint && r.local == local)
             }
             None if error.is_connect() => return error.into(),
             None => {

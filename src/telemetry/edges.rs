@@ -137,10 +137,12 @@ impl LatencyHistogram {
         if self.counts.len() < other.counts.len() {
             self.counts.resize(other.counts.len(), 0);
         }
+        // Saturating: histograms merged here may come from other
+        // processes (the control plane's window).
         for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
-            *mine += theirs;
+            *mine = mine.saturating_add(*theirs);
         }
-        self.sum_micros += other.sum_micros;
+        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
     }
 
     /// The `q` quantile (0 to 1), interpolated within its bucket, or
@@ -156,7 +158,7 @@ impl LatencyHistogram {
     /// assert!(p50 > std::time::Duration::from_micros(500) && p50 <= std::time::Duration::from_millis(1));
     /// ```
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        let total: u64 = self.counts.iter().sum();
+        let total = self.counts.iter().fold(0u64, |t, &c| t.saturating_add(c));
         if total == 0 {
             return None;
         }
@@ -166,7 +168,7 @@ impl LatencyHistogram {
             if count == 0 {
                 continue;
             }
-            if (seen + count) as f64 >= rank {
+            if seen.saturating_add(count) as f64 >= rank {
                 let Some(&upper) = LATENCY_BOUNDS_MICROS.get(i) else {
                     return LATENCY_BOUNDS_MICROS
                         .last()
@@ -181,7 +183,7 @@ impl LatencyHistogram {
                 let micros = lower as f64 + within * (upper - lower) as f64;
                 return Some(Duration::from_micros(micros as u64));
             }
-            seen += count;
+            seen = seen.saturating_add(count);
         }
         LATENCY_BOUNDS_MICROS
             .last()

@@ -50,7 +50,7 @@ pub(crate) use record::breaker;
 pub(crate) use record::{AttemptGuard, ended, endpoint, hedging, refused, retrying};
 use scope::record;
 #[cfg_attr(not(feature = "mesh"), allow(unused_imports))]
-pub(crate) use scope::{Recorded, active};
+pub(crate) use scope::{Outside, Recorded, active};
 pub use short::{DEBUG_REQUEST_HEADER, DECISION_RESPONSE_HEADER};
 
 /// What the mesh decided for one request. See the [module docs](self).

@@ -180,7 +180,17 @@ async fn a_breaker_refusal_is_in_the_report_of_the_failed_request() {
 
 #[tokio::test]
 async fn the_decision_header_is_returned_only_where_the_configuration_allows_it() {
-    let (server, _) = named("a").await;
+    // The endpoint counts the requests that still carry the ask: it is
+    // for the caller's own mesh client, and goes no further.
+    let forwarded = Arc::new(AtomicUsize::new(0));
+    let seen = forwarded.clone();
+    let server = serve(handler(move |req: Request<hyper::body::Incoming>| {
+        if req.headers().contains_key("sinew-debug") {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        async move { text(200, "a") }
+    }))
+    .await;
     let mesh = mesh_of(&format!(
         "services:\n  reviews:\n    debug_header: true\n    routes: [{{ split: [{{ cluster: pool }}] }}]\n  ratings:\n    routes: [{{ split: [{{ cluster: pool }}] }}]\nclusters:\n  pool:\n    endpoints: [{{ address: \"{}\" }}]\n",
         server.addr
@@ -229,6 +239,7 @@ async fn the_decision_header_is_returned_only_where_the_configuration_allows_it(
         .unwrap();
     assert!(response.headers().get("sinew-decision").is_none());
     assert!(response.extensions().get::<DecisionReport>().is_some());
+    assert_eq!(forwarded.load(Ordering::SeqCst), 0, "the ask went upstream");
 }
 
 #[test]

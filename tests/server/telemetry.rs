@@ -398,3 +398,22 @@ async fn over_mtls_the_inbound_edge_names_the_caller_by_its_spiffe_id() {
     );
     within("shutdown", server.shutdown()).await.unwrap();
 }
+
+/// A caller's ask for the decision report (`sinew-debug`) is for its own
+/// mesh client: the server takes it off, so that a handler forwarding its
+/// request's headers through its own mesh client cannot have an outsider
+/// answered with the topology behind it.
+#[tokio::test]
+async fn the_servers_handler_never_sees_the_ask_for_a_decision_report() {
+    let (listener, addr) = listener().await;
+    let mesh = mesh(config(addr, "http1", "")).await;
+    let handler = tower::service_fn(|req: Request<Incoming>| async move {
+        let seen = req.headers().contains_key("sinew-debug");
+        let body = if seen { "asked" } else { "clean" };
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+    });
+    let server = mesh.serve("reviews", listener, handler).await.unwrap();
+    let body = plain_get(addr, "/", &[("sinew-debug", "1")]).await;
+    assert_eq!(body, "clean");
+    within("shutdown", server.shutdown()).await.unwrap();
+}

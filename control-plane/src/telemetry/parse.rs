@@ -42,8 +42,9 @@ fn string_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str
         })
 }
 
-/// A service name as the graph shows it: 1 to 253 characters of
-/// letters, digits, `.`, `_`, `-`.
+/// A service name as the mesh spells one: 1 to 253 characters of
+/// letters, digits, `.`, `_`, `:`, `-` (a colon for xDS names such as
+/// `reviews:8080`).
 fn name<'a>(attributes: &'a [KeyValue], key: &str, field: &str) -> Result<&'a str, Status> {
     let field = format!("{field}.attributes[{key}]");
     let Some(value) = string_attribute(attributes, key) else {
@@ -53,12 +54,12 @@ fn name<'a>(attributes: &'a [KeyValue], key: &str, field: &str) -> Result<&'a st
         && value.len() <= 253
         && value
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
     if !valid {
         return Err(invalid(
             &field,
             format!(
-                "`{}` is not a service name (1 to 253 letters, digits, `.`, `_`, `-`)",
+                "`{}` is not a service name (1 to 253 letters, digits, `.`, `_`, `:`, `-`)",
                 crate::limits::truncate(value, 64)
             ),
         ));
@@ -132,10 +133,13 @@ fn histogram(point: &HistogramDataPoint, field: &str) -> Result<LatencyHistogram
         ));
     }
     let sum = point.sum.unwrap_or(0.0);
-    if !sum.is_finite() || sum < 0.0 {
+    // A day per request at most: sums past that are nonsense, and would
+    // overflow the window's microsecond totals.
+    let most = point.count as f64 * 86_400.0;
+    if !sum.is_finite() || sum < 0.0 || sum > most {
         return Err(invalid(
             &format!("{field}.sum"),
-            "must be a finite, non-negative number of seconds",
+            "must be a non-negative number of seconds, at most a day per request",
         ));
     }
     Ok(LatencyHistogram {
@@ -200,7 +204,7 @@ pub(crate) fn parse(
                             let key = key(&point.attributes, &field)?;
                             let latency = histogram(point, &field)?;
                             let delta = report.edges.entry(key).or_default();
-                            delta.requests += point.count;
+                            delta.requests = delta.requests.saturating_add(point.count);
                             delta.latency.merge(&latency);
                         }
                     }
@@ -216,7 +220,7 @@ pub(crate) fn parse(
                             let key = key(&point.attributes, &field)?;
                             let n = count(point, &field)?;
                             let entry = failures.entry(key).or_insert((0, field));
-                            entry.0 += n;
+                            entry.0 = entry.0.saturating_add(n);
                         }
                     }
                     (names::DURATION | names::FAILURES, _) => {
@@ -247,7 +251,7 @@ pub(crate) fn parse(
                 ));
             }
             if let Some(delta) = report.edges.get_mut(&key) {
-                delta.failures += n;
+                delta.failures = delta.failures.saturating_add(n);
             }
         }
         reports.push(report);

@@ -185,8 +185,8 @@ impl Window {
 }
 
 fn merge(into: &mut Delta, from: &Delta) {
-    into.requests += from.requests;
-    into.failures += from.failures;
+    into.requests = into.requests.saturating_add(from.requests);
+    into.failures = into.failures.saturating_add(from.failures);
     into.latency.merge(&from.latency);
 }
 

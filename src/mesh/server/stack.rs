@@ -155,6 +155,13 @@ where
         let ready = std::mem::replace(&mut self.inner, clone);
         let authorizer = self.live.authorizer(&limits);
         let mut stack = stack(&limits, authorizer, std::mem::take(&mut self.shed), ready);
+        // A caller's ask for the decision report is for its own mesh
+        // client: taken off here, so that a handler forwarding the
+        // request's headers cannot have its client answer an outsider with
+        // the topology behind it.
+        request
+            .headers_mut()
+            .remove(crate::telemetry::report::DEBUG_REQUEST_HEADER);
         let recording = Recording::start(&self.telemetry, &mut request);
         recording.call(|request| stack.call(request), request)
     }

@@ -133,3 +133,44 @@ where
         }))
     }
 }
+
+pin_project! {
+    /// The transport under a mesh client's stack (the application's own
+    /// client, which may hold Sinew layers of its own), polled outside the
+    /// report's scope: what layers down there do is not the mesh's
+    /// decision, and they record nothing into its report.
+    pub(crate) struct Outside<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Outside<F> {
+    #[inline]
+    #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
+    pub(crate) fn new(future: F) -> Self {
+        Self { future }
+    }
+}
+
+/// Puts the report back into the slot when the transport's poll ends,
+/// even if it panics.
+struct Aside(Option<Box<DecisionReport>>);
+
+impl Drop for Aside {
+    #[inline]
+    fn drop(&mut self) {
+        let report = self.0.take();
+        CURRENT.with(|slot| slot.set(report));
+    }
+}
+
+impl<F: Future> Future for Outside<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _aside = Aside(CURRENT.with(|slot| slot.take()));
+        self.project().future.poll(cx)
+    }
+}
