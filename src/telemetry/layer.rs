@@ -221,6 +221,20 @@ pub(crate) struct Recording {
     /// The caller's identity, inbound (a reference count, not a copy).
     #[cfg(feature = "mesh")]
     peer: Option<crate::mesh::PeerIdentity>,
+    /// Whether the request was counted (ended with a response or error).
+    counted: bool,
+}
+
+/// A request dropped before it ended was given up by its caller (its own
+/// timeout, a client gone): counted as cancelled, a failure, so that the
+/// slowest requests are not left out of the success rate.
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if !self.counted {
+            span::cancelled(&self.span);
+            self.count(StatusLabel::Cancelled, false);
+        }
+    }
 }
 
 impl Recording {
@@ -268,6 +282,7 @@ impl Recording {
             route: "",
             #[cfg(feature = "mesh")]
             peer: peer.cloned(),
+            counted: false,
         }
     }
 
@@ -325,8 +340,7 @@ impl Recording {
         UNKNOWN
     }
 
-    fn finish<RB, E: std::fmt::Display>(self, result: &Result<Response<RB>, E>) {
-        let latency = self.start.elapsed();
+    fn finish<RB, E: std::fmt::Display>(mut self, result: &Result<Response<RB>, E>) {
         let (status, success) = match result {
             Ok(response) => {
                 let headers = response.headers();
@@ -352,6 +366,13 @@ impl Recording {
                 (StatusLabel::Error, false)
             }
         };
+        self.count(status, success);
+    }
+
+    /// Counts the request (metrics and edges) once it ended.
+    fn count(&mut self, status: StatusLabel, success: bool) {
+        self.counted = true;
+        let latency = self.start.elapsed();
         let Some(metrics) = &self.settings.metrics else {
             return;
         };

@@ -41,6 +41,9 @@ pub enum StatusLabel {
     Grpc(crate::grpc::Code),
     /// No response: an error.
     Error,
+    /// No response: the caller gave up on the request (its future was
+    /// dropped: a timeout of the caller's, a client that went away).
+    Cancelled,
 }
 
 impl StatusLabel {
@@ -53,6 +56,7 @@ impl StatusLabel {
             }
             Self::Grpc(code) => Label::from_static_parts("grpc_code", code.name()),
             Self::Error => Label::from_static_parts("status_class", "error"),
+            Self::Cancelled => Label::from_static_parts("status_class", "cancelled"),
         }
     }
 }

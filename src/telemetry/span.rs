@@ -159,6 +159,15 @@ pub(crate) fn outcome(span: &Span, success: bool) {
 }
 
 /// Records an error instead of a response on an enabled span.
+/// Records on an enabled span that the caller gave up on the request.
+pub(crate) fn cancelled(span: &Span) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("sinew.outcome", "cancelled");
+    span.record("otel.status_code", "ERROR");
+}
+
 pub(crate) fn error(span: &Span, error: &dyn std::fmt::Display) {
     if span.is_disabled() {
         return;

@@ -417,3 +417,83 @@ async fn the_servers_handler_never_sees_the_ask_for_a_decision_report() {
     assert_eq!(body, "clean");
     within("shutdown", server.shutdown()).await.unwrap();
 }
+
+/// A request its caller gives up on (the future dropped: the caller's own
+/// timeout, a client gone) is counted as `cancelled`, a failure, on both
+/// sides: the slowest requests are not left out of the success rate.
+#[tokio::test]
+async fn a_request_given_up_by_its_caller_is_counted_as_cancelled_on_both_sides() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let (listener, addr) = listener().await;
+    let mesh = Mesh::builder()
+        .service_name("web")
+        .config(config(addr, "http1", ""))
+        .build()
+        .await
+        .unwrap();
+    let (app, mut arrivals) = app();
+    let (dropped, release) = (app.dropped.clone(), app.release.clone());
+    let server = mesh
+        .serve("reviews", listener, app.service())
+        .await
+        .unwrap();
+    let request = Request::get("http://reviews/hold")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let mut call = Box::pin(mesh.http_client("reviews").oneshot(request));
+    // Polled until the handler has the request, then given up.
+    tokio::select! {
+        _ = &mut call => panic!("the handler holds the request"),
+        arrived = within("the request at the handler", arrivals.recv()) => arrived.unwrap(),
+    }
+    drop(call);
+    // The server learns it when the connection closes and drops the
+    // handler.
+    within("the handler dropped", async {
+        while dropped.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // A snapshot drains the counters: totals kept across snapshots.
+    let mut cancelled: HashMap<String, u64> = HashMap::new();
+    let mut count = |cancelled: &mut HashMap<String, u64>| {
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let label = |name: &str| {
+                key.labels()
+                    .find(|l| l.key() == name)
+                    .map(|l| l.value().to_owned())
+            };
+            if key.name() == "sinew_requests_total"
+                && label("status_class").as_deref() == Some("cancelled")
+                && let (Some(direction), DebugValue::Counter(n)) = (label("direction"), value)
+            {
+                *cancelled.entry(direction).or_default() += n;
+            }
+        }
+    };
+    within("both sides counted", async {
+        loop {
+            count(&mut cancelled);
+            if cancelled.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(cancelled["outbound"], 1, "{cancelled:?}");
+    assert_eq!(cancelled["inbound"], 1, "{cancelled:?}");
+    let edges = mesh.edges().take();
+    assert!(
+        edges.iter().all(|e| e.requests == 1 && e.failures == 1),
+        "{edges:?}"
+    );
+    assert_eq!(edges.len(), 2, "{edges:?}");
+    release.add_permits(1);
+    within("shutdown", server.shutdown()).await.unwrap();
+}
