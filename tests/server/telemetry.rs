@@ -460,7 +460,7 @@ async fn a_request_given_up_by_its_caller_is_counted_as_cancelled_on_both_sides(
     .await;
     // A snapshot drains the counters: totals kept across snapshots.
     let mut cancelled: HashMap<String, u64> = HashMap::new();
-    let mut count = |cancelled: &mut HashMap<String, u64>| {
+    let count = |cancelled: &mut HashMap<String, u64>| {
         for (key, _, _, value) in snapshotter.snapshot().into_vec() {
             let key = key.key();
             let label = |name: &str| {
