@@ -146,7 +146,20 @@ fn end(r: &mut DecisionReport, number: u32, result: AttemptResult) {
 #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
 pub(crate) struct AttemptGuard {
     number: u32,
-    report: Instant,
+    report: ReportId,
+}
+
+/// Which report: where it lives (boxed, it does not move while recorded)
+/// and when its request started. Either alone could be shared by two
+/// reports: an address reused once a report is freed, or one instant under
+/// a paused clock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ReportId(usize, Instant);
+
+impl ReportId {
+    fn of(report: &DecisionReport) -> Self {
+        Self(std::ptr::from_ref(report) as usize, report.started)
+    }
 }
 
 impl AttemptGuard {
@@ -155,7 +168,7 @@ impl AttemptGuard {
     #[cfg_attr(not(feature = "mesh"), allow(dead_code))]
     pub(crate) fn new(number: u32) -> Option<Self> {
         let mut report = None;
-        record(|r| report = Some(r.started));
+        record(|r| report = Some(ReportId::of(r)));
         report.map(|report| Self { number, report })
     }
 }
@@ -163,7 +176,7 @@ impl AttemptGuard {
 impl Drop for AttemptGuard {
     fn drop(&mut self) {
         record(|r| {
-            if r.started == self.report {
+            if ReportId::of(r) == self.report {
                 end(r, self.number, AttemptResult::Cancelled);
             }
         });
