@@ -195,7 +195,7 @@ async fn grpc_requests_are_traced_and_counted_by_grpc_code() {
     let snapshotter = recorder.snapshotter();
     let _metrics = metrics::set_default_local_recorder(&recorder);
     let spans = crate::telemetry::Spans::default();
-    let _tracing = tracing::subscriber::set_default(spans.clone());
+    let _tracing = spans.install();
     let (listener, addr) = listener().await;
     let mesh = mesh(config(
         addr,

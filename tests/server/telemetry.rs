@@ -50,7 +50,64 @@ impl tracing::Subscriber for Spans {
     fn exit(&self, _: &Id) {}
 }
 
+thread_local! {
+    /// The spans of the test running on this thread.
+    static SINK: std::cell::RefCell<Option<Spans>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Ids of spans no test on their thread collects.
+const UNCOLLECTED: u64 = 1 << 63;
+
+/// The process's one subscriber, which hands each span to the [`Spans`]
+/// of the test on its thread. One global subscriber, not one per test:
+/// with several per-thread subscribers coming and going, tracing may
+/// cache that no one wants a callsite, and a test sees none of its spans.
+struct Routed;
+
+impl tracing::Subscriber for Routed {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        SINK.with(|sink| match &*sink.borrow() {
+            Some(spans) => spans.new_span(span),
+            None => Id::from_u64(UNCOLLECTED),
+        })
+    }
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        if span.into_u64() == UNCOLLECTED {
+            return;
+        }
+        SINK.with(|sink| {
+            if let Some(spans) = &*sink.borrow() {
+                spans.record(span, values);
+            }
+        });
+    }
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+/// Stops collecting on this thread when dropped.
+pub struct Collecting;
+
+impl Drop for Collecting {
+    fn drop(&mut self) {
+        SINK.with(|sink| sink.borrow_mut().take());
+    }
+}
+
 impl Spans {
+    /// Collects the spans made on this thread (the test's, on a
+    /// current-thread runtime) until the guard is dropped.
+    pub fn install(&self) -> Collecting {
+        let _ = tracing::subscriber::set_global_default(Routed);
+        SINK.with(|sink| *sink.borrow_mut() = Some(self.clone()));
+        Collecting
+    }
+
     /// The spans named `name` whose `field` is `value`.
     pub fn find(&self, name: &str, field: &str, value: &str) -> Vec<HashMap<String, String>> {
         self.0
@@ -100,7 +157,7 @@ const ROOT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 #[tokio::test]
 async fn a_trace_crosses_a_real_hop_with_the_attempt_as_the_servers_parent() {
     let spans = Spans::default();
-    let _guard = tracing::subscriber::set_default(spans.clone());
+    let _guard = spans.install();
     let (listener, addr) = listener().await;
     let mesh = mesh(config(addr, "http1", "")).await;
     let server = mesh.serve("reviews", listener, echo()).await.unwrap();
@@ -200,7 +257,7 @@ async fn b3_headers_single_and_multi_are_read_by_the_server() {
 #[tokio::test]
 async fn an_invalid_traceparent_is_ignored_and_starts_a_new_trace() {
     let spans = Spans::default();
-    let _guard = tracing::subscriber::set_default(spans.clone());
+    let _guard = spans.install();
     let (listener, addr) = listener().await;
     let mesh = mesh(config(addr, "http1", "")).await;
     let server = mesh.serve("reviews", listener, echo()).await.unwrap();
@@ -310,7 +367,7 @@ async fn requests_are_counted_by_edge_route_and_status_and_edges_recorded_on_bot
 #[tokio::test]
 async fn a_retry_is_an_attempt_span_of_its_own_with_its_own_traceparent() {
     let spans = Spans::default();
-    let _guard = tracing::subscriber::set_default(spans.clone());
+    let _guard = spans.install();
     let (listener, addr) = listener().await;
     let config = MeshConfig::from_yaml(&format!(
         "services:\n  reviews:\n    routes:\n      - split: [{{ cluster: reviews }}]\n        \
