@@ -622,49 +622,40 @@ async fn audited_decisions_and_dry_run_verdicts_are_logged() {
 /// from a subscriber installed once for the tests here.
 type Lines = Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
-struct Capture(Lines);
+static LINES: std::sync::OnceLock<Lines> = std::sync::OnceLock::new();
 
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        metadata.target().starts_with("sinew::authz")
+fn lines() -> &'static Lines {
+    LINES.get_or_init(Lines::default)
+}
+
+/// Keeps an event of the `sinew::authz` targets (called by the binary's
+/// one subscriber, `telemetry::Routed`).
+pub fn capture_event(event: &tracing::Event<'_>) {
+    if !event.metadata().target().starts_with("sinew::authz") {
+        return;
     }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Line(String);
-        impl tracing::field::Visit for Line {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.0.push_str(&format!("{value:?} "));
-                } else {
-                    self.0.push_str(&format!("{}={value:?} ", field.name()));
-                }
-            }
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                self.0.push_str(&format!("{}={value} ", field.name()));
+    struct Line(String);
+    impl tracing::field::Visit for Line {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0.push_str(&format!("{value:?} "));
+            } else {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
             }
         }
-        let mut line = Line(String::new());
-        event.record(&mut line);
-        self.0
-            .lock()
-            .unwrap()
-            .push((event.metadata().target().to_owned(), line.0));
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0.push_str(&format!("{}={value} ", field.name()));
+        }
     }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
+    let mut line = Line(String::new());
+    event.record(&mut line);
+    lines()
+        .lock()
+        .unwrap()
+        .push((event.metadata().target().to_owned(), line.0));
 }
 
 fn captured() -> Lines {
-    static LINES: std::sync::OnceLock<Lines> = std::sync::OnceLock::new();
-    LINES
-        .get_or_init(|| {
-            let lines = Lines::default();
-            tracing::subscriber::set_global_default(Capture(lines.clone())).unwrap();
-            lines
-        })
-        .clone()
+    crate::telemetry::install_global();
+    lines().clone()
 }

@@ -85,9 +85,17 @@ impl tracing::Subscriber for Routed {
         });
     }
     fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        crate::authz::capture_event(event);
+    }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
+}
+
+/// Installs the binary's one subscriber (spans to the test of their
+/// thread, authorization events to `authz`'s capture).
+pub fn install_global() {
+    let _ = tracing::subscriber::set_global_default(Routed);
 }
 
 /// Stops collecting on this thread when dropped.
@@ -103,7 +111,7 @@ impl Spans {
     /// Collects the spans made on this thread (the test's, on a
     /// current-thread runtime) until the guard is dropped.
     pub fn install(&self) -> Collecting {
-        let _ = tracing::subscriber::set_global_default(Routed);
+        install_global();
         SINK.with(|sink| *sink.borrow_mut() = Some(self.clone()));
         Collecting
     }
