@@ -25,7 +25,11 @@ use sinew::telemetry::edges::{Direction, EdgeStats, Edges};
 use sinew_control_plane::ControlPlane;
 use sinew_control_plane::telemetry::TelemetryOptions;
 use std::time::Duration;
-use telemetry_support::{MESH, edge, graph, graph_until, pushing_mesh};
+use bytes::Bytes;
+use http_body_util::Empty;
+use telemetry_support::{
+    MESH, Sent, edge, graph, graph_until, pushing_mesh, send, serve_reviews, until_reachable,
+};
 
 /// A control plane with plaintext xDS and reads behind the token.
 async fn start(dir: &std::path::Path, telemetry: TelemetryOptions) -> ControlPlane {
@@ -42,74 +46,99 @@ async fn start(dir: &std::path::Path, telemetry: TelemetryOptions) -> ControlPla
         .unwrap()
 }
 
-fn record(mesh: &sinew::mesh::Mesh, ok: u32, failed: u32, latency: Duration) {
-    let recorder = mesh.edges().edge(Direction::Outbound, "cart", "reviews");
-    for _ in 0..ok {
-        recorder.record(true, latency);
-    }
-    for _ in 0..failed {
-        recorder.record(false, latency);
+/// Hand-recorded outbound traffic of cart to reviews: only for the
+/// refused push, which no honest mesh sends.
+fn record(mesh: &sinew::mesh::Mesh, source: &str, requests: u32) {
+    let recorder = mesh.edges().edge(Direction::Outbound, source, "reviews");
+    for _ in 0..requests {
+        recorder.record(true, Duration::from_millis(1));
     }
 }
 
+fn service<'a>(g: &'a Value, name: &str) -> &'a Value {
+    g["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no service {name}: {g:#}"))
+}
+
+fn success_rate(e: &Value) -> f64 {
+    e["success_rate"].as_f64().unwrap()
+}
+
 #[tokio::test]
-async fn a_mesh_pushes_its_edges_and_the_graph_shows_them() {
+async fn real_requests_reach_the_graph_from_both_sides() {
     let dir = scratch("telemetry-push");
     let cp = start(&dir, TelemetryOptions::default()).await;
-    let mesh = pushing_mesh(&cp, "cart", "cart-1").await;
-    record(&mesh, 8, 2, Duration::from_micros(800));
-    let g = graph_until(&cp, "the first push", |g| {
-        edge(g, "cart", "reviews", "outbound")["requests"] == 10
+    // A real reviews server, registered with the control plane; a real
+    // cart client, configured by it; both push their edges.
+    let reviews = pushing_mesh(&cp, "reviews", "reviews-1").await;
+    let server = serve_reviews(&cp, &reviews).await;
+    let cart = pushing_mesh(&cp, "cart", "cart-1").await;
+    let client = cart.http_client::<Empty<Bytes>>("reviews");
+    let warm = until_reachable(&client).await;
+    let mut paths = vec!["/"; 7];
+    paths.extend(["/fail", "/busy"]);
+    let batch = send(&client, &paths).await;
+    assert_eq!(batch.failures, 2, "the server's 500 and 503");
+    let sent = Sent {
+        requests: warm.requests + batch.requests,
+        failures: warm.failures + batch.failures,
+    };
+    // What reached the server: the warm-up's failures found no endpoint.
+    let served = Sent {
+        requests: sent.requests - warm.failures,
+        failures: batch.failures,
+    };
+
+    let g = graph_until(&cp, "the first pushes", |g| {
+        edge(g, "cart", "reviews", "outbound")["requests"] == sent.requests
+            && edge(g, "unknown", "reviews", "inbound")["requests"] == served.requests
     })
     .await;
-    let e = edge(&g, "cart", "reviews", "outbound");
-    assert_eq!(e["failures"], 2, "{g:#}");
-    assert!(
-        (e["success_rate"].as_f64().unwrap() - 0.8).abs() < 1e-9,
+    let out = edge(&g, "cart", "reviews", "outbound");
+    assert_eq!(out["failures"], sent.failures, "{g:#}");
+    let expected = 1.0 - sent.failures as f64 / sent.requests as f64;
+    assert!((success_rate(out) - expected).abs() < 1e-9, "{g:#}");
+    let p50 = out["p50_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 < 25.0, "loopback answers: {g:#}");
+    assert!(out["rps"].as_f64().unwrap() > 0.0, "{g:#}");
+    // Without mutual TLS the server cannot tell who called: `unknown`.
+    let inb = edge(&g, "unknown", "reviews", "inbound");
+    assert_eq!(inb["failures"], served.failures, "{g:#}");
+    let expected = 1.0 - served.failures as f64 / served.requests as f64;
+    assert!((success_rate(inb) - expected).abs() < 1e-9, "{g:#}");
+    assert!(edge(&g, "cart", "reviews", "inbound").is_null(), "{g:#}");
+    assert_eq!(
+        service(&g, "cart")["reporters"][0]["instance"],
+        "cart-1",
         "{g:#}"
     );
-    let p50 = e["p50_ms"].as_f64().unwrap();
-    assert!(p50 > 0.5 && p50 <= 1.0, "{g:#}");
-    assert!(e["rps"].as_f64().unwrap() > 0.0, "{g:#}");
-    assert!(edge(&g, "cart", "reviews", "inbound").is_null());
-    let names: Vec<&str> = g["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    assert!(
-        names.contains(&"cart") && names.contains(&"reviews"),
-        "{names:?}"
-    );
-    let cart = g["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "cart")
-        .unwrap();
-    assert_eq!(cart["reporters"][0]["instance"], "cart-1", "{cart:#}");
-    let reviews = g["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "reviews")
-        .unwrap();
+    let registered = server.local_addr().to_string();
     assert_eq!(
-        reviews["clusters"][0]["endpoints"][0]["address"], "127.0.0.1:9",
-        "{reviews:#}"
+        service(&g, "reviews")["clusters"][0]["endpoints"][0]["address"],
+        registered.as_str(),
+        "{g:#}"
     );
 
-    // More traffic: the window adds it up.
-    record(&mesh, 5, 0, Duration::from_millis(40));
-    let g = graph_until(&cp, "the second push", |g| {
-        edge(g, "cart", "reviews", "outbound")["requests"] == 15
+    // More traffic, slower: the window adds it up, and its tail shows.
+    let slow = send(&client, &["/slow"; 5]).await;
+    assert_eq!(slow.failures, 0);
+    let g = graph_until(&cp, "the next pushes", |g| {
+        edge(g, "cart", "reviews", "outbound")["requests"] == sent.requests + slow.requests
+            && edge(g, "unknown", "reviews", "inbound")["requests"]
+                == served.requests + slow.requests
     })
     .await;
-    let e = edge(&g, "cart", "reviews", "outbound");
-    assert_eq!(e["failures"], 2, "{g:#}");
-    assert!(e["p99_ms"].as_f64().unwrap() > 25.0, "{g:#}");
+    let out = edge(&g, "cart", "reviews", "outbound");
+    assert_eq!(out["failures"], sent.failures, "{g:#}");
+    assert!(out["p99_ms"].as_f64().unwrap() > 25.0, "{g:#}");
+    let inb = edge(&g, "unknown", "reviews", "inbound");
+    assert!(inb["p99_ms"].as_f64().unwrap() > 25.0, "{g:#}");
     assert_eq!(cp.telemetry().counts().rejected_exports, 0);
+    within("the shutdown", server.shutdown()).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -328,7 +357,7 @@ async fn the_graph_needs_read_access_and_pushes_need_the_mesh_identity() {
     // With a certificate of the mesh, as itself: accepted.
     let cart = telemetry_support::identity(&cp, "shop", "cart").await;
     let mesh = telemetry_support::pushing_mesh_tls(&cp, cart.clone(), "cart", "cart-1").await;
-    record(&mesh, 4, 0, Duration::from_millis(2));
+    record(&mesh, "cart", 4);
     graph_until(&cp, "the push over mutual TLS", |g| {
         edge(g, "cart", "reviews", "outbound")["requests"] == 4
     })
@@ -338,9 +367,7 @@ async fn the_graph_needs_read_access_and_pushes_need_the_mesh_identity() {
 
     // The same certificate passing for another service: refused whole.
     let liar = telemetry_support::pushing_mesh_tls(&cp, cart, "payments", "payments-1").await;
-    liar.edges()
-        .edge(Direction::Outbound, "payments", "reviews")
-        .record(true, Duration::from_millis(1));
+    record(&liar, "payments", 1);
     graph_until(&cp, "the refused push", |g| {
         g["intake"]["rejected_exports"].as_u64() >= Some(1)
     })
