@@ -20,8 +20,8 @@
 mod common;
 mod telemetry_support;
 
-use common::{TOKEN, scratch, within};
 use bytes::Bytes;
+use common::{TOKEN, scratch, within};
 use http_body_util::Empty;
 use sinew_control_plane::ControlPlane;
 use std::path::{Path, PathBuf};
@@ -173,9 +173,8 @@ async fn the_dashboard_shows_the_live_mesh_in_a_browser() {
         );
     }
     assert!(dom.contains("rps ·"), "the edge's label: {dom}");
-    let rate = |sent: u64, failed: u64| {
-        format!("{:.1}%", 100.0 * (sent - failed) as f64 / sent as f64)
-    };
+    let rate =
+        |sent: u64, failed: u64| format!("{:.1}%", 100.0 * (sent - failed) as f64 / sent as f64);
     assert!(
         dom.contains(&rate(sent, failed)),
         "the success rate {}: {dom}",

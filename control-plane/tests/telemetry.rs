@@ -16,8 +16,10 @@
 mod common;
 mod telemetry_support;
 
+use bytes::Bytes;
 use common::{TOKEN, admin, raw_admin, scratch, within};
 use http::{Method, StatusCode};
+use http_body_util::Empty;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use serde_json::Value;
@@ -25,8 +27,6 @@ use sinew::telemetry::edges::{Direction, EdgeStats, Edges};
 use sinew_control_plane::ControlPlane;
 use sinew_control_plane::telemetry::TelemetryOptions;
 use std::time::Duration;
-use bytes::Bytes;
-use http_body_util::Empty;
 use telemetry_support::{
     MESH, Sent, edge, graph, graph_until, pushing_mesh, send, serve_reviews, until_reachable,
 };
@@ -318,7 +318,7 @@ async fn the_window_keeps_a_bounded_number_of_edges() {
 #[tokio::test]
 async fn the_graph_needs_read_access_and_pushes_need_the_mesh_identity() {
     let dir = scratch("telemetry-access");
-    std::fs::write(dir.join("mesh.yaml"), MESH).unwrap();
+    std::fs::write(dir.join("mesh.yaml"), telemetry_support::MESH_MTLS).unwrap();
     // The secure defaults: xDS (and so OTLP) over mutual TLS, reads
     // behind a token.
     let cp = ControlPlane::builder()
@@ -354,15 +354,33 @@ async fn the_graph_needs_read_access_and_pushes_need_the_mesh_identity() {
         );
     }
 
-    // With a certificate of the mesh, as itself: accepted.
+    // With certificates of the mesh, each as itself: accepted. Real
+    // requests over mutual TLS, so the server names its caller.
     let cart = telemetry_support::identity(&cp, "shop", "cart").await;
+    let reviews_identity = telemetry_support::identity(&cp, "shop", "reviews").await;
+    let reviews =
+        telemetry_support::pushing_mesh_tls(&cp, reviews_identity, "reviews", "reviews-1").await;
+    let server = serve_reviews(&cp, &reviews).await;
     let mesh = telemetry_support::pushing_mesh_tls(&cp, cart.clone(), "cart", "cart-1").await;
-    record(&mesh, "cart", 4);
-    graph_until(&cp, "the push over mutual TLS", |g| {
-        edge(g, "cart", "reviews", "outbound")["requests"] == 4
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let warm = until_reachable(&client).await;
+    let batch = send(&client, &["/", "/", "/busy"]).await;
+    assert_eq!(batch.failures, 1, "the server's 503");
+    let sent = warm.requests + batch.requests;
+    let served = sent - warm.failures;
+    let g = graph_until(&cp, "the pushes over mutual TLS", |g| {
+        edge(g, "cart", "reviews", "outbound")["requests"] == sent
+            && edge(g, "cart", "reviews", "inbound")["requests"] == served
     })
     .await;
-    drop(mesh);
+    assert_eq!(
+        edge(&g, "cart", "reviews", "inbound")["failures"],
+        1,
+        "{g:#}"
+    );
+    assert!(edge(&g, "unknown", "reviews", "inbound").is_null(), "{g:#}");
+    within("the shutdown", server.shutdown()).await.unwrap();
+    drop((client, mesh, reviews));
     assert_eq!(cp.telemetry().counts().rejected_exports, 0);
 
     // The same certificate passing for another service: refused whole.

@@ -38,6 +38,10 @@ pub async fn pushing_mesh(cp: &ControlPlane, service: &str, node: &str) -> Mesh 
     .unwrap()
 }
 
+/// [`MESH`], with `reviews-v1` spoken to over mutual TLS only, as the
+/// identity the control plane's CA gives `shop`/`reviews`.
+pub const MESH_MTLS: &str = "services:\n  reviews:\n    routes: [{ split: [{ cluster: reviews-v1 }] }]\nclusters:\n  reviews-v1:\n    identities: [\"spiffe://cluster.local/ns/shop/sa/reviews\"]\n    endpoints: []\n";
+
 /// What the tests' `reviews` server answers: `/fail` with a 500, `/busy`
 /// with a 503, `/slow` after 30 ms, anything else with a 200.
 async fn reviews_app(
@@ -85,6 +89,36 @@ pub struct Sent {
     pub failures: u64,
 }
 
+/// One GET of `path` to `reviews`: whether it failed as the mesh counts
+/// it (a 5xx or no answer), and what came back.
+async fn get(
+    client: &sinew::mesh::HttpClient<http_body_util::Empty<bytes::Bytes>>,
+    path: &str,
+) -> (bool, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = http::Request::get(format!("http://reviews{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    match crate::common::within("an answer", client.clone().oneshot(request)).await {
+        Ok(response) => {
+            let status = response.status();
+            let body = crate::common::within("a body", response.into_body().collect()).await;
+            let body = body.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned());
+            (status.is_server_error(), format!("{status}: {body:?}"))
+        }
+        Err(e) => {
+            let mut chain = format!("error: {e}");
+            let mut source = std::error::Error::source(&*e);
+            while let Some(e) = source {
+                chain.push_str(&format!(": {e}"));
+                source = e.source();
+            }
+            (true, chain)
+        }
+    }
+}
+
 /// Sends a GET of each of `paths` to `reviews` through `client`, one
 /// after another; what came back, counted as the mesh counts it (a 5xx or
 /// no answer is a failure).
@@ -92,23 +126,10 @@ pub async fn send(
     client: &sinew::mesh::HttpClient<http_body_util::Empty<bytes::Bytes>>,
     paths: &[&str],
 ) -> Sent {
-    use tower::ServiceExt;
     let mut sent = Sent::default();
     for path in paths {
-        let request = http::Request::get(format!("http://reviews{path}"))
-            .body(http_body_util::Empty::new())
-            .unwrap();
-        let answer = crate::common::within("an answer", client.clone().oneshot(request)).await;
+        let (failed, _) = get(client, path).await;
         sent.requests += 1;
-        let failed = match answer {
-            Ok(response) => {
-                let failed = response.status().is_server_error();
-                use http_body_util::BodyExt;
-                let _ = crate::common::within("a body", response.into_body().collect()).await;
-                failed
-            }
-            Err(_) => true,
-        };
         sent.failures += u64::from(failed);
     }
     sent
@@ -125,15 +146,15 @@ pub async fn until_reachable(
     let mut sent = Sent::default();
     loop {
         every.tick().await;
-        let once = send(client, &["/"]).await;
-        sent.requests += once.requests;
-        sent.failures += once.failures;
-        if once.failures == 0 {
+        let (failed, answer) = get(client, "/").await;
+        sent.requests += 1;
+        sent.failures += u64::from(failed);
+        if !failed {
             return sent;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "reviews never answered within {DEADLINE:?}"
+            "reviews never answered within {DEADLINE:?}; the last answer: {answer}"
         );
     }
 }
