@@ -27,7 +27,8 @@ use sinew_control_plane::ControlPlane;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use telemetry_support::{
-    MESH, edge, graph_until, pushing_mesh, send, serve_reviews, until_reachable,
+    MESH_MTLS, edge, graph_until, identity, pushing_mesh_tls, send, serve_reviews,
+    until_reachable,
 };
 
 /// How long one browser run may take.
@@ -115,9 +116,10 @@ fn target_dir() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_live_mesh_in_a_browser() {
     let dir = scratch("dashboard");
-    std::fs::write(dir.join("mesh.yaml"), MESH).unwrap();
+    std::fs::write(dir.join("mesh.yaml"), MESH_MTLS).unwrap();
+    // The secure defaults: xDS, OTLP and the mesh's own traffic over
+    // mutual TLS, with certificates from the control plane's CA.
     let cp = ControlPlane::builder()
-        .insecure_xds()
         .mesh_file(dir.join("mesh.yaml"))
         .token(TOKEN)
         .xds_addr("127.0.0.1:0".parse().unwrap())
@@ -126,10 +128,13 @@ async fn the_dashboard_shows_the_live_mesh_in_a_browser() {
         .await
         .unwrap();
     // A real reviews server, registered with the control plane, and a
-    // real cart client configured by it: both push their edges.
-    let reviews = pushing_mesh(&cp, "reviews", "reviews-1").await;
+    // real cart client configured by it: both push their edges, and the
+    // server names its caller from its certificate.
+    let reviews_identity = identity(&cp, "shop", "reviews").await;
+    let reviews = pushing_mesh_tls(&cp, reviews_identity, "reviews", "reviews-1").await;
     let server = serve_reviews(&cp, &reviews).await;
-    let cart = pushing_mesh(&cp, "cart", "cart-1").await;
+    let cart_identity = identity(&cp, "shop", "cart").await;
+    let cart = pushing_mesh_tls(&cp, cart_identity, "cart", "cart-1").await;
     let client = cart.http_client::<Empty<Bytes>>("reviews");
     // Usually one request: cart learns of the registered endpoint in its
     // first fetch.
@@ -143,7 +148,7 @@ async fn the_dashboard_shows_the_live_mesh_in_a_browser() {
     let served = sent - warm.failures;
     graph_until(&cp, "the first pushes", |g| {
         edge(g, "cart", "reviews", "outbound")["requests"] == sent
-            && edge(g, "unknown", "reviews", "inbound")["requests"] == served
+            && edge(g, "cart", "reviews", "inbound")["requests"] == served
             && g["services"]
                 .as_array()
                 .into_iter()
@@ -164,9 +169,12 @@ async fn the_dashboard_shows_the_live_mesh_in_a_browser() {
     // With it: the services of the mesh and the edge's figures.
     let dom = page_showing(&profile, &with_token, sent).await;
     assert!(dom.contains(r#"data-loaded="true""#), "{dom}");
-    // Plaintext: the server cannot name its caller, so its side of the
-    // edge comes from `unknown`.
-    for service in ["cart", "reviews", "unknown"] {
+    // The control plane's own certificate names no service of the mesh.
+    assert!(
+        !dom.contains(r#"data-service="control-plane""#),
+        "the control plane is no node: {dom}"
+    );
+    for service in ["cart", "reviews"] {
         assert!(
             dom.contains(&format!(r#"data-service="{service}""#)),
             "no node for {service}: {dom}"
