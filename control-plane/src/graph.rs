@@ -145,9 +145,13 @@ mod tests {
 
     #[test]
     fn the_control_planes_own_identity_is_no_service() {
-        assert!(is_control_plane("spiffe://cluster.local/sinew/control-plane"));
+        assert!(is_control_plane(
+            "spiffe://cluster.local/sinew/control-plane"
+        ));
         assert!(!is_control_plane("spiffe://cluster.local/ns/shop/sa/cart"));
-        assert!(!is_control_plane("spiffe://cluster.local/ns/sinew/sa/control-plane"));
+        assert!(!is_control_plane(
+            "spiffe://cluster.local/ns/sinew/sa/control-plane"
+        ));
         assert!(!is_control_plane("control-plane"));
     }
 }

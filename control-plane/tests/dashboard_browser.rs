@@ -1,7 +1,7 @@
 //! The dashboard in a real headless browser (Debian's `chromium`, which
 //! `.ci/run` installs): the page loads with the token from its fragment,
-//! draws the services of a running mesh, its numbers move as traffic
-//! flows, and without a token it shows nothing but a request for one. A
+//! draws the services of a running mesh (a Sinew client calling a Sinew
+//! server over mutual TLS), its numbers move as real requests flow, and without a token it shows nothing but a request for one. A
 //! screenshot is kept at `target/dashboard.png`.
 //!
 //! Chromium runs with `--dump-dom` and a virtual time budget: it loads
@@ -27,8 +27,7 @@ use sinew_control_plane::ControlPlane;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use telemetry_support::{
-    MESH_MTLS, edge, graph_until, identity, pushing_mesh_tls, send, serve_reviews,
-    until_reachable,
+    MESH_MTLS, edge, graph_until, identity, pushing_mesh_tls, send, serve_reviews, until_reachable,
 };
 
 /// How long one browser run may take.

@@ -1,8 +1,11 @@
 //! Telemetry to the control plane, through real sockets: a real Sinew
-//! mesh pushes its edges as OTLP on the xDS port and `/v1/graph` shows
-//! them; malformed exports are refused naming the field; the window keeps
-//! a bounded number of edges; over mutual TLS a workload reports only as
-//! itself; the graph needs the admin API's read access.
+//! client calls a real Sinew server registered with the control plane,
+//! both meshes push their edges as OTLP on the xDS port, and `/v1/graph`
+//! shows both sides of the edge with what the client saw; malformed
+//! exports are refused naming the field; the window keeps a bounded
+//! number of edges; over mutual TLS the server names its caller and a
+//! workload reports only as itself; the graph needs the admin API's read
+//! access.
 
 #![allow(
     clippy::unwrap_used,
