@@ -67,7 +67,7 @@ async fn reviews_app(
 pub async fn serve_reviews(cp: &ControlPlane, mesh: &Mesh) -> sinew::mesh::Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let registration = sinew::mesh::Registration::builder(
-        &format!("http://{}", cp.admin_addr()),
+        format!("http://{}", cp.admin_addr()),
         "reviews-v1",
         "127.0.0.1:0".parse().unwrap(),
     )
