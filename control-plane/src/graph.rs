@@ -64,6 +64,15 @@ fn service_of_client(client: &ClientView) -> String {
     }
 }
 
+/// Whether `spiffe_id` is the control plane's own (its CA issues itself
+/// a serving certificate): no service of the mesh, so no node of the graph.
+fn is_control_plane(spiffe_id: &str) -> bool {
+    spiffe_id
+        .strip_prefix("spiffe://")
+        .and_then(|rest| rest.find('/').map(|at| &rest[at..]))
+        == Some(crate::serving::SPIFFE_PATH)
+}
+
 fn service<'a>(services: &'a mut BTreeMap<String, Service>, name: &str) -> &'a mut Service {
     services.entry(name.to_owned()).or_insert_with(|| Service {
         name: name.to_owned(),
@@ -101,7 +110,7 @@ pub(crate) fn graph(admin: &Admin) -> Reply {
     }
     for issued in admin.ca.issued() {
         let name = crate::node_identity::service_of(&issued.spiffe_id).to_owned();
-        if !name.is_empty() {
+        if !name.is_empty() && !is_control_plane(&issued.spiffe_id) {
             service(&mut services, &name).certificates.push(issued);
         }
     }
@@ -128,4 +137,21 @@ pub(crate) fn graph(admin: &Admin) -> Reply {
             intake: admin.telemetry.counts(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_control_plane;
+
+    #[test]
+    fn the_control_planes_own_identity_is_no_service() {
+        assert!(is_control_plane(
+            "spiffe://cluster.local/sinew/control-plane"
+        ));
+        assert!(!is_control_plane("spiffe://cluster.local/ns/shop/sa/cart"));
+        assert!(!is_control_plane(
+            "spiffe://cluster.local/ns/sinew/sa/control-plane"
+        ));
+        assert!(!is_control_plane("control-plane"));
+    }
 }

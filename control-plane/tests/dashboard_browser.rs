@@ -1,7 +1,7 @@
 //! The dashboard in a real headless browser (Debian's `chromium`, which
 //! `.ci/run` installs): the page loads with the token from its fragment,
-//! draws the services of a running mesh, its numbers move as traffic
-//! flows, and without a token it shows nothing but a request for one. A
+//! draws the services of a running mesh (a Sinew client calling a Sinew
+//! server over mutual TLS), its numbers move as real requests flow, and without a token it shows nothing but a request for one. A
 //! screenshot is kept at `target/dashboard.png`.
 //!
 //! Chromium runs with `--dump-dom` and a virtual time budget: it loads
@@ -20,12 +20,15 @@
 mod common;
 mod telemetry_support;
 
+use bytes::Bytes;
 use common::{TOKEN, scratch, within};
-use sinew::telemetry::edges::Direction;
+use http_body_util::Empty;
 use sinew_control_plane::ControlPlane;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use telemetry_support::{MESH, edge, graph_until, pushing_mesh};
+use telemetry_support::{
+    MESH_MTLS, edge, graph_until, identity, pushing_mesh_tls, send, serve_reviews, until_reachable,
+};
 
 /// How long one browser run may take.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(90);
@@ -112,9 +115,10 @@ fn target_dir() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_live_mesh_in_a_browser() {
     let dir = scratch("dashboard");
-    std::fs::write(dir.join("mesh.yaml"), MESH).unwrap();
+    std::fs::write(dir.join("mesh.yaml"), MESH_MTLS).unwrap();
+    // The secure defaults: xDS, OTLP and the mesh's own traffic over
+    // mutual TLS, with certificates from the control plane's CA.
     let cp = ControlPlane::builder()
-        .insecure_xds()
         .mesh_file(dir.join("mesh.yaml"))
         .token(TOKEN)
         .xds_addr("127.0.0.1:0".parse().unwrap())
@@ -122,24 +126,28 @@ async fn the_dashboard_shows_the_live_mesh_in_a_browser() {
         .start()
         .await
         .unwrap();
-    let cart = pushing_mesh(&cp, "cart", "cart-1").await;
-    let reviews = pushing_mesh(&cp, "reviews", "reviews-1").await;
-    // A client of reviews: cart subscribes over ADS, and its ACKs show.
-    let _client = cart.http_client::<http_body_util::Empty<bytes::Bytes>>("reviews");
-    let traffic = |n: u32| {
-        let out = cart.edges().edge(Direction::Outbound, "cart", "reviews");
-        let inb = reviews.edges().edge(Direction::Inbound, "cart", "reviews");
-        for i in 0..n {
-            let ok = i % 10 != 9;
-            let latency = Duration::from_micros(700 + 300 * u64::from(i % 7));
-            out.record(ok, latency);
-            inb.record(ok, latency / 2);
-        }
-    };
-    traffic(20);
+    // A real reviews server, registered with the control plane, and a
+    // real cart client configured by it: both push their edges, and the
+    // server names its caller from its certificate.
+    let reviews_identity = identity(&cp, "shop", "reviews").await;
+    let reviews = pushing_mesh_tls(&cp, reviews_identity, "reviews", "reviews-1").await;
+    let server = serve_reviews(&cp, &reviews).await;
+    let cart_identity = identity(&cp, "shop", "cart").await;
+    let cart = pushing_mesh_tls(&cp, cart_identity, "cart", "cart-1").await;
+    let client = cart.http_client::<Empty<Bytes>>("reviews");
+    // Usually one request: cart learns of the registered endpoint in its
+    // first fetch.
+    let warm = until_reachable(&client).await;
+    let mut paths = vec!["/"; 8];
+    paths.push("/busy");
+    let first = send(&client, &paths).await;
+    assert_eq!(first.failures, 1, "the server's 503");
+    let sent = warm.requests + first.requests;
+    let failed = warm.failures + first.failures;
+    let served = sent - warm.failures;
     graph_until(&cp, "the first pushes", |g| {
-        edge(g, "cart", "reviews", "outbound")["requests"] == 20
-            && edge(g, "cart", "reviews", "inbound")["requests"] == 20
+        edge(g, "cart", "reviews", "outbound")["requests"] == sent
+            && edge(g, "cart", "reviews", "inbound")["requests"] == served
             && g["services"]
                 .as_array()
                 .into_iter()
@@ -158,8 +166,13 @@ async fn the_dashboard_shows_the_live_mesh_in_a_browser() {
     assert!(shown_requests(&dom, "cart", "reviews").is_none(), "{dom}");
 
     // With it: the services of the mesh and the edge's figures.
-    let dom = page_showing(&profile, &with_token, 20).await;
+    let dom = page_showing(&profile, &with_token, sent).await;
     assert!(dom.contains(r#"data-loaded="true""#), "{dom}");
+    // The control plane's own certificate names no service of the mesh.
+    assert!(
+        !dom.contains(r#"data-service="control-plane""#),
+        "the control plane is no node: {dom}"
+    );
     for service in ["cart", "reviews"] {
         assert!(
             dom.contains(&format!(r#"data-service="{service}""#)),
@@ -167,16 +180,29 @@ async fn the_dashboard_shows_the_live_mesh_in_a_browser() {
         );
     }
     assert!(dom.contains("rps ·"), "the edge's label: {dom}");
-    assert!(dom.contains("90.0%"), "the success rate: {dom}");
+    let rate =
+        |sent: u64, failed: u64| format!("{:.1}%", 100.0 * (sent - failed) as f64 / sent as f64);
+    assert!(
+        dom.contains(&rate(sent, failed)),
+        "the success rate {}: {dom}",
+        rate(sent, failed)
+    );
     assert!(dom.contains("<td>cart-1</td>"), "cart's xDS client: {dom}");
 
     // Traffic flows: the numbers move.
-    traffic(30);
+    let more = send(&client, &["/"; 20]).await;
+    assert_eq!(more.failures, 0);
+    let sent = sent + more.requests;
     graph_until(&cp, "the next pushes", |g| {
-        edge(g, "cart", "reviews", "outbound")["requests"] == 50
+        edge(g, "cart", "reviews", "outbound")["requests"] == sent
     })
     .await;
-    page_showing(&profile, &with_token, 50).await;
+    let dom = page_showing(&profile, &with_token, sent).await;
+    assert!(
+        dom.contains(&rate(sent, failed)),
+        "the success rate {}: {dom}",
+        rate(sent, failed)
+    );
 
     let target = target_dir();
     std::fs::create_dir_all(&target).unwrap();
@@ -199,6 +225,7 @@ async fn the_dashboard_shows_the_live_mesh_in_a_browser() {
         "a PNG at {}",
         screenshot.display()
     );
+    within("the shutdown", server.shutdown()).await.unwrap();
     drop((cart, reviews));
     let _ = std::fs::remove_dir_all(&dir);
 }

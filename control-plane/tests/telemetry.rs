@@ -1,8 +1,11 @@
 //! Telemetry to the control plane, through real sockets: a real Sinew
-//! mesh pushes its edges as OTLP on the xDS port and `/v1/graph` shows
-//! them; malformed exports are refused naming the field; the window keeps
-//! a bounded number of edges; over mutual TLS a workload reports only as
-//! itself; the graph needs the admin API's read access.
+//! client calls a real Sinew server registered with the control plane,
+//! both meshes push their edges as OTLP on the xDS port, and `/v1/graph`
+//! shows both sides of the edge with what the client saw; malformed
+//! exports are refused naming the field; the window keeps a bounded
+//! number of edges; over mutual TLS the server names its caller and a
+//! workload reports only as itself; the graph needs the admin API's read
+//! access.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,8 +19,10 @@
 mod common;
 mod telemetry_support;
 
+use bytes::Bytes;
 use common::{TOKEN, admin, raw_admin, scratch, within};
 use http::{Method, StatusCode};
+use http_body_util::Empty;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use serde_json::Value;
@@ -25,7 +30,9 @@ use sinew::telemetry::edges::{Direction, EdgeStats, Edges};
 use sinew_control_plane::ControlPlane;
 use sinew_control_plane::telemetry::TelemetryOptions;
 use std::time::Duration;
-use telemetry_support::{MESH, edge, graph, graph_until, pushing_mesh};
+use telemetry_support::{
+    MESH, Sent, edge, graph, graph_until, pushing_mesh, send, serve_reviews, until_reachable,
+};
 
 /// A control plane with plaintext xDS and reads behind the token.
 async fn start(dir: &std::path::Path, telemetry: TelemetryOptions) -> ControlPlane {
@@ -42,74 +49,99 @@ async fn start(dir: &std::path::Path, telemetry: TelemetryOptions) -> ControlPla
         .unwrap()
 }
 
-fn record(mesh: &sinew::mesh::Mesh, ok: u32, failed: u32, latency: Duration) {
-    let recorder = mesh.edges().edge(Direction::Outbound, "cart", "reviews");
-    for _ in 0..ok {
-        recorder.record(true, latency);
-    }
-    for _ in 0..failed {
-        recorder.record(false, latency);
+/// Hand-recorded outbound traffic of cart to reviews: only for the
+/// refused push, which no honest mesh sends.
+fn record(mesh: &sinew::mesh::Mesh, source: &str, requests: u32) {
+    let recorder = mesh.edges().edge(Direction::Outbound, source, "reviews");
+    for _ in 0..requests {
+        recorder.record(true, Duration::from_millis(1));
     }
 }
 
+fn service<'a>(g: &'a Value, name: &str) -> &'a Value {
+    g["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no service {name}: {g:#}"))
+}
+
+fn success_rate(e: &Value) -> f64 {
+    e["success_rate"].as_f64().unwrap()
+}
+
 #[tokio::test]
-async fn a_mesh_pushes_its_edges_and_the_graph_shows_them() {
+async fn real_requests_reach_the_graph_from_both_sides() {
     let dir = scratch("telemetry-push");
     let cp = start(&dir, TelemetryOptions::default()).await;
-    let mesh = pushing_mesh(&cp, "cart", "cart-1").await;
-    record(&mesh, 8, 2, Duration::from_micros(800));
-    let g = graph_until(&cp, "the first push", |g| {
-        edge(g, "cart", "reviews", "outbound")["requests"] == 10
+    // A real reviews server, registered with the control plane; a real
+    // cart client, configured by it; both push their edges.
+    let reviews = pushing_mesh(&cp, "reviews", "reviews-1").await;
+    let server = serve_reviews(&cp, &reviews).await;
+    let cart = pushing_mesh(&cp, "cart", "cart-1").await;
+    let client = cart.http_client::<Empty<Bytes>>("reviews");
+    let warm = until_reachable(&client).await;
+    let mut paths = vec!["/"; 7];
+    paths.extend(["/fail", "/busy"]);
+    let batch = send(&client, &paths).await;
+    assert_eq!(batch.failures, 2, "the server's 500 and 503");
+    let sent = Sent {
+        requests: warm.requests + batch.requests,
+        failures: warm.failures + batch.failures,
+    };
+    // What reached the server: the warm-up's failures found no endpoint.
+    let served = Sent {
+        requests: sent.requests - warm.failures,
+        failures: batch.failures,
+    };
+
+    let g = graph_until(&cp, "the first pushes", |g| {
+        edge(g, "cart", "reviews", "outbound")["requests"] == sent.requests
+            && edge(g, "unknown", "reviews", "inbound")["requests"] == served.requests
     })
     .await;
-    let e = edge(&g, "cart", "reviews", "outbound");
-    assert_eq!(e["failures"], 2, "{g:#}");
-    assert!(
-        (e["success_rate"].as_f64().unwrap() - 0.8).abs() < 1e-9,
+    let out = edge(&g, "cart", "reviews", "outbound");
+    assert_eq!(out["failures"], sent.failures, "{g:#}");
+    let expected = 1.0 - sent.failures as f64 / sent.requests as f64;
+    assert!((success_rate(out) - expected).abs() < 1e-9, "{g:#}");
+    let p50 = out["p50_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 < 25.0, "loopback answers: {g:#}");
+    assert!(out["rps"].as_f64().unwrap() > 0.0, "{g:#}");
+    // Without mutual TLS the server cannot tell who called: `unknown`.
+    let inb = edge(&g, "unknown", "reviews", "inbound");
+    assert_eq!(inb["failures"], served.failures, "{g:#}");
+    let expected = 1.0 - served.failures as f64 / served.requests as f64;
+    assert!((success_rate(inb) - expected).abs() < 1e-9, "{g:#}");
+    assert!(edge(&g, "cart", "reviews", "inbound").is_null(), "{g:#}");
+    assert_eq!(
+        service(&g, "cart")["reporters"][0]["instance"],
+        "cart-1",
         "{g:#}"
     );
-    let p50 = e["p50_ms"].as_f64().unwrap();
-    assert!(p50 > 0.5 && p50 <= 1.0, "{g:#}");
-    assert!(e["rps"].as_f64().unwrap() > 0.0, "{g:#}");
-    assert!(edge(&g, "cart", "reviews", "inbound").is_null());
-    let names: Vec<&str> = g["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    assert!(
-        names.contains(&"cart") && names.contains(&"reviews"),
-        "{names:?}"
-    );
-    let cart = g["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "cart")
-        .unwrap();
-    assert_eq!(cart["reporters"][0]["instance"], "cart-1", "{cart:#}");
-    let reviews = g["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "reviews")
-        .unwrap();
+    let registered = server.local_addr().to_string();
     assert_eq!(
-        reviews["clusters"][0]["endpoints"][0]["address"], "127.0.0.1:9",
-        "{reviews:#}"
+        service(&g, "reviews")["clusters"][0]["endpoints"][0]["address"],
+        registered.as_str(),
+        "{g:#}"
     );
 
-    // More traffic: the window adds it up.
-    record(&mesh, 5, 0, Duration::from_millis(40));
-    let g = graph_until(&cp, "the second push", |g| {
-        edge(g, "cart", "reviews", "outbound")["requests"] == 15
+    // More traffic, slower: the window adds it up, and its tail shows.
+    let slow = send(&client, &["/slow"; 5]).await;
+    assert_eq!(slow.failures, 0);
+    let g = graph_until(&cp, "the next pushes", |g| {
+        edge(g, "cart", "reviews", "outbound")["requests"] == sent.requests + slow.requests
+            && edge(g, "unknown", "reviews", "inbound")["requests"]
+                == served.requests + slow.requests
     })
     .await;
-    let e = edge(&g, "cart", "reviews", "outbound");
-    assert_eq!(e["failures"], 2, "{g:#}");
-    assert!(e["p99_ms"].as_f64().unwrap() > 25.0, "{g:#}");
+    let out = edge(&g, "cart", "reviews", "outbound");
+    assert_eq!(out["failures"], sent.failures, "{g:#}");
+    assert!(out["p99_ms"].as_f64().unwrap() > 25.0, "{g:#}");
+    let inb = edge(&g, "unknown", "reviews", "inbound");
+    assert!(inb["p99_ms"].as_f64().unwrap() > 25.0, "{g:#}");
     assert_eq!(cp.telemetry().counts().rejected_exports, 0);
+    within("the shutdown", server.shutdown()).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -316,7 +348,7 @@ async fn the_window_keeps_a_bounded_number_of_edges() {
 #[tokio::test]
 async fn the_graph_needs_read_access_and_pushes_need_the_mesh_identity() {
     let dir = scratch("telemetry-access");
-    std::fs::write(dir.join("mesh.yaml"), MESH).unwrap();
+    std::fs::write(dir.join("mesh.yaml"), telemetry_support::MESH_MTLS).unwrap();
     // The secure defaults: xDS (and so OTLP) over mutual TLS, reads
     // behind a token.
     let cp = ControlPlane::builder()
@@ -352,22 +384,38 @@ async fn the_graph_needs_read_access_and_pushes_need_the_mesh_identity() {
         );
     }
 
-    // With a certificate of the mesh, as itself: accepted.
+    // With certificates of the mesh, each as itself: accepted. Real
+    // requests over mutual TLS, so the server names its caller.
     let cart = telemetry_support::identity(&cp, "shop", "cart").await;
+    let reviews_identity = telemetry_support::identity(&cp, "shop", "reviews").await;
+    let reviews =
+        telemetry_support::pushing_mesh_tls(&cp, reviews_identity, "reviews", "reviews-1").await;
+    let server = serve_reviews(&cp, &reviews).await;
     let mesh = telemetry_support::pushing_mesh_tls(&cp, cart.clone(), "cart", "cart-1").await;
-    record(&mesh, 4, 0, Duration::from_millis(2));
-    graph_until(&cp, "the push over mutual TLS", |g| {
-        edge(g, "cart", "reviews", "outbound")["requests"] == 4
+    let client = mesh.http_client::<Empty<Bytes>>("reviews");
+    let warm = until_reachable(&client).await;
+    let batch = send(&client, &["/", "/", "/busy"]).await;
+    assert_eq!(batch.failures, 1, "the server's 503");
+    let sent = warm.requests + batch.requests;
+    let served = sent - warm.failures;
+    let g = graph_until(&cp, "the pushes over mutual TLS", |g| {
+        edge(g, "cart", "reviews", "outbound")["requests"] == sent
+            && edge(g, "cart", "reviews", "inbound")["requests"] == served
     })
     .await;
-    drop(mesh);
+    assert_eq!(
+        edge(&g, "cart", "reviews", "inbound")["failures"],
+        1,
+        "{g:#}"
+    );
+    assert!(edge(&g, "unknown", "reviews", "inbound").is_null(), "{g:#}");
+    within("the shutdown", server.shutdown()).await.unwrap();
+    drop((client, mesh, reviews));
     assert_eq!(cp.telemetry().counts().rejected_exports, 0);
 
     // The same certificate passing for another service: refused whole.
     let liar = telemetry_support::pushing_mesh_tls(&cp, cart, "payments", "payments-1").await;
-    liar.edges()
-        .edge(Direction::Outbound, "payments", "reviews")
-        .record(true, Duration::from_millis(1));
+    record(&liar, "payments", 1);
     graph_until(&cp, "the refused push", |g| {
         g["intake"]["rejected_exports"].as_u64() >= Some(1)
     })

@@ -11,7 +11,9 @@ use sinew::xds::Bootstrap;
 use sinew_control_plane::ControlPlane;
 use std::time::Duration;
 
-pub const MESH: &str = "services:\n  reviews:\n    routes: [{ split: [{ cluster: reviews-v1 }] }]\nclusters:\n  reviews-v1:\n    endpoints: [{ address: \"127.0.0.1:9\" }]\n";
+/// Service `reviews`, served by cluster `reviews-v1`: the endpoints are
+/// the ones registered by the tests' servers.
+pub const MESH: &str = "services:\n  reviews:\n    routes: [{ split: [{ cluster: reviews-v1 }] }]\nclusters:\n  reviews-v1:\n    endpoints: []\n";
 
 /// How often the tests' meshes push.
 pub const PUSH_EVERY: Duration = Duration::from_millis(150);
@@ -34,6 +36,127 @@ pub async fn pushing_mesh(cp: &ControlPlane, service: &str, node: &str) -> Mesh 
     )
     .await
     .unwrap()
+}
+
+/// [`MESH`], with `reviews-v1` spoken to over mutual TLS only, as the
+/// identity the control plane's CA gives `shop`/`reviews`.
+pub const MESH_MTLS: &str = "services:\n  reviews:\n    routes: [{ split: [{ cluster: reviews-v1 }] }]\nclusters:\n  reviews-v1:\n    identities: [\"spiffe://cluster.local/ns/shop/sa/reviews\"]\n    endpoints: []\n";
+
+/// What the tests' `reviews` server answers: `/fail` with a 500, `/busy`
+/// with a 503, `/slow` after 30 ms, anything else with a 200.
+async fn reviews_app(
+    request: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<String>, std::convert::Infallible> {
+    let status = match request.uri().path() {
+        "/fail" => StatusCode::INTERNAL_SERVER_ERROR,
+        "/busy" => StatusCode::SERVICE_UNAVAILABLE,
+        "/slow" => {
+            // The server's own work: what latency the edges should see.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            StatusCode::OK
+        }
+        _ => StatusCode::OK,
+    };
+    let mut response = http::Response::new("reviews".to_owned());
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// A real `reviews` server of `mesh` on loopback, registered with `cp` as
+/// an endpoint of `reviews-v1` (registered before this returns).
+pub async fn serve_reviews(cp: &ControlPlane, mesh: &Mesh) -> sinew::mesh::Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registration = sinew::mesh::Registration::builder(
+        format!("http://{}", cp.admin_addr()),
+        "reviews-v1",
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .token(TOKEN);
+    crate::common::within(
+        "the reviews server",
+        mesh.server("reviews")
+            .register(registration)
+            .serve(listener, tower::service_fn(reviews_app)),
+    )
+    .await
+    .unwrap()
+}
+
+/// What a client saw of the requests it sent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub requests: u64,
+    pub failures: u64,
+}
+
+/// One GET of `path` to `reviews`: whether it failed as the mesh counts
+/// it (a 5xx or no answer), and what came back.
+async fn get(
+    client: &sinew::mesh::HttpClient<http_body_util::Empty<bytes::Bytes>>,
+    path: &str,
+) -> (bool, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = http::Request::get(format!("http://reviews{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    match crate::common::within("an answer", client.clone().oneshot(request)).await {
+        Ok(response) => {
+            let status = response.status();
+            let body = crate::common::within("a body", response.into_body().collect()).await;
+            let body = body.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned());
+            (status.is_server_error(), format!("{status}: {body:?}"))
+        }
+        Err(e) => {
+            let mut chain = format!("error: {e}");
+            let mut source = std::error::Error::source(&*e);
+            while let Some(e) = source {
+                chain.push_str(&format!(": {e}"));
+                source = e.source();
+            }
+            (true, chain)
+        }
+    }
+}
+
+/// Sends a GET of each of `paths` to `reviews` through `client`, one
+/// after another; what came back, counted as the mesh counts it (a 5xx or
+/// no answer is a failure).
+pub async fn send(
+    client: &sinew::mesh::HttpClient<http_body_util::Empty<bytes::Bytes>>,
+    paths: &[&str],
+) -> Sent {
+    let mut sent = Sent::default();
+    for path in paths {
+        let (failed, _) = get(client, path).await;
+        sent.requests += 1;
+        sent.failures += u64::from(failed);
+    }
+    sent
+}
+
+/// Sends `/` to `reviews` until one answer is a 200 (the client may learn
+/// of the registered endpoint a moment after the server registers); what
+/// was sent, failures included: the edges count them too.
+pub async fn until_reachable(
+    client: &sinew::mesh::HttpClient<http_body_util::Empty<bytes::Bytes>>,
+) -> Sent {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut every = tokio::time::interval(Duration::from_millis(20));
+    let mut sent = Sent::default();
+    loop {
+        every.tick().await;
+        let (failed, answer) = get(client, "/").await;
+        sent.requests += 1;
+        sent.failures += u64::from(failed);
+        if !failed {
+            return sent;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reviews never answered within {DEADLINE:?}; the last answer: {answer}"
+        );
+    }
 }
 
 /// `/v1/graph`, read with the admin token.
