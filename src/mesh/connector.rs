@@ -615,8 +615,10 @@ impl MeshConnection {
         let mut scratch = [std::mem::MaybeUninit::uninit(); 64];
         let mut scratch = hyper::rt::ReadBuf::uninit(&mut scratch);
         let read = ready!(this.io.as_mut().poll_read(cx, scratch.unfilled()));
+        // Still there (checked above); were it gone, the write failed all
+        // the same.
         let Some(mut unconfirmed) = this.unconfirmed.take() else {
-            unreachable!("checked above");
+            return Poll::Ready(Err(io::Error::from(io::ErrorKind::BrokenPipe)));
         };
         let written = unconfirmed
             .write_failed

@@ -292,12 +292,7 @@ async fn requests_are_counted_by_edge_route_and_status_and_edges_recorded_on_bot
     // This thread's recorder: the test's runtime runs everything on it.
     let _guard = metrics::set_default_local_recorder(&recorder);
     let (listener, addr) = listener().await;
-    let mesh = Mesh::builder()
-        .service_name("web")
-        .config(config(addr, "http1", ""))
-        .build()
-        .await
-        .unwrap();
+    let mesh = web_mesh(addr).await;
     assert_eq!(mesh.service_name(), "web");
     let server = mesh.serve("reviews", listener, echo()).await.unwrap();
     for path in ["/", "/", "/fail"] {
@@ -493,12 +488,7 @@ async fn a_request_given_up_by_its_caller_is_counted_as_cancelled_on_both_sides(
     let snapshotter = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
     let (listener, addr) = listener().await;
-    let mesh = Mesh::builder()
-        .service_name("web")
-        .config(config(addr, "http1", ""))
-        .build()
-        .await
-        .unwrap();
+    let mesh = web_mesh(addr).await;
     let (app, mut arrivals) = app();
     let (dropped, release) = (app.dropped.clone(), app.release.clone());
     let server = mesh
@@ -561,4 +551,14 @@ async fn a_request_given_up_by_its_caller_is_counted_as_cancelled_on_both_sides(
     assert_eq!(edges.len(), 2, "{edges:?}");
     release.add_permits(1);
     within("shutdown", server.shutdown()).await.unwrap();
+}
+
+/// A mesh of the service `web`, whose `reviews` routes to `addr`.
+async fn web_mesh(addr: SocketAddr) -> Mesh {
+    Mesh::builder()
+        .service_name("web")
+        .config(config(addr, "http1", ""))
+        .build()
+        .await
+        .unwrap()
 }
